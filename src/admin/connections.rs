@@ -1,0 +1,181 @@
+//! Admin routes for connections.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::ACTOR;
+use crate::connection::discovery::Discovered;
+use crate::connection::{preset, ConnectionPatch, ConnectionView, Protocol};
+use crate::server::AppState;
+use crate::store::ConnectionSort;
+use crate::web::error::ErrorBody;
+use crate::web::{ApiError, ApiJson, ApiPath, ApiQuery};
+
+/// Sorting of the connections table.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Column: `name` (default), `active`, `provider`, `protocol`, `id`, `updated_at`.
+    #[param(value_type = Option<String>)]
+    pub sort: Option<ConnectionSort>,
+    /// `asc` (default) or `desc`.
+    pub order: Option<String>,
+}
+
+fn with_etag(view: ConnectionView, status: StatusCode) -> Response {
+    let etag = HeaderValue::from_str(&format!("\"{}\"", view.version)).ok();
+    let mut resp = (status, Json(view)).into_response();
+    if let Some(v) = etag {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp
+}
+
+/// The connections table.
+#[utoipa::path(get, path = "/connections", tag = "connections", params(ListQuery),
+    security(("admin_token" = [])),
+    responses((status = 200, body = [ConnectionView]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list_connections(State(app): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<Vec<ConnectionView>>, ApiError> {
+    let descending = match q.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("order must be asc or desc, not {other:?}"))),
+    };
+    let list = app.registry.list(q.sort.unwrap_or_default(), descending).await?;
+    let base = app.config.public_base();
+    Ok(Json(list.iter().map(|c| c.view(&base)).collect()))
+}
+
+/// Creates a connection from a provider preset and the given fields.
+#[utoipa::path(post, path = "/connections", tag = "connections", request_body = ConnectionPatch,
+    security(("admin_token" = [])),
+    responses((status = 201, body = ConnectionView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_connection(State(app): State<AppState>, ApiJson(patch): ApiJson<ConnectionPatch>) -> Result<Response, ApiError> {
+    let c = app.registry.create(&patch, ACTOR).await?;
+    Ok(with_etag(c.view(&app.config.public_base()), StatusCode::CREATED))
+}
+
+/// One connection; its `ETag` is its version.
+#[utoipa::path(get, path = "/connections/{id}", tag = "connections", params(("id" = String, Path, description = "Connection id")),
+    security(("admin_token" = [])),
+    responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody)))]
+pub async fn get_connection(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+    let c = app.registry.get(&id).await?;
+    Ok(with_etag(c.view(&app.config.public_base()), StatusCode::OK))
+}
+
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let text = v.to_str().unwrap_or("").trim().trim_start_matches("W/").trim_matches('"');
+    text.parse().map(Some).map_err(|_| ApiError::bad_request("If-Match must be the connection's ETag (its version)"))
+}
+
+/// Changes a connection. Send `If-Match` (or `version`): a change based on an older
+/// version is refused with 409 instead of overwriting someone else's.
+#[utoipa::path(patch, path = "/connections/{id}", tag = "connections", params(("id" = String, Path, description = "Connection id"),
+        ("If-Match" = Option<String>, Header, description = "The ETag read before the change")),
+    request_body = ConnectionPatch, security(("admin_token" = [])),
+    responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_connection(State(app): State<AppState>, ApiPath(id): ApiPath<String>, headers: HeaderMap, ApiJson(patch): ApiJson<ConnectionPatch>) -> Result<Response, ApiError> {
+    let c = app.registry.update(&id, &patch, if_match(&headers)?, ACTOR).await?;
+    Ok(with_etag(c.view(&app.config.public_base()), StatusCode::OK))
+}
+
+/// Deletes a connection, its links and the memberships it granted.
+#[utoipa::path(delete, path = "/connections/{id}", tag = "connections", params(("id" = String, Path, description = "Connection id")),
+    security(("admin_token" = [])),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
+pub async fn delete_connection(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<StatusCode, ApiError> {
+    app.registry.delete(&id, ACTOR).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Shows the connection on the login page.
+#[utoipa::path(post, path = "/connections/{id}/activate", tag = "connections", params(("id" = String, Path, description = "Connection id")),
+    security(("admin_token" = [])),
+    responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody)))]
+pub async fn activate_connection(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+    let c = app.registry.set_active(&id, true, ACTOR).await?;
+    Ok(with_etag(c.view(&app.config.public_base()), StatusCode::OK))
+}
+
+/// Hides the connection and refuses logins through it.
+#[utoipa::path(post, path = "/connections/{id}/deactivate", tag = "connections", params(("id" = String, Path, description = "Connection id")),
+    security(("admin_token" = [])),
+    responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody)))]
+pub async fn deactivate_connection(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+    let c = app.registry.set_active(&id, false, ACTOR).await?;
+    Ok(with_etag(c.view(&app.config.public_base()), StatusCode::OK))
+}
+
+/// Generates a new SP key pair (RSA-2048, self-signed) for signing AuthnRequests.
+#[utoipa::path(post, path = "/connections/{id}/sp-keypair", tag = "connections", params(("id" = String, Path, description = "Connection id")),
+    security(("admin_token" = [])),
+    responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn generate_sp_keypair(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+    let c = app.registry.generate_sp_keypair(&id, ACTOR).await?;
+    Ok(with_etag(c.view(&app.config.public_base()), StatusCode::OK))
+}
+
+/// The SP certificate (PEM) to register at the IdP.
+#[utoipa::path(get, path = "/connections/{id}/sp-certificate", tag = "connections", params(("id" = String, Path, description = "Connection id")),
+    security(("admin_token" = [])),
+    responses((status = 200, description = "PEM certificate", content_type = "application/x-pem-file", body = String), (status = 404, body = ErrorBody)))]
+pub async fn sp_certificate(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+    let c = app.registry.get(&id).await?;
+    let pem = c
+        .settings
+        .saml
+        .and_then(|s| s.sp_certificate)
+        .ok_or_else(|| ApiError::not_found(format!("SP certificate of connection {id} (generate one with POST .../sp-keypair)")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-pem-file".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}-sp.crt\"")),
+        ],
+        pem,
+    )
+        .into_response())
+}
+
+/// "Fetch from issuer": an issuer (or a preset and its placeholder values).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverRequest {
+    /// Issuer URL; or give `provider` and `placeholders`.
+    pub issuer: Option<String>,
+    /// OIDC provider preset.
+    pub provider: Option<String>,
+    /// Values for the preset's placeholders.
+    #[serde(default)]
+    pub placeholders: std::collections::BTreeMap<String, String>,
+}
+
+/// Reads an issuer's discovery document and returns its endpoints (nothing is saved).
+#[utoipa::path(post, path = "/discovery", tag = "connections", request_body = DiscoverRequest,
+    security(("admin_token" = [])),
+    responses((status = 200, body = Discovered), (status = 422, body = ErrorBody)))]
+pub async fn discover(State(app): State<AppState>, ApiJson(req): ApiJson<DiscoverRequest>) -> Result<Json<Discovered>, ApiError> {
+    let preset = match &req.provider {
+        Some(p) => Some(preset::find(Protocol::Oidc, p).ok_or_else(|| {
+            ApiError::invalid(vec![crate::connection::FieldError::new("provider", format!("{p:?} is not an OIDC provider"))])
+        })?),
+        None => None,
+    };
+    let issuer = match (&req.issuer, preset.and_then(|p| p.oidc.as_ref()?.issuer.as_deref())) {
+        (Some(i), _) => i.trim().to_string(),
+        (None, Some(pattern)) => preset.map(|p| p.fill(pattern, &req.placeholders, None)).transpose().map_err(ApiError::invalid)?.unwrap_or_default(),
+        (None, None) => return Err(ApiError::invalid(vec![crate::connection::FieldError::new("issuer", "is required")])),
+    };
+    let url = match preset.and_then(|p| Some((p, p.oidc.as_ref()?.discovery_url.as_deref()?))) {
+        Some((p, pattern)) => Some(p.fill(pattern, &req.placeholders, Some(&issuer)).map_err(ApiError::invalid)?),
+        None => None,
+    };
+    Ok(Json(app.registry.discover(&issuer, url.as_deref()).await?))
+}

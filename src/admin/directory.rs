@@ -1,0 +1,142 @@
+//! Admin routes for users, groups, memberships and invitations.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+
+use super::ACTOR;
+use crate::directory::{GroupInput, GroupView, InvitationView, MemberView, NewInvitation, NewUser, UserPatch, UserView};
+use crate::server::AppState;
+use crate::web::error::ErrorBody;
+use crate::web::{ApiError, ApiJson, ApiPath};
+
+/// All users with their groups.
+#[utoipa::path(get, path = "/users", tag = "users", security(("admin_token" = [])),
+    responses((status = 200, body = [UserView]), (status = 401, body = ErrorBody)))]
+pub async fn list_users(State(app): State<AppState>) -> Result<Json<Vec<UserView>>, ApiError> {
+    let mut out = Vec::new();
+    for u in app.directory.users().await? {
+        out.push(app.directory.user_view(u).await?);
+    }
+    Ok(Json(out))
+}
+
+/// Creates an active user.
+#[utoipa::path(post, path = "/users", tag = "users", request_body = NewUser, security(("admin_token" = [])),
+    responses((status = 201, body = UserView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_user(State(app): State<AppState>, ApiJson(input): ApiJson<NewUser>) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    let u = app.directory.create_user(&input, ACTOR).await?;
+    Ok((StatusCode::CREATED, Json(app.directory.user_view(u).await?)))
+}
+
+/// One user.
+#[utoipa::path(get, path = "/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")),
+    security(("admin_token" = [])), responses((status = 200, body = UserView), (status = 404, body = ErrorBody)))]
+pub async fn get_user(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<UserView>, ApiError> {
+    let u = app.directory.user(&id).await?;
+    Ok(Json(app.directory.user_view(u).await?))
+}
+
+/// Changes a user's username or email.
+#[utoipa::path(patch, path = "/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")),
+    request_body = UserPatch, security(("admin_token" = [])),
+    responses((status = 200, body = UserView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_user(State(app): State<AppState>, ApiPath(id): ApiPath<String>, ApiJson(p): ApiJson<UserPatch>) -> Result<Json<UserView>, ApiError> {
+    let u = app.directory.update_user(&id, &p, ACTOR).await?;
+    Ok(Json(app.directory.user_view(u).await?))
+}
+
+/// Removes a user, their links, memberships and invitation.
+#[utoipa::path(delete, path = "/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")),
+    security(("admin_token" = [])), responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
+pub async fn delete_user(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<StatusCode, ApiError> {
+    app.directory.delete_user(&id, ACTOR).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// All groups with member counts.
+#[utoipa::path(get, path = "/groups", tag = "groups", security(("admin_token" = [])),
+    responses((status = 200, body = [GroupView])))]
+pub async fn list_groups(State(app): State<AppState>) -> Result<Json<Vec<GroupView>>, ApiError> {
+    Ok(Json(app.directory.groups().await?))
+}
+
+/// Creates a group.
+#[utoipa::path(post, path = "/groups", tag = "groups", request_body = GroupInput, security(("admin_token" = [])),
+    responses((status = 201, body = GroupView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_group(State(app): State<AppState>, ApiJson(input): ApiJson<GroupInput>) -> Result<(StatusCode, Json<GroupView>), ApiError> {
+    Ok((StatusCode::CREATED, Json(app.directory.create_group(&input, ACTOR).await?)))
+}
+
+/// One group.
+#[utoipa::path(get, path = "/groups/{id}", tag = "groups", params(("id" = String, Path, description = "Group id")),
+    security(("admin_token" = [])), responses((status = 200, body = GroupView), (status = 404, body = ErrorBody)))]
+pub async fn get_group(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<GroupView>, ApiError> {
+    Ok(Json(app.directory.group_view(&id).await?))
+}
+
+/// Renames a group or changes its description (`Users` cannot be edited).
+#[utoipa::path(patch, path = "/groups/{id}", tag = "groups", params(("id" = String, Path, description = "Group id")),
+    request_body = GroupInput, security(("admin_token" = [])),
+    responses((status = 200, body = GroupView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_group(State(app): State<AppState>, ApiPath(id): ApiPath<String>, ApiJson(input): ApiJson<GroupInput>) -> Result<Json<GroupView>, ApiError> {
+    Ok(Json(app.directory.update_group(&id, &input, ACTOR).await?))
+}
+
+/// Deletes a group and the memberships it carried (built-in groups: 409).
+#[utoipa::path(delete, path = "/groups/{id}", tag = "groups", params(("id" = String, Path, description = "Group id")),
+    security(("admin_token" = [])),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_group(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<StatusCode, ApiError> {
+    app.directory.delete_group(&id, ACTOR).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Members of a group, with the source of each membership.
+#[utoipa::path(get, path = "/groups/{id}/members", tag = "groups", params(("id" = String, Path, description = "Group id")),
+    security(("admin_token" = [])), responses((status = 200, body = [MemberView]), (status = 404, body = ErrorBody)))]
+pub async fn list_members(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<Vec<MemberView>>, ApiError> {
+    Ok(Json(app.directory.members(&id).await?))
+}
+
+/// Adds a user to a group by hand (group sync never removes such a membership).
+#[utoipa::path(put, path = "/groups/{id}/members/{user_id}", tag = "groups",
+    params(("id" = String, Path, description = "Group id"), ("user_id" = String, Path, description = "User id")),
+    security(("admin_token" = [])),
+    responses((status = 204, description = "Member"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn add_member(State(app): State<AppState>, ApiPath((id, user_id)): ApiPath<(String, String)>) -> Result<StatusCode, ApiError> {
+    app.directory.add_member(&id, &user_id, ACTOR).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a manual membership.
+#[utoipa::path(delete, path = "/groups/{id}/members/{user_id}", tag = "groups",
+    params(("id" = String, Path, description = "Group id"), ("user_id" = String, Path, description = "User id")),
+    security(("admin_token" = [])),
+    responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn remove_member(State(app): State<AppState>, ApiPath((id, user_id)): ApiPath<(String, String)>) -> Result<StatusCode, ApiError> {
+    app.directory.remove_member(&id, &user_id, ACTOR).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// All invitations.
+#[utoipa::path(get, path = "/invitations", tag = "invitations", security(("admin_token" = [])),
+    responses((status = 200, body = [InvitationView])))]
+pub async fn list_invitations(State(app): State<AppState>) -> Result<Json<Vec<InvitationView>>, ApiError> {
+    Ok(Json(app.directory.invitations().await?))
+}
+
+/// Invites an address: a pending user who becomes active at first login.
+#[utoipa::path(post, path = "/invitations", tag = "invitations", request_body = NewInvitation, security(("admin_token" = [])),
+    responses((status = 201, body = InvitationView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_invitation(State(app): State<AppState>, ApiJson(input): ApiJson<NewInvitation>) -> Result<(StatusCode, Json<InvitationView>), ApiError> {
+    Ok((StatusCode::CREATED, Json(app.directory.invite(&input, ACTOR).await?)))
+}
+
+/// Withdraws an invitation (and its user while still pending).
+#[utoipa::path(delete, path = "/invitations/{id}", tag = "invitations", params(("id" = String, Path, description = "Invitation id")),
+    security(("admin_token" = [])), responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
+pub async fn delete_invitation(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<StatusCode, ApiError> {
+    app.directory.delete_invitation(&id, ACTOR).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

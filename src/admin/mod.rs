@@ -1,0 +1,102 @@
+//! The admin REST API under `/api/v1/admin`, described by the OpenAPI document at
+//! `/api/v1/openapi.json` (generated from these handlers, so it cannot drift from the
+//! routes). Every admin route requires the admin token, compared in constant time;
+//! every change is audited by the layer that makes it.
+
+mod connections;
+mod directory;
+mod system;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use subtle::ConstantTimeEq;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::server::{token_hash, AppState};
+use crate::web::ApiError;
+
+/// The actor recorded in the audit log for admin-token requests.
+pub const ACTOR: &str = "admin";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ssogate API", description = "Admin API of the ssogate identity federation gateway. Admin routes need `Authorization: Bearer <admin token>`."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "connections", description = "Upstream identity provider connections"),
+        (name = "presets", description = "Provider presets"),
+        (name = "users", description = "Users of the directory"),
+        (name = "groups", description = "Groups and memberships"),
+        (name = "invitations", description = "Invitations by email"),
+        (name = "audit", description = "Audit log"),
+        (name = "keys", description = "The gateway's signing keys"),
+        (name = "public", description = "Unauthenticated routes"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("The admin token")).build()),
+        );
+    }
+}
+
+/// The API routes with their OpenAPI description.
+pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
+    let admin = OpenApiRouter::new()
+        .routes(routes!(connections::list_connections, connections::create_connection))
+        .routes(routes!(connections::get_connection, connections::update_connection, connections::delete_connection))
+        .routes(routes!(connections::activate_connection))
+        .routes(routes!(connections::deactivate_connection))
+        .routes(routes!(connections::generate_sp_keypair))
+        .routes(routes!(connections::sp_certificate))
+        .routes(routes!(connections::discover))
+        .routes(routes!(system::list_presets))
+        .routes(routes!(directory::list_users, directory::create_user))
+        .routes(routes!(directory::get_user, directory::update_user, directory::delete_user))
+        .routes(routes!(directory::list_groups, directory::create_group))
+        .routes(routes!(directory::get_group, directory::update_group, directory::delete_group))
+        .routes(routes!(directory::list_members))
+        .routes(routes!(directory::add_member, directory::remove_member))
+        .routes(routes!(directory::list_invitations, directory::create_invitation))
+        .routes(routes!(directory::delete_invitation))
+        .routes(routes!(system::list_audit))
+        .routes(routes!(system::list_keys, system::rotate_key))
+        .route_layer(axum::middleware::from_fn_with_state(state, require_admin));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(crate::web::public::list_providers))
+        .nest("/api/v1/admin", admin)
+}
+
+/// Refuses a request without the admin token (401, with `WWW-Authenticate`).
+async fn require_admin(State(app): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    // Compare hashes in constant time: neither length nor content leaks through timing.
+    let ok = presented.is_some_and(|t| bool::from(token_hash(t).ct_eq(&app.admin_token_sha256)));
+    if !ok {
+        let mut e = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "admin routes need Authorization: Bearer <admin token> (printed at first start, or SSOGATE_ADMIN_TOKEN)",
+        );
+        e.www_authenticate = Some("Bearer realm=\"ssogate-admin\"");
+        return Err(e);
+    }
+    Ok(next.run(req).await)
+}

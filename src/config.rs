@@ -1,0 +1,399 @@
+//! The one configuration tree: a TOML file (`--config`) overlaid by `SSOGATE_*`
+//! environment variables (`SSOGATE_STORE__URL` sets `store.url`).
+//!
+//! Loading never stops at the first mistake: unknown keys, wrong types and invalid
+//! values are gathered and reported together, each with its key path.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer};
+use url::Url;
+
+use crate::secret::{Cipher, Secret};
+
+/// The environment variable prefix; `__` separates nested keys.
+pub const ENV_PREFIX: &str = "SSOGATE_";
+
+/// Environment variables with the prefix that are not configuration keys.
+const ENV_NOT_KEYS: &[&str] = &["SSOGATE_CONFIG"];
+
+/// Everything ssogate can be configured with. Every field has a default, so an empty
+/// file (or none) gives a working single-machine gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// External URL of the gateway: callback and ACS URLs are built from it.
+    pub public_url: Url,
+    /// Where the SQLite file lives.
+    pub data_dir: PathBuf,
+    /// Where key material lives (`master.key`).
+    pub certs_dir: PathBuf,
+    /// Master key for secrets at rest (base64 or hex of 32 bytes); else `certs_dir/master.key`.
+    pub master_key: Option<Secret>,
+    /// Bootstrap admin token; else one is generated and printed once at first start.
+    pub admin_token: Option<Secret>,
+    /// The store of connections, directory, audit and keys.
+    pub store: StoreConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// HTTP server limits.
+    pub http: HttpConfig,
+    /// Outbound HTTP (discovery, JWKS, metadata).
+    pub outbound: OutboundConfig,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` or `postgres://...`; default: `ssogate.db` in the data dir.
+    pub url: Option<Secret>,
+    /// Pool size.
+    #[serde(deserialize_with = "lenient")]
+    pub max_connections: u32,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `ssogate=debug,info`.
+    pub level: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Largest request body accepted (413 above it).
+    #[serde(deserialize_with = "lenient")]
+    pub max_body_bytes: usize,
+    /// Requests taking longer are answered 408.
+    #[serde(deserialize_with = "lenient")]
+    pub request_timeout_seconds: u64,
+}
+
+/// `[outbound]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct OutboundConfig {
+    /// Timeout for calls to IdPs (discovery, metadata, JWKS, token).
+    #[serde(deserialize_with = "lenient")]
+    pub timeout_seconds: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: Url::parse("http://127.0.0.1:8080").unwrap_or_else(|_| unreachable!()),
+            data_dir: PathBuf::from("data"),
+            certs_dir: PathBuf::from("certs"),
+            master_key: None,
+            admin_token: None,
+            store: StoreConfig::default(),
+            log: LogConfig::default(),
+            http: HttpConfig::default(),
+            outbound: OutboundConfig::default(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { url: None, max_connections: 8 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 1024 * 1024, request_timeout_seconds: 30 }
+    }
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self { timeout_seconds: 10 }
+    }
+}
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path, such as `store.url`.
+    pub key: String,
+    /// What is wrong, and where it came from when that helps.
+    pub message: String,
+}
+
+/// The configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("could not read the config file {path}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not TOML.
+    #[error("the config file {path} is not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        path: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// Keys or values are wrong; all of them are listed.
+    #[error("{}", list(.0))]
+    Invalid(Vec<Problem>),
+}
+
+fn list(problems: &[Problem]) -> String {
+    let mut out = format!("the configuration has {} problem(s):", problems.len());
+    for p in problems {
+        out.push_str(&format!("\n  - {}: {}", p.key, p.message));
+    }
+    out
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl Config {
+    /// Loads the file (if any), overlays the `SSOGATE_*` variables of `env`, and
+    /// validates. Every problem found is reported at once.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut root = match file {
+            Some(path) => {
+                let shown = path.display().to_string();
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+                toml::from_str::<toml::Table>(&text)
+                    .map_err(|e| ConfigError::Syntax { path: shown, message: e.message().to_string() })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut from_env = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            if ENV_NOT_KEYS.contains(&name.as_str()) || rest.is_empty() {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            from_env.insert(path.join("."), name.clone());
+            if let Err(message) = insert(&mut root, &path, value) {
+                problems.push(Problem { key: path.join("."), message: format!("{message} (from {name})") });
+            }
+        }
+        let mut unknown = Vec::new();
+        let mut note = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+        let de = serde_ignored::Deserializer::new(toml::Value::Table(root), &mut note);
+        let parsed: Result<Config, _> = serde_path_to_error::deserialize(de);
+        for key in unknown {
+            let origin = from_env.get(&key).map(|v| format!(" (from {v})")).unwrap_or_default();
+            problems.push(Problem { key, message: format!("unknown key{origin}") });
+        }
+        let config = match parsed {
+            Ok(c) => c,
+            Err(e) => {
+                let key = e.path().to_string();
+                let origin = from_env.get(&key).map(|v| format!(" (from {v})")).unwrap_or_default();
+                problems.push(Problem { key, message: format!("{}{origin}", e.inner()) });
+                return Err(ConfigError::Invalid(problems));
+            }
+        };
+        problems.extend(config.validate());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Checks values that parse but cannot work; returns every problem found.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut bad = |key: &str, message: &str| {
+            problems.push(Problem { key: key.into(), message: message.into() })
+        };
+        if !matches!(self.public_url.scheme(), "http" | "https") {
+            bad("public_url", "must be an http or https URL");
+        }
+        if self.public_url.query().is_some() || self.public_url.fragment().is_some() {
+            bad("public_url", "must not have a query or fragment");
+        }
+        if self.public_url.host_str().is_none() {
+            bad("public_url", "must have a host");
+        }
+        if let Some(url) = &self.store.url {
+            let u = url.expose();
+            if !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                bad("store.url", "must start with sqlite: or postgres://");
+            }
+        }
+        if self.store.max_connections == 0 || self.store.max_connections > 1000 {
+            bad("store.max_connections", "must be between 1 and 1000");
+        }
+        if let Some(key) = &self.master_key {
+            if Cipher::from_text(key.expose()).is_err() {
+                bad("master_key", "must be 32 bytes, as base64 or 64 hex characters");
+            }
+        }
+        if let Some(token) = &self.admin_token {
+            if token.expose().len() < 16 {
+                bad("admin_token", "must be at least 16 characters");
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            bad("log.level", "is not a valid filter (for example `info` or `ssogate=debug,info`)");
+        }
+        if self.http.max_body_bytes < 1024 || self.http.max_body_bytes > 64 * 1024 * 1024 {
+            bad("http.max_body_bytes", "must be between 1024 and 67108864");
+        }
+        if self.http.request_timeout_seconds == 0 {
+            bad("http.request_timeout_seconds", "must be at least 1");
+        }
+        if self.outbound.timeout_seconds == 0 || self.outbound.timeout_seconds > 120 {
+            bad("outbound.timeout_seconds", "must be between 1 and 120");
+        }
+        problems
+    }
+
+    /// The store URL in force: the configured one, or the SQLite file in the data dir.
+    pub fn store_url(&self) -> String {
+        match &self.store.url {
+            Some(u) => u.expose().to_string(),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("ssogate.db").display()),
+        }
+    }
+
+    /// The public URL without a trailing slash, to append paths to.
+    pub fn public_base(&self) -> String {
+        self.public_url.as_str().trim_end_matches('/').to_string()
+    }
+}
+
+fn insert(root: &mut toml::Table, path: &[String], value: String) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut table = root;
+    for p in parents {
+        let entry = table.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| format!("`{p}` is not a table"))?;
+    }
+    table.insert(last.clone(), toml::Value::String(value));
+    Ok(())
+}
+
+/// Accepts a value in its own type or as a string (environment variables are strings).
+fn lenient<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr + Deserialize<'de>,
+    T::Err: fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either<T> {
+        Text(String),
+        Native(T),
+    }
+    match Either::<T>::deserialize(d)? {
+        Either::Native(v) => Ok(v),
+        Either::Text(s) => s.trim().parse().map_err(|e| serde::de::Error::custom(format!("`{s}`: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_make_a_working_gateway() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert!(c.store_url().starts_with("sqlite://data/ssogate.db"));
+    }
+
+    #[test]
+    fn env_overlays_file_and_nested_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "listen = \"127.0.0.1:9000\"\n[http]\nmax_body_bytes = 2048\n").unwrap();
+        let c = Config::load(
+            Some(&f),
+            env(&[("SSOGATE_HTTP__MAX_BODY_BYTES", "4096"), ("SSOGATE_STORE__URL", "postgres://x/y"), ("HOME", "/")]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.http.max_body_bytes, 4096);
+        assert_eq!(c.store_url(), "postgres://x/y");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "public_url = \"ftp://x\"\nbogus = 1\n[store]\nurl = \"mysql://x\"\nextra = 2\n").unwrap();
+        let err = Config::load(Some(&f), env(&[("SSOGATE_NOPE", "1"), ("SSOGATE_ADMIN_TOKEN", "short")])).unwrap_err();
+        let ConfigError::Invalid(problems) = err else { panic!("{err}") };
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        for k in ["bogus", "store.extra", "nope", "public_url", "store.url", "admin_token"] {
+            assert!(keys.contains(&k), "{k} missing from {problems:?}");
+        }
+        assert!(problems.iter().any(|p| p.message.contains("SSOGATE_NOPE")));
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let err = Config::load(None, env(&[("SSOGATE_HTTP__MAX_BODY_BYTES", "lots")])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("http.max_body_bytes"), "{text}");
+        assert!(text.contains("SSOGATE_HTTP__MAX_BODY_BYTES"), "{text}");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let c = Config::load(None, env(&[("SSOGATE_ADMIN_TOKEN", "a-very-secret-admin-token")])).unwrap();
+        assert!(!format!("{c:?}").contains("a-very-secret-admin-token"));
+    }
+}

@@ -1,0 +1,457 @@
+//! Connections: one configured upstream identity provider each.
+//!
+//! This module owns the connection model (protocol settings, claim mappings, secrets),
+//! its validation, the vendor presets (`providers/*.toml`), SAML IdP metadata parsing,
+//! OIDC discovery and SP key pairs. [`Registry`] is the one place that creates,
+//! changes and removes connections, for the admin API and the CLI alike; the store
+//! keeps what it is given.
+
+pub mod discovery;
+pub mod input;
+pub mod keypair;
+pub mod metadata;
+pub mod preset;
+mod registry;
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use utoipa::ToSchema;
+
+pub use input::{ConnectionPatch, FieldError, OidcPatch, SamlPatch};
+pub use registry::{changed_fields, export, ConnectionError, Registry};
+
+use crate::clock::{rfc3339, Millis};
+use crate::secret::Secret;
+
+/// `oidc` or `saml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// OpenID Connect.
+    Oidc,
+    /// SAML 2.0.
+    Saml,
+}
+
+impl Protocol {
+    /// `oidc` or `saml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Oidc => "oidc",
+            Protocol::Saml => "saml",
+        }
+    }
+
+    /// Parses `oidc` or `saml`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "oidc" => Some(Protocol::Oidc),
+            "saml" => Some(Protocol::Saml),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// PKCE code challenge method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum Pkce {
+    /// No PKCE.
+    #[serde(rename = "none", alias = "None")]
+    None,
+    /// `plain` (verifier sent as the challenge).
+    #[serde(rename = "plain", alias = "Plain")]
+    Plain,
+    /// `S256` (SHA-256 of the verifier).
+    #[serde(rename = "S256", alias = "s256")]
+    S256,
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// HTTP Basic with client id and secret (the OIDC default).
+    ClientSecretBasic,
+    /// Client id and secret in the form body.
+    ClientSecretPost,
+    /// A public client: no secret, PKCE required.
+    None,
+}
+
+/// One claim or attribute name, or several tried in order (the first present wins).
+/// Accepted as a string or a list; empty means "not mapped".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClaimNames(pub Vec<String>);
+
+impl ClaimNames {
+    /// A single name.
+    pub fn one(name: &str) -> Self {
+        Self(vec![name.to_string()])
+    }
+
+    /// Whether nothing is mapped.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|n| n.trim().is_empty())
+    }
+}
+
+impl Serialize for ClaimNames {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => s.serialize_str(one),
+            many => many.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ClaimNames {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::One(s) if s.trim().is_empty() => ClaimNames(vec![]),
+            Form::One(s) => ClaimNames(vec![s]),
+            Form::Many(v) => ClaimNames(v),
+        })
+    }
+}
+
+/// How upstream claims (OIDC) or attributes (SAML) become the identity's fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimMappings {
+    /// Stable user id (`sub`, `oid`, or `NameID` for SAML).
+    #[schema(value_type = Vec<String>)]
+    pub user_id: ClaimNames,
+    /// Email address.
+    #[schema(value_type = Vec<String>)]
+    pub email: ClaimNames,
+    /// Full name.
+    #[schema(value_type = Vec<String>)]
+    pub name: ClaimNames,
+    /// Given name (optional when `name` is set).
+    #[schema(value_type = Vec<String>)]
+    pub given_name: ClaimNames,
+    /// Family name (optional when `name` is set).
+    #[schema(value_type = Vec<String>)]
+    pub family_name: ClaimNames,
+    /// Picture URL.
+    #[schema(value_type = Vec<String>)]
+    pub picture: ClaimNames,
+    /// Groups (a list or a single string in the claim).
+    #[schema(value_type = Vec<String>)]
+    pub groups: ClaimNames,
+}
+
+/// OIDC protocol settings (everything but the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OidcSettings {
+    /// Issuer, compared byte for byte with the ID token's `iss`.
+    pub issuer: String,
+    /// Client id registered at the IdP.
+    pub client_id: String,
+    /// Authorization endpoint.
+    pub authorization_endpoint: String,
+    /// Token endpoint.
+    pub token_endpoint: String,
+    /// Revocation endpoint, if the IdP has one.
+    pub revocation_endpoint: Option<String>,
+    /// User info endpoint; required when claims do not come from the ID token.
+    pub userinfo_endpoint: Option<String>,
+    /// JWKS URI; required when token signatures are verified.
+    pub jwks_uri: Option<String>,
+    /// On: claims from the ID token. Off: from the user info endpoint.
+    pub userinfo_from_id_token: bool,
+    /// Allow only users whose `email_verified` claim is true.
+    pub email_verification: bool,
+    /// Verify ID token signatures with keys from the JWKS URI.
+    pub verify_signature: bool,
+    /// PKCE method.
+    pub code_challenge_method: Pkce,
+    /// Client authentication at the token endpoint.
+    pub token_endpoint_auth_method: ClientAuth,
+    /// Standard userinfo scopes (must include `openid`).
+    pub scopes: Vec<String>,
+    /// Additional scopes.
+    pub additional_scopes: Vec<String>,
+    /// ID token signature algorithms accepted.
+    pub allowed_algorithms: Vec<String>,
+}
+
+/// A signing certificate of a SAML IdP, pinned from its metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Certificate {
+    /// The certificate, PEM.
+    pub pem: String,
+    /// Subject, one line.
+    pub subject: String,
+    /// Expiry (RFC 3339).
+    pub not_after: String,
+    /// SHA-256 fingerprint, hex.
+    pub sha256: String,
+}
+
+/// What the IdP's metadata says, parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IdpMetadata {
+    /// The IdP's entity id (the `Issuer` of its responses).
+    pub entity_id: String,
+    /// Where AuthnRequests go.
+    pub sso_url: String,
+    /// The binding of `sso_url` (HTTP-Redirect preferred).
+    pub sso_binding: String,
+    /// Every signing certificate (several during a rollover).
+    pub certificates: Vec<Certificate>,
+}
+
+/// SAML protocol settings (everything but the SP private key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SamlSettings {
+    /// Our SP entity id, registered at the IdP.
+    pub entity_id: String,
+    /// The IdP, from its metadata.
+    pub idp: IdpMetadata,
+    /// Where the metadata came from, when fetched by URL.
+    pub idp_metadata_url: Option<String>,
+    /// Refuse responses whose assertion is not signed (on by default).
+    pub require_signed_assertions: bool,
+    /// Sign AuthnRequests with the SP key pair.
+    pub sign_requests: bool,
+    /// SP certificate (PEM) to register at the IdP when signing requests.
+    pub sp_certificate: Option<String>,
+    /// NameID format to ask for.
+    pub name_id_format: Option<String>,
+    /// Accept responses no AuthnRequest of ours asked for (off by default).
+    pub allow_idp_initiated: bool,
+}
+
+/// Settings common to both protocols, plus the protocol's own; stored as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// External URL of the gateway for this connection; default: the public URL.
+    pub webapp_url: Option<String>,
+    /// Create users on their first login; off: only existing or invited users.
+    pub create_users: bool,
+    /// Sync group memberships from the groups claim.
+    pub group_sync: bool,
+    /// Claim mappings.
+    pub claims: ClaimMappings,
+    /// OIDC settings (protocol `oidc`).
+    pub oidc: Option<OidcSettings>,
+    /// SAML settings (protocol `saml`).
+    pub saml: Option<SamlSettings>,
+}
+
+/// Secrets of a connection; sealed together in the store.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secrets {
+    /// OIDC client secret.
+    pub client_secret: Option<String>,
+    /// SAML SP private key (PKCS#8 PEM).
+    pub sp_private_key: Option<String>,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |o: &Option<String>| if o.is_some() { "[redacted]" } else { "None" };
+        f.debug_struct("Secrets")
+            .field("client_secret", &set(&self.client_secret))
+            .field("sp_private_key", &set(&self.sp_private_key))
+            .finish()
+    }
+}
+
+impl Secrets {
+    /// The client secret as a [`Secret`].
+    pub fn client_secret(&self) -> Option<Secret> {
+        self.client_secret.as_deref().map(Secret::new)
+    }
+}
+
+/// A connection with its secrets opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// Stable, URL-safe id.
+    pub id: String,
+    /// Unique display name.
+    pub display_name: String,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Provider preset.
+    pub provider: String,
+    /// Usable for logins.
+    pub active: bool,
+    /// Settings.
+    pub settings: Settings,
+    /// Secrets.
+    pub secrets: Secrets,
+    /// Created.
+    pub created_at: Millis,
+    /// Last update.
+    pub updated_at: Millis,
+    /// Version for optimistic concurrency.
+    pub version: i64,
+}
+
+impl Connection {
+    /// The gateway URL this connection's endpoints hang off.
+    pub fn webapp_base(&self, public_base: &str) -> String {
+        self.settings.webapp_url.as_deref().unwrap_or(public_base).trim_end_matches('/').to_string()
+    }
+
+    /// Where the IdP sends the browser back (OIDC).
+    pub fn callback_url(&self, public_base: &str) -> String {
+        format!("{}/oidc/{}/callback", self.webapp_base(public_base), self.id)
+    }
+
+    /// Where the IdP posts its response (SAML).
+    pub fn acs_url(&self, public_base: &str) -> String {
+        format!("{}/saml/{}/acs", self.webapp_base(public_base), self.id)
+    }
+
+    /// Our SP metadata (SAML).
+    pub fn sp_metadata_url(&self, public_base: &str) -> String {
+        format!("{}/saml/{}/metadata", self.webapp_base(public_base), self.id)
+    }
+
+    /// Where a login with this connection starts.
+    pub fn login_url(&self, public_base: &str) -> String {
+        format!("{}/login/{}", public_base.trim_end_matches('/'), self.id)
+    }
+}
+
+/// A connection as the API shows it: no secret, only whether one is set.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConnectionView {
+    /// Stable, URL-safe id.
+    pub id: String,
+    /// Unique display name.
+    pub display_name: String,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Provider preset.
+    pub provider: String,
+    /// Shown on the login page.
+    pub active: bool,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Last update (RFC 3339).
+    pub updated_at: String,
+    /// Send as `If-Match` (or `version`) with a PATCH.
+    pub version: i64,
+    /// External URL of the gateway used for this connection.
+    pub webapp_url: String,
+    /// Redirect URL to register at the IdP (OIDC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    /// Assertion Consumer Service URL to register at the IdP (SAML).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acs_url: Option<String>,
+    /// Our SP metadata URL (SAML).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sp_metadata_url: Option<String>,
+    /// Where a login with this connection starts.
+    pub login_url: String,
+    /// Create users on first login.
+    pub create_users: bool,
+    /// Group sync.
+    pub group_sync: bool,
+    /// Claim mappings.
+    pub claims: ClaimMappings,
+    /// OIDC settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcView>,
+    /// SAML settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saml: Option<SamlView>,
+}
+
+/// OIDC settings as shown.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OidcView {
+    /// The settings.
+    #[serde(flatten)]
+    pub settings: OidcSettings,
+    /// Whether a client secret is stored (it is never shown).
+    pub client_secret_set: bool,
+}
+
+/// SAML settings as shown.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SamlView {
+    /// The settings.
+    #[serde(flatten)]
+    pub settings: SamlSettings,
+    /// Whether an SP private key is stored (it is never shown).
+    pub sp_private_key_set: bool,
+    /// The earliest expiry among the IdP's signing certificates (RFC 3339).
+    pub next_certificate_expiry: Option<String>,
+}
+
+impl Connection {
+    /// The API view.
+    pub fn view(&self, public_base: &str) -> ConnectionView {
+        let saml = self.settings.saml.as_ref().map(|s| SamlView {
+            settings: s.clone(),
+            sp_private_key_set: self.secrets.sp_private_key.is_some(),
+            next_certificate_expiry: s.idp.certificates.iter().map(|c| c.not_after.clone()).min(),
+        });
+        ConnectionView {
+            id: self.id.clone(),
+            display_name: self.display_name.clone(),
+            protocol: self.protocol,
+            provider: self.provider.clone(),
+            active: self.active,
+            created_at: rfc3339(self.created_at),
+            updated_at: rfc3339(self.updated_at),
+            version: self.version,
+            webapp_url: self.webapp_base(public_base),
+            callback_url: (self.protocol == Protocol::Oidc).then(|| self.callback_url(public_base)),
+            acs_url: (self.protocol == Protocol::Saml).then(|| self.acs_url(public_base)),
+            sp_metadata_url: (self.protocol == Protocol::Saml).then(|| self.sp_metadata_url(public_base)),
+            login_url: self.login_url(public_base),
+            create_users: self.settings.create_users,
+            group_sync: self.settings.group_sync,
+            claims: self.settings.claims.clone(),
+            oidc: self.settings.oidc.as_ref().map(|o| OidcView {
+                settings: o.clone(),
+                client_secret_set: self.secrets.client_secret.is_some(),
+            }),
+            saml,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_names_accept_string_or_list() {
+        let one: ClaimNames = serde_json::from_str("\"cognito:groups\"").unwrap();
+        assert_eq!(one, ClaimNames::one("cognito:groups"));
+        let many: ClaimNames = serde_json::from_str("[\"a\",\"b\"]").unwrap();
+        assert_eq!(many.0, vec!["a", "b"]);
+        let none: ClaimNames = serde_json::from_str("\"\"").unwrap();
+        assert!(none.is_empty());
+        assert_eq!(serde_json::to_string(&one).unwrap(), "\"cognito:groups\"");
+    }
+
+    #[test]
+    fn secrets_debug_is_redacted() {
+        let s = Secrets { client_secret: Some("topsecret".into()), sp_private_key: Some("-----BEGIN".into()) };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("topsecret") && !shown.contains("BEGIN"), "{shown}");
+    }
+}

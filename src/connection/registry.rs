@@ -1,0 +1,538 @@
+//! The registry: the one place connections are created, changed and removed. It applies
+//! presets and patches, fetches discovery documents and metadata, generates SP key
+//! pairs, validates, seals secrets, and writes each change with its audit entry.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::input::{set, set_opt, validate};
+use super::*;
+use crate::audit::AuditEntry;
+use crate::clock::Clock;
+use crate::secret::{Cipher, CipherError};
+use crate::store::{ConnectionSort, Store, StoreError, StoredConnection};
+
+/// Largest IdP metadata fetched by URL.
+const METADATA_MAX: usize = metadata::MAX_BYTES;
+
+/// Why a connection operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// No connection with that id.
+    #[error("connection {0} not found")]
+    NotFound(String),
+    /// Fields are missing or wrong; every one is listed.
+    #[error("the connection is not valid")]
+    Invalid(Vec<FieldError>),
+    /// The display name (or id) is taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// Someone else changed it first.
+    #[error("the connection was changed by someone else (now at version {current}); reload and apply your change again")]
+    Stale {
+        /// The version now stored.
+        current: i64,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+    /// A stored secret did not decrypt.
+    #[error(transparent)]
+    Cipher(#[from] CipherError),
+    /// Key generation failed.
+    #[error("could not generate a key pair")]
+    Crypto(#[from] openssl::error::ErrorStack),
+}
+
+impl From<StoreError> for ConnectionError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => ConnectionError::NotFound(what.trim_start_matches("connection ").to_string()),
+            StoreError::Conflict(m) => ConnectionError::Conflict(m),
+            StoreError::Stale { current } => ConnectionError::Stale { current },
+            other => ConnectionError::Store(other),
+        }
+    }
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ConnectionError {
+    ConnectionError::Invalid(vec![FieldError::new(field, message)])
+}
+
+/// Creates, changes and removes connections.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    store: Arc<dyn Store>,
+    cipher: Cipher,
+    public_base: String,
+    http: reqwest::Client,
+    clock: Clock,
+}
+
+impl Registry {
+    /// A registry over `store`, sealing secrets with `cipher`.
+    pub fn new(store: Arc<dyn Store>, cipher: Cipher, public_base: String, http: reqwest::Client, clock: Clock) -> Self {
+        Self { store, cipher, public_base, http, clock }
+    }
+
+    /// The gateway's public URL, without a trailing slash.
+    pub fn public_base(&self) -> &str {
+        &self.public_base
+    }
+
+    fn secrets_context(id: &str) -> String {
+        format!("connection:{id}:secrets")
+    }
+
+    /// Opens a stored connection.
+    pub fn decode(&self, s: StoredConnection) -> Result<Connection, ConnectionError> {
+        let protocol = Protocol::parse(&s.protocol).ok_or_else(|| StoreError::Corrupt(format!("protocol {:?}", s.protocol)))?;
+        let settings: Settings = serde_json::from_str(&s.settings).map_err(|e| StoreError::Corrupt(format!("connection {}: {e}", s.id)))?;
+        let secrets = match &s.secrets {
+            None => Secrets::default(),
+            Some(sealed) => {
+                let plain = self.cipher.open(&Self::secrets_context(&s.id), sealed)?;
+                serde_json::from_slice(&plain).map_err(|_| CipherError::Format)?
+            }
+        };
+        Ok(Connection {
+            id: s.id,
+            display_name: s.display_name,
+            protocol,
+            provider: s.provider,
+            active: s.active,
+            settings,
+            secrets,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            version: s.version,
+        })
+    }
+
+    fn encode(&self, c: &Connection) -> StoredConnection {
+        let secrets = (c.secrets != Secrets::default()).then(|| {
+            let plain = serde_json::to_vec(&c.secrets).unwrap_or_default();
+            self.cipher.seal(&Self::secrets_context(&c.id), &plain)
+        });
+        StoredConnection {
+            id: c.id.clone(),
+            display_name: c.display_name.trim().to_string(),
+            protocol: c.protocol.as_str().into(),
+            provider: c.provider.clone(),
+            active: c.active,
+            settings: serde_json::to_string(&c.settings).unwrap_or_default(),
+            secrets,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            version: c.version,
+        }
+    }
+
+    /// Every connection, sorted.
+    pub async fn list(&self, sort: ConnectionSort, descending: bool) -> Result<Vec<Connection>, ConnectionError> {
+        let stored = self.store.connection_list(sort, descending).await?;
+        stored.into_iter().map(|s| self.decode(s)).collect()
+    }
+
+    /// One connection.
+    pub async fn get(&self, id: &str) -> Result<Connection, ConnectionError> {
+        match self.store.connection_get(id).await? {
+            Some(s) => self.decode(s),
+            None => Err(ConnectionError::NotFound(id.into())),
+        }
+    }
+
+    /// Creates a connection from its provider's preset and the admin's values.
+    pub async fn create(&self, patch: &ConnectionPatch, actor: &str) -> Result<Connection, ConnectionError> {
+        let protocol = patch.protocol.ok_or_else(|| invalid("protocol", "is required: oidc or saml"))?;
+        let provider = patch.provider.clone().unwrap_or_else(|| "custom".into());
+        let preset = preset::find(protocol, &provider).ok_or_else(|| {
+            let known: Vec<_> = preset::all().iter().filter(|p| p.protocol == protocol).map(|p| p.provider.as_str()).collect();
+            invalid("provider", format!("{provider:?} is not a {protocol} provider; choose from {}", known.join(", ")))
+        })?;
+        if patch.version.is_some() {
+            return Err(invalid("version", "is only for updates"));
+        }
+        let id = match &patch.id {
+            Some(id) if crate::id::is_wellformed(id) => id.clone(),
+            Some(_) => return Err(invalid("id", "may hold only letters, digits, '-' and '_' (at most 64)")),
+            None => crate::id::new("con"),
+        };
+        let now = self.clock.now();
+        let mut c = Connection {
+            id,
+            display_name: String::new(),
+            protocol,
+            provider,
+            active: true,
+            settings: preset.settings(),
+            secrets: Secrets::default(),
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        if patch.display_name.is_none() {
+            return Err(invalid("display_name", "is required"));
+        }
+        self.apply(&mut c, patch, preset, true).await?;
+        let stored = self.encode(&c);
+        let audit = AuditEntry::new(now, actor, "connection.create", &c.id, json!({"display_name": c.display_name, "protocol": protocol, "provider": c.provider, "fields": changed_fields(patch)}));
+        self.store.connection_insert(&stored, &audit).await.map_err(|e| match e {
+            StoreError::Conflict(m) if !m.contains("display_name") => ConnectionError::Conflict(format!("id: {} is taken", c.id)),
+            other => other.into(),
+        })?;
+        Ok(c)
+    }
+
+    /// Changes a connection. `if_match` (or `patch.version`) must be the stored version
+    /// when given; the write is refused if someone else changed it meanwhile.
+    pub async fn update(&self, id: &str, patch: &ConnectionPatch, if_match: Option<i64>, actor: &str) -> Result<Connection, ConnectionError> {
+        let mut c = self.get(id).await?;
+        let expected = match (if_match, patch.version) {
+            (Some(a), Some(b)) if a != b => return Err(invalid("version", "differs from the If-Match header")),
+            (a, b) => a.or(b),
+        };
+        if let Some(v) = expected {
+            if v != c.version {
+                return Err(ConnectionError::Stale { current: c.version });
+            }
+        }
+        if patch.protocol.is_some_and(|p| p != c.protocol) {
+            return Err(invalid("protocol", "cannot change; create a new connection instead"));
+        }
+        if patch.id.as_ref().is_some_and(|i| *i != c.id) {
+            return Err(invalid("id", "cannot change"));
+        }
+        let provider = patch.provider.clone().unwrap_or_else(|| c.provider.clone());
+        let preset = preset::find(c.protocol, &provider)
+            .ok_or_else(|| invalid("provider", format!("{provider:?} is not a {} provider", c.protocol)))?;
+        c.provider = provider;
+        let read_version = c.version;
+        self.apply(&mut c, patch, preset, false).await?;
+        c.version = read_version + 1;
+        c.updated_at = self.clock.now().max(c.updated_at + 1);
+        let audit = AuditEntry::new(c.updated_at, actor, "connection.update", &c.id, json!({"fields": changed_fields(patch)}));
+        self.store.connection_update(&self.encode(&c), read_version, &audit).await?;
+        Ok(c)
+    }
+
+    /// Turns a connection on or off.
+    pub async fn set_active(&self, id: &str, active: bool, actor: &str) -> Result<Connection, ConnectionError> {
+        let patch = ConnectionPatch { active: Some(active), ..Default::default() };
+        self.update(id, &patch, None, actor).await
+    }
+
+    /// Removes a connection, its links and the memberships it granted.
+    pub async fn delete(&self, id: &str, actor: &str) -> Result<(), ConnectionError> {
+        let c = self.get(id).await?;
+        let audit = AuditEntry::new(self.clock.now(), actor, "connection.delete", id, json!({"display_name": c.display_name}));
+        self.store.connection_delete(id, &audit).await?;
+        Ok(())
+    }
+
+    /// Generates a new SP key pair for a SAML connection (replacing any other).
+    pub async fn generate_sp_keypair(&self, id: &str, actor: &str) -> Result<Connection, ConnectionError> {
+        let mut c = self.get(id).await?;
+        let read_version = c.version;
+        let cn = sp_common_name(&c, &self.public_base);
+        let Some(saml) = c.settings.saml.as_mut() else {
+            return Err(invalid("protocol", "only SAML connections have an SP key pair"));
+        };
+        let (cert, key) = keypair::generate(&cn)?;
+        saml.sp_certificate = Some(cert);
+        c.secrets.sp_private_key = Some(key);
+        c.version = read_version + 1;
+        c.updated_at = self.clock.now().max(c.updated_at + 1);
+        let audit = AuditEntry::new(c.updated_at, actor, "connection.sp_keypair.generate", &c.id, json!({}));
+        self.store.connection_update(&self.encode(&c), read_version, &audit).await?;
+        Ok(c)
+    }
+
+    /// Fetches the discovery document for an issuer, or for a preset's pattern.
+    pub async fn discover(&self, issuer: &str, discovery_url: Option<&str>) -> Result<discovery::Discovered, ConnectionError> {
+        let mut errors = Vec::new();
+        input::check_url(&mut errors, "issuer", issuer);
+        if !errors.is_empty() {
+            return Err(ConnectionError::Invalid(errors));
+        }
+        let url = discovery_url.map(str::to_string).unwrap_or_else(|| discovery::default_url(issuer));
+        discovery::fetch(&self.http, &url, issuer)
+            .await
+            .map_err(|e| invalid("oidc.issuer", format!("discovery failed: {e}")))
+    }
+
+    /// Applies a patch over `c` (preset values on create, stored values on update),
+    /// fetching what must be fetched, then validates the result.
+    async fn apply(&self, c: &mut Connection, p: &ConnectionPatch, preset: &preset::Preset, creating: bool) -> Result<(), ConnectionError> {
+        let mut errors = Vec::new();
+        if let Some(name) = &p.display_name {
+            c.display_name = name.trim().to_string();
+        }
+        set(&mut c.active, &p.active);
+        set_opt(&mut c.settings.webapp_url, &p.webapp_url);
+        set(&mut c.settings.create_users, &p.create_users);
+        set(&mut c.settings.group_sync, &p.group_sync);
+        if let Some(claims) = &p.claims {
+            claims.apply(&mut c.settings.claims);
+        }
+        let placeholders = p.placeholders.clone().unwrap_or_default();
+        match c.protocol {
+            Protocol::Oidc => {
+                if p.saml.is_some() {
+                    errors.push(FieldError::new("saml", "this is an OIDC connection"));
+                }
+                let o = c.settings.oidc.get_or_insert_with(|| preset.settings().oidc.unwrap_or_else(|| unreachable_oidc()));
+                let op = p.oidc.clone().unwrap_or_default();
+                op.apply(o, &mut c.secrets);
+                let preset_oidc = preset.oidc.as_ref();
+                let refill = creating || p.placeholders.is_some();
+                if op.issuer.is_none() && refill {
+                    if let Some(pattern) = preset_oidc.and_then(|x| x.issuer.as_deref()) {
+                        match preset.fill(pattern, &placeholders, None) {
+                            Ok(iss) => o.issuer = iss,
+                            Err(e) => errors.extend(e),
+                        }
+                    }
+                }
+                let endpoints_missing = o.authorization_endpoint.is_empty() || o.token_endpoint.is_empty();
+                let wants = p.discover.unwrap_or(creating && endpoints_missing);
+                if wants && errors.is_empty() {
+                    if o.issuer.is_empty() {
+                        errors.push(FieldError::new("oidc.issuer", "is required to discover the endpoints"));
+                    } else {
+                        let pattern = preset_oidc.and_then(|x| x.discovery_url.as_deref());
+                        let url = match pattern {
+                            Some(pat) => preset.fill(pat, &placeholders, Some(&o.issuer)).ok(),
+                            None => None,
+                        };
+                        match self.discover(&o.issuer, url.as_deref()).await {
+                            Ok(d) => d.fill(o, &op),
+                            Err(ConnectionError::Invalid(e)) => errors.extend(e),
+                            Err(other) => return Err(other),
+                        }
+                    }
+                }
+            }
+            Protocol::Saml => {
+                if p.oidc.is_some() {
+                    errors.push(FieldError::new("oidc", "this is a SAML connection"));
+                }
+                let cn = sp_common_name(c, &self.public_base);
+                let sp_metadata_url = c.sp_metadata_url(&self.public_base);
+                let s = c.settings.saml.get_or_insert_with(|| preset.settings().saml.unwrap_or_else(|| unreachable_saml()));
+                let sp = p.saml.clone().unwrap_or_default();
+                set(&mut s.entity_id, &sp.entity_id.as_ref().map(|e| e.trim().to_string()));
+                if s.entity_id.is_empty() {
+                    s.entity_id = sp_metadata_url;
+                }
+                set(&mut s.require_signed_assertions, &sp.require_signed_assertions);
+                set(&mut s.sign_requests, &sp.sign_requests);
+                set(&mut s.allow_idp_initiated, &sp.allow_idp_initiated);
+                set_opt(&mut s.name_id_format, &sp.name_id_format);
+                set_opt(&mut s.idp_metadata_url, &sp.idp_metadata_url);
+                if creating && s.idp_metadata_url.is_none() && sp.idp_metadata_xml.is_none() && sp.idp.is_none() && !placeholders.is_empty() {
+                    if let Some(pattern) = preset.saml.as_ref().and_then(|x| x.metadata_url.as_deref()) {
+                        match preset.fill(pattern, &placeholders, None) {
+                            Ok(u) => s.idp_metadata_url = Some(u),
+                            Err(e) => errors.extend(e),
+                        }
+                    }
+                }
+                if let Some(xml) = &sp.idp_metadata_xml {
+                    match metadata::parse(xml) {
+                        Ok(m) => s.idp = m,
+                        Err(e) => errors.push(FieldError::new("saml.idp_metadata_xml", e)),
+                    }
+                } else if let Some(idp) = &sp.idp {
+                    match reread(idp) {
+                        Ok(m) => s.idp = m,
+                        Err(e) => errors.push(FieldError::new("saml.idp", e)),
+                    }
+                } else if let (Some(url), true) = (&s.idp_metadata_url, sp.idp_metadata_url.is_some() || creating) {
+                    let mut url_errors = Vec::new();
+                    input::check_url(&mut url_errors, "saml.idp_metadata_url", url);
+                    if url_errors.is_empty() {
+                        match crate::outbound::get_bytes(&self.http, url, METADATA_MAX).await {
+                            Ok(body) => match std::str::from_utf8(&body).map_err(|_| "is not UTF-8".to_string()).and_then(metadata::parse) {
+                                Ok(m) => s.idp = m,
+                                Err(e) => errors.push(FieldError::new("saml.idp_metadata_url", format!("the metadata there {e}"))),
+                            },
+                            Err(e) => errors.push(FieldError::new("saml.idp_metadata_url", format!("could not fetch the metadata: {e}"))),
+                        }
+                    } else {
+                        errors.extend(url_errors);
+                    }
+                }
+                match (&sp.sp_certificate, &sp.sp_private_key) {
+                    (Some(cert), Some(key)) => match keypair::check_pair(cert, key) {
+                        Ok(()) => {
+                            s.sp_certificate = Some(cert.trim().to_string() + "\n");
+                            c.secrets.sp_private_key = Some(key.trim().to_string() + "\n");
+                        }
+                        Err(e) => errors.push(FieldError::new("saml.sp_private_key", e)),
+                    },
+                    (None, None) => {}
+                    _ => errors.push(FieldError::new("saml.sp_private_key", "sp_certificate and sp_private_key go together")),
+                }
+                // "The gateway can generate the pair instead of the admin running openssl."
+                if s.sign_requests && (s.sp_certificate.is_none() || c.secrets.sp_private_key.is_none()) && errors.is_empty() {
+                    let (cert, key) = keypair::generate(&cn)?;
+                    s.sp_certificate = Some(cert);
+                    c.secrets.sp_private_key = Some(key);
+                }
+            }
+        }
+        if errors.is_empty() {
+            errors = validate(c);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConnectionError::Invalid(errors))
+        }
+    }
+}
+
+/// Re-reads certificates of an already parsed IdP (import), so their details are ours.
+fn reread(idp: &IdpMetadata) -> Result<IdpMetadata, String> {
+    let mut out = idp.clone();
+    out.certificates = idp
+        .certificates
+        .iter()
+        .map(|c| {
+            let x = openssl::x509::X509::from_pem(c.pem.as_bytes()).map_err(|_| "certificates[].pem is not a PEM certificate".to_string())?;
+            metadata::describe(&x)
+        })
+        .collect::<Result<_, _>>()?;
+    if out.certificates.is_empty() {
+        return Err("has no signing certificate".into());
+    }
+    Ok(out)
+}
+
+fn sp_common_name(c: &Connection, public_base: &str) -> String {
+    url::Url::parse(&c.webapp_base(public_base))
+        .ok()
+        .and_then(|u| u.host_str().map(|h| format!("ssogate SP {h}")))
+        .unwrap_or_else(|| "ssogate SP".into())
+}
+
+// Presets are checked at parse time to carry their protocol's section; these only
+// satisfy the type checker for a preset of the other protocol.
+fn unreachable_oidc() -> OidcSettings {
+    preset::find(Protocol::Oidc, "custom").and_then(|p| p.settings().oidc).unwrap_or_else(|| OidcSettings {
+        issuer: String::new(),
+        client_id: String::new(),
+        authorization_endpoint: String::new(),
+        token_endpoint: String::new(),
+        revocation_endpoint: None,
+        userinfo_endpoint: None,
+        jwks_uri: None,
+        userinfo_from_id_token: true,
+        email_verification: true,
+        verify_signature: true,
+        code_challenge_method: Pkce::S256,
+        token_endpoint_auth_method: ClientAuth::ClientSecretBasic,
+        scopes: vec!["openid".into()],
+        additional_scopes: vec![],
+        allowed_algorithms: vec!["RS256".into()],
+    })
+}
+
+fn unreachable_saml() -> SamlSettings {
+    SamlSettings {
+        entity_id: String::new(),
+        idp: IdpMetadata { entity_id: String::new(), sso_url: String::new(), sso_binding: String::new(), certificates: vec![] },
+        idp_metadata_url: None,
+        require_signed_assertions: true,
+        sign_requests: false,
+        sp_certificate: None,
+        name_id_format: None,
+        allow_idp_initiated: false,
+    }
+}
+
+/// The names of the fields a patch sets (for the audit log: names, never values).
+pub fn changed_fields(p: &ConnectionPatch) -> Vec<String> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        if let serde_json::Value::Object(map) = v {
+            for (k, v) in map {
+                if v.is_null() {
+                    continue;
+                }
+                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                match v {
+                    serde_json::Value::Object(_) if k != "placeholders" && k != "idp" => walk(&path, v, out),
+                    _ => out.push(path),
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", &serde_json::to_value(p).unwrap_or_default(), &mut out);
+    out
+}
+
+/// A connection as exported: the patch that recreates it. Secrets only when asked.
+pub fn export(c: &Connection, include_secrets: bool) -> ConnectionPatch {
+    let oidc = c.settings.oidc.as_ref().map(|o| OidcPatch {
+        issuer: Some(o.issuer.clone()),
+        client_id: Some(o.client_id.clone()),
+        client_secret: if include_secrets { c.secrets.client_secret.clone() } else { None },
+        authorization_endpoint: Some(o.authorization_endpoint.clone()),
+        token_endpoint: Some(o.token_endpoint.clone()),
+        revocation_endpoint: o.revocation_endpoint.clone(),
+        userinfo_endpoint: o.userinfo_endpoint.clone(),
+        jwks_uri: o.jwks_uri.clone(),
+        userinfo_from_id_token: Some(o.userinfo_from_id_token),
+        email_verification: Some(o.email_verification),
+        verify_signature: Some(o.verify_signature),
+        code_challenge_method: Some(o.code_challenge_method),
+        token_endpoint_auth_method: Some(o.token_endpoint_auth_method),
+        scopes: Some(input::ScopeList(o.scopes.clone())),
+        additional_scopes: Some(input::ScopeList(o.additional_scopes.clone())),
+        allowed_algorithms: Some(o.allowed_algorithms.clone()),
+    });
+    let saml = c.settings.saml.as_ref().map(|s| {
+        let with_key = include_secrets && c.secrets.sp_private_key.is_some();
+        SamlPatch {
+            entity_id: Some(s.entity_id.clone()),
+            idp_metadata_xml: None,
+            idp_metadata_url: s.idp_metadata_url.clone(),
+            idp: Some(s.idp.clone()),
+            require_signed_assertions: Some(s.require_signed_assertions),
+            // Without the key, an importer regenerates a pair when signing is on.
+            sign_requests: Some(s.sign_requests),
+            sp_certificate: if with_key { s.sp_certificate.clone() } else { None },
+            sp_private_key: if with_key { c.secrets.sp_private_key.clone() } else { None },
+            name_id_format: s.name_id_format.clone(),
+            allow_idp_initiated: Some(s.allow_idp_initiated),
+        }
+    });
+    let cl = &c.settings.claims;
+    ConnectionPatch {
+        id: Some(c.id.clone()),
+        display_name: Some(c.display_name.clone()),
+        protocol: Some(c.protocol),
+        provider: Some(c.provider.clone()),
+        active: Some(c.active),
+        version: None,
+        webapp_url: c.settings.webapp_url.clone(),
+        create_users: Some(c.settings.create_users),
+        group_sync: Some(c.settings.group_sync),
+        placeholders: None,
+        discover: Some(false),
+        claims: Some(input::ClaimsPatch {
+            user_id: Some(cl.user_id.clone()),
+            email: Some(cl.email.clone()),
+            name: Some(cl.name.clone()),
+            given_name: Some(cl.given_name.clone()),
+            family_name: Some(cl.family_name.clone()),
+            picture: Some(cl.picture.clone()),
+            groups: Some(cl.groups.clone()),
+        }),
+        oidc,
+        saml,
+    }
+}

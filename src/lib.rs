@@ -1,0 +1,35 @@
+//! ssogate: an identity federation gateway (SSO broker).
+//!
+//! Admins connect it to upstream identity providers (OIDC and SAML 2.0), keep a
+//! directory of users and groups, and hand a verified session to the main application
+//! server and to a Kubernetes ingress.
+//!
+//! # Layout
+//! - [`config`]: the one configuration tree (TOML file overlaid by `SSOGATE_*` env).
+//! - [`secret`]: secrets that never print, and the master-key cipher for secrets at rest.
+//! - [`store`]: the `Store` trait over SQLite and PostgreSQL, its migrations and the
+//!   conformance suite every backend passes.
+//! - [`connection`]: the connection model, its validation, provider presets, IdP
+//!   metadata parsing, OIDC discovery and SP key pairs.
+//! - [`directory`]: users, groups, memberships and invitations: the rules above the store.
+//! - [`token`]: the gateway's own signing keys (generated, encrypted, listed as JWKS).
+//! - [`outbound`]: the one HTTP client for calls to IdPs: no redirects, timeouts, size caps.
+//! - [`admin`]: the admin REST API and its OpenAPI document.
+//! - [`web`]: request ids, error bodies, health checks and the public provider list.
+//! - [`server`]: builds the application state and router; `serve(listener, state, shutdown)`.
+//! - [`audit`]: who changed what and when.
+//! - [`clock`]: time, injected so expiry tests never sleep.
+
+pub mod admin;
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod connection;
+pub mod directory;
+pub mod id;
+pub mod outbound;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod token;
+pub mod web;

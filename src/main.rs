@@ -1,0 +1,347 @@
+//! The `ssogate` command: serve the gateway, manage connections, keys and
+//! configuration from the shell. The CLI works on the same store as the server.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use ssogate::clock::Clock;
+use ssogate::config::{Config, LogFormat};
+use ssogate::connection::{export, ConnectionError, ConnectionPatch};
+use ssogate::server::{self, App};
+use ssogate::store::ConnectionSort;
+use ssogate::token::Alg;
+
+/// ssogate: an identity federation gateway (SSO broker). Connect OIDC and SAML
+/// identity providers, keep a directory of users and groups, and hand verified
+/// sessions to your apps and your ingress.
+///
+/// Configuration comes from --config (TOML) and SSOGATE_* environment variables
+/// (SSOGATE_STORE__URL sets store.url). With none, it runs on 127.0.0.1:8080 with a
+/// SQLite file in ./data and a master key in ./certs.
+#[derive(Parser, Debug)]
+#[command(name = "ssogate", version)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, short, global = true, env = "SSOGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway (the default when no command is given).
+    Serve,
+    /// List, show, create, import and export connections.
+    #[command(subcommand)]
+    Connections(ConnectionsCmd),
+    /// The gateway's signing keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// The admin token.
+    #[command(subcommand, name = "admin-token")]
+    AdminToken(AdminTokenCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum ConnectionsCmd {
+    /// The connections table: active, name, provider, protocol, id, last update.
+    List {
+        /// Sort column.
+        #[arg(long, value_enum, default_value = "name")]
+        sort: SortArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One connection, as the API shows it (no secrets).
+    Show {
+        /// Connection id.
+        id: String,
+    },
+    /// Create a connection from a JSON or YAML file (the body of POST /connections); `-` reads stdin.
+    Create {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Import connections exported earlier: a JSON or YAML list. Existing ids are updated.
+    Import {
+        /// The file; `-` reads stdin.
+        file: PathBuf,
+    },
+    /// Export every connection as the bodies that recreate them. Secrets are left out
+    /// unless --include-secrets is given.
+    Export {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: Format,
+        /// Include client secrets and SP private keys in clear text.
+        #[arg(long)]
+        include_secrets: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCmd {
+    /// Generate a new signing key; the current one is retired but stays published.
+    Generate {
+        /// Algorithm.
+        #[arg(long, value_enum, default_value = "ES256")]
+        alg: Alg,
+    },
+    /// List signing keys.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// Load and validate the configuration; list every problem, or print the result.
+    Check,
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminTokenCmd {
+    /// Replace the admin token with a new one and print it once.
+    Reset,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum SortArg {
+    Name,
+    Active,
+    Provider,
+    Protocol,
+    Id,
+    UpdatedAt,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Format {
+    Json,
+    Yaml,
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    Config::load(cli.config.as_deref(), std::env::vars()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn init_logs(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let config = load_config(&cli)?;
+    init_logs(&config);
+    match cli.command.as_ref().unwrap_or(&Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Config(ConfigCmd::Check) => {
+            println!("configuration is valid");
+            println!("  listen      {}", config.listen);
+            println!("  public_url  {}", config.public_url);
+            println!("  store       {}", server::redact_url(&config.store_url()));
+            Ok(())
+        }
+        Command::Connections(cmd) => connections(config, cmd).await,
+        Command::Keys(cmd) => keys(config, cmd).await,
+        Command::AdminToken(AdminTokenCmd::Reset) => {
+            let (app, _) = start(config).await?;
+            let token = server::reset_admin_token(app.store.as_ref(), app.clock.now(), "cli").await?;
+            println!("{}", token.expose());
+            eprintln!("the new admin token is above; it is shown only now. Restart running gateways to use it.");
+            Ok(())
+        }
+    }
+}
+
+async fn start(config: Config) -> Result<(App, server::Startup)> {
+    App::start(config, Clock::system()).await.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let listen = config.listen;
+    let (app, startup) = start(config).await?;
+    if startup.master_key_created {
+        tracing::warn!(path = %app.config.certs_dir.join("master.key").display(), "created a new master key; back it up: stored secrets cannot be read without it");
+    }
+    if let Some(token) = &startup.admin_token_generated {
+        // Printed once, to the terminal, never to the log.
+        println!("\nssogate admin token (shown once; keep it, only its hash is stored):\n\n    {}\n", token.expose());
+        println!("use it as: curl -H 'Authorization: Bearer <token>' {}/api/v1/admin/connections\n", app.config.public_base());
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("could not listen on {listen} (set listen or SSOGATE_LISTEN)"))?;
+    tracing::info!(listen = %listener.local_addr()?, public_url = %app.config.public_url, "ssogate is serving");
+    server::serve(listener, std::sync::Arc::new(app), shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+fn read_input(file: &PathBuf) -> Result<String> {
+    if file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("could not read {}", file.display()))
+    }
+}
+
+fn parse_doc<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    if text.trim_start().starts_with(['{', '[']) {
+        serde_json::from_str(text).context("the file is not valid JSON for this command")
+    } else {
+        serde_yaml::from_str(text).context("the file is not valid YAML for this command")
+    }
+}
+
+fn explain(e: ConnectionError) -> anyhow::Error {
+    match e {
+        ConnectionError::Invalid(fields) => {
+            let lines: Vec<String> = fields.iter().map(|f| format!("  - {}: {}", f.field, f.message)).collect();
+            anyhow::anyhow!("the connection is not valid:\n{}", lines.join("\n"))
+        }
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+async fn connections(config: Config, cmd: &ConnectionsCmd) -> Result<()> {
+    let (app, _) = start(config).await?;
+    let base = app.config.public_base();
+    match cmd {
+        ConnectionsCmd::List { sort, json } => {
+            let sort = match sort {
+                SortArg::Name => ConnectionSort::Name,
+                SortArg::Active => ConnectionSort::Active,
+                SortArg::Provider => ConnectionSort::Provider,
+                SortArg::Protocol => ConnectionSort::Protocol,
+                SortArg::Id => ConnectionSort::Id,
+                SortArg::UpdatedAt => ConnectionSort::UpdatedAt,
+            };
+            let list = app.registry.list(sort, false).await.map_err(explain)?;
+            if *json {
+                let views: Vec<_> = list.iter().map(|c| c.view(&base)).collect();
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else {
+                println!("{:<7} {:<30} {:<10} {:<9} {:<22} {}", "ACTIVE", "NAME", "PROVIDER", "PROTOCOL", "ID", "LAST UPDATE");
+                for c in list {
+                    println!(
+                        "{:<7} {:<30} {:<10} {:<9} {:<22} {}",
+                        if c.active { "yes" } else { "no" },
+                        c.display_name,
+                        c.provider,
+                        c.protocol,
+                        c.id,
+                        ssogate::clock::rfc3339(c.updated_at)
+                    );
+                }
+            }
+        }
+        ConnectionsCmd::Show { id } => {
+            let c = app.registry.get(id).await.map_err(explain)?;
+            println!("{}", serde_json::to_string_pretty(&c.view(&base))?);
+        }
+        ConnectionsCmd::Create { file } => {
+            let patch: ConnectionPatch = parse_doc(&read_input(file)?)?;
+            let c = app.registry.create(&patch, "cli").await.map_err(explain)?;
+            println!("created connection {} ({})", c.id, c.display_name);
+        }
+        ConnectionsCmd::Import { file } => {
+            let items: Vec<ConnectionPatch> = parse_doc(&read_input(file)?)?;
+            let (mut created, mut updated, mut failed) = (0, 0, 0);
+            for (i, item) in items.iter().enumerate() {
+                let label = item.display_name.clone().unwrap_or_else(|| format!("item {i}"));
+                let existing = match &item.id {
+                    Some(id) => app.registry.get(id).await.ok(),
+                    None => None,
+                };
+                let result = match existing {
+                    Some(c) => {
+                        let mut p = item.clone();
+                        p.id = None;
+                        p.protocol = None;
+                        p.discover = Some(false);
+                        app.registry.update(&c.id, &p, None, "cli").await.map(|c| (c, false))
+                    }
+                    None => app.registry.create(item, "cli").await.map(|c| (c, true)),
+                };
+                match result {
+                    Ok((c, true)) => {
+                        created += 1;
+                        eprintln!("created {} ({})", c.id, c.display_name);
+                    }
+                    Ok((c, false)) => {
+                        updated += 1;
+                        eprintln!("updated {} ({})", c.id, c.display_name);
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{label}: {}", explain(e));
+                    }
+                }
+            }
+            eprintln!("{created} created, {updated} updated, {failed} failed");
+            if failed > 0 {
+                bail!("{failed} connection(s) could not be imported");
+            }
+        }
+        ConnectionsCmd::Export { format, include_secrets } => {
+            let list = app.registry.list(ConnectionSort::Name, false).await.map_err(explain)?;
+            let items: Vec<ConnectionPatch> = list.iter().map(|c| export(c, *include_secrets)).collect();
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&items)?),
+                Format::Yaml => print!("{}", serde_yaml::to_string(&items)?),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn keys(config: Config, cmd: &KeysCmd) -> Result<()> {
+    let (app, _) = start(config).await?;
+    match cmd {
+        KeysCmd::Generate { alg } => {
+            let k = ssogate::token::rotate(app.store.as_ref(), &app.cipher, *alg, app.clock.now(), "cli").await?;
+            println!("generated {} key {}; it signs from now on, older keys stay published", k.alg, k.kid);
+        }
+        KeysCmd::List => {
+            for k in app.store.signing_key_list().await? {
+                let state = match k.retired_at {
+                    None => "active".to_string(),
+                    Some(at) => format!("retired {}", ssogate::clock::rfc3339(at)),
+                };
+                println!("{}  {}  created {}  {}", k.kid, k.alg, ssogate::clock::rfc3339(k.created_at), state);
+            }
+        }
+    }
+    Ok(())
+}

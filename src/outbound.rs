@@ -1,0 +1,79 @@
+//! Outbound HTTP to identity providers (discovery, metadata, JWKS, token calls).
+//! One client: redirects never followed (an IdP URL must not bounce us to an internal
+//! address), timeouts always set, response bodies capped.
+
+use std::time::Duration;
+
+/// What went wrong calling out.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    /// Connection failed, timed out, or the body could not be read.
+    #[error("could not reach {url}: {reason}")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The server answered with a status other than 200.
+    #[error("{url} answered HTTP {status}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The status.
+        status: u16,
+    },
+    /// The body was larger than allowed.
+    #[error("{url} sent more than {limit} bytes")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// The outbound client: no redirects, timeouts set.
+pub fn client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .user_agent(concat!("ssogate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+fn reason(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection refused or failed".into()
+    } else {
+        "request failed".into()
+    }
+}
+
+/// GETs `url` and returns its body (at most `limit` bytes) when the answer is 200.
+pub async fn get_bytes(client: &reqwest::Client, url: &str, limit: usize) -> Result<Vec<u8>, OutboundError> {
+    let mut resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| OutboundError::Unreachable { url: url.into(), reason: reason(&e) })?;
+    if resp.status() != reqwest::StatusCode::OK {
+        return Err(OutboundError::Status { url: url.into(), status: resp.status().as_u16() });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| OutboundError::Unreachable { url: url.into(), reason: reason(&e) })?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(OutboundError::TooLarge { url: url.into(), limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

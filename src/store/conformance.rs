@@ -1,0 +1,273 @@
+//! The conformance suite every [`Store`] backend passes. Integration tests call
+//! [`run`] on SQLite and on PostgreSQL; a new backend is done when it passes too.
+//!
+//! The suite makes its own ids, so it can run on a store that already has data.
+
+use super::*;
+use crate::audit::AuditEntry;
+
+fn audit(action: &str, target: &str) -> AuditEntry {
+    AuditEntry::new(1_000, "conformance", action, target, serde_json::json!({}))
+}
+
+fn connection(id: &str, name: &str) -> StoredConnection {
+    StoredConnection {
+        id: id.into(),
+        display_name: name.into(),
+        protocol: "oidc".into(),
+        provider: "custom".into(),
+        active: true,
+        settings: "{\"a\":1}".into(),
+        secrets: Some("v1:sealed".into()),
+        created_at: 1_000,
+        updated_at: 1_000,
+        version: 1,
+    }
+}
+
+fn user(id: &str, name: &str, email: Option<&str>) -> User {
+    User {
+        id: id.into(),
+        username: name.into(),
+        email: email.map(Into::into),
+        status: UserStatus::Active,
+        invited_at: None,
+        created_at: 1_000,
+        updated_at: 1_000,
+    }
+}
+
+fn fail(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("conformance: {what}"))
+}
+
+fn check(cond: bool, what: &str) -> StoreResult<()> {
+    if cond {
+        Ok(())
+    } else {
+        Err(fail(what))
+    }
+}
+
+/// Runs every check; the first failure is returned with what was being checked.
+pub async fn run(store: &dyn Store) -> StoreResult<()> {
+    let tag = crate::id::new("t");
+    store.ping().await?;
+    meta(store, &tag).await?;
+    connections(store, &tag).await?;
+    directory(store, &tag).await?;
+    keys_and_audit(store, &tag).await?;
+    Ok(())
+}
+
+async fn meta(store: &dyn Store, tag: &str) -> StoreResult<()> {
+    let key = format!("{tag}.k");
+    check(store.meta_get(&key).await?.is_none(), "meta starts empty")?;
+    check(store.meta_put_if_absent(&key, "one").await?, "first put_if_absent sets")?;
+    check(!store.meta_put_if_absent(&key, "two").await?, "second put_if_absent does not")?;
+    check(store.meta_get(&key).await?.as_deref() == Some("one"), "put_if_absent keeps the first")?;
+    store.meta_put(&key, "three").await?;
+    check(store.meta_get(&key).await?.as_deref() == Some("three"), "put overwrites")
+}
+
+async fn connections(store: &dyn Store, tag: &str) -> StoreResult<()> {
+    let a = connection(&format!("{tag}_a"), &format!("{tag} Alpha"));
+    store.connection_insert(&a, &audit("connection.create", &a.id)).await?;
+    check(store.connection_get(&a.id).await?.as_ref() == Some(&a), "connection reads back as written")?;
+
+    // Display names are unique regardless of case.
+    let dup = connection(&format!("{tag}_b"), &format!("{tag} ALPHA"));
+    check(
+        matches!(store.connection_insert(&dup, &audit("connection.create", &dup.id)).await, Err(StoreError::Conflict(m)) if m.contains("display_name")),
+        "duplicate display name (other case) is a conflict naming display_name",
+    )?;
+    check(store.connection_get(&dup.id).await?.is_none(), "refused insert leaves nothing")?;
+
+    // Optimistic concurrency: an update from an old version is refused.
+    let mut b = a.clone();
+    b.active = false;
+    b.version = 2;
+    b.updated_at = 2_000;
+    store.connection_update(&b, 1, &audit("connection.update", &a.id)).await?;
+    let mut c = a.clone();
+    c.display_name = format!("{tag} Gamma");
+    c.version = 2;
+    check(
+        matches!(store.connection_update(&c, 1, &audit("connection.update", &a.id)).await, Err(StoreError::Stale { current: 2 })),
+        "stale update is refused with the current version",
+    )?;
+    check(store.connection_get(&a.id).await?.as_ref() == Some(&b), "stale update changed nothing")?;
+    check(
+        matches!(store.connection_update(&connection(&format!("{tag}_none"), "x"), 1, &audit("u", "x")).await, Err(StoreError::NotFound(_))),
+        "update of a missing connection is not found",
+    )?;
+
+    let list = store.connection_list(ConnectionSort::Name, false).await?;
+    check(list.iter().any(|x| x.id == a.id && !x.active), "list shows the update")?;
+    let desc = store.connection_list(ConnectionSort::Name, true).await?;
+    check(desc.first().map(|x| &x.id) == list.last().map(|x| &x.id), "descending reverses")?;
+
+    // Deleting a connection removes its links and the memberships it granted.
+    let u = user(&format!("{tag}_cu"), &format!("{tag}-cu"), None);
+    store.user_insert(&u, &audit("user.create", &u.id)).await?;
+    let link = Link { connection_id: a.id.clone(), subject: "sub-1".into(), user_id: u.id.clone(), created_at: 1 };
+    store.link_insert(&link, &audit("link.create", &u.id)).await?;
+    let granted = Membership { group_id: "grp_admins".into(), user_id: u.id.clone(), source: Source::Connection(a.id.clone()), created_at: 1 };
+    let manual = Membership { source: Source::Manual, ..granted.clone() };
+    store.memberships_apply(&[granted, manual.clone()], &[], &[]).await?;
+    store.connection_delete(&a.id, &audit("connection.delete", &a.id)).await?;
+    check(store.connection_get(&a.id).await?.is_none(), "deleted connection is gone")?;
+    check(store.link_get(&a.id, "sub-1").await?.is_none(), "its links are gone")?;
+    check(store.memberships_of_user(&u.id).await? == vec![manual], "its grants are gone, manual ones stay")?;
+    check(
+        matches!(store.connection_delete(&a.id, &audit("connection.delete", &a.id)).await, Err(StoreError::NotFound(_))),
+        "second delete is not found",
+    )?;
+    store.user_delete(&u.id, &audit("user.delete", &u.id)).await
+}
+
+async fn directory(store: &dyn Store, tag: &str) -> StoreResult<()> {
+    // Built-in groups exist from the first migration.
+    let groups = store.group_list().await?;
+    for (kind, id, name, _) in Builtin::ALL {
+        check(groups.iter().any(|g| g.id == id && g.name == name && g.builtin == Some(kind)), "built-in group present")?;
+    }
+    check(
+        matches!(store.group_delete("grp_admins", &audit("group.delete", "grp_admins")).await, Err(StoreError::Conflict(_))),
+        "built-in group cannot be deleted",
+    )?;
+
+    let alice = user(&format!("{tag}_alice"), &format!("{tag}-Alice"), Some(&format!("{tag}-Alice@Example.com")));
+    store.user_insert(&alice, &audit("user.create", &alice.id)).await?;
+    check(store.user_get(&alice.id).await?.as_ref() == Some(&alice), "user reads back")?;
+    check(
+        store.user_by_email(&format!("{tag}-alice@example.COM")).await?.map(|u| u.id) == Some(alice.id.clone()),
+        "email lookup ignores case",
+    )?;
+    let clash = user(&format!("{tag}_bob"), &format!("{tag}-bob"), Some(&format!("{tag}-alice@example.com")));
+    check(
+        matches!(store.user_insert(&clash, &audit("user.create", &clash.id)).await, Err(StoreError::Conflict(m)) if m.contains("email")),
+        "duplicate email is a conflict naming email",
+    )?;
+    let clash = user(&format!("{tag}_bob"), &format!("{tag}-ALICE"), None);
+    check(
+        matches!(store.user_insert(&clash, &audit("user.create", &clash.id)).await, Err(StoreError::Conflict(m)) if m.contains("username")),
+        "duplicate username is a conflict naming username",
+    )?;
+    let bob = user(&format!("{tag}_bob"), &format!("{tag}-bob"), None);
+    store.user_insert(&bob, &audit("user.create", &bob.id)).await?;
+
+    // Links: one upstream identity maps to one user.
+    let link = Link { connection_id: format!("{tag}_c"), subject: "s".into(), user_id: alice.id.clone(), created_at: 5 };
+    store.link_insert(&link, &audit("link.create", &alice.id)).await?;
+    check(store.link_get(&link.connection_id, "s").await?.as_ref() == Some(&link), "link reads back")?;
+    let again = Link { user_id: bob.id.clone(), ..link.clone() };
+    check(
+        matches!(store.link_insert(&again, &audit("link.create", &bob.id)).await, Err(StoreError::Conflict(_))),
+        "an identity links to one user only",
+    )?;
+    check(store.links_of_user(&alice.id).await? == vec![link.clone()], "links of user")?;
+    let ghost = Link { user_id: format!("{tag}_ghost"), subject: "g".into(), ..link.clone() };
+    check(
+        matches!(store.link_insert(&ghost, &audit("link.create", "g")).await, Err(StoreError::NotFound(_))),
+        "link to a missing user is refused",
+    )?;
+
+    // Groups, memberships with sources.
+    let g = Group {
+        id: format!("{tag}_g"),
+        name: format!("{tag} Engineers"),
+        description: "d".into(),
+        builtin: None,
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.group_insert(&g, &audit("group.create", &g.id)).await?;
+    let dup = Group { id: format!("{tag}_g2"), name: g.name.to_uppercase(), ..g.clone() };
+    check(
+        matches!(store.group_insert(&dup, &audit("group.create", &dup.id)).await, Err(StoreError::Conflict(m)) if m.contains("name")),
+        "duplicate group name is a conflict",
+    )?;
+    let renamed = Group { name: format!("{tag} Eng"), updated_at: 2, ..g.clone() };
+    store.group_update(&renamed, &audit("group.update", &g.id)).await?;
+    check(store.group_get(&g.id).await?.as_ref() == Some(&renamed), "group update reads back")?;
+
+    let manual = Membership { group_id: g.id.clone(), user_id: alice.id.clone(), source: Source::Manual, created_at: 3 };
+    let synced = Membership { source: Source::Connection(format!("{tag}_c")), ..manual.clone() };
+    store.memberships_apply(&[manual.clone(), synced.clone(), manual.clone()], &[], &[audit("membership.add", &g.id)]).await?;
+    check(store.memberships_of_group(&g.id).await?.len() == 2, "two sources are two memberships; re-adding is a no-op")?;
+    store.memberships_apply(&[], &[synced.clone()], &[audit("membership.remove", &g.id)]).await?;
+    check(store.memberships_of_user(&alice.id).await? == vec![manual.clone()], "removing a synced grant keeps the manual one")?;
+    let ghost = Membership { group_id: format!("{tag}_nogroup"), ..manual.clone() };
+    check(
+        matches!(store.memberships_apply(&[synced.clone(), ghost], &[], &[]).await, Err(StoreError::NotFound(_))),
+        "membership of a missing group is refused",
+    )?;
+    check(store.memberships_of_user(&alice.id).await? == vec![manual.clone()], "a refused batch applies nothing")?;
+
+    // Deleting a group removes the grants it carried.
+    store.group_delete(&g.id, &audit("group.delete", &g.id)).await?;
+    check(store.memberships_of_user(&alice.id).await?.is_empty(), "group delete removes its memberships")?;
+
+    // Invitations come with a pending user; deleting a pending invitation removes the user.
+    let invited = User { status: UserStatus::Pending, invited_at: Some(9), ..user(&format!("{tag}_inv"), &format!("{tag}-new@example.com"), Some(&format!("{tag}-new@example.com"))) };
+    let inv = Invitation { id: format!("{tag}_i"), email: invited.email.clone().unwrap_or_default(), user_id: invited.id.clone(), invited_by: "admin".into(), created_at: 9 };
+    store.invitation_insert(&inv, &invited, &audit("invitation.create", &inv.id)).await?;
+    check(store.invitation_list().await?.contains(&inv), "invitation listed")?;
+    check(store.user_get(&invited.id).await?.map(|u| u.status) == Some(UserStatus::Pending), "invited user is pending")?;
+    let again = Invitation { id: format!("{tag}_i2"), user_id: format!("{tag}_inv2"), ..inv.clone() };
+    let again_user = User { id: format!("{tag}_inv2"), username: format!("{tag}-other"), email: Some(format!("{tag}-NEW@example.com")), ..invited.clone() };
+    check(
+        matches!(store.invitation_insert(&again, &again_user, &audit("invitation.create", &again.id)).await, Err(StoreError::Conflict(_))),
+        "an address is invited once",
+    )?;
+    check(store.user_get(&again_user.id).await?.is_none(), "refused invitation leaves no user")?;
+    store.invitation_delete(&inv.id, &audit("invitation.delete", &inv.id)).await?;
+    check(store.user_get(&invited.id).await?.is_none(), "pending user goes with the invitation")?;
+
+    // Removing a user ends their links and memberships.
+    store.memberships_apply(&[Membership { group_id: "grp_admins".into(), ..manual.clone() }], &[], &[]).await?;
+    store.user_delete(&alice.id, &audit("user.delete", &alice.id)).await?;
+    check(store.user_get(&alice.id).await?.is_none(), "user gone")?;
+    check(store.links_of_user(&alice.id).await?.is_empty(), "links gone")?;
+    check(store.memberships_of_user(&alice.id).await?.is_empty(), "memberships gone")?;
+    check(
+        matches!(store.user_delete(&alice.id, &audit("user.delete", &alice.id)).await, Err(StoreError::NotFound(_))),
+        "second delete is not found",
+    )?;
+    let mut bob2 = bob.clone();
+    bob2.email = Some(format!("{tag}-bob@example.com"));
+    bob2.updated_at = 7;
+    store.user_update(&bob2, &audit("user.update", &bob.id)).await?;
+    check(store.user_get(&bob.id).await?.as_ref() == Some(&bob2), "user update reads back")?;
+    store.user_delete(&bob.id, &audit("user.delete", &bob.id)).await
+}
+
+async fn keys_and_audit(store: &dyn Store, tag: &str) -> StoreResult<()> {
+    let k1 = SigningKey {
+        kid: format!("{tag}_k1"),
+        alg: "ES256".into(),
+        private_key: "v1:x".into(),
+        public_jwk: "{}".into(),
+        created_at: i64::MAX / 4,
+        retired_at: None,
+    };
+    store.signing_key_insert(&k1, &audit("key.create", &k1.kid)).await?;
+    let k2 = SigningKey { kid: format!("{tag}_k2"), created_at: i64::MAX / 4 + 1, ..k1.clone() };
+    store.signing_key_insert(&k2, &audit("key.create", &k2.kid)).await?;
+    let keys = store.signing_key_list().await?;
+    check(keys.first().map(|k| k.kid.as_str()) == Some(k2.kid.as_str()), "newest key first")?;
+    check(keys.iter().filter(|k| k.retired_at.is_none()).count() == 1, "one active key; older ones retired but kept")?;
+
+    let e = AuditEntry::new(42, "admin", "test.event", tag, serde_json::json!({"field": "value"}));
+    store.audit_append(&e).await?;
+    let page = store.audit_list(AuditQuery { before: None, limit: 3 }).await?;
+    check(page.len() == 3, "audit page has the limit")?;
+    let newest = page.first().ok_or_else(|| fail("audit empty"))?;
+    check(newest.action == "test.event" && newest.target == tag && newest.detail == e.detail, "newest audit entry first")?;
+    check(page.windows(2).all(|w| w[0].seq > w[1].seq), "audit newest first")?;
+    let next = store.audit_list(AuditQuery { before: Some(newest.seq), limit: 1 }).await?;
+    check(next.first().map(|x| x.seq) == page.get(1).map(|x| x.seq), "audit pages with before")?;
+    let all = store.audit_list(AuditQuery { before: None, limit: 1000 }).await?;
+    check(all.iter().any(|a| a.action == "connection.create"), "mutations were audited")
+}

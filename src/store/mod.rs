@@ -1,0 +1,385 @@
+//! The store: connections, the directory (users, links, groups, memberships,
+//! invitations), the audit log and the gateway's signing keys.
+//!
+//! [`Store`] is the one interface; [`sql::Sql`] implements it over SQLite (the default,
+//! a file in the data dir) and PostgreSQL (several replicas), with the same queries and
+//! migrations run at start. Every change that an admin makes is written together with
+//! its audit entry, in one transaction. [`conformance`] is the suite both pass.
+//!
+//! The store keeps connections as opaque settings (JSON) and sealed secrets: it knows
+//! nothing of protocols; `crate::connection` does.
+
+pub mod conformance;
+pub mod sql;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::AuditEntry;
+use crate::clock::Millis;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A unique value is already taken, or the change contradicts a rule.
+    #[error("{0}")]
+    Conflict(String),
+    /// The record changed since the caller read it (optimistic concurrency).
+    #[error("it was changed by someone else (now at version {current}); reload and apply your change again")]
+    Stale {
+        /// The version now stored.
+        current: i64,
+    },
+    /// The database failed or is unreachable.
+    #[error("the database failed: {0}")]
+    Backend(#[source] sqlx::Error),
+    /// A stored value could not be read back.
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Backend(e)
+    }
+}
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A connection as stored: protocol settings are JSON, secrets are sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredConnection {
+    /// Stable, URL-safe id.
+    pub id: String,
+    /// Unique (case-insensitive) name shown on the login page.
+    pub display_name: String,
+    /// `oidc` or `saml`.
+    pub protocol: String,
+    /// Preset the connection was made from.
+    pub provider: String,
+    /// Shown on the login page and usable for logins.
+    pub active: bool,
+    /// Protocol settings and claim mappings (JSON).
+    pub settings: String,
+    /// Secrets, sealed with the master key (JSON object sealed as one value).
+    pub secrets: Option<String>,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Last change.
+    pub updated_at: Millis,
+    /// Incremented on every change; updates name the version they started from.
+    pub version: i64,
+}
+
+/// A user's status in the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    /// Has logged in, or was created by an admin.
+    Active,
+    /// Invited by email; becomes active at first login.
+    Pending,
+}
+
+impl UserStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Pending => "pending",
+        }
+    }
+
+    fn parse(s: &str) -> StoreResult<Self> {
+        match s {
+            "active" => Ok(UserStatus::Active),
+            "pending" => Ok(UserStatus::Pending),
+            other => Err(StoreError::Corrupt(format!("user status {other:?}"))),
+        }
+    }
+}
+
+/// A user of the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Stable id (`usr_...`); the `sub` of our session tokens.
+    pub id: String,
+    /// Unique (case-insensitive).
+    pub username: String,
+    /// Unique (case-insensitive) when set.
+    pub email: Option<String>,
+    /// Active or pending.
+    pub status: UserStatus,
+    /// When the user was invited, if they were.
+    pub invited_at: Option<Millis>,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Last change.
+    pub updated_at: Millis,
+}
+
+/// A link from an upstream identity (connection + subject) to a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The connection.
+    pub connection_id: String,
+    /// The upstream subject (OIDC `sub`, SAML NameID or the mapped user id).
+    pub subject: String,
+    /// The user.
+    pub user_id: String,
+    /// When the link was made.
+    pub created_at: Millis,
+}
+
+/// Which built-in group a group is, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Builtin {
+    /// `Users`: everyone; membership is implicit and the group cannot be edited.
+    Users,
+    /// `Admins`: cannot be removed.
+    Admins,
+    /// `Queue admins`: cannot be removed.
+    QueueAdmins,
+}
+
+impl Builtin {
+    /// The fixed id, name and description of each built-in group.
+    pub const ALL: [(Builtin, &'static str, &'static str, &'static str); 3] = [
+        (Builtin::Users, "grp_users", "Users", "Everyone in the directory."),
+        (Builtin::Admins, "grp_admins", "Admins", "Administrators."),
+        (Builtin::QueueAdmins, "grp_queue_admins", "Queue admins", "Administrators of queues."),
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Builtin::Users => "users",
+            Builtin::Admins => "admins",
+            Builtin::QueueAdmins => "queue_admins",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "users" => Some(Builtin::Users),
+            "admins" => Some(Builtin::Admins),
+            "queue_admins" => Some(Builtin::QueueAdmins),
+            _ => None,
+        }
+    }
+}
+
+/// A group of the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Stable id (`grp_...`).
+    pub id: String,
+    /// Unique (case-insensitive).
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Set for the built-in groups.
+    pub builtin: Option<Builtin>,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Last change.
+    pub updated_at: Millis,
+}
+
+/// Where a membership came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    /// Granted by an admin: group sync never touches it.
+    Manual,
+    /// Granted by group sync of this connection; removed when the IdP stops asserting it.
+    Connection(String),
+}
+
+impl Source {
+    /// Stored form: `manual` or `connection:ID`.
+    pub fn encode(&self) -> String {
+        match self {
+            Source::Manual => "manual".into(),
+            Source::Connection(id) => format!("connection:{id}"),
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn decode(s: &str) -> StoreResult<Self> {
+        match s {
+            "manual" => Ok(Source::Manual),
+            _ => s
+                .strip_prefix("connection:")
+                .map(|id| Source::Connection(id.to_string()))
+                .ok_or_else(|| StoreError::Corrupt(format!("membership source {s:?}"))),
+        }
+    }
+}
+
+/// A user's membership of a group, with its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The group.
+    pub group_id: String,
+    /// The user.
+    pub user_id: String,
+    /// Who granted it.
+    pub source: Source,
+    /// When.
+    pub created_at: Millis,
+}
+
+/// An invitation by email; it comes with a pending user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitation {
+    /// Stable id (`inv_...`).
+    pub id: String,
+    /// The invited address.
+    pub email: String,
+    /// The pending user made for it.
+    pub user_id: String,
+    /// Who invited.
+    pub invited_by: String,
+    /// When.
+    pub created_at: Millis,
+}
+
+/// One of the gateway's own signing keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    /// Key id, the JWT `kid`.
+    pub kid: String,
+    /// `ES256` or `RS256`.
+    pub alg: String,
+    /// PKCS#8 PEM private key, sealed with the master key.
+    pub private_key: String,
+    /// The public JWK (JSON).
+    pub public_jwk: String,
+    /// Creation time.
+    pub created_at: Millis,
+    /// When it stopped signing; it stays in the JWKS until its tokens expire.
+    pub retired_at: Option<Millis>,
+}
+
+/// Sort column of the connections table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionSort {
+    /// Display name (case-insensitive).
+    #[default]
+    Name,
+    /// Active first or last.
+    Active,
+    /// Provider preset.
+    Provider,
+    /// Protocol.
+    Protocol,
+    /// Id.
+    Id,
+    /// Last update.
+    UpdatedAt,
+}
+
+/// One page of the audit log, newest first.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditQuery {
+    /// Entries with a sequence number below this one.
+    pub before: Option<i64>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// Everything ssogate keeps durably. Implemented for SQLite and PostgreSQL by
+/// [`sql::Sql`]; both pass [`conformance`].
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Reachable and answering.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// A value of the gateway's own metadata (master key check, admin token hash).
+    async fn meta_get(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Sets a metadata value unless set; returns whether this call set it.
+    async fn meta_put_if_absent(&self, key: &str, value: &str) -> StoreResult<bool>;
+    /// Sets a metadata value.
+    async fn meta_put(&self, key: &str, value: &str) -> StoreResult<()>;
+
+    /// All connections, sorted.
+    async fn connection_list(&self, sort: ConnectionSort, descending: bool) -> StoreResult<Vec<StoredConnection>>;
+    /// One connection.
+    async fn connection_get(&self, id: &str) -> StoreResult<Option<StoredConnection>>;
+    /// Adds a connection; `Conflict` when the display name is taken.
+    async fn connection_insert(&self, c: &StoredConnection, audit: &AuditEntry) -> StoreResult<()>;
+    /// Replaces a connection if it is still at `expected_version`; stores `c.version`.
+    async fn connection_update(&self, c: &StoredConnection, expected_version: i64, audit: &AuditEntry) -> StoreResult<()>;
+    /// Removes a connection with its links and the memberships it granted.
+    async fn connection_delete(&self, id: &str, audit: &AuditEntry) -> StoreResult<()>;
+
+    /// All users, by username.
+    async fn user_list(&self) -> StoreResult<Vec<User>>;
+    /// One user.
+    async fn user_get(&self, id: &str) -> StoreResult<Option<User>>;
+    /// The user with this email (case-insensitive).
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// Adds a user; `Conflict` when the username or email is taken.
+    async fn user_insert(&self, u: &User, audit: &AuditEntry) -> StoreResult<()>;
+    /// Replaces a user's fields.
+    async fn user_update(&self, u: &User, audit: &AuditEntry) -> StoreResult<()>;
+    /// Removes a user with their links, memberships and invitations.
+    async fn user_delete(&self, id: &str, audit: &AuditEntry) -> StoreResult<()>;
+
+    /// The user linked to an upstream identity.
+    async fn link_get(&self, connection_id: &str, subject: &str) -> StoreResult<Option<Link>>;
+    /// A user's links.
+    async fn links_of_user(&self, user_id: &str) -> StoreResult<Vec<Link>>;
+    /// Links an upstream identity to a user; `Conflict` when it is linked already.
+    async fn link_insert(&self, link: &Link, audit: &AuditEntry) -> StoreResult<()>;
+
+    /// All groups, by name.
+    async fn group_list(&self) -> StoreResult<Vec<Group>>;
+    /// One group.
+    async fn group_get(&self, id: &str) -> StoreResult<Option<Group>>;
+    /// Adds a group; `Conflict` when the name is taken.
+    async fn group_insert(&self, g: &Group, audit: &AuditEntry) -> StoreResult<()>;
+    /// Replaces a group's name and description.
+    async fn group_update(&self, g: &Group, audit: &AuditEntry) -> StoreResult<()>;
+    /// Removes a group and every membership of it.
+    async fn group_delete(&self, id: &str, audit: &AuditEntry) -> StoreResult<()>;
+
+    /// Memberships of a user (every source).
+    async fn memberships_of_user(&self, user_id: &str) -> StoreResult<Vec<Membership>>;
+    /// Memberships of a group (every source).
+    async fn memberships_of_group(&self, group_id: &str) -> StoreResult<Vec<Membership>>;
+    /// Adds and removes memberships in one transaction, one audit entry per change.
+    /// Adding one that exists and removing one that does not are no-ops.
+    async fn memberships_apply(
+        &self,
+        add: &[Membership],
+        remove: &[Membership],
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
+
+    /// All invitations, newest first.
+    async fn invitation_list(&self) -> StoreResult<Vec<Invitation>>;
+    /// Adds an invitation together with its pending user.
+    async fn invitation_insert(&self, inv: &Invitation, user: &User, audit: &AuditEntry) -> StoreResult<()>;
+    /// Removes an invitation; its user too while still pending.
+    async fn invitation_delete(&self, id: &str, audit: &AuditEntry) -> StoreResult<()>;
+
+    /// Appends to the audit log (for changes that are not store writes themselves).
+    async fn audit_append(&self, entry: &AuditEntry) -> StoreResult<()>;
+    /// Reads the audit log, newest first.
+    async fn audit_list(&self, q: AuditQuery) -> StoreResult<Vec<AuditEntry>>;
+
+    /// Every signing key, newest first.
+    async fn signing_key_list(&self) -> StoreResult<Vec<SigningKey>>;
+    /// Adds a signing key and retires the others (they stay listed).
+    async fn signing_key_insert(&self, k: &SigningKey, audit: &AuditEntry) -> StoreResult<()>;
+}
+
+/// Opens the store named by `url` and runs its migrations.
+pub async fn open(url: &str, max_connections: u32) -> StoreResult<sql::Sql> {
+    sql::Sql::connect(url, max_connections).await
+}

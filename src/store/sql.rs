@@ -1,0 +1,666 @@
+//! [`Store`] over SQL: one set of queries for SQLite and PostgreSQL through sqlx's
+//! `Any` driver. Only booleans-as-integers, text and 64-bit integers are stored, so the
+//! two databases read back the same values. Migrations run at connect time, under an
+//! advisory lock on PostgreSQL so replicas starting together do not race.
+
+use std::sync::Once;
+
+use async_trait::async_trait;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::AnyConnection;
+use sqlx::{AnyPool, Connection, Executor, Row};
+
+use super::*;
+use crate::audit::AuditEntry;
+
+/// Which SQL dialect the pool speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite (a file in the data dir).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// The SQL store.
+#[derive(Debug, Clone)]
+pub struct Sql {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+/// Schema migrations, in order. `{AUTO_ID}` is the dialect's auto-increment key.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE connections (
+  id TEXT PRIMARY KEY, display_name TEXT NOT NULL, name_key TEXT NOT NULL UNIQUE,
+  protocol TEXT NOT NULL, provider TEXT NOT NULL, active BIGINT NOT NULL,
+  settings TEXT NOT NULL, secrets TEXT,
+  created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, version BIGINT NOT NULL);
+CREATE TABLE users (
+  id TEXT PRIMARY KEY, username TEXT NOT NULL, username_key TEXT NOT NULL UNIQUE,
+  email TEXT, email_key TEXT UNIQUE, status TEXT NOT NULL, invited_at BIGINT,
+  created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL);
+CREATE TABLE user_links (
+  connection_id TEXT NOT NULL, subject TEXT NOT NULL, user_id TEXT NOT NULL,
+  created_at BIGINT NOT NULL, PRIMARY KEY (connection_id, subject));
+CREATE INDEX user_links_user ON user_links (user_id);
+CREATE TABLE user_groups (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, name_key TEXT NOT NULL UNIQUE,
+  description TEXT NOT NULL, builtin TEXT,
+  created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL);
+CREATE TABLE memberships (
+  group_id TEXT NOT NULL, user_id TEXT NOT NULL, source TEXT NOT NULL,
+  created_at BIGINT NOT NULL, PRIMARY KEY (group_id, user_id, source));
+CREATE INDEX memberships_user ON memberships (user_id);
+CREATE TABLE invitations (
+  id TEXT PRIMARY KEY, email TEXT NOT NULL, email_key TEXT NOT NULL UNIQUE,
+  user_id TEXT NOT NULL, invited_by TEXT NOT NULL, created_at BIGINT NOT NULL);
+CREATE TABLE audit_log (
+  seq {AUTO_ID}, at BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+  target TEXT NOT NULL, detail TEXT NOT NULL, request_id TEXT);
+CREATE TABLE signing_keys (
+  kid TEXT PRIMARY KEY, alg TEXT NOT NULL, private_key TEXT NOT NULL,
+  public_jwk TEXT NOT NULL, created_at BIGINT NOT NULL, retired_at BIGINT)
+"#];
+
+static DRIVERS: Once = Once::new();
+
+impl Sql {
+    /// Connects, creating the SQLite file if needed, and runs pending migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let dialect = if url.starts_with("sqlite:") { Dialect::Sqlite } else { Dialect::Postgres };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        let store = Self { pool, dialect };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The dialect in use.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        if self.dialect == Dialect::Postgres {
+            tx.execute("SELECT pg_advisory_xact_lock(551020)").await?;
+        }
+        tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            .await?;
+        let done: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("v")?;
+        let auto_id = match self.dialect {
+            Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+            Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        for (i, migration) in MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version <= done {
+                continue;
+            }
+            for stmt in migration.replace("{AUTO_ID}", auto_id).split(';') {
+                if !stmt.trim().is_empty() {
+                    tx.execute(stmt).await?;
+                }
+            }
+            if version == 1 {
+                for (kind, id, name, description) in Builtin::ALL {
+                    sqlx::query("INSERT INTO user_groups (id, name, name_key, description, builtin, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)")
+                        .bind(id).bind(name).bind(name.to_lowercase()).bind(description).bind(kind.as_str()).bind(now)
+                        .execute(&mut *tx).await?;
+                }
+            }
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(version)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Turns a unique violation into a `Conflict` naming the field; `keys` maps a column
+/// (as it appears in the database's message) to the sentence to show.
+fn conflict(e: sqlx::Error, keys: &[(&str, &str)]) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            let msg = db.message().to_string() + db.constraint().unwrap_or("");
+            for (col, sentence) in keys {
+                if msg.contains(col) {
+                    return StoreError::Conflict((*sentence).to_string());
+                }
+            }
+            return StoreError::Conflict("a record with the same key already exists".into());
+        }
+    }
+    StoreError::Backend(e)
+}
+
+async fn write_audit(conn: &mut AnyConnection, e: &AuditEntry) -> StoreResult<()> {
+    sqlx::query("INSERT INTO audit_log (at, actor, action, target, detail, request_id) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(e.at)
+        .bind(&e.actor)
+        .bind(&e.action)
+        .bind(&e.target)
+        .bind(&e.detail)
+        .bind(&e.request_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+fn lower_opt(s: &Option<String>) -> Option<String> {
+    s.as_ref().map(|s| s.to_lowercase())
+}
+
+fn connection_row(r: &AnyRow) -> StoreResult<StoredConnection> {
+    Ok(StoredConnection {
+        id: r.try_get("id")?,
+        display_name: r.try_get("display_name")?,
+        protocol: r.try_get("protocol")?,
+        provider: r.try_get("provider")?,
+        active: r.try_get::<i64, _>("active")? != 0,
+        settings: r.try_get("settings")?,
+        secrets: r.try_get("secrets")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        version: r.try_get("version")?,
+    })
+}
+
+fn user_row(r: &AnyRow) -> StoreResult<User> {
+    Ok(User {
+        id: r.try_get("id")?,
+        username: r.try_get("username")?,
+        email: r.try_get("email")?,
+        status: UserStatus::parse(&r.try_get::<String, _>("status")?)?,
+        invited_at: r.try_get("invited_at")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn link_row(r: &AnyRow) -> StoreResult<Link> {
+    Ok(Link {
+        connection_id: r.try_get("connection_id")?,
+        subject: r.try_get("subject")?,
+        user_id: r.try_get("user_id")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn group_row(r: &AnyRow) -> StoreResult<Group> {
+    Ok(Group {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        builtin: r.try_get::<Option<String>, _>("builtin")?.as_deref().and_then(Builtin::parse),
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn membership_row(r: &AnyRow) -> StoreResult<Membership> {
+    Ok(Membership {
+        group_id: r.try_get("group_id")?,
+        user_id: r.try_get("user_id")?,
+        source: Source::decode(&r.try_get::<String, _>("source")?)?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn invitation_row(r: &AnyRow) -> StoreResult<Invitation> {
+    Ok(Invitation {
+        id: r.try_get("id")?,
+        email: r.try_get("email")?,
+        user_id: r.try_get("user_id")?,
+        invited_by: r.try_get("invited_by")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn audit_row(r: &AnyRow) -> StoreResult<AuditEntry> {
+    Ok(AuditEntry {
+        seq: r.try_get("seq")?,
+        at: r.try_get("at")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        target: r.try_get("target")?,
+        detail: r.try_get("detail")?,
+        request_id: r.try_get("request_id")?,
+    })
+}
+
+fn key_row(r: &AnyRow) -> StoreResult<SigningKey> {
+    Ok(SigningKey {
+        kid: r.try_get("kid")?,
+        alg: r.try_get("alg")?,
+        private_key: r.try_get("private_key")?,
+        public_jwk: r.try_get("public_jwk")?,
+        created_at: r.try_get("created_at")?,
+        retired_at: r.try_get("retired_at")?,
+    })
+}
+
+const CONNECTION_NAME_TAKEN: &[(&str, &str)] =
+    &[("name_key", "display_name: another connection already has this display name")];
+const USER_TAKEN: &[(&str, &str)] = &[
+    ("username_key", "username: another user already has this username"),
+    ("email_key", "email: another user already has this email address"),
+];
+
+#[async_trait]
+impl Store for Sql {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn meta_get(&self, key: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = $1").bind(key).fetch_optional(&self.pool).await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("value")?),
+            None => None,
+        })
+    }
+
+    async fn meta_put_if_absent(&self, key: &str, value: &str) -> StoreResult<bool> {
+        let done = sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn meta_put(&self, key: &str, value: &str) -> StoreResult<()> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn connection_list(&self, sort: ConnectionSort, descending: bool) -> StoreResult<Vec<StoredConnection>> {
+        let column = match sort {
+            ConnectionSort::Name => "name_key",
+            ConnectionSort::Active => "active",
+            ConnectionSort::Provider => "provider",
+            ConnectionSort::Protocol => "protocol",
+            ConnectionSort::Id => "id",
+            ConnectionSort::UpdatedAt => "updated_at",
+        };
+        let dir = if descending { "DESC" } else { "ASC" };
+        // Column and direction come from the enums above, never from the request.
+        let q = format!("SELECT * FROM connections ORDER BY {column} {dir}, name_key ASC");
+        sqlx::query(&q).fetch_all(&self.pool).await?.iter().map(connection_row).collect()
+    }
+
+    async fn connection_get(&self, id: &str) -> StoreResult<Option<StoredConnection>> {
+        let row = sqlx::query("SELECT * FROM connections WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(connection_row).transpose()
+    }
+
+    async fn connection_insert(&self, c: &StoredConnection, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO connections (id, display_name, name_key, protocol, provider, active, settings, secrets, created_at, updated_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+            .bind(&c.id).bind(&c.display_name).bind(c.display_name.to_lowercase()).bind(&c.protocol)
+            .bind(&c.provider).bind(c.active as i64).bind(&c.settings).bind(&c.secrets)
+            .bind(c.created_at).bind(c.updated_at).bind(c.version)
+            .execute(&mut *tx).await
+            .map_err(|e| conflict(e, CONNECTION_NAME_TAKEN))?;
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn connection_update(&self, c: &StoredConnection, expected_version: i64, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE connections SET display_name = $1, name_key = $2, provider = $3, active = $4, settings = $5, secrets = $6, updated_at = $7, version = $8 WHERE id = $9 AND version = $10")
+            .bind(&c.display_name).bind(c.display_name.to_lowercase()).bind(&c.provider).bind(c.active as i64)
+            .bind(&c.settings).bind(&c.secrets).bind(c.updated_at).bind(c.version).bind(&c.id).bind(expected_version)
+            .execute(&mut *tx).await
+            .map_err(|e| conflict(e, CONNECTION_NAME_TAKEN))?;
+        if done.rows_affected() == 0 {
+            let current = sqlx::query("SELECT version FROM connections WHERE id = $1").bind(&c.id).fetch_optional(&mut *tx).await?;
+            return Err(match current {
+                Some(r) => StoreError::Stale { current: r.try_get("version")? },
+                None => StoreError::NotFound(format!("connection {}", c.id)),
+            });
+        }
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn connection_delete(&self, id: &str, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM connections WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("connection {id}")));
+        }
+        sqlx::query("DELETE FROM user_links WHERE connection_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM memberships WHERE source = $1")
+            .bind(Source::Connection(id.to_string()).encode())
+            .execute(&mut *tx)
+            .await?;
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn user_list(&self) -> StoreResult<Vec<User>> {
+        sqlx::query("SELECT * FROM users ORDER BY username_key").fetch_all(&self.pool).await?.iter().map(user_row).collect()
+    }
+
+    async fn user_get(&self, id: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(user_row).transpose()
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE email_key = $1")
+            .bind(email.to_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_row).transpose()
+    }
+
+    async fn user_insert(&self, u: &User, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_user(&mut tx, u).await?;
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn user_update(&self, u: &User, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE users SET username = $1, username_key = $2, email = $3, email_key = $4, status = $5, invited_at = $6, updated_at = $7 WHERE id = $8")
+            .bind(&u.username).bind(u.username.to_lowercase()).bind(&u.email).bind(lower_opt(&u.email))
+            .bind(u.status.as_str()).bind(u.invited_at).bind(u.updated_at).bind(&u.id)
+            .execute(&mut *tx).await
+            .map_err(|e| conflict(e, USER_TAKEN))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user {}", u.id)));
+        }
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn user_delete(&self, id: &str, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user {id}")));
+        }
+        for table in ["user_links", "memberships", "invitations"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1")).bind(id).execute(&mut *tx).await?;
+        }
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn link_get(&self, connection_id: &str, subject: &str) -> StoreResult<Option<Link>> {
+        let row = sqlx::query("SELECT * FROM user_links WHERE connection_id = $1 AND subject = $2")
+            .bind(connection_id)
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(link_row).transpose()
+    }
+
+    async fn links_of_user(&self, user_id: &str) -> StoreResult<Vec<Link>> {
+        sqlx::query("SELECT * FROM user_links WHERE user_id = $1 ORDER BY created_at, connection_id")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(link_row)
+            .collect()
+    }
+
+    async fn link_insert(&self, link: &Link, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let user = sqlx::query("SELECT id FROM users WHERE id = $1").bind(&link.user_id).fetch_optional(&mut *tx).await?;
+        if user.is_none() {
+            return Err(StoreError::NotFound(format!("user {}", link.user_id)));
+        }
+        sqlx::query("INSERT INTO user_links (connection_id, subject, user_id, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&link.connection_id)
+            .bind(&link.subject)
+            .bind(&link.user_id)
+            .bind(link.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict(e, &[("", "this upstream identity is already linked to a user")]))?;
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn group_list(&self) -> StoreResult<Vec<Group>> {
+        sqlx::query("SELECT * FROM user_groups ORDER BY name_key").fetch_all(&self.pool).await?.iter().map(group_row).collect()
+    }
+
+    async fn group_get(&self, id: &str) -> StoreResult<Option<Group>> {
+        let row = sqlx::query("SELECT * FROM user_groups WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(group_row).transpose()
+    }
+
+    async fn group_insert(&self, g: &Group, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO user_groups (id, name, name_key, description, builtin, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&g.id).bind(&g.name).bind(g.name.to_lowercase()).bind(&g.description)
+            .bind(g.builtin.map(Builtin::as_str)).bind(g.created_at).bind(g.updated_at)
+            .execute(&mut *tx).await
+            .map_err(|e| conflict(e, &[("name_key", "name: another group already has this name")]))?;
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn group_update(&self, g: &Group, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE user_groups SET name = $1, name_key = $2, description = $3, updated_at = $4 WHERE id = $5")
+            .bind(&g.name).bind(g.name.to_lowercase()).bind(&g.description).bind(g.updated_at).bind(&g.id)
+            .execute(&mut *tx).await
+            .map_err(|e| conflict(e, &[("name_key", "name: another group already has this name")]))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("group {}", g.id)));
+        }
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn group_delete(&self, id: &str, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM user_groups WHERE id = $1 AND builtin IS NULL").bind(id).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            let builtin = sqlx::query("SELECT name FROM user_groups WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
+            return Err(match builtin {
+                Some(r) => StoreError::Conflict(format!(
+                    "group {} is built in and cannot be deleted",
+                    r.try_get::<String, _>("name")?
+                )),
+                None => StoreError::NotFound(format!("group {id}")),
+            });
+        }
+        sqlx::query("DELETE FROM memberships WHERE group_id = $1").bind(id).execute(&mut *tx).await?;
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn memberships_of_user(&self, user_id: &str) -> StoreResult<Vec<Membership>> {
+        sqlx::query("SELECT * FROM memberships WHERE user_id = $1 ORDER BY group_id, source")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(membership_row)
+            .collect()
+    }
+
+    async fn memberships_of_group(&self, group_id: &str) -> StoreResult<Vec<Membership>> {
+        sqlx::query("SELECT * FROM memberships WHERE group_id = $1 ORDER BY user_id, source")
+            .bind(group_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(membership_row)
+            .collect()
+    }
+
+    async fn memberships_apply(&self, add: &[Membership], remove: &[Membership], audit: &[AuditEntry]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for m in add {
+            for (table, id) in [("users", &m.user_id), ("user_groups", &m.group_id)] {
+                let found = sqlx::query(&format!("SELECT id FROM {table} WHERE id = $1")).bind(id).fetch_optional(&mut *tx).await?;
+                if found.is_none() {
+                    let what = if table == "users" { "user" } else { "group" };
+                    return Err(StoreError::NotFound(format!("{what} {id}")));
+                }
+            }
+            sqlx::query("INSERT INTO memberships (group_id, user_id, source, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                .bind(&m.group_id)
+                .bind(&m.user_id)
+                .bind(m.source.encode())
+                .bind(m.created_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for m in remove {
+            sqlx::query("DELETE FROM memberships WHERE group_id = $1 AND user_id = $2 AND source = $3")
+                .bind(&m.group_id)
+                .bind(&m.user_id)
+                .bind(m.source.encode())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for e in audit {
+            write_audit(&mut tx, e).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn invitation_list(&self) -> StoreResult<Vec<Invitation>> {
+        sqlx::query("SELECT * FROM invitations ORDER BY created_at DESC, id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(invitation_row)
+            .collect()
+    }
+
+    async fn invitation_insert(&self, inv: &Invitation, user: &User, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_user(&mut tx, user).await?;
+        sqlx::query("INSERT INTO invitations (id, email, email_key, user_id, invited_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&inv.id)
+            .bind(&inv.email)
+            .bind(inv.email.to_lowercase())
+            .bind(&inv.user_id)
+            .bind(&inv.invited_by)
+            .bind(inv.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict(e, &[("email_key", "email: this address is already invited")]))?;
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn invitation_delete(&self, id: &str, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT * FROM invitations WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
+        let Some(inv) = row.as_ref().map(invitation_row).transpose()? else {
+            return Err(StoreError::NotFound(format!("invitation {id}")));
+        };
+        sqlx::query("DELETE FROM invitations WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        // A user who never logged in goes with the invitation; an active one stays.
+        let pending = sqlx::query("DELETE FROM users WHERE id = $1 AND status = 'pending'").bind(&inv.user_id).execute(&mut *tx).await?;
+        if pending.rows_affected() > 0 {
+            sqlx::query("DELETE FROM memberships WHERE user_id = $1").bind(&inv.user_id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM user_links WHERE user_id = $1").bind(&inv.user_id).execute(&mut *tx).await?;
+        }
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_append(&self, entry: &AuditEntry) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await?;
+        write_audit(&mut conn, entry).await
+    }
+
+    async fn audit_list(&self, q: AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        sqlx::query("SELECT * FROM audit_log WHERE seq < $1 ORDER BY seq DESC LIMIT $2")
+            .bind(q.before.unwrap_or(i64::MAX))
+            .bind(q.limit.clamp(1, 1000))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(audit_row)
+            .collect()
+    }
+
+    async fn signing_key_list(&self) -> StoreResult<Vec<SigningKey>> {
+        sqlx::query("SELECT * FROM signing_keys ORDER BY created_at DESC, kid")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(key_row)
+            .collect()
+    }
+
+    async fn signing_key_insert(&self, k: &SigningKey, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
+            .bind(k.created_at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&k.kid).bind(&k.alg).bind(&k.private_key).bind(&k.public_jwk).bind(k.created_at).bind(k.retired_at)
+            .execute(&mut *tx).await?;
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn insert_user(conn: &mut AnyConnection, u: &User) -> StoreResult<()> {
+    sqlx::query("INSERT INTO users (id, username, username_key, email, email_key, status, invited_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+        .bind(&u.id).bind(&u.username).bind(u.username.to_lowercase()).bind(&u.email).bind(lower_opt(&u.email))
+        .bind(u.status.as_str()).bind(u.invited_at).bind(u.created_at).bind(u.updated_at)
+        .execute(conn).await
+        .map_err(|e| conflict(e, USER_TAKEN))?;
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! The HTTP edge shared by every route: request ids, the JSON error body, extractors
+//! that turn bad input into a 4xx naming what is wrong, health checks, and the public
+//! list of providers for login buttons.
+
+pub mod error;
+pub mod extract;
+pub mod public;
+pub mod request_id;
+
+pub use error::ApiError;
+pub use extract::{ApiJson, ApiPath, ApiQuery};

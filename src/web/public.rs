@@ -1,0 +1,63 @@
+//! Unauthenticated routes: health, readiness, and the list of active connections that
+//! login pages render as buttons.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::ApiError;
+use crate::connection::Protocol;
+use crate::server::AppState;
+use crate::store::ConnectionSort;
+
+/// A login button.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProviderButton {
+    /// Connection id.
+    pub id: String,
+    /// Display name.
+    pub display_name: String,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Provider preset (for the icon).
+    pub provider: String,
+    /// Where the button goes.
+    pub login_url: String,
+}
+
+/// Active connections for login buttons: no secrets, no inactive ones.
+#[utoipa::path(get, path = "/api/v1/providers", tag = "public",
+    responses((status = 200, description = "Active connections, by name", body = [ProviderButton])))]
+pub async fn list_providers(State(app): State<AppState>) -> Result<Json<Vec<ProviderButton>>, ApiError> {
+    let base = app.config.public_base();
+    let all = app.store.connection_list(ConnectionSort::Name, false).await?;
+    Ok(Json(
+        all.into_iter()
+            .filter(|c| c.active)
+            .filter_map(|c| {
+                Some(ProviderButton {
+                    login_url: format!("{base}/login/{}", c.id),
+                    protocol: Protocol::parse(&c.protocol)?,
+                    id: c.id,
+                    display_name: c.display_name,
+                    provider: c.provider,
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// The process is up.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The store answers; 503 when it does not.
+pub async fn readyz(State(app): State<AppState>) -> (StatusCode, &'static str) {
+    match tokio::time::timeout(std::time::Duration::from_secs(2), app.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable"),
+    }
+}
