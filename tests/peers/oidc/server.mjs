@@ -1,0 +1,287 @@
+// Upstream OIDC IdP for ssogate tests: panva's oidc-provider 9.13.3 on 127.0.0.1:0.
+//
+// Run:  node server.mjs CONFIG.json   (see ../README.md for the CONFIG format)
+// Ready: prints ONE line on stdout: {"issuer":"http://127.0.0.1:PORT","port":PORT}
+// Stops on stdin end (parent test died), SIGTERM or SIGINT. Everything else goes to stderr.
+//
+// Login without a browser (HTTP client with a cookie jar, no JavaScript):
+//   A. login_hint shortcut, redirects only:
+//      GET  /auth?client_id=..&response_type=code&scope=openid email profile&redirect_uri=..
+//               &state=..&nonce=..&code_challenge=..&code_challenge_method=S256&login_hint=SUB
+//        -> 303 /interaction/UID        (sets _interaction, _interaction_resume cookies)
+//      GET  /interaction/UID            -> 303 ISSUER/auth/UID  (login as SUB done here)
+//      GET  ISSUER/auth/UID             -> 303 REDIRECT_URI?code=..&state=..&iss=..
+//   B. form:
+//      GET  /auth?...(no login_hint)    -> 303 /interaction/UID
+//      GET  /interaction/UID            -> 200 HTML form (POST /interaction/UID/login, field `login`)
+//      POST /interaction/UID/login  login=SUB (application/x-www-form-urlencoded)
+//                                       -> 303 ISSUER/auth/UID
+//      GET  ISSUER/auth/UID             -> 303 REDIRECT_URI?code=..&state=..&iss=..
+//      POST /interaction/UID/abort      -> 303 ISSUER/auth/UID -> 303 REDIRECT_URI?error=access_denied&..
+//   Consent is always granted automatically (loadExistingGrant + a consent auto-grant),
+//   so one login (or none, with a live _session cookie) is all it takes. A login_hint
+//   naming another known account than the session's forces a new login; oidc-provider
+//   then answers GET ISSUER/auth/UID with a 200 auto-submitting form (POST
+//   /session/end/confirm, hidden xsrf + logout=yes) that ends the old session: post it
+//   (or use a fresh cookie jar), then the 303 chain goes on to the code.
+//   Then: POST /token (client_secret_basic or _post) grant_type=authorization_code,
+//   code, redirect_uri, code_verifier; GET /me with the access token; discovery at
+//   /.well-known/openid-configuration; revocation at /token/revocation.
+//
+// Test control (no auth; loopback test peer only):
+//   POST   /__test/accounts/SUB  JSON claims object -> replaces (or creates) that account
+//   DELETE /__test/accounts/SUB                     -> removes it
+//   POST   /__test/rotate-keys   optional {"keep_old":true} -> fresh RS256 + ES256 keys
+//                                (new keys sign; old ones stay in JWKS only with keep_old)
+//
+// PKCE: oidc-provider 9 implements S256 only (hard-coded). When CONFIG.pkce_methods holds
+// "plain", a small pre-middleware on GET /auth turns a plain challenge c into the S256
+// challenge BASE64URL(SHA256(c)); the token endpoint then accepts exactly verifier == c.
+// A method missing from pkce_methods is refused by oidc-provider (invalid_request).
+
+import { readFileSync } from 'node:fs';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+
+// oidc-provider prints notices with console.info: keep stdout for the ready line only.
+console.info = console.log = (...args) => console.error(...args);
+const { default: Provider, interactionPolicy } = await import('oidc-provider');
+
+const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const accounts = { ...(config.accounts || {}) };
+const pkceMethods = config.pkce_methods || ['S256'];
+const pkceRequired = config.pkce_required === true;
+const claimsInIdToken = config.claims_in_id_token !== false;
+const cookieKeys = [randomBytes(32).toString('base64url')];
+
+function newKeys() {
+  const kid = () => randomBytes(8).toString('hex');
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  return [
+    { ...rsa.export({ format: 'jwk' }), kid: kid(), alg: 'RS256', use: 'sig' },
+    { ...ec.export({ format: 'jwk' }), kid: kid(), alg: 'ES256', use: 'sig' },
+  ];
+}
+
+// Auto-consent: the grant always covers every OIDC scope and claim the request asks for.
+async function loadExistingGrant(ctx) {
+  const { oidc } = ctx;
+  const grantId = oidc.result?.consent?.grantId || oidc.session.grantIdFor(oidc.client.clientId);
+  let grant = grantId ? await oidc.provider.Grant.find(grantId) : undefined;
+  if (!grant || grant.accountId !== oidc.session.accountId) {
+    grant = new oidc.provider.Grant({ clientId: oidc.client.clientId, accountId: oidc.session.accountId });
+  }
+  grant.addOIDCScope([...oidc.requestParamOIDCScopes].join(' '));
+  if (oidc.requestParamClaims.size) grant.addOIDCClaims([...oidc.requestParamClaims]);
+  await grant.save();
+  return grant;
+}
+
+async function findAccount(_ctx, sub) {
+  if (!accounts[sub]) return undefined;
+  return {
+    accountId: sub,
+    async claims(use) {
+      if (use === 'id_token' && !claimsInIdToken) return { sub };
+      return { ...(accounts[sub] || {}), sub };
+    },
+  };
+}
+
+function policy() {
+  const { base, Check } = interactionPolicy;
+  const p = base();
+  p.get('login').checks.add(new Check('login_hint_other_account',
+    'login_hint names another account than the session', (ctx) => {
+      const hint = ctx.oidc.params.login_hint;
+      const sub = ctx.oidc.session.accountId;
+      return hint && accounts[hint] && sub && sub !== hint
+        ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT;
+    }));
+  return p;
+}
+
+const b64sha256 = (s) => createHash('sha256').update(s).digest('base64url');
+
+// Pre-middleware: PKCE method policy (and plain emulation), discovery fix-up.
+async function pkceShim(ctx, next) {
+  if (ctx.method === 'GET' && ctx.path === '/auth' && ctx.query.code_challenge !== undefined) {
+    const q = { ...ctx.query };
+    const method = q.code_challenge_method ?? (pkceMethods.includes('plain') ? 'plain' : undefined);
+    if (method !== undefined && !pkceMethods.includes(method)) {
+      q.code_challenge_method = `unsupported:${method}`;
+    } else if (method === 'plain' && /^[\w.~-]{43,128}$/.test(q.code_challenge)) {
+      q.code_challenge = b64sha256(q.code_challenge);
+      q.code_challenge_method = 'S256';
+    }
+    ctx.query = q;
+  }
+  await next();
+  if (ctx.path === '/.well-known/openid-configuration' && ctx.body && typeof ctx.body === 'object') {
+    ctx.body.code_challenge_methods_supported = pkceMethods;
+  }
+}
+
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+async function readBody(req) {
+  const chunks = [];
+  for await (const c of req) chunks.push(c);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function loginPage(uid, clientId, error) {
+  return `<!doctype html><html><head><title>Test IdP login</title></head><body>
+<h1>Sign in to ${esc(clientId)}</h1>${error ? `<p class="error">${esc(error)}</p>` : ''}
+<form method="post" action="/interaction/${esc(uid)}/login">
+<label>Account <input name="login" autofocus></label>
+<button type="submit">Sign in</button></form>
+<p>Accounts: ${Object.keys(accounts).map(esc).join(', ')}</p>
+<form method="post" action="/interaction/${esc(uid)}/abort"><button type="submit">Cancel</button></form>
+</body></html>`;
+}
+
+// Interaction routes: login form / login_hint shortcut / consent auto-grant / abort.
+async function interactions(ctx, next) {
+  const m = ctx.path.match(/^\/interaction\/([\w-]+)(\/login|\/abort)?$/);
+  if (!m) return next();
+  const provider = ctx.app;
+  const details = await provider.interactionDetails(ctx.req, ctx.res);
+  const finish = async (result) => {
+    ctx.status = 303;
+    ctx.redirect(await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: true }));
+  };
+  const { prompt, params, uid } = details;
+  if (m[2] === '/abort' && ctx.method === 'POST') {
+    return finish({ error: 'access_denied', error_description: 'End-User aborted interaction' });
+  }
+  if (m[2] === '/login' && ctx.method === 'POST') {
+    const login = new URLSearchParams(await readBody(ctx.req)).get('login') || '';
+    if (!accounts[login]) {
+      ctx.status = 200;
+      ctx.type = 'html';
+      ctx.body = loginPage(uid, params.client_id, `unknown account: ${login}`);
+      return undefined;
+    }
+    return finish({ login: { accountId: login } });
+  }
+  if (m[2] || ctx.method !== 'GET') return next();
+  if (prompt.name === 'login') {
+    if (params.login_hint && accounts[params.login_hint]) {
+      return finish({ login: { accountId: params.login_hint } });
+    }
+    ctx.type = 'html';
+    ctx.body = loginPage(uid, params.client_id);
+    return undefined;
+  }
+  // consent (e.g. prompt=consent): grant whatever is missing, no form.
+  const grant = details.grantId
+    ? await provider.Grant.find(details.grantId)
+    : new provider.Grant({ accountId: details.session.accountId, clientId: params.client_id });
+  const d = prompt.details || {};
+  if (d.missingOIDCScope) grant.addOIDCScope(d.missingOIDCScope.join(' '));
+  if (d.missingOIDCClaims) grant.addOIDCClaims(d.missingOIDCClaims);
+  for (const [indicator, scopes] of Object.entries(d.missingResourceScopes || {})) {
+    grant.addResourceScope(indicator, scopes.join(' '));
+  }
+  return finish({ consent: { grantId: await grant.save() } });
+}
+
+function build(jwks) {
+  const clients = (config.clients || []).map((c) => ({
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    ...c,
+  }));
+  const provider = new Provider(issuer, {
+    clients,
+    jwks: { keys: jwks },
+    findAccount,
+    loadExistingGrant,
+    conformIdTokenClaims: !claimsInIdToken,
+    scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
+    claims: {
+      openid: ['sub', 'groups'],
+      email: ['email', 'email_verified'],
+      profile: ['name', 'given_name', 'family_name', 'preferred_username', 'picture'],
+      groups: ['groups'],
+    },
+    cookies: { keys: cookieKeys },
+    pkce: { required: () => pkceRequired },
+    interactions: { policy: policy(), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    features: {
+      devInteractions: { enabled: false },
+      revocation: { enabled: true },
+      introspection: { enabled: true },
+      userinfo: { enabled: true },
+    },
+    renderError(ctx, out) {
+      ctx.type = 'html';
+      ctx.body = `<!doctype html><html><body><h1>oops</h1><pre>${esc(JSON.stringify(out))}</pre></body></html>`;
+    },
+  });
+  provider.use(pkceShim);
+  provider.use(interactions);
+  provider.on('server_error', (_ctx, err) => console.error('server_error', err));
+  return provider;
+}
+
+async function control(req, res) {
+  const send = (status, obj) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(obj));
+  };
+  const url = new URL(req.url, issuer);
+  const acct = url.pathname.match(/^\/__test\/accounts\/([^/]+)$/);
+  try {
+    if (acct && req.method === 'POST') {
+      const claims = JSON.parse(await readBody(req));
+      if (!claims || typeof claims !== 'object' || Array.isArray(claims)) throw new Error('body must be a JSON object');
+      accounts[decodeURIComponent(acct[1])] = claims;
+      return send(200, { ok: true });
+    }
+    if (acct && req.method === 'DELETE') {
+      delete accounts[decodeURIComponent(acct[1])];
+      return send(200, { ok: true });
+    }
+    if (url.pathname === '/__test/rotate-keys' && req.method === 'POST') {
+      const body = await readBody(req);
+      const keepOld = body ? JSON.parse(body).keep_old === true : false;
+      const fresh = newKeys();
+      keys = keepOld ? [...fresh, ...keys] : fresh;
+      current = build(keys);
+      handler = current.callback();
+      return send(200, { ok: true, kids: keys.map((k) => k.kid) });
+    }
+    return send(404, { error: 'not found' });
+  } catch (err) {
+    return send(400, { error: String(err.message || err) });
+  }
+}
+
+let issuer;
+let keys = newKeys();
+let current;
+let handler;
+
+const server = createServer((req, res) => {
+  if (req.url.startsWith('/__test/')) return control(req, res);
+  return handler(req, res);
+});
+server.listen(0, '127.0.0.1', () => {
+  const { port } = server.address();
+  issuer = `http://127.0.0.1:${port}`;
+  current = build(keys);
+  handler = current.callback();
+  process.stdout.write(`${JSON.stringify({ issuer, port })}\n`);
+});
+
+const stop = () => { server.close(); process.exit(0); };
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+if (!process.env.PEER_IGNORE_STDIN) {
+  process.stdin.on('end', stop);
+  process.stdin.on('error', stop);
+  process.stdin.resume();
+}

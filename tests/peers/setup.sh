@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs what the test peers need (run as root on Debian; idempotent, quick when done):
+#   xmlsec1, node + npm (Debian packages, only when missing), python3-venv if needed,
+#   tests/peers/oidc/node_modules (oidc-provider, from package-lock.json),
+#   tests/peers/.venv with pysaml2 7.5.5 (pinned with its dependencies in saml/requirements.txt).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+OIDC_PROVIDER_VERSION=9.13.3
+
+say() { echo "peers setup: $*"; }
+die() { echo "peers setup: ERROR: $*" >&2; exit 1; }
+
+# 1. Debian packages, only those missing; apt-get update at most once.
+missing=()
+command -v xmlsec1 >/dev/null || missing+=(xmlsec1)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v python3 >/dev/null || missing+=(python3)
+if command -v python3 >/dev/null && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  missing+=("python3-venv")
+fi
+if ((${#missing[@]})); then
+  say "apt-get install ${missing[*]}"
+  [[ $(id -u) == 0 ]] || die "need root to install: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null || die "apt-get update failed"
+  apt-get install -y -qq "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+else
+  say "system packages present (xmlsec1, node, npm, openssl, python3 venv)"
+fi
+
+# 2. oidc-provider for the OIDC peer (needs Node >= 20; Debian 12's own nodejs is 18).
+node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' \
+  || die "node $(node --version) is too old for oidc-provider 9: need >= 20"
+installed=$(node -p "try{require('$HERE/oidc/node_modules/oidc-provider/package.json').version}catch{''}")
+if [[ $installed == "$OIDC_PROVIDER_VERSION" ]]; then
+  say "oidc-provider $installed present"
+else
+  if [[ -f $HERE/oidc/package-lock.json ]]; then npm_cmd=ci; else npm_cmd=install; fi
+  say "npm $npm_cmd in tests/peers/oidc (oidc-provider $OIDC_PROVIDER_VERSION)"
+  (cd "$HERE/oidc" && npm "$npm_cmd" --no-audit --no-fund --loglevel=error) || die "npm $npm_cmd failed"
+fi
+
+# 3. Python venv with pysaml2 for the SAML peer.
+VENV=$HERE/.venv
+want=$(sed -n 's/^pysaml2==//p' "$HERE/saml/requirements.txt")
+if [[ -x $VENV/bin/python ]] && [[ $("$VENV/bin/python" -c 'import saml2, importlib.metadata as m
+print(m.version("pysaml2"))' 2>/dev/null) == "$want" ]]; then
+  say "venv with pysaml2 $want present"
+else
+  say "python3 -m venv tests/peers/.venv + pip install -r saml/requirements.txt (pysaml2)"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV" || die "python3 -m venv failed"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$HERE/saml/requirements.txt" \
+    || die "pip install -r saml/requirements.txt failed"
+  "$VENV/bin/python" -c 'import saml2' || die "saml2 not importable after install"
+fi
+say "done"
