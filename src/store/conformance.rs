@@ -249,11 +249,11 @@ async fn keys_and_audit(store: &dyn Store, tag: &str) -> StoreResult<()> {
         alg: "ES256".into(),
         private_key: "v1:x".into(),
         public_jwk: "{}".into(),
-        created_at: i64::MAX / 4,
+        created_at: chrono::Utc::now().timestamp_millis() + 1_000_000,
         retired_at: None,
     };
     store.signing_key_insert(&k1, &audit("key.create", &k1.kid)).await?;
-    let k2 = SigningKey { kid: format!("{tag}_k2"), created_at: i64::MAX / 4 + 1, ..k1.clone() };
+    let k2 = SigningKey { kid: format!("{tag}_k2"), created_at: k1.created_at + 1, ..k1.clone() };
     store.signing_key_insert(&k2, &audit("key.create", &k2.kid)).await?;
     let keys = store.signing_key_list().await?;
     check(keys.first().map(|k| k.kid.as_str()) == Some(k2.kid.as_str()), "newest key first")?;

@@ -1,0 +1,164 @@
+//! The real binary: started with no configuration in an empty folder, used over HTTP,
+//! stopped with SIGTERM; the CLI on the same store; logs that never carry a secret.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ssogate");
+
+fn cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn wait_for(lines: &Arc<Mutex<Vec<String>>>, needle: &str) -> String {
+    let start = Instant::now();
+    loop {
+        if let Some(l) = lines.lock().unwrap().iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no {needle:?} in {:?}", lines.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stream).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    lines
+}
+
+#[tokio::test]
+async fn binary_runs_on_defaults_and_the_cli_shares_its_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "cli-test-client-secret-987";
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        // Port 0: other processes may hold 8080. Debug logs: the most a log ever says.
+        .env("SSOGATE_LISTEN", "127.0.0.1:0")
+        .env("SSOGATE_LOG__FORMAT", "json")
+        .env("SSOGATE_LOG__LEVEL", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+    let serving: Value = serde_json::from_str(&wait_for(&err, "ssogate is serving")).unwrap();
+    let base = format!("http://{}", serving["listen"].as_str().unwrap());
+    let token_line = wait_for(&out, "sgt_");
+    let token = token_line.trim().to_string();
+    assert!(token.starts_with("sgt_"), "{token_line}");
+
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
+    let body = json!({"display_name": "CLI OIDC", "protocol": "oidc", "oidc": {"issuer": "https://idp.example.com", "client_id": "c",
+        "client_secret": secret, "authorization_endpoint": "https://idp.example.com/a", "token_endpoint": "https://idp.example.com/t",
+        "jwks_uri": "https://idp.example.com/k"}});
+    let r = http.post(format!("{base}/api/v1/admin/connections")).bearer_auth(&token).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(r.headers().contains_key("x-request-id"));
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+
+    // First start made the data dir, the SQLite file and a private master key.
+    assert!(dir.path().join("data/ssogate.db").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("certs/master.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // SIGTERM: a graceful stop.
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(code.success(), "exit status {code}");
+    wait_for(&err, "stopped");
+    let logs = err.lock().unwrap().join("\n") + &out.lock().unwrap().join("\n");
+    assert!(!logs.contains(secret), "a secret reached the logs");
+    assert!(logs.contains("request_id"), "log lines carry the request id");
+    let log_lines = err.lock().unwrap().join("\n");
+    assert!(!log_lines.contains(&token), "the admin token is printed to the terminal, never logged");
+
+    // The CLI works on the same store.
+    let (ok, list, e) = cli(dir.path(), &["connections", "list"]);
+    assert!(ok, "{e}");
+    assert!(list.contains("CLI OIDC") && list.contains(&id), "{list}");
+    let (ok, show, _) = cli(dir.path(), &["connections", "show", &id]);
+    assert!(ok && show.contains("\"client_secret_set\": true") && !show.contains(secret), "{show}");
+    let (ok, exported, _) = cli(dir.path(), &["connections", "export", "--format", "json"]);
+    assert!(ok && exported.contains("CLI OIDC") && !exported.contains(secret), "{exported}");
+    let (ok, yaml, _) = cli(dir.path(), &["connections", "export"]);
+    assert!(ok && yaml.contains("display_name: CLI OIDC"), "{yaml}");
+    let (ok, full, _) = cli(dir.path(), &["connections", "export", "--format", "json", "--include-secrets"]);
+    assert!(ok && full.contains(secret));
+
+    // Import into a fresh gateway folder, then again (an update, not a duplicate).
+    let other = tempfile::tempdir().unwrap();
+    let file = other.path().join("export.json");
+    std::fs::write(&file, &full).unwrap();
+    let (ok, _, e) = cli(other.path(), &["connections", "import", file.to_str().unwrap()]);
+    assert!(ok && e.contains("1 created"), "{e}");
+    let (ok, _, e) = cli(other.path(), &["connections", "import", file.to_str().unwrap()]);
+    assert!(ok && e.contains("1 updated"), "{e}");
+    let (_, list, _) = cli(other.path(), &["connections", "list", "--json"]);
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], id.as_str(), "ids survive an export and import");
+
+    // Create from YAML; a bad file names every problem.
+    let yaml_file = other.path().join("new.yaml");
+    std::fs::write(&yaml_file, "display_name: From YAML\nprotocol: oidc\noidc:\n  issuer: https://i.example\n  client_id: c\n  client_secret: s\n  authorization_endpoint: https://i.example/a\n  token_endpoint: https://i.example/t\n  jwks_uri: https://i.example/k\n").unwrap();
+    let (ok, o, e) = cli(other.path(), &["connections", "create", yaml_file.to_str().unwrap()]);
+    assert!(ok && o.contains("created connection"), "{o}{e}");
+    std::fs::write(&yaml_file, "display_name: Broken\nprotocol: oidc\noidc:\n  client_id: c\n  issuer: https://i.example\n  authorization_endpoint: nope\n  discover: true\n").unwrap();
+    let (ok, _, e) = cli(other.path(), &["connections", "create", yaml_file.to_str().unwrap()]);
+    assert!(!ok && e.contains("discover"), "{e}");
+
+    let (ok, o, _) = cli(dir.path(), &["keys", "generate", "--alg", "RS256"]);
+    assert!(ok && o.contains("generated RS256"), "{o}");
+    let (ok, o, _) = cli(dir.path(), &["keys", "list"]);
+    assert!(ok && o.lines().count() == 2 && o.contains("retired"), "{o}");
+}
+
+#[test]
+fn config_check_and_help_explain_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, o, _) = cli(dir.path(), &["config", "check"]);
+    assert!(ok && o.contains("127.0.0.1:8080"), "{o}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "listen = \"nowhere\"\npublic_url = \"ftp://x\"\ncolour = \"red\"\n[store]\nurl = \"mysql://x\"\n").unwrap();
+    let (ok, _, e) = cli(dir.path(), &["--config", bad.to_str().unwrap(), "config", "check"]);
+    assert!(!ok);
+    for key in ["colour", "listen"] {
+        assert!(e.contains(key), "{key} in {e}");
+    }
+    let (ok, o, _) = cli(dir.path(), &["--help"]);
+    assert!(ok);
+    for word in ["serve", "connections", "keys", "config", "SSOGATE_"] {
+        assert!(o.contains(word), "{word} in --help: {o}");
+    }
+    let (ok, o, _) = cli(dir.path(), &["connections", "export", "--help"]);
+    assert!(ok && o.contains("--include-secrets"), "{o}");
+}

@@ -1,0 +1,9 @@
+//! Integration tests: real servers on port 0, real SQLite and PostgreSQL, real peers
+//! (oidc-provider from npm, pysaml2) set up by `tests/peers/setup.sh`.
+
+mod api;
+mod cli;
+mod peers;
+mod presets;
+mod store;
+mod support;
