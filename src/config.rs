@@ -46,6 +46,49 @@ pub struct Config {
     pub http: HttpConfig,
     /// Outbound HTTP (discovery, JWKS, metadata).
     pub outbound: OutboundConfig,
+    /// Logins in progress and upstream token checks.
+    pub login: LoginConfig,
+    /// Sessions.
+    pub session: SessionConfig,
+}
+
+/// `[login]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LoginConfig {
+    /// How long a started login may take before its state expires.
+    #[serde(deserialize_with = "lenient")]
+    pub flow_ttl_seconds: u64,
+    /// Clock difference tolerated with IdPs for token times.
+    #[serde(deserialize_with = "lenient")]
+    pub clock_skew_seconds: u64,
+    /// An unknown `kid` refetches an IdP's JWKS at most this often.
+    #[serde(deserialize_with = "lenient")]
+    pub jwks_min_refetch_seconds: u64,
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        Self { flow_ttl_seconds: 600, clock_skew_seconds: 60, jwks_min_refetch_seconds: 10 }
+    }
+}
+
+/// `[session]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SessionConfig {
+    /// A session ends this long after login, used or not.
+    #[serde(deserialize_with = "lenient")]
+    pub lifetime_seconds: u64,
+    /// A session ends after this long unused.
+    #[serde(deserialize_with = "lenient")]
+    pub idle_seconds: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { lifetime_seconds: 8 * 3600, idle_seconds: 3600 }
+    }
 }
 
 /// `[store]`
@@ -113,6 +156,8 @@ impl Default for Config {
             log: LogConfig::default(),
             http: HttpConfig::default(),
             outbound: OutboundConfig::default(),
+            login: LoginConfig::default(),
+            session: SessionConfig::default(),
         }
     }
 }
@@ -287,6 +332,15 @@ impl Config {
         if self.http.request_timeout_seconds == 0 {
             bad("http.request_timeout_seconds", "must be at least 1");
         }
+        if !(60..=3600).contains(&self.login.flow_ttl_seconds) {
+            bad("login.flow_ttl_seconds", "must be between 60 and 3600");
+        }
+        if self.login.clock_skew_seconds > 600 {
+            bad("login.clock_skew_seconds", "must be at most 600");
+        }
+        if self.session.lifetime_seconds < 60 || self.session.idle_seconds < 60 {
+            bad("session", "lifetime_seconds and idle_seconds must be at least 60");
+        }
         if self.outbound.timeout_seconds == 0 || self.outbound.timeout_seconds > 120 {
             bad("outbound.timeout_seconds", "must be between 1 and 120");
         }
@@ -299,6 +353,11 @@ impl Config {
             Some(u) => u.expose().to_string(),
             None => format!("sqlite://{}?mode=rwc", self.data_dir.join("ssogate.db").display()),
         }
+    }
+
+    /// Whether cookies get the Secure flag: always, unless the public URL is plain http.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.scheme() == "https"
     }
 
     /// The public URL without a trailing slash, to append paths to.

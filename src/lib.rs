@@ -11,10 +11,14 @@
 //!   conformance suite every backend passes.
 //! - [`connection`]: the connection model, its validation, provider presets, IdP
 //!   metadata parsing, OIDC discovery and SP key pairs.
+//! - [`mapping`]: raw claims or SAML attributes to an `Identity`, by the connection's claim mappings.
 //! - [`directory`]: users, groups, memberships and invitations: the rules above the store.
+//! - [`state`]: flow state, one-time codes, replay markers and sessions (memory; Redis later).
 //! - [`token`]: the gateway's own signing keys (generated, encrypted, listed as JWKS).
 //! - [`outbound`]: the one HTTP client for calls to IdPs: no redirects, timeouts, size caps.
+//! - [`upstream`]: the protocol step of a login (OIDC now): begin, then verify the reply.
 //! - [`admin`]: the admin REST API and its OpenAPI document.
+//! - [`login`]: the login page, login start, OIDC callback, the shared steps after it, logout.
 //! - [`web`]: request ids, error bodies, health checks and the public provider list.
 //! - [`server`]: builds the application state and router; `serve(listener, state, shutdown)`.
 //! - [`audit`]: who changed what and when.
@@ -27,9 +31,13 @@ pub mod config;
 pub mod connection;
 pub mod directory;
 pub mod id;
+pub mod login;
+pub mod mapping;
 pub mod outbound;
 pub mod secret;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod token;
+pub mod upstream;
 pub mod web;

@@ -40,6 +40,14 @@ pub struct App {
     pub clock: Clock,
     /// SHA-256 of the admin token.
     pub admin_token_sha256: [u8; 32],
+    /// Flow state, one-time codes, replay markers.
+    pub ephemeral: Arc<dyn crate::state::Ephemeral>,
+    /// Sessions.
+    pub sessions: Arc<dyn crate::state::Sessions>,
+    /// IdP signing keys.
+    pub jwks: crate::upstream::jwks::JwksCache,
+    /// The outbound HTTP client (no redirects, timeouts).
+    pub http: reqwest::Client,
 }
 
 /// Handlers' state.
@@ -145,9 +153,12 @@ impl App {
         };
         startup.signing_key_created = crate::token::ensure(store.as_ref(), &cipher, clock.now()).await?;
         let http = crate::outbound::client(Duration::from_secs(config.outbound.timeout_seconds));
-        let registry = Registry::new(store.clone(), cipher.clone(), config.public_base(), http, clock.clone());
+        let registry = Registry::new(store.clone(), cipher.clone(), config.public_base(), http.clone(), clock.clone());
         let directory = Directory::new(store.clone(), clock.clone());
-        Ok((App { config, store, registry, directory, cipher, clock, admin_token_sha256 }, startup))
+        let ephemeral: Arc<dyn crate::state::Ephemeral> = Arc::new(crate::state::memory::MemoryEphemeral::new(clock.clone()));
+        let sessions: Arc<dyn crate::state::Sessions> = Arc::new(crate::state::memory::MemorySessions::new());
+        let jwks = crate::upstream::jwks::JwksCache::new(http.clone(), clock.clone(), (config.login.jwks_min_refetch_seconds * 1000) as i64);
+        Ok((App { config, store, registry, directory, cipher, clock, admin_token_sha256, ephemeral, sessions, jwks, http }, startup))
     }
 }
 
@@ -204,6 +215,11 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = crate::admin::api_router(state.clone()).split_for_parts();
     let openapi = Arc::new(openapi);
     Router::new()
+        .route("/", get(crate::login::home))
+        .route("/login", get(crate::login::login_page))
+        .route("/login/{id}", get(crate::login::login_start))
+        .route("/oidc/{id}/callback", get(crate::login::oidc_callback))
+        .route("/logout", axum::routing::post(crate::login::logout))
         .route("/healthz", get(crate::web::public::healthz))
         .route("/readyz", get(crate::web::public::readyz))
         .route("/api/v1/openapi.json", get(move || {

@@ -51,6 +51,9 @@ pub async fn update_user(State(app): State<AppState>, ApiPath(id): ApiPath<Strin
     security(("admin_token" = [])), responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
 pub async fn delete_user(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<StatusCode, ApiError> {
     app.directory.delete_user(&id, ACTOR).await?;
+    // Removing a user ends their sessions too.
+    let ended = app.sessions.remove_user(&id).await.map_err(|e| ApiError::unavailable(&e))?;
+    tracing::info!(user_id = %id, sessions = ended, "user removed");
     Ok(StatusCode::NO_CONTENT)
 }
 

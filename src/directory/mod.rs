@@ -4,6 +4,9 @@
 //! invitations that come with a pending user. Login-time provisioning and group sync
 //! build on this.
 
+pub mod provision;
+pub mod sync;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -228,6 +231,10 @@ impl Directory {
 
     async fn group_names(&self) -> Result<BTreeMap<String, Group>, DirectoryError> {
         Ok(self.store.group_list().await?.into_iter().map(|g| (g.id.clone(), g)).collect())
+    }
+
+    async fn group_names_by_id(&self) -> Result<BTreeMap<String, String>, DirectoryError> {
+        Ok(self.store.group_list().await?.into_iter().map(|g| (g.id, g.name)).collect())
     }
 
     /// A user with their groups and links.

@@ -3,6 +3,8 @@
 //! rotated by adding a new one: older keys are retired but stay listed (and in the
 //! JWKS) until their tokens have expired.
 
+pub mod jws;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use openssl::bn::BigNumContext;

@@ -1,0 +1,318 @@
+//! The browser-facing login: the login page, the start of a login, the OIDC callback,
+//! and logout. After the upstream step everything is protocol-blind: the directory
+//! step (link, match, create or refuse), group sync, the session and the redirect.
+//!
+//! Every refusal renders an error page with a sentence the user can act on and the
+//! request id, and leaves nothing behind: no user, membership, link or session.
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::connection::{Connection, Protocol};
+use crate::directory::provision::Refusal;
+use crate::mapping::Identity;
+use crate::server::AppState;
+use crate::state::Session;
+use crate::store::ConnectionSort;
+use crate::upstream::{oidc, FlowState, UpstreamError};
+use crate::web::page::{self, esc};
+use crate::web::ApiPath;
+
+/// Cookie binding a login in progress to the browser. Named so it cannot collide with
+/// an IdP's cookies on the same host (`_session`, `_interaction`).
+pub const FLOW_COOKIE: &str = "ssogate_flow";
+/// The session cookie.
+pub const SESSION_COOKIE: &str = "ssogate_session";
+
+/// Reads a cookie from the request headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn set_cookie(app: &AppState, name: &str, value: &str, max_age: u64) -> HeaderValue {
+    let secure = if app.config.secure_cookies() { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn hash(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// A local return path: absolute path on this host, no scheme-relative tricks.
+pub fn local_path(p: &str) -> Option<String> {
+    let ok = p.starts_with('/')
+        && !p.starts_with("//")
+        && !p.starts_with("/\\")
+        && p.len() <= 2048
+        && !p.chars().any(|c| c.is_control() || c == '\\');
+    ok.then(|| p.to_string())
+}
+
+/// `?return_to=&login_hint=`
+#[derive(Debug, Deserialize)]
+pub struct ReturnTo {
+    /// Where to go after login (a path on this gateway).
+    pub return_to: Option<String>,
+    /// Passed to the IdP as `login_hint` (who is signing in, when known).
+    pub login_hint: Option<String>,
+}
+
+/// The login page: one button per active connection; works without JavaScript.
+pub async fn login_page(State(app): State<AppState>, Query(q): Query<ReturnTo>) -> Response {
+    let list = match app.store.connection_list(ConnectionSort::Name, false).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "login page: store failed");
+            return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly.");
+        }
+    };
+    let suffix = q
+        .return_to
+        .as_deref()
+        .and_then(local_path)
+        .map(|p| format!("?return_to={}", url::form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>()))
+        .unwrap_or_default();
+    let mut buttons = String::new();
+    for c in list.iter().filter(|c| c.active) {
+        let initial = c.display_name.chars().next().map(|ch| ch.to_uppercase().to_string()).unwrap_or_default();
+        buttons.push_str(&format!(
+            "<a class=\"button\" href=\"/login/{id}{suffix}\" data-provider=\"{p}\"><span class=\"initial\">{i}</span>Sign in with {n}</a>",
+            id = esc(&c.id),
+            suffix = esc(&suffix),
+            p = esc(&c.provider),
+            i = esc(&initial),
+            n = esc(&c.display_name)
+        ));
+    }
+    if buttons.is_empty() {
+        buttons = "<p>No identity provider is set up yet. An administrator adds one through the admin API.</p>".into();
+    }
+    Html(page::layout("Sign in", &format!("<h1>Sign in</h1>{buttons}"))).into_response()
+}
+
+async fn active_connection(app: &AppState, id: &str) -> Result<Connection, Response> {
+    match app.registry.get(id).await {
+        Ok(c) if c.active => Ok(c),
+        Ok(_) | Err(crate::connection::ConnectionError::NotFound(_)) => {
+            Err(page::error(StatusCode::NOT_FOUND, "This sign-in option does not exist or is turned off. Choose another one."))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the connection");
+            Err(page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly."))
+        }
+    }
+}
+
+/// Starts a login with a connection: keeps the flow state and redirects to the IdP.
+pub async fn login_start(State(app): State<AppState>, ApiPath(id): ApiPath<String>, Query(q): Query<ReturnTo>, headers: HeaderMap) -> Response {
+    let conn = match active_connection(&app, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if conn.protocol != Protocol::Oidc {
+        return page::error(StatusCode::NOT_IMPLEMENTED, "SAML sign-in is not available yet.");
+    }
+    // Reuse the browser's flow cookie so two tabs can log in at once.
+    let browser = cookie(&headers, FLOW_COOKIE).filter(|v| v.len() == 43 && crate::id::is_wellformed(v)).map(str::to_string).unwrap_or_else(|| crate::id::token(32));
+    let return_to = q.return_to.as_deref().and_then(local_path);
+    let callback = conn.callback_url(&app.config.public_base());
+    let hint = q.login_hint.as_deref().filter(|h| !h.is_empty() && h.len() <= 256 && !h.chars().any(char::is_control));
+    let (state, flow, url) = match oidc::begin(&conn, &callback, &hash(&browser), return_to, hint, app.clock.now()) {
+        Ok(x) => x,
+        Err(e) => return page::error(StatusCode::BAD_GATEWAY, &e.to_string()),
+    };
+    let ttl = app.config.login.flow_ttl_seconds;
+    let stored = serde_json::to_string(&flow).unwrap_or_default();
+    match app.ephemeral.put_new(&format!("flow:{state}"), &stored, (ttl * 1000) as i64).await {
+        Ok(true) => {}
+        Ok(false) | Err(_) => return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly."),
+    }
+    let mut resp = Redirect::to(&url).into_response();
+    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&app, FLOW_COOKIE, &browser, ttl));
+    resp
+}
+
+/// The OIDC callback's query.
+#[derive(Debug, Deserialize)]
+pub struct CallbackQuery {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// The IdP sends the browser back here: check and consume the state, exchange the
+/// code, verify the ID token, then the shared steps.
+pub async fn oidc_callback(State(app): State<AppState>, ApiPath(id): ApiPath<String>, Query(q): Query<CallbackQuery>, headers: HeaderMap) -> Response {
+    let Some(state) = q.state.as_deref().filter(|s| !s.is_empty() && s.len() <= 128) else {
+        return page::error(StatusCode::BAD_REQUEST, "The sign-in reply has no state. Start the sign-in again.");
+    };
+    // Single use: taken here, so a replayed or reused state finds nothing.
+    let flow: Option<FlowState> = match app.ephemeral.take(&format!("flow:{state}")).await {
+        Ok(v) => v.and_then(|s| serde_json::from_str(&s).ok()),
+        Err(e) => {
+            tracing::error!(error = %e, "state store failed");
+            return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly.");
+        }
+    };
+    let Some(flow) = flow else {
+        return page::error(StatusCode::BAD_REQUEST, "This sign-in has expired or was already used. Start the sign-in again.");
+    };
+    let browser_ok = cookie(&headers, FLOW_COOKIE).is_some_and(|c| hash(c) == flow.browser);
+    if flow.connection_id != id || !browser_ok {
+        tracing::warn!(connection = %id, "callback state bound to another browser or connection");
+        return page::error(StatusCode::BAD_REQUEST, "This sign-in was started in another browser. Start the sign-in again here.");
+    }
+    if let Some(err) = &q.error {
+        let detail = q.error_description.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+        return page::error(StatusCode::FORBIDDEN, &format!("Your identity provider refused the sign-in ({err}{detail})."));
+    }
+    let Some(code) = q.code.as_deref().filter(|c| !c.is_empty()) else {
+        return page::error(StatusCode::BAD_REQUEST, "The sign-in reply has no code. Start the sign-in again.");
+    };
+    let conn = match active_connection(&app, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let checks = oidc::Checks { now: app.clock.now(), skew_ms: (app.config.login.clock_skew_seconds * 1000) as i64 };
+    let callback = conn.callback_url(&app.config.public_base());
+    let verified = match oidc::finish(&conn, &callback, code, &flow, &app.http, &app.jwks, checks).await {
+        Ok(v) => v,
+        Err(e) => return upstream_error(&conn, e),
+    };
+    let require_verified = conn.settings.oidc.as_ref().is_some_and(|o| o.email_verification);
+    complete(&app, &conn, &verified.identity, require_verified, verified.access_token, flow.return_to).await
+}
+
+fn upstream_error(conn: &Connection, e: UpstreamError) -> Response {
+    tracing::warn!(connection = %conn.id, error = %e, "login refused");
+    let status = match e {
+        UpstreamError::Refused(_) => StatusCode::FORBIDDEN,
+        UpstreamError::Unavailable(_) => StatusCode::BAD_GATEWAY,
+        UpstreamError::Invalid(_) => StatusCode::FORBIDDEN,
+    };
+    page::error(status, &format!("{e}."))
+}
+
+/// The shared steps after any upstream: directory, group sync, session, redirect.
+pub async fn complete(app: &AppState, conn: &Connection, identity: &Identity, require_verified_email: bool, upstream_token: Option<String>, return_to: Option<String>) -> Response {
+    let resolution = match app.directory.resolve(conn, identity, require_verified_email).await {
+        Ok(r) => r,
+        Err(Refusal::Store(e)) => {
+            tracing::error!(error = %e, "directory step failed");
+            return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly.");
+        }
+        Err(refusal) => {
+            tracing::info!(connection = %conn.id, reason = %refusal, "login refused by the directory step");
+            return page::error(StatusCode::FORBIDDEN, &format!("{}.", upper_first(&refusal.to_string())));
+        }
+    };
+    let user = match app.directory.apply(conn, identity, resolution).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(error = %e, "directory step failed");
+            return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly.");
+        }
+    };
+    let groups = match app.directory.group_names_of(&user.id).await {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!(error = %e, "group lookup failed");
+            return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly.");
+        }
+    };
+    let now = app.clock.now();
+    let session = Session {
+        id: crate::id::token(32),
+        user_id: user.id.clone(),
+        connection_id: conn.id.clone(),
+        username: user.username.clone(),
+        email: user.email.clone(),
+        email_verified: identity.email_verified == Some(true),
+        name: identity.name.clone(),
+        groups,
+        created_at: now,
+        expires_at: now + (app.config.session.lifetime_seconds * 1000) as i64,
+        idle_timeout_ms: (app.config.session.idle_seconds * 1000) as i64,
+        last_seen: now,
+        upstream_token,
+    };
+    if let Err(e) = app.sessions.create(&session).await {
+        tracing::error!(error = %e, "session store failed");
+        return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly.");
+    }
+    tracing::info!(user_id = %user.id, connection = %conn.id, "login");
+    let mut resp = Redirect::to(return_to.as_deref().unwrap_or("/")).into_response();
+    resp.headers_mut().append(header::SET_COOKIE, set_cookie(app, SESSION_COOKIE, &session.id, app.config.session.lifetime_seconds));
+    resp.headers_mut().append(header::SET_COOKIE, set_cookie(app, FLOW_COOKIE, "", 0));
+    resp
+}
+
+fn upper_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+}
+
+/// The session of this browser, if it has a live one.
+pub async fn current_session(app: &AppState, headers: &HeaderMap) -> Option<Session> {
+    let id = cookie(headers, SESSION_COOKIE)?;
+    app.sessions.touch(id, app.clock.now()).await.ok().flatten()
+}
+
+/// `/`: who is signed in, or the login page.
+pub async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    match current_session(&app, &headers).await {
+        Some(s) => {
+            let body = format!(
+                "<h1>Signed in</h1><p>You are signed in as <strong>{}</strong>{}.</p><p class=\"muted\">Groups: {}</p>\
+                 <form method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out</button></form>",
+                esc(&s.username),
+                s.email.as_deref().map(|e| format!(" ({})", esc(e))).unwrap_or_default(),
+                esc(&s.groups.join(", "))
+            );
+            Html(page::layout("Signed in", &body)).into_response()
+        }
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+/// Ends the session (and revokes the upstream token where the IdP has a revocation endpoint).
+pub async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(id) = cookie(&headers, SESSION_COOKIE) {
+        if let Ok(Some(s)) = app.sessions.remove(id).await {
+            revoke_upstream(&app, &s).await;
+            tracing::info!(user_id = %s.user_id, "logout");
+        }
+    }
+    let mut resp = Redirect::to("/login").into_response();
+    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&app, SESSION_COOKIE, "", 0));
+    resp
+}
+
+async fn revoke_upstream(app: &AppState, s: &Session) {
+    let Some(token) = &s.upstream_token else { return };
+    let Ok(conn) = app.registry.get(&s.connection_id).await else { return };
+    let Some(o) = &conn.settings.oidc else { return };
+    let Some(endpoint) = &o.revocation_endpoint else { return };
+    let secret = conn.secrets.client_secret.clone().unwrap_or_default();
+    let form = [("token", token.as_str()), ("token_type_hint", "access_token")];
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let req = app.http.post(endpoint).basic_auth(enc(&o.client_id), Some(enc(&secret))).form(&form);
+    // Best effort: the local session is already gone whatever the IdP says.
+    match req.send().await {
+        Ok(r) if r.status().is_success() => tracing::info!(connection = %conn.id, "upstream token revoked"),
+        Ok(r) => tracing::warn!(connection = %conn.id, status = r.status().as_u16(), "upstream revocation refused"),
+        Err(_) => tracing::warn!(connection = %conn.id, "upstream revocation endpoint unreachable"),
+    }
+}

@@ -1,0 +1,172 @@
+//! Claim mapping: raw claims (OIDC) or attributes (SAML) become an [`Identity`]
+//! through the connection's [`ClaimMappings`]. Pure logic, shared by both protocols.
+//!
+//! A name is looked up as a whole first (so `cognito:groups` and URI claim names such
+//! as `https://ssogate/groups` work as they are), then as a dotted path into nested
+//! objects (`realm_access.roles`). A list of names is tried in order.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::connection::{ClaimMappings, ClaimNames};
+
+/// Who the upstream says the user is, after verification and mapping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Identity {
+    /// The stable upstream user id (links the user to this connection).
+    pub subject: String,
+    /// Email address.
+    pub email: Option<String>,
+    /// Whether the upstream says the email is verified (`None`: it did not say).
+    pub email_verified: Option<bool>,
+    /// Full name.
+    pub name: Option<String>,
+    /// Given name.
+    pub given_name: Option<String>,
+    /// Family name.
+    pub family_name: Option<String>,
+    /// Picture URL.
+    pub picture: Option<String>,
+    /// Group names asserted by the upstream.
+    pub groups: Vec<String>,
+}
+
+/// Why mapping failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MappingError {
+    /// The user id claim is absent or empty.
+    #[error("the identity provider sent no {0} claim, which this connection uses as the user id")]
+    NoSubject(String),
+}
+
+/// Finds a claim by exact name, then by dotted path.
+pub fn lookup<'a>(claims: &'a Value, name: &str) -> Option<&'a Value> {
+    if let Some(v) = claims.get(name) {
+        return Some(v);
+    }
+    if !name.contains('.') {
+        return None;
+    }
+    let mut cur = claims;
+    for part in name.split('.') {
+        cur = cur.get(part)?;
+    }
+    Some(cur)
+}
+
+fn first<'a>(claims: &'a Value, names: &ClaimNames) -> Option<&'a Value> {
+    names.0.iter().find_map(|n| lookup(claims, n).filter(|v| !v.is_null()))
+}
+
+/// A scalar claim as text: strings as they are, numbers and booleans printed; the
+/// first element of a list (SAML attributes are lists).
+fn text(v: &Value) -> Option<String> {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array(items) => return items.iter().find_map(text),
+        _ => return None,
+    };
+    let s = s.trim().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+fn boolean(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        // Some IdPs send "true"/"false" as strings; anything else is not a yes.
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        Value::Array(items) if items.len() == 1 => boolean(&items[0]),
+        _ => None,
+    }
+}
+
+/// Groups from a list of strings, or a single string (one group).
+fn groups(v: &Value) -> Vec<String> {
+    let mut out: Vec<String> = match v {
+        Value::Array(items) => items.iter().filter_map(text).collect(),
+        other => text(other).into_iter().collect(),
+    };
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Maps raw claims to an identity.
+pub fn map(claims: &Value, m: &ClaimMappings) -> Result<Identity, MappingError> {
+    let get = |names: &ClaimNames| first(claims, names).and_then(text);
+    let subject = get(&m.user_id).ok_or_else(|| MappingError::NoSubject(m.user_id.0.join(" or ")))?;
+    Ok(Identity {
+        subject,
+        email: get(&m.email),
+        email_verified: claims.get("email_verified").and_then(boolean),
+        name: get(&m.name),
+        given_name: get(&m.given_name),
+        family_name: get(&m.family_name),
+        picture: get(&m.picture),
+        groups: if m.groups.is_empty() { vec![] } else { first(claims, &m.groups).map(groups).unwrap_or_default() },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn mappings(groups: &[&str]) -> ClaimMappings {
+        ClaimMappings {
+            user_id: ClaimNames::one("sub"),
+            email: ClaimNames(vec!["email".into(), "upn".into()]),
+            name: ClaimNames::one("name"),
+            given_name: ClaimNames::one("given_name"),
+            family_name: ClaimNames::one("family_name"),
+            picture: ClaimNames::one("picture"),
+            groups: ClaimNames(groups.iter().map(|s| s.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn names_paths_colons_and_uris() {
+        let claims = json!({
+            "sub": "u1", "upn": "u1@corp.example", "email_verified": true,
+            "cognito:groups": ["b", "a", "a"],
+            "realm_access": {"roles": ["admin"]},
+            "https://ssogate/groups": "solo",
+        });
+        let id = map(&claims, &mappings(&["cognito:groups"])).unwrap();
+        assert_eq!(id.subject, "u1");
+        assert_eq!(id.email.as_deref(), Some("u1@corp.example"), "falls back to the second name");
+        assert_eq!(id.email_verified, Some(true));
+        assert_eq!(id.groups, vec!["a", "b"]);
+        assert_eq!(map(&claims, &mappings(&["realm_access.roles"])).unwrap().groups, vec!["admin"]);
+        assert_eq!(map(&claims, &mappings(&["https://ssogate/groups"])).unwrap().groups, vec!["solo"], "a single string is one group");
+        assert!(map(&claims, &mappings(&["missing"])).unwrap().groups.is_empty());
+    }
+
+    #[test]
+    fn subject_is_required_and_email_verified_is_strict() {
+        assert!(matches!(map(&json!({"email": "x@y"}), &mappings(&[])), Err(MappingError::NoSubject(_))));
+        assert!(matches!(map(&json!({"sub": "  "}), &mappings(&[])), Err(MappingError::NoSubject(_))));
+        let id = map(&json!({"sub": 42, "email_verified": "yes"}), &mappings(&[])).unwrap();
+        assert_eq!(id.subject, "42");
+        assert_eq!(id.email_verified, None, "only true or false count");
+        assert_eq!(map(&json!({"sub": "a", "email_verified": "FALSE"}), &mappings(&[])).unwrap().email_verified, Some(false));
+    }
+
+    #[test]
+    fn saml_style_multi_valued_attributes() {
+        let attrs = json!({"NameID": ["n1"], "mail": ["m@x.example"], "memberOf": ["g1", "g2"]});
+        let m = ClaimMappings {
+            user_id: ClaimNames::one("NameID"),
+            email: ClaimNames::one("mail"),
+            groups: ClaimNames::one("memberOf"),
+            ..Default::default()
+        };
+        let id = map(&attrs, &m).unwrap();
+        assert_eq!((id.subject.as_str(), id.email.as_deref()), ("n1", Some("m@x.example")));
+        assert_eq!(id.groups, vec!["g1", "g2"]);
+    }
+}

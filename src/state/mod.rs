@@ -1,0 +1,85 @@
+//! Short-lived state: logins in progress (flow state), one-time authorization codes,
+//! the SAML assertion replay cache, and sessions. [`Ephemeral`] and [`Sessions`] are the
+//! interfaces; [`memory`] keeps them in this process (one machine), and a Redis
+//! backend comes with several replicas. [`conformance`] is the suite every backend
+//! passes. Expiry uses the injected clock, so tests never sleep.
+
+pub mod conformance;
+pub mod memory;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+
+/// The state backend failed (unreachable, or data unreadable).
+#[derive(Debug, thiserror::Error)]
+#[error("the state store failed: {0}")]
+pub struct StateError(pub String);
+
+/// Result of a state call.
+pub type StateResult<T> = Result<T, StateError>;
+
+/// Single-use values with a time to live: flow state, codes, replay markers.
+#[async_trait]
+pub trait Ephemeral: Send + Sync + std::fmt::Debug {
+    /// Stores `value` under `key` until `ttl_ms` from now, unless a live value is
+    /// already there; returns whether this call stored it.
+    async fn put_new(&self, key: &str, value: &str, ttl_ms: Millis) -> StateResult<bool>;
+    /// Removes and returns the live value: a second `take` of the same key gets nothing.
+    async fn take(&self, key: &str) -> StateResult<Option<String>>;
+    /// Reachable and answering.
+    async fn ping(&self) -> StateResult<()>;
+}
+
+/// A logged-in browser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Opaque random id (the cookie value).
+    pub id: String,
+    /// The user.
+    pub user_id: String,
+    /// The connection the user logged in with.
+    pub connection_id: String,
+    /// Username at login.
+    pub username: String,
+    /// Email at login.
+    pub email: Option<String>,
+    /// Whether that email was verified upstream.
+    pub email_verified: bool,
+    /// Display name at login.
+    pub name: Option<String>,
+    /// Group names at login (snapshot).
+    pub groups: Vec<String>,
+    /// Created.
+    pub created_at: Millis,
+    /// Absolute expiry.
+    pub expires_at: Millis,
+    /// Ends after this long without use.
+    pub idle_timeout_ms: Millis,
+    /// Last use.
+    pub last_seen: Millis,
+    /// Upstream token to revoke at logout, when the connection has a revocation endpoint.
+    #[serde(default)]
+    pub upstream_token: Option<String>,
+}
+
+impl Session {
+    /// Whether the session is still good at `now`.
+    pub fn live(&self, now: Millis) -> bool {
+        now < self.expires_at && now < self.last_seen.saturating_add(self.idle_timeout_ms)
+    }
+}
+
+/// Sessions by id, and by user for revocation.
+#[async_trait]
+pub trait Sessions: Send + Sync + std::fmt::Debug {
+    /// Stores a new session.
+    async fn create(&self, s: &Session) -> StateResult<()>;
+    /// A live session, its last use moved to `now`; expired ones are removed.
+    async fn touch(&self, id: &str, now: Millis) -> StateResult<Option<Session>>;
+    /// Ends a session; returns it if it existed.
+    async fn remove(&self, id: &str) -> StateResult<Option<Session>>;
+    /// Ends every session of a user; returns how many.
+    async fn remove_user(&self, user_id: &str) -> StateResult<usize>;
+}

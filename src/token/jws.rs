@@ -1,0 +1,246 @@
+//! Compact JWS (RFC 7515) over openssl: verifying ID tokens from upstream IdPs against
+//! their JWKS, and signing the gateway's own session tokens. Only asymmetric
+//! algorithms exist here; `none` and HMAC are not algorithms this code knows.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use openssl::bn::BigNum;
+use openssl::ec::{EcGroup, EcKey};
+use openssl::ecdsa::EcdsaSig;
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private, Public};
+use openssl::rsa::{Padding, Rsa};
+use openssl::sign::{Signer, Verifier};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Why a token could not be read or verified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwsError {
+    /// Not three base64url parts with a JSON header and payload.
+    #[error("the token is not a well-formed JWS")]
+    Malformed,
+    /// The algorithm is not on the allow-list (this includes `none` and HMAC).
+    #[error("the token is signed with {0:?}, which is not accepted")]
+    Algorithm(String),
+    /// The key cannot be used (wrong type, bad parameters).
+    #[error("the signing key is unusable: {0}")]
+    Key(String),
+    /// The signature does not verify.
+    #[error("the token's signature is invalid")]
+    Signature,
+}
+
+/// The JOSE header fields we read.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Header {
+    /// Algorithm.
+    pub alg: String,
+    /// Key id.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// Critical extensions: we understand none, so any is a refusal.
+    #[serde(default)]
+    pub crit: Option<Value>,
+}
+
+/// A token split into its parts, not yet verified.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// Header.
+    pub header: Header,
+    /// Payload as JSON.
+    pub claims: Value,
+    signing_input: String,
+    signature: Vec<u8>,
+}
+
+/// Splits and decodes a compact JWS without verifying it.
+pub fn parse(token: &str) -> Result<Parsed, JwsError> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(JwsError::Malformed);
+    };
+    let decode = |x: &str| B64URL.decode(x).map_err(|_| JwsError::Malformed);
+    let header: Header = serde_json::from_slice(&decode(h)?).map_err(|_| JwsError::Malformed)?;
+    let claims: Value = serde_json::from_slice(&decode(p)?).map_err(|_| JwsError::Malformed)?;
+    if !claims.is_object() || header.crit.is_some() {
+        return Err(JwsError::Malformed);
+    }
+    Ok(Parsed { header, claims, signing_input: format!("{h}.{p}"), signature: decode(s)? })
+}
+
+fn digest(alg: &str) -> Option<MessageDigest> {
+    match alg {
+        "RS256" | "PS256" | "ES256" => Some(MessageDigest::sha256()),
+        "RS384" | "PS384" | "ES384" => Some(MessageDigest::sha384()),
+        "RS512" | "PS512" | "ES512" => Some(MessageDigest::sha512()),
+        _ => None,
+    }
+}
+
+fn b64_field(jwk: &Value, name: &str) -> Result<Vec<u8>, JwsError> {
+    let s = jwk.get(name).and_then(Value::as_str).ok_or_else(|| JwsError::Key(format!("no {name}")))?;
+    B64URL.decode(s.trim_end_matches('=')).map_err(|_| JwsError::Key(format!("{name} is not base64url")))
+}
+
+/// A public key from a JWK (RSA, EC P-256/384/521, OKP Ed25519).
+pub fn public_key(jwk: &Value) -> Result<PKey<Public>, JwsError> {
+    let kty = jwk.get("kty").and_then(Value::as_str).unwrap_or_default();
+    let err = |e: openssl::error::ErrorStack| JwsError::Key(e.to_string());
+    match kty {
+        "RSA" => {
+            let n = BigNum::from_slice(&b64_field(jwk, "n")?).map_err(err)?;
+            let e = BigNum::from_slice(&b64_field(jwk, "e")?).map_err(err)?;
+            let rsa = Rsa::from_public_components(n, e).map_err(err)?;
+            if rsa.size() < 256 {
+                return Err(JwsError::Key("RSA keys under 2048 bits are refused".into()));
+            }
+            PKey::from_rsa(rsa).map_err(err)
+        }
+        "EC" => {
+            let nid = match jwk.get("crv").and_then(Value::as_str) {
+                Some("P-256") => Nid::X9_62_PRIME256V1,
+                Some("P-384") => Nid::SECP384R1,
+                Some("P-521") => Nid::SECP521R1,
+                other => return Err(JwsError::Key(format!("curve {other:?}"))),
+            };
+            let group = EcGroup::from_curve_name(nid).map_err(err)?;
+            let x = BigNum::from_slice(&b64_field(jwk, "x")?).map_err(err)?;
+            let y = BigNum::from_slice(&b64_field(jwk, "y")?).map_err(err)?;
+            let key = EcKey::from_public_key_affine_coordinates(&group, &x, &y).map_err(err)?;
+            key.check_key().map_err(err)?;
+            PKey::from_ec_key(key).map_err(err)
+        }
+        "OKP" if jwk.get("crv").and_then(Value::as_str) == Some("Ed25519") => {
+            PKey::public_key_from_raw_bytes(&b64_field(jwk, "x")?, openssl::pkey::Id::ED25519).map_err(err)
+        }
+        other => Err(JwsError::Key(format!("key type {other:?}"))),
+    }
+}
+
+/// Whether a JWK may verify `alg` (its `kty`, and its own `alg` and `use` when set).
+pub fn key_fits(jwk: &Value, alg: &str) -> bool {
+    let kty = jwk.get("kty").and_then(Value::as_str).unwrap_or_default();
+    let family = match alg {
+        a if a.starts_with("RS") || a.starts_with("PS") => "RSA",
+        a if a.starts_with("ES") => "EC",
+        "EdDSA" => "OKP",
+        _ => return false,
+    };
+    kty == family
+        && jwk.get("alg").and_then(Value::as_str).is_none_or(|a| a == alg)
+        && jwk.get("use").and_then(Value::as_str).is_none_or(|u| u == "sig")
+}
+
+/// Verifies the signature of `parsed` with `key` for its (already allowed) algorithm.
+pub fn verify(parsed: &Parsed, key: &PKey<Public>) -> Result<(), JwsError> {
+    let alg = parsed.header.alg.as_str();
+    let input = parsed.signing_input.as_bytes();
+    let sig = &parsed.signature;
+    let err = |_| JwsError::Signature;
+    let ok = if alg == "EdDSA" {
+        let mut v = Verifier::new_without_digest(key).map_err(err)?;
+        v.verify_oneshot(sig, input).map_err(err)?
+    } else {
+        let md = digest(alg).ok_or_else(|| JwsError::Algorithm(alg.into()))?;
+        let mut v = Verifier::new(md, key).map_err(err)?;
+        if alg.starts_with("PS") {
+            v.set_rsa_padding(Padding::PKCS1_PSS).map_err(err)?;
+            v.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::DIGEST_LENGTH).map_err(err)?;
+        }
+        let der;
+        let sig: &[u8] = if alg.starts_with("ES") {
+            // JWS carries r || s; openssl wants DER.
+            let half = sig.len() / 2;
+            if sig.len() % 2 != 0 || half == 0 {
+                return Err(JwsError::Signature);
+            }
+            let r = BigNum::from_slice(&sig[..half]).map_err(err)?;
+            let s = BigNum::from_slice(&sig[half..]).map_err(err)?;
+            der = EcdsaSig::from_private_components(r, s).and_then(|x| x.to_der()).map_err(err)?;
+            &der
+        } else {
+            sig
+        };
+        v.update(input).map_err(err)?;
+        v.verify(sig).map_err(err)?
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(JwsError::Signature)
+    }
+}
+
+/// Signs `claims` as a compact JWS with `alg` (`ES256` or `RS256`) and `kid`.
+pub fn sign(key: &PKey<Private>, alg: &str, kid: &str, claims: &Value) -> Result<String, JwsError> {
+    let header = serde_json::json!({"alg": alg, "typ": "JWT", "kid": kid});
+    let input = format!("{}.{}", B64URL.encode(header.to_string()), B64URL.encode(claims.to_string()));
+    let err = |e: openssl::error::ErrorStack| JwsError::Key(e.to_string());
+    let md = digest(alg).ok_or_else(|| JwsError::Algorithm(alg.into()))?;
+    let mut signer = Signer::new(md, key).map_err(err)?;
+    signer.update(input.as_bytes()).map_err(err)?;
+    let mut sig = signer.sign_to_vec().map_err(err)?;
+    if alg.starts_with("ES") {
+        let parsed = EcdsaSig::from_der(&sig).map_err(err)?;
+        let size = 32;
+        let mut raw = parsed.r().to_vec_padded(size).map_err(err)?;
+        raw.extend(parsed.s().to_vec_padded(size).map_err(err)?);
+        sig = raw;
+    }
+    Ok(format!("{input}.{}", B64URL.encode(sig)))
+}
+
+/// The OIDC `at_hash`/`c_hash` of a value for `alg`: the left half of its digest.
+pub fn half_hash(alg: &str, value: &str) -> Option<String> {
+    let md = if alg == "EdDSA" { MessageDigest::sha512() } else { digest(alg)? };
+    let d = openssl::hash::hash(md, value.as_bytes()).ok()?;
+    Some(B64URL.encode(&d[..d.len() / 2]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(alg: crate::token::Alg) -> (PKey<Private>, Value) {
+        let (_, pem, jwk) = crate::token::make(alg).unwrap();
+        (PKey::private_key_from_pem(pem.as_bytes()).unwrap(), jwk)
+    }
+
+    #[test]
+    fn sign_then_verify_es256_and_rs256() {
+        for (alg, name) in [(crate::token::Alg::Es256, "ES256"), (crate::token::Alg::Rs256, "RS256")] {
+            let (key, jwk) = pair(alg);
+            let t = sign(&key, name, "k1", &serde_json::json!({"sub": "a"})).unwrap();
+            let p = parse(&t).unwrap();
+            assert_eq!(p.header.kid.as_deref(), Some("k1"));
+            assert!(key_fits(&jwk, name));
+            verify(&p, &public_key(&jwk).unwrap()).unwrap();
+            // Tampered payload: the signature no longer matches.
+            let mut parts: Vec<&str> = t.split('.').collect();
+            let evil = B64URL.encode(r#"{"sub":"b"}"#);
+            parts[1] = &evil;
+            let p = parse(&parts.join(".")).unwrap();
+            assert_eq!(verify(&p, &public_key(&jwk).unwrap()), Err(JwsError::Signature));
+            // Another key does not verify it.
+            let (_, other) = pair(alg);
+            assert_eq!(verify(&parse(&t).unwrap(), &public_key(&other).unwrap()), Err(JwsError::Signature));
+        }
+    }
+
+    #[test]
+    fn malformed_tokens_and_unfit_keys() {
+        for bad in ["", "a.b", "a.b.c.d", "!!.e30.x", "e30.e30"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let crit = format!("{}.{}.", B64URL.encode(r#"{"alg":"ES256","crit":["x"]}"#), B64URL.encode("{}"));
+        assert_eq!(parse(&crit).unwrap_err(), JwsError::Malformed);
+        let (_, ec) = pair(crate::token::Alg::Es256);
+        assert!(!key_fits(&ec, "RS256"));
+        assert!(!key_fits(&ec, "HS256"));
+        assert!(!key_fits(&ec, "none"));
+        assert_eq!(half_hash("RS256", "x").unwrap().len(), 22);
+    }
+}

@@ -1,0 +1,232 @@
+//! OIDC relying party: the authorization request (state, nonce, PKCE), the code
+//! exchange, and ID token verification — signature against the JWKS with an algorithm
+//! allow-list, `iss`, `aud`, `azp`, `nonce`, `exp`/`iat` with a bounded skew, `at_hash`
+//! — then claims from the ID token or the userinfo endpoint (whose `sub` must match).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::jwks::JwksCache;
+use super::{FlowState, UpstreamError};
+use crate::clock::Millis;
+use crate::connection::{ClientAuth, Connection, OidcSettings, Pkce};
+use crate::mapping::{self, Identity};
+use crate::token::jws;
+
+const MAX_BODY: usize = 512 * 1024;
+
+/// Random URL-safe text of `bytes` bytes of entropy.
+fn random(bytes: usize) -> String {
+    crate::id::token(bytes)
+}
+
+fn settings(conn: &Connection) -> Result<&OidcSettings, UpstreamError> {
+    conn.settings.oidc.as_ref().ok_or_else(|| UpstreamError::Unavailable("the connection has no OIDC settings".into()))
+}
+
+/// Builds the authorization request. Returns the `state` (the flow state's key), the
+/// state to keep, and the URL to send the browser to.
+pub fn begin(conn: &Connection, callback_url: &str, browser: &str, return_to: Option<String>, login_hint: Option<&str>, now: Millis) -> Result<(String, FlowState, String), UpstreamError> {
+    let o = settings(conn)?;
+    let state = random(32);
+    let nonce = random(32);
+    let verifier = (o.code_challenge_method != Pkce::None).then(|| random(48));
+    let mut url = url::Url::parse(&o.authorization_endpoint).map_err(|_| UpstreamError::Unavailable("the authorization endpoint is not a URL".into()))?;
+    let scopes: Vec<&str> = o.scopes.iter().chain(o.additional_scopes.iter()).map(String::as_str).collect();
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", &o.client_id)
+            .append_pair("redirect_uri", callback_url)
+            .append_pair("scope", &scopes.join(" "))
+            .append_pair("state", &state)
+            .append_pair("nonce", &nonce);
+        if let Some(h) = login_hint {
+            q.append_pair("login_hint", h);
+        }
+        if let Some(v) = &verifier {
+            let (challenge, method) = match o.code_challenge_method {
+                Pkce::S256 => (B64URL.encode(Sha256::digest(v.as_bytes())), "S256"),
+                _ => (v.clone(), "plain"),
+            };
+            q.append_pair("code_challenge", &challenge).append_pair("code_challenge_method", method);
+        }
+    }
+    let flow = FlowState { connection_id: conn.id.clone(), browser: browser.into(), nonce, pkce_verifier: verifier, return_to, created_at: now };
+    Ok((state, flow, url.into()))
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenResponse {
+    id_token: Option<String>,
+    access_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OAuthError {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// What a verified reply says.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The mapped identity.
+    pub identity: Identity,
+    /// The claims it was mapped from.
+    pub claims: Value,
+    /// The access token (for revocation at logout).
+    pub access_token: Option<String>,
+    /// The `kid` of the key that verified the ID token, if it was verified.
+    pub verified_with: Option<String>,
+}
+
+/// Tuning of the checks.
+#[derive(Debug, Clone, Copy)]
+pub struct Checks {
+    /// Now.
+    pub now: Millis,
+    /// Allowed clock difference with the IdP.
+    pub skew_ms: Millis,
+}
+
+fn invalid(msg: impl Into<String>) -> UpstreamError {
+    UpstreamError::Invalid(msg.into())
+}
+
+/// Exchanges the code and verifies everything; returns the mapped identity.
+pub async fn finish(conn: &Connection, callback_url: &str, code: &str, flow: &FlowState, http: &reqwest::Client, jwks: &JwksCache, checks: Checks) -> Result<Verified, UpstreamError> {
+    let o = settings(conn)?;
+    let mut form = vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", callback_url)];
+    if let Some(v) = &flow.pkce_verifier {
+        form.push(("code_verifier", v));
+    }
+    let secret = conn.secrets.client_secret.clone().unwrap_or_default();
+    let mut req = http.post(&o.token_endpoint).header("accept", "application/json");
+    match o.token_endpoint_auth_method {
+        // RFC 6749 2.3.1: id and secret are form-urlencoded before Basic encoding.
+        ClientAuth::ClientSecretBasic => {
+            let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            req = req.basic_auth(enc(&o.client_id), Some(enc(&secret)));
+        }
+        ClientAuth::ClientSecretPost => {
+            form.push(("client_id", &o.client_id));
+            form.push(("client_secret", &secret));
+        }
+        ClientAuth::None => form.push(("client_id", &o.client_id)),
+    }
+    let resp = req.form(&form).send().await.map_err(|_| UpstreamError::Unavailable("the token endpoint could not be reached".into()))?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|_| UpstreamError::Unavailable("the token endpoint's answer could not be read".into()))?;
+    if body.len() > MAX_BODY {
+        return Err(UpstreamError::Unavailable("the token endpoint's answer is too large".into()));
+    }
+    if !status.is_success() {
+        let why = serde_json::from_slice::<OAuthError>(&body)
+            .map(|e| format!("{}{}", e.error, e.error_description.map(|d| format!(" ({d})")).unwrap_or_default()))
+            .unwrap_or_else(|_| format!("HTTP {}", status.as_u16()));
+        return Err(UpstreamError::Refused(format!("the code exchange failed: {why}")));
+    }
+    let tokens: TokenResponse = serde_json::from_slice(&body).map_err(|_| invalid("the token endpoint did not answer with JSON tokens"))?;
+    let id_token = tokens.id_token.ok_or_else(|| invalid("the token endpoint sent no ID token (is the openid scope allowed?)"))?;
+    let (mut claims, kid) = verify_id_token(o, &id_token, flow, tokens.access_token.as_deref(), jwks, checks).await?;
+    if !o.userinfo_from_id_token {
+        let endpoint = o.userinfo_endpoint.as_deref().ok_or_else(|| UpstreamError::Unavailable("no userinfo endpoint is configured".into()))?;
+        let access = tokens.access_token.as_deref().ok_or_else(|| invalid("the token endpoint sent no access token for the userinfo call"))?;
+        let info = userinfo(http, endpoint, access).await?;
+        // OIDC Core 5.3.2: the userinfo sub must be the ID token's, or it is someone else's answer.
+        if info.get("sub") != claims.get("sub") {
+            return Err(invalid("the userinfo sub differs from the ID token's sub"));
+        }
+        if let (Value::Object(target), Value::Object(extra)) = (&mut claims, info) {
+            target.extend(extra);
+        }
+    }
+    let identity = mapping::map(&claims, &conn.settings.claims).map_err(|e| invalid(e.to_string()))?;
+    Ok(Verified { identity, claims, access_token: tokens.access_token, verified_with: kid })
+}
+
+async fn userinfo(http: &reqwest::Client, endpoint: &str, access: &str) -> Result<Value, UpstreamError> {
+    let resp = http.get(endpoint).bearer_auth(access).header("accept", "application/json").send().await
+        .map_err(|_| UpstreamError::Unavailable("the userinfo endpoint could not be reached".into()))?;
+    if !resp.status().is_success() {
+        return Err(UpstreamError::Unavailable(format!("the userinfo endpoint answered HTTP {}", resp.status().as_u16())));
+    }
+    let body = resp.bytes().await.map_err(|_| UpstreamError::Unavailable("the userinfo answer could not be read".into()))?;
+    let v: Value = serde_json::from_slice(&body).map_err(|_| invalid("the userinfo answer is not JSON"))?;
+    if !v.is_object() {
+        return Err(invalid("the userinfo answer is not a JSON object"));
+    }
+    Ok(v)
+}
+
+fn number(claims: &Value, name: &str) -> Option<i64> {
+    claims.get(name).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+}
+
+/// Verifies an ID token; returns its claims and the kid of the key that verified it.
+pub async fn verify_id_token(o: &OidcSettings, token: &str, flow: &FlowState, access_token: Option<&str>, jwks: &JwksCache, checks: Checks) -> Result<(Value, Option<String>), UpstreamError> {
+    let parsed = jws::parse(token).map_err(|e| invalid(e.to_string()))?;
+    let alg = parsed.header.alg.clone();
+    // The allow-list comes first: `none` and HMAC are never on it.
+    if !o.allowed_algorithms.iter().any(|a| *a == alg) {
+        return Err(invalid(format!("the ID token is signed with {alg:?}, which this connection does not accept")));
+    }
+    let mut verified_with = None;
+    if o.verify_signature {
+        let uri = o.jwks_uri.as_deref().ok_or_else(|| UpstreamError::Unavailable("no JWKS URI is configured".into()))?;
+        let keys = jwks.candidates(uri, parsed.header.kid.as_deref(), &alg).await?;
+        if keys.is_empty() {
+            return Err(invalid("no key of the IdP's JWKS matches the ID token's kid"));
+        }
+        let ok = keys.iter().find(|k| jws::public_key(k).ok().is_some_and(|pk| jws::verify(&parsed, &pk).is_ok()));
+        let key = ok.ok_or_else(|| invalid("the ID token's signature is invalid"))?;
+        verified_with = key.get("kid").and_then(Value::as_str).map(str::to_string);
+    }
+    let c = &parsed.claims;
+    if c.get("iss").and_then(Value::as_str) != Some(o.issuer.as_str()) {
+        return Err(invalid("the ID token comes from another issuer"));
+    }
+    let aud: Vec<&str> = match c.get("aud") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    if !aud.contains(&o.client_id.as_str()) {
+        return Err(invalid("the ID token is not meant for this client (aud)"));
+    }
+    if aud.iter().any(|a| *a != o.client_id) {
+        return Err(invalid("the ID token is also meant for other, untrusted audiences"));
+    }
+    if let Some(azp) = c.get("azp") {
+        if azp.as_str() != Some(o.client_id.as_str()) {
+            return Err(invalid("the ID token's azp is another client"));
+        }
+    }
+    if c.get("nonce").and_then(Value::as_str) != Some(flow.nonce.as_str()) {
+        return Err(invalid("the ID token's nonce does not match this login"));
+    }
+    let now_s = checks.now / 1000;
+    let skew_s = checks.skew_ms / 1000;
+    let exp = number(c, "exp").ok_or_else(|| invalid("the ID token has no exp"))?;
+    if now_s > exp + skew_s {
+        return Err(invalid("the ID token has expired"));
+    }
+    let iat = number(c, "iat").ok_or_else(|| invalid("the ID token has no iat"))?;
+    if iat > now_s + skew_s {
+        return Err(invalid("the ID token was issued in the future (check the clocks)"));
+    }
+    if let (Some(at_hash), Some(access)) = (c.get("at_hash").and_then(Value::as_str), access_token) {
+        if jws::half_hash(&alg, access).as_deref() != Some(at_hash) {
+            return Err(invalid("the ID token's at_hash does not match the access token"));
+        }
+    }
+    if c.get("sub").and_then(Value::as_str).is_none_or(str::is_empty) {
+        return Err(invalid("the ID token has no sub"));
+    }
+    Ok((parsed.claims, verified_with))
+}
