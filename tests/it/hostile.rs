@@ -1,0 +1,246 @@
+//! Replies no real IdP sends on purpose, from a hostile IdP written here as a real HTTP
+//! server with its own keys: every case of SECURITY.md's OIDC list through the callback
+//! endpoint. Each refusal is a clear page, and leaves no user and no session.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Form, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use openssl::pkey::{PKey, Private};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use ssogate::token::{jws, make, Alg};
+
+use crate::login::Browser;
+use crate::support::Gateway;
+
+const CLIENT: &str = "gw-client";
+const SECRET: &str = "gw-client-secret-123456";
+
+#[derive(Default)]
+struct Idp {
+    keys: Vec<Value>,
+    id_token: String,
+    access_token: String,
+    userinfo: Value,
+    jwks_hits: usize,
+    token_form: Vec<(String, String)>,
+}
+
+type Shared = Arc<Mutex<Idp>>;
+
+struct Hostile {
+    base: String,
+    state: Shared,
+    key: PKey<Private>,
+    kid: String,
+}
+
+fn keypair(alg: Alg) -> (PKey<Private>, Value, String) {
+    let (kid, pem, jwk) = make(alg).unwrap();
+    (PKey::private_key_from_pem(pem.as_bytes()).unwrap(), jwk, kid)
+}
+
+async fn start_idp() -> Hostile {
+    let (key, jwk, kid) = keypair(Alg::Rs256);
+    let state: Shared = Arc::new(Mutex::new(Idp { keys: vec![jwk], access_token: "at-1".into(), ..Default::default() }));
+    let app = Router::new()
+        .route("/jwks", get(|State(s): State<Shared>| async move {
+            let mut s = s.lock().unwrap();
+            s.jwks_hits += 1;
+            Json(json!({"keys": s.keys}))
+        }))
+        .route("/token", post(|State(s): State<Shared>, Form(form): Form<Vec<(String, String)>>| async move {
+            let mut s = s.lock().unwrap();
+            s.token_form = form;
+            Json(json!({"id_token": s.id_token, "access_token": s.access_token, "token_type": "Bearer"}))
+        }))
+        .route("/userinfo", get(|State(s): State<Shared>| async move { Json(s.lock().unwrap().userinfo.clone()) }))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Hostile { base, state, key, kid }
+}
+
+struct Case {
+    gw: Gateway,
+    idp: Hostile,
+}
+
+impl Case {
+    async fn new(extra_env: &[(&str, &str)], conn_extra: Value) -> Case {
+        let idp = start_idp().await;
+        let gw = Gateway::start_in(Arc::new(tempfile::tempdir().unwrap()), extra_env).await;
+        let mut oidc = json!({"issuer": idp.base, "client_id": CLIENT, "client_secret": SECRET,
+            "authorization_endpoint": format!("{}/authorize", idp.base), "token_endpoint": format!("{}/token", idp.base),
+            "jwks_uri": format!("{}/jwks", idp.base), "userinfo_endpoint": format!("{}/userinfo", idp.base),
+            "allowed_algorithms": ["RS256", "ES256"]});
+        if let Some(o) = conn_extra.get("oidc").and_then(Value::as_object) {
+            for (k, v) in o {
+                oidc[k] = v.clone();
+            }
+        }
+        let body = json!({"id": "con_h", "display_name": "Hostile", "protocol": "oidc", "create_users": true, "discover": false,
+            "oidc": oidc, "claims": {"user_id": "sub"}});
+        let (s, c) = gw.admin(Method::POST, "/connections", Some(body)).await;
+        assert_eq!(s, StatusCode::CREATED, "{c}");
+        Case { gw, idp }
+    }
+
+    fn claims(&self, nonce: &str) -> Value {
+        let now = chrono::Utc::now().timestamp();
+        json!({"iss": self.idp.base, "aud": CLIENT, "sub": "mallory", "nonce": nonce, "iat": now, "exp": now + 300,
+               "email": "m@example.test", "email_verified": true})
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        jws::sign(&self.idp.key, "RS256", &self.idp.kid, claims).unwrap()
+    }
+
+    /// Starts a login; returns the browser, the state and the nonce the gateway sent.
+    async fn start(&self) -> (Browser, String, String, String) {
+        let b = Browser::new();
+        let r = b.http.get(format!("{}/login/con_h", self.gw.base)).send().await.unwrap();
+        let loc = reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+        let q = |k: &str| loc.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.to_string()).unwrap_or_default();
+        (b, q("state"), q("nonce"), q("code_challenge"))
+    }
+
+    /// One login where the IdP answers with the token `make` builds from the nonce.
+    async fn attempt(&self, make: impl Fn(&Case, &str) -> String) -> (StatusCode, String, Option<String>) {
+        let (b, state, nonce, _) = self.start().await;
+        self.idp.state.lock().unwrap().id_token = make(self, &nonce);
+        let r = b.http.get(format!("{}/oidc/con_h/callback?state={state}&code=c1", self.gw.base)).send().await.unwrap();
+        let cookie = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).find(|c| c.starts_with("ssogate_session=") && !c.starts_with("ssogate_session=;"));
+        (r.status(), r.text().await.unwrap(), cookie)
+    }
+
+    async fn refused(&self, what: &str, needle: &str, make: impl Fn(&Case, &str) -> String) {
+        let (status, body, cookie) = self.attempt(make).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{what}: {body}");
+        assert!(body.contains(needle), "{what}: {needle:?} not in {body}");
+        assert!(body.contains("Request id"), "{what}");
+        assert!(cookie.is_none(), "{what}: no session cookie");
+        let (_, users) = self.gw.admin(Method::GET, "/users", None).await;
+        assert_eq!(users, json!([]), "{what}: no user created");
+    }
+}
+
+fn unsigned(header: Value, claims: &Value, sig: &[u8]) -> String {
+    format!("{}.{}.{}", B64URL.encode(header.to_string()), B64URL.encode(claims.to_string()), B64URL.encode(sig))
+}
+
+#[tokio::test]
+async fn forged_and_stale_id_tokens_are_refused() {
+    let c = Case::new(&[], json!({})).await;
+    c.refused("alg none", "does not accept", |c, n| unsigned(json!({"alg": "none"}), &c.claims(n), b"")).await;
+    c.refused("HS256 keyed with the client secret", "does not accept", |c, n| {
+        let claims = c.claims(n);
+        let input = format!("{}.{}", B64URL.encode(json!({"alg": "HS256", "typ": "JWT"}).to_string()), B64URL.encode(claims.to_string()));
+        let key = PKey::hmac(SECRET.as_bytes()).unwrap();
+        let mut s = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key).unwrap();
+        s.update(input.as_bytes()).unwrap();
+        format!("{input}.{}", B64URL.encode(s.sign_to_vec().unwrap()))
+    }).await;
+    c.refused("ES512, off the allow-list", "does not accept", |c, n| unsigned(json!({"alg": "ES512", "kid": c.idp.kid}), &c.claims(n), b"x")).await;
+    c.refused("bad signature", "signature is invalid", |c, n| {
+        let (other, _, _) = keypair(Alg::Rs256);
+        jws::sign(&other, "RS256", &c.idp.kid, &c.claims(n)).unwrap()
+    }).await;
+    c.refused("tampered payload", "signature is invalid", |c, n| {
+        let good = c.sign(&c.claims(n));
+        let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
+        let mut evil = c.claims(n);
+        evil["sub"] = json!("admin");
+        parts[1] = B64URL.encode(evil.to_string());
+        parts.join(".")
+    }).await;
+    c.refused("unknown kid", "no key", |c, n| {
+        let (other, _, _) = keypair(Alg::Rs256);
+        jws::sign(&other, "RS256", "not-published", &c.claims(n)).unwrap()
+    }).await;
+    c.refused("wrong issuer", "another issuer", |c, n| { let mut x = c.claims(n); x["iss"] = json!("https://evil.example"); c.sign(&x) }).await;
+    c.refused("audience without our client", "not meant for this client", |c, n| { let mut x = c.claims(n); x["aud"] = json!("someone-else"); c.sign(&x) }).await;
+    c.refused("extra untrusted audience", "untrusted audiences", |c, n| { let mut x = c.claims(n); x["aud"] = json!([CLIENT, "evil"]); c.sign(&x) }).await;
+    c.refused("wrong azp", "azp", |c, n| { let mut x = c.claims(n); x["azp"] = json!("evil"); c.sign(&x) }).await;
+    c.refused("missing nonce", "nonce", |c, n| { let mut x = c.claims(n); x.as_object_mut().unwrap().remove("nonce"); c.sign(&x) }).await;
+    c.refused("wrong nonce", "nonce", |c, _| c.sign(&c.claims("another-login"))).await;
+    c.refused("expired", "expired", |c, n| { let mut x = c.claims(n); x["exp"] = json!(chrono::Utc::now().timestamp() - 120); c.sign(&x) }).await;
+    c.refused("issued in the future", "future", |c, n| { let mut x = c.claims(n); x["iat"] = json!(chrono::Utc::now().timestamp() + 600); c.sign(&x) }).await;
+    c.refused("at_hash mismatch", "at_hash", |c, n| { let mut x = c.claims(n); x["at_hash"] = json!(jws::half_hash("RS256", "another-token").unwrap()); c.sign(&x) }).await;
+
+    // Within the skew, with a matching at_hash: accepted (the checks are not simply always failing).
+    let (status, body, cookie) = c.attempt(|c, n| {
+        let mut x = c.claims(n);
+        x["exp"] = json!(chrono::Utc::now().timestamp() - 30);
+        x["at_hash"] = json!(jws::half_hash("RS256", "at-1").unwrap());
+        x["azp"] = json!(CLIENT);
+        c.sign(&x)
+    }).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert!(cookie.is_some());
+}
+
+#[tokio::test]
+async fn pkce_verifier_goes_with_the_code_and_matches_the_challenge() {
+    let c = Case::new(&[], json!({})).await;
+    let (b, state, nonce, challenge) = c.start().await;
+    c.idp.state.lock().unwrap().id_token = c.sign(&c.claims(&nonce));
+    let r = b.http.get(format!("{}/oidc/con_h/callback?state={state}&code=c1", c.gw.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let form = c.idp.state.lock().unwrap().token_form.clone();
+    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let verifier = get("code_verifier").expect("the code exchange carries the verifier");
+    assert!(verifier.len() >= 43);
+    assert_eq!(B64URL.encode(Sha256::digest(verifier.as_bytes())), challenge, "S256(verifier) is the challenge");
+    assert_eq!(get("code").as_deref(), Some("c1"));
+    assert_eq!(get("redirect_uri").unwrap(), format!("{}/oidc/con_h/callback", c.gw.base));
+    assert_eq!(get("client_secret"), None, "client_secret_basic: the secret is not in the body");
+}
+
+#[tokio::test]
+async fn userinfo_for_another_subject_is_refused() {
+    let c = Case::new(&[], json!({"oidc": {"userinfo_from_id_token": false}})).await;
+    c.idp.state.lock().unwrap().userinfo = json!({"sub": "someone-else", "email": "x@example.test", "email_verified": true});
+    c.refused("userinfo sub mismatch", "userinfo sub", |c, n| c.sign(&c.claims(n))).await;
+    c.idp.state.lock().unwrap().userinfo = json!({"sub": "mallory", "email": "from-userinfo@example.test", "email_verified": true});
+    let (status, _, _) = c.attempt(|c, n| c.sign(&c.claims(n))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, users) = c.gw.admin(Method::GET, "/users", None).await;
+    assert_eq!(users[0]["email"], "from-userinfo@example.test", "claims came from userinfo");
+}
+
+#[tokio::test]
+async fn idp_key_rotation_refetches_the_jwks_once_and_rate_limits_refetches() {
+    // Default refetch interval (10 s): a burst of unknown kids costs one refetch.
+    let c = Case::new(&[], json!({})).await;
+    let (status, _, _) = c.attempt(|c, n| c.sign(&c.claims(n))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(c.idp.state.lock().unwrap().jwks_hits, 1);
+    // The IdP rotates: the new key is published, tokens carry its kid.
+    let (new_key, new_jwk, new_kid) = keypair(Alg::Es256);
+    c.idp.state.lock().unwrap().keys.push(new_jwk);
+    let sign_new = |c: &Case, n: &str| jws::sign(&new_key, "ES256", &new_kid, &c.claims(n)).unwrap();
+    // Within 10 s of the last fetch: no refetch, so the new kid is not known yet.
+    let (status, _, _) = c.attempt(sign_new).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(c.idp.state.lock().unwrap().jwks_hits, 1, "refetches are rate-limited");
+
+    // With refetch allowed: the unknown kid refetches once and the login works.
+    let c2 = Case::new(&[("SSOGATE_LOGIN__JWKS_MIN_REFETCH_SECONDS", "0")], json!({})).await;
+    let (status, _, _) = c2.attempt(|c, n| c.sign(&c.claims(n))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (k2, j2, kid2) = keypair(Alg::Es256);
+    c2.idp.state.lock().unwrap().keys = vec![j2];
+    let (status, body, _) = c2.attempt(|c, n| jws::sign(&k2, "ES256", &kid2, &c.claims(n)).unwrap()).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(c2.idp.state.lock().unwrap().jwks_hits, 2, "one refetch for the rotated key");
+    // The old key is gone from the IdP: a token signed with it no longer verifies.
+    let (status, _, _) = c2.attempt(|c, n| c.sign(&c.claims(n))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
