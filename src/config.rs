@@ -50,6 +50,22 @@ pub struct Config {
     pub login: LoginConfig,
     /// Sessions.
     pub session: SessionConfig,
+    /// Downstream clients defined in configuration (more through the admin API).
+    pub clients: Vec<ClientConfig>,
+}
+
+/// `[[clients]]`: an application that logs in through ssogate's OpenID Provider.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClientConfig {
+    /// OAuth client id.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: Secret,
+    /// Exact redirect URIs allowed.
+    pub redirect_uris: Vec<String>,
+    /// A name for admins.
+    #[serde(default)]
+    pub name: String,
 }
 
 /// `[login]`
@@ -158,6 +174,7 @@ impl Default for Config {
             outbound: OutboundConfig::default(),
             login: LoginConfig::default(),
             session: SessionConfig::default(),
+            clients: Vec::new(),
         }
     }
 }
@@ -340,6 +357,17 @@ impl Config {
         }
         if self.session.lifetime_seconds < 60 || self.session.idle_seconds < 60 {
             bad("session", "lifetime_seconds and idle_seconds must be at least 60");
+        }
+        for (i, c) in self.clients.iter().enumerate() {
+            if c.client_id.trim().is_empty() {
+                bad(&format!("clients[{i}].client_id"), "is required");
+            }
+            if c.client_secret.expose().len() < 16 {
+                bad(&format!("clients[{i}].client_secret"), "must be at least 16 characters");
+            }
+            if c.redirect_uris.is_empty() {
+                bad(&format!("clients[{i}].redirect_uris"), "must list at least one URI");
+            }
         }
         if self.outbound.timeout_seconds == 0 || self.outbound.timeout_seconds > 120 {
             bad("outbound.timeout_seconds", "must be between 1 and 120");

@@ -220,6 +220,11 @@ pub fn router(state: AppState) -> Router {
         .route("/login/{id}", get(crate::login::login_start))
         .route("/oidc/{id}/callback", get(crate::login::oidc_callback))
         .route("/logout", axum::routing::post(crate::login::logout))
+        .route("/.well-known/openid-configuration", get(crate::op::discovery))
+        .route("/jwks.json", get(crate::op::jwks))
+        .route("/authorize", get(crate::op::authorize))
+        .route("/token", axum::routing::post(crate::op::token))
+        .route("/userinfo", get(crate::op::userinfo).post(crate::op::userinfo))
         .route("/healthz", get(crate::web::public::healthz))
         .route("/readyz", get(crate::web::public::readyz))
         .route("/api/v1/openapi.json", get(move || {

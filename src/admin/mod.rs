@@ -3,6 +3,7 @@
 //! routes). Every admin route requires the admin token, compared in constant time;
 //! every change is audited by the layer that makes it.
 
+mod clients;
 mod connections;
 mod directory;
 mod system;
@@ -35,6 +36,7 @@ pub const ACTOR: &str = "admin";
         (name = "invitations", description = "Invitations by email"),
         (name = "audit", description = "Audit log"),
         (name = "keys", description = "The gateway's signing keys"),
+        (name = "clients", description = "Applications that sign in through ssogate (OpenID Provider)"),
         (name = "public", description = "Unauthenticated routes"),
     )
 )]
@@ -73,6 +75,8 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(directory::delete_invitation))
         .routes(routes!(system::list_audit))
         .routes(routes!(system::list_keys, system::rotate_key))
+        .routes(routes!(clients::list_clients, clients::create_client))
+        .routes(routes!(clients::get_client, clients::update_client, clients::delete_client))
         .route_layer(axum::middleware::from_fn_with_state(state, require_admin));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(crate::web::public::list_providers))

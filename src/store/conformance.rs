@@ -57,7 +57,28 @@ pub async fn run(store: &dyn Store) -> StoreResult<()> {
     connections(store, &tag).await?;
     directory(store, &tag).await?;
     keys_and_audit(store, &tag).await?;
+    clients(store, &tag).await?;
     Ok(())
+}
+
+async fn clients(store: &dyn Store, tag: &str) -> StoreResult<()> {
+    let c = Client {
+        client_id: format!("{tag}_app"),
+        name: "App".into(),
+        secret_sha256: "ab".repeat(32),
+        redirect_uris: vec!["https://app.example/cb".into(), "https://app.example/cb2".into()],
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.client_insert(&c, &audit("client.create", &c.client_id)).await?;
+    check(store.client_get(&c.client_id).await?.as_ref() == Some(&c), "client reads back")?;
+    check(matches!(store.client_insert(&c, &audit("client.create", &c.client_id)).await, Err(StoreError::Conflict(_))), "client id is unique")?;
+    let changed = Client { redirect_uris: vec!["https://new.example/cb".into()], updated_at: 2, ..c.clone() };
+    store.client_update(&changed, &audit("client.update", &c.client_id)).await?;
+    check(store.client_list().await?.contains(&changed), "client update is listed")?;
+    store.client_delete(&c.client_id, &audit("client.delete", &c.client_id)).await?;
+    check(store.client_get(&c.client_id).await?.is_none(), "client deleted")?;
+    check(matches!(store.client_delete(&c.client_id, &audit("client.delete", &c.client_id)).await, Err(StoreError::NotFound(_))), "second delete is not found")
 }
 
 async fn meta(store: &dyn Store, tag: &str) -> StoreResult<()> {

@@ -264,6 +264,24 @@ pub struct SigningKey {
     pub retired_at: Option<Millis>,
 }
 
+/// A downstream client: an application that logs its users in through ssogate's
+/// OpenID Provider endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// The OAuth client id.
+    pub client_id: String,
+    /// A name for admins.
+    pub name: String,
+    /// SHA-256 (hex) of the client secret; the secret itself is never stored.
+    pub secret_sha256: String,
+    /// Exact redirect URIs allowed (JSON list).
+    pub redirect_uris: Vec<String>,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Last change.
+    pub updated_at: Millis,
+}
+
 /// Sort column of the connections table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema, Default)]
 #[serde(rename_all = "snake_case")]
@@ -377,6 +395,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn signing_key_list(&self) -> StoreResult<Vec<SigningKey>>;
     /// Adds a signing key and retires the others (they stay listed).
     async fn signing_key_insert(&self, k: &SigningKey, audit: &AuditEntry) -> StoreResult<()>;
+
+    /// All downstream clients.
+    async fn client_list(&self) -> StoreResult<Vec<Client>>;
+    /// One downstream client.
+    async fn client_get(&self, client_id: &str) -> StoreResult<Option<Client>>;
+    /// Adds a client; `Conflict` when the id is taken.
+    async fn client_insert(&self, c: &Client, audit: &AuditEntry) -> StoreResult<()>;
+    /// Replaces a client's name, secret hash and redirect URIs.
+    async fn client_update(&self, c: &Client, audit: &AuditEntry) -> StoreResult<()>;
+    /// Removes a client.
+    async fn client_delete(&self, client_id: &str, audit: &AuditEntry) -> StoreResult<()>;
 }
 
 /// Opens the store named by `url` and runs its migrations.

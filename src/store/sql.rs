@@ -62,6 +62,10 @@ CREATE TABLE audit_log (
 CREATE TABLE signing_keys (
   kid TEXT PRIMARY KEY, alg TEXT NOT NULL, private_key TEXT NOT NULL,
   public_jwk TEXT NOT NULL, created_at BIGINT NOT NULL, retired_at BIGINT)
+"#, r#"
+CREATE TABLE clients (
+  client_id TEXT PRIMARY KEY, name TEXT NOT NULL, secret_sha256 TEXT NOT NULL,
+  redirect_uris TEXT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)
 "#];
 
 static DRIVERS: Once = Once::new();
@@ -261,6 +265,18 @@ fn key_row(r: &AnyRow) -> StoreResult<SigningKey> {
         public_jwk: r.try_get("public_jwk")?,
         created_at: r.try_get("created_at")?,
         retired_at: r.try_get("retired_at")?,
+    })
+}
+
+fn client_row(r: &AnyRow) -> StoreResult<Client> {
+    let uris: String = r.try_get("redirect_uris")?;
+    Ok(Client {
+        client_id: r.try_get("client_id")?,
+        name: r.try_get("name")?,
+        secret_sha256: r.try_get("secret_sha256")?,
+        redirect_uris: serde_json::from_str(&uris).map_err(|e| StoreError::Corrupt(format!("client redirect_uris: {e}")))?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
     })
 }
 
@@ -650,6 +666,52 @@ impl Store for Sql {
         sqlx::query("INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&k.kid).bind(&k.alg).bind(&k.private_key).bind(&k.public_jwk).bind(k.created_at).bind(k.retired_at)
             .execute(&mut *tx).await?;
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn client_list(&self) -> StoreResult<Vec<Client>> {
+        sqlx::query("SELECT * FROM clients ORDER BY client_id").fetch_all(&self.pool).await?.iter().map(client_row).collect()
+    }
+
+    async fn client_get(&self, client_id: &str) -> StoreResult<Option<Client>> {
+        let row = sqlx::query("SELECT * FROM clients WHERE client_id = $1").bind(client_id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(client_row).transpose()
+    }
+
+    async fn client_insert(&self, c: &Client, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO clients (client_id, name, secret_sha256, redirect_uris, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&c.client_id).bind(&c.name).bind(&c.secret_sha256)
+            .bind(serde_json::to_string(&c.redirect_uris).unwrap_or_default()).bind(c.created_at).bind(c.updated_at)
+            .execute(&mut *tx).await
+            .map_err(|e| conflict(e, &[("", "client_id: another client has this id")]))?;
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn client_update(&self, c: &Client, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE clients SET name = $1, secret_sha256 = $2, redirect_uris = $3, updated_at = $4 WHERE client_id = $5")
+            .bind(&c.name).bind(&c.secret_sha256).bind(serde_json::to_string(&c.redirect_uris).unwrap_or_default())
+            .bind(c.updated_at).bind(&c.client_id)
+            .execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("client {}", c.client_id)));
+        }
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn client_delete(&self, client_id: &str, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(client_id).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("client {client_id}")));
+        }
         write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())

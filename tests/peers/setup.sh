@@ -2,7 +2,8 @@
 # Installs what the test peers need (run as root on Debian; idempotent, quick when done):
 #   xmlsec1, node + npm (Debian packages, only when missing), python3-venv if needed,
 #   tests/peers/oidc/node_modules (oidc-provider, from package-lock.json),
-#   tests/peers/.venv with pysaml2 7.5.5 (pinned with its dependencies in saml/requirements.txt).
+#   tests/peers/.venv with pysaml2 7.5.5 (pinned with its dependencies in saml/requirements.txt),
+#   tests/peers/.openapi-venv with schemathesis 4.32.5 (likewise, in openapi/requirements.txt).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 OIDC_PROVIDER_VERSION=9.13.3
@@ -55,5 +56,20 @@ else
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$HERE/saml/requirements.txt" \
     || die "pip install -r saml/requirements.txt failed"
   "$VENV/bin/python" -c 'import saml2' || die "saml2 not importable after install"
+fi
+
+# 4. Python venv with schemathesis for the OpenAPI check (its own, so pysaml2's pins stay).
+VENV=$HERE/.openapi-venv
+want=$(sed -n 's/^schemathesis==//p' "$HERE/openapi/requirements.txt")
+if [[ -x $VENV/bin/python ]] && [[ $("$VENV/bin/python" -c 'import importlib.metadata as m
+print(m.version("schemathesis"))' 2>/dev/null) == "$want" ]]; then
+  say "venv with schemathesis $want present"
+else
+  say "python3 -m venv tests/peers/.openapi-venv + pip install -r openapi/requirements.txt (schemathesis)"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV" || die "python3 -m venv failed"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$HERE/openapi/requirements.txt" \
+    || die "pip install -r openapi/requirements.txt failed"
+  "$VENV/bin/schemathesis" --version >/dev/null || die "schemathesis does not run after install"
 fi
 say "done"

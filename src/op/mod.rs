@@ -1,0 +1,327 @@
+//! ssogate as an OpenID Provider for the main application server: discovery, JWKS,
+//! `/authorize` (code flow, PKCE, `connection=ID` straight to an upstream), `/token`
+//! (codes single use, short-lived, bound to client, redirect URI and PKCE), and
+//! `/userinfo`. The ID token is the session token: the user's stable id, email, name,
+//! groups, the connection used and the session id, signed with the gateway's key.
+
+pub mod clients;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, Json};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use openssl::pkey::PKey;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::login::current_session;
+use crate::server::AppState;
+use crate::state::Session;
+use crate::web::page;
+
+/// How long a code may wait for its exchange.
+const CODE_TTL_MS: i64 = 60_000;
+/// The longest an ID or access token lives (less when the session ends sooner).
+pub const TOKEN_TTL_MS: i64 = 3600 * 1000;
+
+/// `/.well-known/openid-configuration`
+pub async fn discovery(State(app): State<AppState>) -> Json<Value> {
+    let b = app.config.public_base();
+    Json(json!({
+        "issuer": b,
+        "authorization_endpoint": format!("{b}/authorize"),
+        "token_endpoint": format!("{b}/token"),
+        "userinfo_endpoint": format!("{b}/userinfo"),
+        "jwks_uri": format!("{b}/jwks.json"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256", "RS256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256", "plain"],
+        "scopes_supported": ["openid", "email", "profile", "groups"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "email", "email_verified", "name", "preferred_username", "groups", "connection", "sid"],
+    }))
+}
+
+/// `/jwks.json`: the signing key and the retired ones whose tokens may still be alive.
+pub async fn jwks(State(app): State<AppState>) -> Response {
+    let keys = match app.store.signing_key_list().await {
+        Ok(k) => k,
+        Err(e) => return crate::web::ApiError::from(e).into_response(),
+    };
+    let now = app.clock.now();
+    let live: Vec<Value> = keys
+        .iter()
+        .filter(|k| k.retired_at.is_none_or(|r| r + TOKEN_TTL_MS > now))
+        .filter_map(|k| serde_json::from_str(&k.public_jwk).ok())
+        .collect();
+    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(json!({"keys": live}))).into_response()
+}
+
+/// `/authorize` parameters.
+#[derive(Debug, Deserialize)]
+pub struct AuthorizeQuery {
+    client_id: Option<String>,
+    redirect_uri: Option<String>,
+    response_type: Option<String>,
+    scope: Option<String>,
+    state: Option<String>,
+    nonce: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    prompt: Option<String>,
+    login_hint: Option<String>,
+    /// ssogate extension: go straight to this upstream connection.
+    connection: Option<String>,
+}
+
+/// What a code stands for until it is exchanged.
+#[derive(Debug, Serialize, Deserialize)]
+struct CodeGrant {
+    client_id: String,
+    redirect_uri: String,
+    session_id: String,
+    nonce: Option<String>,
+    challenge: Option<(String, String)>,
+    scope: String,
+}
+
+fn redirect_error(redirect_uri: &str, error: &str, description: &str, state: Option<&str>) -> Response {
+    let mut u = match url::Url::parse(redirect_uri) {
+        Ok(u) => u,
+        Err(_) => return page::error(StatusCode::BAD_REQUEST, description),
+    };
+    {
+        let mut q = u.query_pairs_mut();
+        q.append_pair("error", error).append_pair("error_description", description);
+        if let Some(s) = state {
+            q.append_pair("state", s);
+        }
+    }
+    Redirect::to(u.as_str()).into_response()
+}
+
+/// Starts (or, with a live session, completes) an authorization request.
+pub async fn authorize(State(app): State<AppState>, Query(q): Query<AuthorizeQuery>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+    // Until client and redirect URI are known good, errors are shown here, never
+    // redirected: an unchecked redirect_uri is an open redirect.
+    let Some(client_id) = q.client_id.as_deref() else {
+        return page::error(StatusCode::BAD_REQUEST, "The application sent no client_id.");
+    };
+    let Some(client) = clients::find(&app, client_id).await else {
+        return page::error(StatusCode::BAD_REQUEST, "The application is not registered with this sign-in service (unknown client_id).");
+    };
+    let Some(redirect_uri) = q.redirect_uri.as_deref().filter(|r| client.redirect_uris.iter().any(|u| u == r)) else {
+        return page::error(StatusCode::BAD_REQUEST, "The application sent a redirect_uri that is not registered for it.");
+    };
+    let state = q.state.as_deref();
+    if q.response_type.as_deref() != Some("code") {
+        return redirect_error(redirect_uri, "unsupported_response_type", "only response_type=code is supported", state);
+    }
+    let scope = q.scope.clone().unwrap_or_default();
+    if !scope.split(' ').any(|s| s == "openid") {
+        return redirect_error(redirect_uri, "invalid_scope", "the openid scope is required", state);
+    }
+    let challenge = match (q.code_challenge.as_deref(), q.code_challenge_method.as_deref().unwrap_or("plain")) {
+        (None, _) => None,
+        (Some(c), m @ ("S256" | "plain")) if (43..=128).contains(&c.len()) => Some((c.to_string(), m.to_string())),
+        _ => return redirect_error(redirect_uri, "invalid_request", "code_challenge must be 43 to 128 characters, method S256 or plain", state),
+    };
+    let session = if q.prompt.as_deref() == Some("login") { None } else { current_session(&app, &headers).await };
+    let Some(session) = session else {
+        if q.prompt.as_deref() == Some("none") {
+            return redirect_error(redirect_uri, "login_required", "the user is not signed in", state);
+        }
+        // Log in first, then come back to this same request.
+        let mut back = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/authorize".into());
+        if q.prompt.as_deref() == Some("login") {
+            back = back.replace("prompt=login", "prompt=");
+        }
+        let back_enc: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+        let hint = q
+            .login_hint
+            .as_deref()
+            .map(|h| format!("&login_hint={}", url::form_urlencoded::byte_serialize(h.as_bytes()).collect::<String>()))
+            .unwrap_or_default();
+        let target = match q.connection.as_deref().filter(|c| crate::id::is_wellformed(c)) {
+            Some(c) => format!("/login/{c}?return_to={back_enc}{hint}"),
+            None => format!("/login?return_to={back_enc}"),
+        };
+        return Redirect::to(&target).into_response();
+    };
+    let grant = CodeGrant {
+        client_id: client_id.to_string(),
+        redirect_uri: redirect_uri.to_string(),
+        session_id: session.id.clone(),
+        nonce: q.nonce.clone(),
+        challenge,
+        scope,
+    };
+    let code = crate::id::token(32);
+    let stored = serde_json::to_string(&grant).unwrap_or_default();
+    if !matches!(app.ephemeral.put_new(&format!("code:{code}"), &stored, CODE_TTL_MS).await, Ok(true)) {
+        return redirect_error(redirect_uri, "temporarily_unavailable", "try again shortly", state);
+    }
+    let mut u = match url::Url::parse(redirect_uri) {
+        Ok(u) => u,
+        Err(_) => return page::error(StatusCode::BAD_REQUEST, "The registered redirect_uri is not a URL."),
+    };
+    {
+        let mut qp = u.query_pairs_mut();
+        qp.append_pair("code", &code);
+        if let Some(s) = state {
+            qp.append_pair("state", s);
+        }
+        qp.append_pair("iss", &app.config.public_base());
+    }
+    Redirect::to(u.as_str()).into_response()
+}
+
+/// `/token` form.
+#[derive(Debug, Deserialize)]
+pub struct TokenForm {
+    grant_type: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut r = (status, [(header::CACHE_CONTROL, "no-store")], Json(json!({"error": error, "error_description": description}))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"ssogate\""));
+    }
+    r
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(v.strip_prefix("Basic ")?.trim()).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let dec = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    Some((dec(id)?, dec(secret)?))
+}
+
+/// Exchanges a code for the session token (ID token) and an access token.
+pub async fn token(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<TokenForm>) -> Response {
+    let (client_id, secret) = match (basic_credentials(&headers), &f.client_id, &f.client_secret) {
+        (Some(c), _, None) => c,
+        (None, Some(id), Some(s)) => (id.clone(), s.clone()),
+        _ => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "authenticate with client_secret_basic or client_secret_post"),
+    };
+    let Some(client) = clients::authenticate(&app, &client_id, &secret).await else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret");
+    };
+    if f.grant_type.as_deref() != Some("authorization_code") {
+        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only authorization_code is supported");
+    }
+    let Some(code) = f.code.as_deref() else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "code is required");
+    };
+    // Single use: taken here; a second exchange finds nothing.
+    let grant: Option<CodeGrant> = match app.ephemeral.take(&format!("code:{code}")).await {
+        Ok(v) => v.and_then(|s| serde_json::from_str(&s).ok()),
+        Err(_) => return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again shortly"),
+    };
+    let Some(grant) = grant else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the code is unknown, expired or already used");
+    };
+    if grant.client_id != client.client_id || f.redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the code was issued to another client or redirect_uri");
+    }
+    if let Some((challenge, method)) = &grant.challenge {
+        let Some(verifier) = f.code_verifier.as_deref() else {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "code_verifier is required");
+        };
+        let computed = if method == "S256" { B64URL.encode(Sha256::digest(verifier.as_bytes())) } else { verifier.to_string() };
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(computed.as_bytes(), challenge.as_bytes())) {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "code_verifier does not match the code_challenge");
+        }
+    }
+    let now = app.clock.now();
+    let session = match app.sessions.touch(&grant.session_id, now).await {
+        Ok(Some(s)) => s,
+        _ => return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the session behind this code has ended"),
+    };
+    let exp = (now + TOKEN_TTL_MS).min(session.expires_at);
+    let claims = id_token_claims(&app, &session, &client.client_id, grant.nonce.as_deref(), now, exp);
+    let id_token = match sign(&app, &claims).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "could not sign the session token");
+            return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "could not sign the token");
+        }
+    };
+    let access = crate::id::token(32);
+    let info = json!({"session_id": session.id, "scope": grant.scope});
+    let _ = app.ephemeral.put_new(&format!("at:{access}"), &info.to_string(), exp - now).await;
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({"access_token": access, "token_type": "Bearer", "expires_in": (exp - now) / 1000, "id_token": id_token, "scope": grant.scope})),
+    )
+        .into_response()
+}
+
+fn id_token_claims(app: &AppState, s: &Session, aud: &str, nonce: Option<&str>, now: i64, exp: i64) -> Value {
+    let mut c = user_claims(s);
+    c["iss"] = json!(app.config.public_base());
+    c["aud"] = json!(aud);
+    c["iat"] = json!(now / 1000);
+    c["exp"] = json!(exp / 1000);
+    c["auth_time"] = json!(s.created_at / 1000);
+    if let Some(n) = nonce {
+        c["nonce"] = json!(n);
+    }
+    c
+}
+
+fn user_claims(s: &Session) -> Value {
+    json!({
+        "sub": s.user_id,
+        "email": s.email,
+        "email_verified": s.email_verified,
+        "name": s.name,
+        "preferred_username": s.username,
+        "groups": s.groups,
+        "connection": s.connection_id,
+        "sid": s.id,
+    })
+}
+
+/// Signs claims with the gateway's current signing key.
+pub async fn sign(app: &AppState, claims: &Value) -> Result<String, String> {
+    let keys = app.store.signing_key_list().await.map_err(|e| e.to_string())?;
+    let key = keys.iter().find(|k| k.retired_at.is_none()).ok_or("no active signing key")?;
+    let pem = app.cipher.open(&format!("signing_key:{}", key.kid), &key.private_key).map_err(|e| e.to_string())?;
+    let pkey = PKey::private_key_from_pem(&pem).map_err(|e| e.to_string())?;
+    crate::token::jws::sign(&pkey, &key.alg, &key.kid, claims).map_err(|e| e.to_string())
+}
+
+/// `/userinfo`: the session's claims for a bearer access token.
+pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    let unauthorized = || {
+        let mut r = (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_token"}))).into_response();
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer error=\"invalid_token\""));
+        r
+    };
+    let Some(token) = bearer else { return unauthorized() };
+    // Peek: put back what take removed, so the token stays usable until it expires.
+    let key = format!("at:{token}");
+    let Ok(Some(info)) = app.ephemeral.take(&key).await else { return unauthorized() };
+    let _ = app.ephemeral.put_new(&key, &info, TOKEN_TTL_MS).await;
+    let info: Value = serde_json::from_str(&info).unwrap_or_default();
+    let Some(sid) = info.get("session_id").and_then(Value::as_str) else { return unauthorized() };
+    match app.sessions.touch(sid, app.clock.now()).await {
+        Ok(Some(s)) => Json(user_claims(&s)).into_response(),
+        _ => unauthorized(),
+    }
+}
