@@ -6,6 +6,7 @@ mod api;
 mod cli;
 mod hostile;
 mod login;
+mod op;
 mod peers;
 mod presets;
 mod store;
