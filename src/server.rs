@@ -213,7 +213,7 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.config.http.max_body_bytes;
     let timeout = Duration::from_secs(state.config.http.request_timeout_seconds);
     let (api, openapi) = crate::admin::api_router(state.clone()).split_for_parts();
-    let openapi = Arc::new(openapi);
+    let openapi = Arc::new(crate::admin::finish_openapi(openapi));
     Router::new()
         .route("/", get(crate::login::home))
         .route("/login", get(crate::login::login_page))

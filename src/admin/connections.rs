@@ -20,11 +20,22 @@ use crate::web::{ApiError, ApiJson, ApiPath, ApiQuery};
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Column: `name` (default), `active`, `provider`, `protocol`, `id`, `updated_at`.
-    #[param(value_type = Option<String>)]
+    /// Column (default `name`).
+    #[param(inline)]
     pub sort: Option<ConnectionSort>,
-    /// `asc` (default) or `desc`.
-    pub order: Option<String>,
+    /// Direction (default `asc`).
+    #[param(inline)]
+    pub order: Option<Order>,
+}
+
+/// Sort direction.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Ascending.
+    Asc,
+    /// Descending.
+    Desc,
 }
 
 fn with_etag(view: ConnectionView, status: StatusCode) -> Response {
@@ -41,11 +52,7 @@ fn with_etag(view: ConnectionView, status: StatusCode) -> Response {
     security(("admin_token" = [])),
     responses((status = 200, body = [ConnectionView]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_connections(State(app): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<Vec<ConnectionView>>, ApiError> {
-    let descending = match q.order.as_deref() {
-        None | Some("asc") => false,
-        Some("desc") => true,
-        Some(other) => return Err(ApiError::bad_request(format!("order must be asc or desc, not {other:?}"))),
-    };
+    let descending = matches!(q.order, Some(Order::Desc));
     let list = app.registry.list(q.sort.unwrap_or_default(), descending).await?;
     let base = app.config.public_base();
     Ok(Json(list.iter().map(|c| c.view(&base)).collect()))
@@ -73,7 +80,9 @@ pub async fn get_connection(State(app): State<AppState>, ApiPath(id): ApiPath<St
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
     let text = v.to_str().unwrap_or("").trim().trim_start_matches("W/").trim_matches('"');
-    text.parse().map(Some).map_err(|_| ApiError::bad_request("If-Match must be the connection's ETag (its version)"))
+    text.parse().map(Some).map_err(|_| {
+        ApiError::invalid(vec![crate::connection::FieldError::new("If-Match", "must be the connection's ETag (its version), such as \"3\"")])
+    })
 }
 
 /// Changes a connection. Send `If-Match` (or `version`): a change based on an older
@@ -81,7 +90,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 #[utoipa::path(patch, path = "/connections/{id}", tag = "connections", params(("id" = String, Path, description = "Connection id"),
         ("If-Match" = Option<String>, Header, description = "The ETag read before the change")),
     request_body = ConnectionPatch, security(("admin_token" = [])),
-    responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update_connection(State(app): State<AppState>, ApiPath(id): ApiPath<String>, headers: HeaderMap, ApiJson(patch): ApiJson<ConnectionPatch>) -> Result<Response, ApiError> {
     let c = app.registry.update(&id, &patch, if_match(&headers)?, ACTOR).await?;
     Ok(with_etag(c.view(&app.config.public_base()), StatusCode::OK))

@@ -28,6 +28,7 @@ pub const ACTOR: &str = "admin";
 #[openapi(
     info(title = "ssogate API", description = "Admin API of the ssogate identity federation gateway. Admin routes need `Authorization: Bearer <admin token>`."),
     modifiers(&BearerAuth),
+    components(schemas(crate::web::error::ErrorBody)),
     tags(
         (name = "connections", description = "Upstream identity provider connections"),
         (name = "presets", description = "Provider presets"),
@@ -43,6 +44,37 @@ pub const ACTOR: &str = "admin";
 struct ApiDoc;
 
 struct BearerAuth;
+
+/// Adds the answers the shared layers give to every operation they cover: 401 from the
+/// admin token check; 400, 413, 415 and 422 from the JSON body reader.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |d: &str| {
+            ResponseBuilder::new()
+                .description(d)
+                .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let admin = path.starts_with("/api/v1/admin/");
+            for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten() {
+                let r = &mut op.responses.responses;
+                if admin {
+                    r.entry("401".into()).or_insert_with(|| error("The admin token is missing or wrong").into());
+                }
+                if op.request_body.is_some() {
+                    r.entry("400".into()).or_insert_with(|| error("The body is not valid JSON").into());
+                    r.entry("413".into()).or_insert_with(|| error("The body is too large").into());
+                    r.entry("415".into()).or_insert_with(|| error("The body is not application/json").into());
+                    r.entry("422".into()).or_insert_with(|| error("A field is missing, unknown or invalid").into());
+                }
+            }
+        }
+    }
+}
 
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -81,6 +113,12 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(crate::web::public::list_providers))
         .nest("/api/v1/admin", admin)
+}
+
+/// The OpenAPI document, with the answers of the shared layers added.
+pub fn finish_openapi(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    CommonResponses.modify(&mut doc);
+    doc
 }
 
 /// Refuses a request without the admin token (401, with `WWW-Authenticate`).

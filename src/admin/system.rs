@@ -30,6 +30,7 @@ pub struct AuditParams {
     /// Entries older than this sequence number.
     pub before: Option<i64>,
     /// At most this many (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 

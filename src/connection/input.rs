@@ -67,25 +67,18 @@ pub struct ConnectionPatch {
 #[serde(deny_unknown_fields)]
 pub struct ClaimsPatch {
     /// Stable user id.
-    #[schema(value_type = Option<Vec<String>>)]
     pub user_id: Option<ClaimNames>,
     /// Email.
-    #[schema(value_type = Option<Vec<String>>)]
     pub email: Option<ClaimNames>,
     /// Full name.
-    #[schema(value_type = Option<Vec<String>>)]
     pub name: Option<ClaimNames>,
     /// Given name.
-    #[schema(value_type = Option<Vec<String>>)]
     pub given_name: Option<ClaimNames>,
     /// Family name.
-    #[schema(value_type = Option<Vec<String>>)]
     pub family_name: Option<ClaimNames>,
     /// Picture.
-    #[schema(value_type = Option<Vec<String>>)]
     pub picture: Option<ClaimNames>,
     /// Groups.
-    #[schema(value_type = Option<Vec<String>>)]
     pub groups: Option<ClaimNames>,
 }
 

@@ -102,6 +102,21 @@ impl ClaimNames {
     }
 }
 
+impl utoipa::PartialSchema for ClaimNames {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+        let text = || ObjectBuilder::new().schema_type(SchemaType::Type(Type::String));
+        let one_of = OneOfBuilder::new()
+            .item(text())
+            .item(ArrayBuilder::new().items(text()))
+            .description(Some("A claim or attribute name, or a list of names tried in order"))
+            .build();
+        utoipa::openapi::RefOr::T(Schema::OneOf(one_of))
+    }
+}
+
+impl ToSchema for ClaimNames {}
+
 impl Serialize for ClaimNames {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.0.as_slice() {
@@ -129,28 +144,20 @@ impl<'de> Deserialize<'de> for ClaimNames {
 
 /// How upstream claims (OIDC) or attributes (SAML) become the identity's fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
 pub struct ClaimMappings {
     /// Stable user id (`sub`, `oid`, or `NameID` for SAML).
-    #[schema(value_type = Vec<String>)]
     pub user_id: ClaimNames,
     /// Email address.
-    #[schema(value_type = Vec<String>)]
     pub email: ClaimNames,
     /// Full name.
-    #[schema(value_type = Vec<String>)]
     pub name: ClaimNames,
     /// Given name (optional when `name` is set).
-    #[schema(value_type = Vec<String>)]
     pub given_name: ClaimNames,
     /// Family name (optional when `name` is set).
-    #[schema(value_type = Vec<String>)]
     pub family_name: ClaimNames,
     /// Picture URL.
-    #[schema(value_type = Vec<String>)]
     pub picture: ClaimNames,
     /// Groups (a list or a single string in the claim).
-    #[schema(value_type = Vec<String>)]
     pub groups: ClaimNames,
 }
 

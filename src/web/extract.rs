@@ -42,8 +42,29 @@ where
     }
 }
 
+/// Fields that hold objects in our request bodies. serde's derived structs also accept
+/// a JSON array (fields by position), which silently maps values to the wrong fields:
+/// refuse that shape before deserializing.
+const OBJECT_FIELDS: &[&str] = &["claims", "oidc", "saml", "placeholders", "idp"];
+
+fn check_shape(bytes: &[u8]) -> Result<(), ApiError> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(()); // the typed parse below reports syntax errors with their position
+    };
+    let Some(obj) = v.as_object() else {
+        return Err(ApiError::invalid(vec![crate::connection::FieldError::new("body", "must be a JSON object")]));
+    };
+    for f in OBJECT_FIELDS {
+        if obj.get(*f).is_some_and(|x| !x.is_object() && !x.is_null()) {
+            return Err(ApiError::invalid(vec![crate::connection::FieldError::new(*f, "must be a JSON object")]));
+        }
+    }
+    Ok(())
+}
+
 /// Parses JSON, naming the path of a field that is wrong.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    check_shape(bytes)?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize(de) {
         Ok(v) => Ok(v),

@@ -192,7 +192,15 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_changes_nothing() {
         assert!(v.to_string().contains(needle), "{needle:?} not in {v}");
     }
     let (s, _) = gw.request(Method::PATCH, &format!("{url}/{id}")).bearer_auth(TOKEN).header("If-Match", "yesterday").json(&json!({})).send().await.map(|r| (r.status(), ())).unwrap();
-    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // Arrays where objects belong are refused, not mapped by position.
+    for body in [json!(["renamed", ""]), json!({"claims": ["sub", null]})] {
+        let (s, v) = gw.admin(Method::PATCH, &format!("/connections/{id}"), Some(body.clone())).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body} -> {v}");
+        assert!(v.to_string().contains("must be a JSON object"), "{v}");
+    }
+    let (s, _) = gw.admin(Method::POST, "/users", Some(json!(["carol", "carol@example.test"]))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 
     // Directory bad input.
     for (method, path, body, status, needle) in [

@@ -7,6 +7,7 @@ mod cli;
 mod hostile;
 mod login;
 mod op;
+mod openapi;
 mod peers;
 mod presets;
 mod store;

@@ -4,7 +4,7 @@
 #   bash tests/peers/openapi/check.sh BASE_URL ADMIN_TOKEN      (e.g. http://127.0.0.1:PORT)
 #
 # Needs `bash tests/peers/setup.sh` first (tests/peers/.openapi-venv with schemathesis, pinned
-# in requirements.txt), curl and openssl. The server should be a fresh one of its own (an empty
+# in requirements.txt) and openssl. The server should be a fresh one of its own (an empty
 # data dir): this creates users, groups, connections and an invitation, and schemathesis then
 # sends about 2,000 requests, many of them writes.
 # Start that server with its outbound calls sent to a closed local port:
@@ -37,6 +37,8 @@ RUN_TIMEOUT=80     # seconds, for schemathesis as a whole (it needs about 20)
 REQUEST_TIMEOUT=10 # seconds, per request; a slower one is reported as a failure
 
 die() { echo "openapi check: ERROR: $*" >&2; exit 2; }
+# Only loopback is spoken to here: no proxy of the caller's in between.
+unset HTTP_PROXY HTTPS_PROXY ALL_PROXY http_proxy https_proxy all_proxy
 (($# == 2)) || die "usage: check.sh BASE_URL ADMIN_TOKEN"
 BASE=${1%/}
 TOKEN=$2
@@ -49,25 +51,41 @@ keep() {
 }
 trap 'keep; rm -rf "$WORK"' EXIT
 
+# http METHOD URL [JSON]: the response body on stdout; fails, saying why, unless it is a 2xx.
+http() {
+  "$PY" - "$TOKEN" "$@" <<'EOF'
+import sys
+import requests
+token, method, url, *body = sys.argv[1:]
+headers = {"Authorization": f"Bearer {token}"}
+if body:
+    headers["Content-Type"] = "application/json"
+try:
+    r = requests.request(method, url, headers=headers, data=body[0].encode() if body else None, timeout=10)
+except requests.RequestException as e:
+    sys.exit(f"openapi check: {method} {url}: {e}")
+if not 200 <= r.status_code < 300:
+    sys.exit(f"openapi check: {method} {url} answered {r.status_code}: {r.text}")
+sys.stdout.write(r.text)
+EOF
+}
+
 # 1. The document.
-curl -fsS --max-time 10 "$BASE/api/v1/openapi.json" -o "$WORK/openapi.json" \
-  || die "GET $BASE/api/v1/openapi.json failed"
+http GET "$BASE/api/v1/openapi.json" >"$WORK/openapi.json" || die "could not get the document"
 if ! "$PY" "$HERE/validate_doc.py" "$WORK/openapi.json" >"$WORK/doc.txt"; then
   cat "$WORK/doc.txt"
   echo "openapi check: the document is not valid" >&2
   exit 1
 fi
 
-# 2. Fixtures. api METHOD PATH [JSON] -> the response body on stdout; dies on a status >= 300.
-api() {
-  local code
-  code=$(curl -sS --max-time 10 -o "$WORK/body" -w '%{http_code}' -X "$1" \
-    -H "Authorization: Bearer $TOKEN" ${3:+-H 'Content-Type: application/json' --data-binary "$3"} \
-    "$BASE/api/v1/admin$2") || die "$1 $2: curl failed"
-  [[ $code == 2?? ]] || die "fixture $1 $2 answered $code: $(cat "$WORK/body")"
-  cat "$WORK/body"
+# 2. Fixtures. api METHOD PATH [JSON]: http on an admin route, or stop.
+api() { http "$1" "$BASE/api/v1/admin$2" ${3:+"$3"} || die "could not make the fixtures"; }
+# new METHOD PATH [JSON]: the id of the object made.
+new() {
+  local made
+  made=$(api "$@") || exit 2
+  "$PY" -c 'import json, sys; print(json.loads(sys.argv[1])["id"])' "$made"
 }
-id_of() { "$PY" -c 'import json, sys; print(json.load(sys.stdin)["id"])'; }
 oidc_body() {
   printf '{"display_name": "%s", "protocol": "oidc", "oidc": {"issuer": "https://idp.example.test",
     "client_id": "client-1", "client_secret": "the-client-secret-value",
@@ -88,15 +106,15 @@ md = f"""<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xm
 print(json.dumps({"display_name": "Fixture SAML", "protocol": "saml", "saml": {"idp_metadata_xml": md}}))
 EOF
 )
-user=$(api POST /users '{"username": "fixture-user", "email": "fixture-user@example.test"}' | id_of)
-user_del=$(api POST /users '{"username": "fixture-delete", "email": "fixture-delete@example.test"}' | id_of)
-group=$(api POST /groups '{"name": "fixture-group", "description": "Made by check.sh."}' | id_of)
-group_del=$(api POST /groups '{"name": "fixture-group-delete"}' | id_of)
+user=$(new POST /users '{"username": "fixture-user", "email": "fixture-user@example.test"}')
+user_del=$(new POST /users '{"username": "fixture-delete", "email": "fixture-delete@example.test"}')
+group=$(new POST /groups '{"name": "fixture-group", "description": "Made by check.sh."}')
+group_del=$(new POST /groups '{"name": "fixture-group-delete"}')
 api PUT "/groups/$group/members/$user" >/dev/null
-oidc=$(api POST /connections "$(oidc_body 'Fixture OIDC')" | id_of)
-oidc_del=$(api POST /connections "$(oidc_body 'Fixture OIDC delete')" | id_of)
-saml=$(api POST /connections "$saml_body" | id_of)
-invitation=$(api POST /invitations '{"email": "fixture-invited@example.test"}' | id_of)
+oidc=$(new POST /connections "$(oidc_body 'Fixture OIDC')")
+oidc_del=$(new POST /connections "$(oidc_body 'Fixture OIDC delete')")
+saml=$(new POST /connections "$saml_body")
+invitation=$(new POST /invitations '{"email": "fixture-invited@example.test"}')
 
 # Path values per operation: the object each operation works on (DELETEs get their own), as
 # one-value dictionaries rather than fixed `parameters`: a fixed value would also replace the id
@@ -105,6 +123,9 @@ invitation=$(api POST /invitations '{"email": "fixture-invited@example.test"}' |
 # include-method match either, not both.
 A=/api/v1/admin
 cat >"$WORK/schemathesis.toml" <<EOF
+# No crash cache (.schemathesis/): it would replay an earlier run's failures first.
+cache = { enabled = false }
+
 [dictionaries]
 user = { values = ["$user"] }
 user_del = { values = ["$user_del"] }
@@ -155,7 +176,9 @@ parameters = { "path.id" = { dictionary = "invitation" } }
 expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"] # default + 422
 EOF
 
-# 3. schemathesis. All checks run; none is left out.
+# 3. schemathesis. All checks run; none is left out. Run in $WORK, where hypothesis keeps its
+# files (.hypothesis/), so that nothing is left in the caller's directory.
+cd "$WORK"
 set +e
 timeout --kill-after=5 "$RUN_TIMEOUT" "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run \
   "$WORK/openapi.json" --url "$BASE" \
