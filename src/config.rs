@@ -355,8 +355,14 @@ impl Config {
         if self.login.clock_skew_seconds > 600 {
             bad("login.clock_skew_seconds", "must be at most 600");
         }
-        if self.session.lifetime_seconds < 60 || self.session.idle_seconds < 60 {
-            bad("session", "lifetime_seconds and idle_seconds must be at least 60");
+        if !(60..=90 * 86_400).contains(&self.session.lifetime_seconds) {
+            bad("session.lifetime_seconds", "must be between 60 and 7776000 (90 days)");
+        }
+        if !(60..=90 * 86_400).contains(&self.session.idle_seconds) {
+            bad("session.idle_seconds", "must be between 60 and 7776000 (90 days)");
+        }
+        if self.login.jwks_min_refetch_seconds > 86_400 {
+            bad("login.jwks_min_refetch_seconds", "must be at most 86400");
         }
         for (i, c) in self.clients.iter().enumerate() {
             if c.client_id.trim().is_empty() {

@@ -316,3 +316,17 @@ async fn revoke_upstream(app: &AppState, s: &Session) {
         Err(_) => tracing::warn!(connection = %conn.id, "upstream revocation endpoint unreachable"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn return_paths_stay_on_this_host() {
+        for ok in ["/", "/authorize?client_id=a&x=%2F%2Fevil", "/a/b"] {
+            assert!(super::local_path(ok).is_some(), "{ok}");
+        }
+        for bad in ["//evil.example", "/\\evil.example", "\\/evil.example", "https://evil.example", "https:evil.example",
+                    "evil.example", "/\tx", "/a\nb", "/a\rb", "//good@evil.example", "", "javascript:alert(1)"] {
+            assert!(super::local_path(bad).is_none(), "{bad:?}");
+        }
+    }
+}

@@ -127,7 +127,9 @@ enum Format {
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
-    Config::load(cli.config.as_deref(), std::env::vars()).map_err(|e| anyhow::anyhow!("{e}"))
+    // vars_os: a variable that is not Unicode must not crash the start; ours are ASCII.
+    let env = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    Config::load(cli.config.as_deref(), env).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn init_logs(config: &Config) {
@@ -156,6 +158,9 @@ async fn main() -> Result<()> {
         Command::Connections(cmd) => connections(config, cmd).await,
         Command::Keys(cmd) => keys(config, cmd).await,
         Command::AdminToken(AdminTokenCmd::Reset) => {
+            if config.admin_token.is_some() {
+                bail!("the admin token comes from SSOGATE_ADMIN_TOKEN (or admin_token in the config file), which always wins: change it there instead");
+            }
             let (app, _) = start(config).await?;
             let token = server::reset_admin_token(app.store.as_ref(), app.clock.now(), "cli").await?;
             println!("{}", token.expose());

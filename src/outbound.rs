@@ -33,15 +33,31 @@ pub enum OutboundError {
     },
 }
 
-/// The outbound client: no redirects, timeouts set.
-pub fn client(timeout: Duration) -> reqwest::Client {
+/// The outbound client: no redirects, timeouts set. A client that cannot be built
+/// with these guarantees is an error, never a fallback without them.
+pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .user_agent(concat!("ssogate/", env!("CARGO_PKG_VERSION")))
         .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// Reads a response body, refusing more than `limit` bytes.
+pub async fn read_capped(url: &str, mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, OutboundError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| OutboundError::Unreachable { url: url.into(), reason: reason(&e) })?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(OutboundError::TooLarge { url: url.into(), limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn reason(e: &reqwest::Error) -> String {
@@ -56,7 +72,7 @@ fn reason(e: &reqwest::Error) -> String {
 
 /// GETs `url` and returns its body (at most `limit` bytes) when the answer is 200.
 pub async fn get_bytes(client: &reqwest::Client, url: &str, limit: usize) -> Result<Vec<u8>, OutboundError> {
-    let mut resp = client
+    let resp = client
         .get(url)
         .send()
         .await
@@ -64,16 +80,5 @@ pub async fn get_bytes(client: &reqwest::Client, url: &str, limit: usize) -> Res
     if resp.status() != reqwest::StatusCode::OK {
         return Err(OutboundError::Status { url: url.into(), status: resp.status().as_u16() });
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| OutboundError::Unreachable { url: url.into(), reason: reason(&e) })?
-    {
-        if body.len() + chunk.len() > limit {
-            return Err(OutboundError::TooLarge { url: url.into(), limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    read_capped(url, resp, limit).await
 }

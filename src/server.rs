@@ -94,6 +94,9 @@ pub enum StartupError {
     /// Key generation failed.
     #[error(transparent)]
     Keys(#[from] crate::token::KeyError),
+    /// The outbound HTTP client could not be built with its safety settings.
+    #[error("could not build the outbound HTTP client: {0}")]
+    Http(String),
 }
 
 impl From<StoreError> for StartupError {
@@ -152,7 +155,7 @@ impl App {
             None => admin_token(store.as_ref(), &mut startup).await?,
         };
         startup.signing_key_created = crate::token::ensure(store.as_ref(), &cipher, clock.now()).await?;
-        let http = crate::outbound::client(Duration::from_secs(config.outbound.timeout_seconds));
+        let http = crate::outbound::client(Duration::from_secs(config.outbound.timeout_seconds)).map_err(|e| StartupError::Http(e.to_string()))?;
         let registry = Registry::new(store.clone(), cipher.clone(), config.public_base(), http.clone(), clock.clone());
         let directory = Directory::new(store.clone(), clock.clone());
         let ephemeral: Arc<dyn crate::state::Ephemeral> = Arc::new(crate::state::memory::MemoryEphemeral::new(clock.clone()));
@@ -236,11 +239,12 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
-        .layer(axum::middleware::from_fn(crate::web::request_id::layer))
+        // Inside the request-id layer, so a panic's 500 still carries the request id.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
         }))
+        .layer(axum::middleware::from_fn(crate::web::request_id::layer))
         .with_state(state)
 }
 

@@ -77,9 +77,22 @@ pub async fn get_connection(State(app): State<AppState>, ApiPath(id): ApiPath<St
     Ok(with_etag(c.view(&app.config.public_base()), StatusCode::OK))
 }
 
+/// The version a change is based on: `Some(n)` from `If-Match: "n"`, `None` for
+/// `If-Match: *` (overwrite whatever is there). Without the header the change is
+/// refused, so a stale editor can never overwrite someone else's change silently.
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
-    let text = v.to_str().unwrap_or("").trim().trim_start_matches("W/").trim_matches('"');
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "precondition_required",
+            "send If-Match with the ETag from GET; If-Match: * overwrites whatever is there",
+        ));
+    };
+    let text = v.to_str().unwrap_or("").trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let text = text.trim_start_matches("W/").trim_matches('"');
     text.parse().map(Some).map_err(|_| {
         ApiError::invalid(vec![crate::connection::FieldError::new("If-Match", "must be the connection's ETag (its version), such as \"3\"")])
     })
@@ -88,9 +101,9 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 /// Changes a connection. Send `If-Match` (or `version`): a change based on an older
 /// version is refused with 409 instead of overwriting someone else's.
 #[utoipa::path(patch, path = "/connections/{id}", tag = "connections", params(("id" = String, Path, description = "Connection id"),
-        ("If-Match" = Option<String>, Header, description = "The ETag read before the change")),
+        ("If-Match" = String, Header, description = "The ETag read before the change, or * to overwrite")),
     request_body = ConnectionPatch, security(("admin_token" = [])),
-    responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 428, body = ErrorBody)))]
 pub async fn update_connection(State(app): State<AppState>, ApiPath(id): ApiPath<String>, headers: HeaderMap, ApiJson(patch): ApiJson<ConnectionPatch>) -> Result<Response, ApiError> {
     let c = app.registry.update(&id, &patch, if_match(&headers)?, ACTOR).await?;
     Ok(with_etag(c.view(&app.config.public_base()), StatusCode::OK))

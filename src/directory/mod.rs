@@ -349,6 +349,9 @@ impl Directory {
     pub async fn create_group(&self, input: &GroupInput, actor: &str) -> Result<GroupView, DirectoryError> {
         let name = check_name("name", input.name.as_deref().unwrap_or_default(), 128)?;
         let description = input.description.clone().unwrap_or_default();
+        if description.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(invalid("description", "must not contain control characters"));
+        }
         if description.chars().count() > 1024 {
             return Err(invalid("description", "must be at most 1024 characters"));
         }
@@ -463,16 +466,14 @@ impl Directory {
         let now = self.clock.now();
         let user = User { id: crate::id::new("usr"), username: email.clone(), email: Some(email.clone()), status: UserStatus::Pending, invited_at: Some(now), created_at: now, updated_at: now };
         let inv = Invitation { id: crate::id::new("inv"), email, user_id: user.id.clone(), invited_by: actor.into(), created_at: now };
-        self.store.invitation_insert(&inv, &user, &self.audit(actor, "invitation.create", &inv.id, json!({"user_id": user.id, "groups": groups}))).await?;
         let adds: Vec<Membership> = groups
             .iter()
             .map(|g| Membership { group_id: g.clone(), user_id: user.id.clone(), source: Source::Manual, created_at: now })
             .collect();
-        let audits: Vec<AuditEntry> = groups
-            .iter()
-            .map(|g| self.audit(actor, "membership.add", g, json!({"user_id": user.id, "source": "manual"})))
-            .collect();
-        self.store.memberships_apply(&adds, &[], &audits).await?;
+        let mut audits = vec![self.audit(actor, "invitation.create", &inv.id, json!({"user_id": user.id, "groups": groups}))];
+        audits.extend(groups.iter().map(|g| self.audit(actor, "membership.add", g, json!({"user_id": user.id, "source": "manual"}))));
+        // One transaction: an invitation is never left without the memberships it promised.
+        self.store.invitation_insert(&inv, &user, &adds, &audits).await?;
         Ok(invitation_view(inv))
     }
 

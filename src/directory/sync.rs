@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::store::{Builtin, Group, Membership, Source};
+use crate::store::{Group, Membership, Source};
 
 /// A group the plan adds or removes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
@@ -40,10 +40,12 @@ impl Plan {
 /// Computes the plan. `asserted` are the group names from the IdP, `groups` the
 /// directory's groups, `current` the user's memberships (every source).
 pub fn plan(asserted: &[String], groups: &[Group], current: &[Membership], connection_id: &str) -> Plan {
-    // Names match regardless of case; `Users` is everyone and never synced.
+    // Names match regardless of case. Built-in groups are never synced: `Users` is
+    // everyone, and `Admins`/`Queue admins` would let whoever names a group in an IdP
+    // grant themselves administration here. Admins are made by hand.
     let by_name: BTreeMap<String, &Group> = groups
         .iter()
-        .filter(|g| g.builtin != Some(Builtin::Users))
+        .filter(|g| g.builtin.is_none())
         .map(|g| (g.name.to_lowercase(), g))
         .collect();
     let source = Source::Connection(connection_id.to_string());
@@ -74,6 +76,7 @@ pub fn plan(asserted: &[String], groups: &[Group], current: &[Membership], conne
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Builtin;
 
     fn group(id: &str, name: &str) -> Group {
         Group { id: id.into(), name: name.into(), description: String::new(), builtin: None, created_at: 0, updated_at: 0 }
@@ -91,6 +94,7 @@ mod tests {
             group("g_old", "Old"),
             group("g_man", "Manual"),
             Group { builtin: Some(Builtin::Users), ..group("grp_users", "Users") },
+            Group { builtin: Some(Builtin::Admins), ..group("grp_admins", "Admins") },
         ];
         let current = vec![
             member("g_ops", Source::Connection("c1".into())),
@@ -98,11 +102,11 @@ mod tests {
             member("g_man", Source::Manual),
             member("g_eng", Source::Connection("c2".into())),
         ];
-        let asserted = vec!["engineers".into(), "OPS".into(), "nope".into(), "users".into(), "Engineers".into()];
+        let asserted = vec!["engineers".into(), "OPS".into(), "nope".into(), "users".into(), "Engineers".into(), "admins".into()];
         let p = plan(&asserted, &groups, &current, "c1");
         assert_eq!(p.add, vec![PlannedGroup { id: "g_eng".into(), name: "Engineers".into() }], "another connection's grant does not count");
         assert_eq!(p.remove, vec![PlannedGroup { id: "g_old".into(), name: "Old".into() }]);
-        assert_eq!(p.unmatched, vec!["nope", "users"], "Users is never synced");
+        assert_eq!(p.unmatched, vec!["admins", "nope", "users"], "built-in groups are never synced");
         // The manual membership is never removed, even when not asserted.
         assert!(!p.remove.iter().any(|g| g.id == "g_man"));
         // Nothing asserted: remove every grant of this connection, and only those.

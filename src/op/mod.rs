@@ -80,8 +80,8 @@ pub struct AuthorizeQuery {
     connection: Option<String>,
 }
 
-/// What a code stands for until it is exchanged.
-#[derive(Debug, Serialize, Deserialize)]
+/// What a code stands for until it is exchanged (no `Debug`: it holds the session id).
+#[derive(Serialize, Deserialize)]
 struct CodeGrant {
     client_id: String,
     redirect_uri: String,
@@ -182,8 +182,8 @@ pub async fn authorize(State(app): State<AppState>, Query(q): Query<AuthorizeQue
     Redirect::to(u.as_str()).into_response()
 }
 
-/// `/token` form.
-#[derive(Debug, Deserialize)]
+/// `/token` form (no `Debug`: it holds the client secret and the code).
+#[derive(Deserialize)]
 pub struct TokenForm {
     grant_type: Option<String>,
     code: Option<String>,
@@ -314,10 +314,7 @@ pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Respon
         r
     };
     let Some(token) = bearer else { return unauthorized() };
-    // Peek: put back what take removed, so the token stays usable until it expires.
-    let key = format!("at:{token}");
-    let Ok(Some(info)) = app.ephemeral.take(&key).await else { return unauthorized() };
-    let _ = app.ephemeral.put_new(&key, &info, TOKEN_TTL_MS).await;
+    let Ok(Some(info)) = app.ephemeral.get(&format!("at:{token}")).await else { return unauthorized() };
     let info: Value = serde_json::from_str(&info).unwrap_or_default();
     let Some(sid) = info.get("session_id").and_then(Value::as_str) else { return unauthorized() };
     match app.sessions.touch(sid, app.clock.now()).await {

@@ -22,6 +22,8 @@ pub async fn ephemeral(e: &dyn Ephemeral, clock: &Clock) -> StateResult<()> {
     e.ping().await?;
     check(e.put_new(&key, "v1", 60_000).await?, "first put stores")?;
     check(!e.put_new(&key, "v2", 60_000).await?, "a live key is not overwritten")?;
+    check(e.get(&key).await?.as_deref() == Some("v1"), "get reads the value")?;
+    check(e.get(&key).await?.as_deref() == Some("v1"), "get does not consume it")?;
     check(e.take(&key).await?.as_deref() == Some("v1"), "take returns the value")?;
     check(e.take(&key).await?.is_none(), "a value is taken once")?;
     check(e.put_new(&key, "v3", 1_000).await?, "a taken key can be stored again")?;

@@ -9,17 +9,27 @@ use async_trait::async_trait;
 use super::*;
 use crate::clock::Clock;
 
+/// At most this many live entries: beyond it, new logins are refused (503) rather than
+/// letting abandoned login starts grow memory without bound.
+pub const MAX_ENTRIES: usize = 200_000;
+
 /// Ephemeral values in memory.
-#[derive(Debug)]
 pub struct MemoryEphemeral {
     clock: Clock,
-    map: Mutex<HashMap<String, (String, Millis)>>,
+    map: Mutex<(HashMap<String, (String, Millis)>, Millis)>,
+}
+
+impl std::fmt::Debug for MemoryEphemeral {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys and values are codes and flow states: never printed.
+        f.write_str("MemoryEphemeral")
+    }
 }
 
 impl MemoryEphemeral {
     /// An empty store on `clock`.
     pub fn new(clock: Clock) -> Self {
-        Self { clock, map: Mutex::new(HashMap::new()) }
+        Self { clock, map: Mutex::new((HashMap::new(), 0)) }
     }
 }
 
@@ -31,12 +41,18 @@ fn poisoned<T>(_: T) -> StateError {
 impl Ephemeral for MemoryEphemeral {
     async fn put_new(&self, key: &str, value: &str, ttl_ms: Millis) -> StateResult<bool> {
         let now = self.clock.now();
-        let mut map = self.map.lock().map_err(poisoned)?;
-        if map.len() > 10_000 {
+        let mut guard = self.map.lock().map_err(poisoned)?;
+        let (map, last_sweep) = &mut *guard;
+        // Sweep expired entries at most once a second, not on every insert.
+        if map.len() > 1024 && now - *last_sweep > 1000 {
             map.retain(|_, (_, exp)| *exp > now);
+            *last_sweep = now;
         }
         if map.get(key).is_some_and(|(_, exp)| *exp > now) {
             return Ok(false);
+        }
+        if map.len() >= MAX_ENTRIES {
+            return Err(StateError("too many logins in progress".into()));
         }
         map.insert(key.to_string(), (value.to_string(), now.saturating_add(ttl_ms)));
         Ok(true)
@@ -44,8 +60,14 @@ impl Ephemeral for MemoryEphemeral {
 
     async fn take(&self, key: &str) -> StateResult<Option<String>> {
         let now = self.clock.now();
-        let mut map = self.map.lock().map_err(poisoned)?;
-        Ok(map.remove(key).filter(|(_, exp)| *exp > now).map(|(v, _)| v))
+        let mut guard = self.map.lock().map_err(poisoned)?;
+        Ok(guard.0.remove(key).filter(|(_, exp)| *exp > now).map(|(v, _)| v))
+    }
+
+    async fn get(&self, key: &str) -> StateResult<Option<String>> {
+        let now = self.clock.now();
+        let guard = self.map.lock().map_err(poisoned)?;
+        Ok(guard.0.get(key).filter(|(_, exp)| *exp > now).map(|(v, _)| v.clone()))
     }
 
     async fn ping(&self) -> StateResult<()> {
@@ -54,9 +76,16 @@ impl Ephemeral for MemoryEphemeral {
 }
 
 /// Sessions in memory.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct MemorySessions {
     map: Mutex<HashMap<String, Session>>,
+}
+
+impl std::fmt::Debug for MemorySessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Session ids are cookie values: never printed.
+        f.write_str("MemorySessions")
+    }
 }
 
 impl MemorySessions {

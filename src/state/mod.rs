@@ -28,12 +28,14 @@ pub trait Ephemeral: Send + Sync + std::fmt::Debug {
     async fn put_new(&self, key: &str, value: &str, ttl_ms: Millis) -> StateResult<bool>;
     /// Removes and returns the live value: a second `take` of the same key gets nothing.
     async fn take(&self, key: &str) -> StateResult<Option<String>>;
+    /// Reads the live value without consuming it.
+    async fn get(&self, key: &str) -> StateResult<Option<String>>;
     /// Reachable and answering.
     async fn ping(&self) -> StateResult<()>;
 }
 
-/// A logged-in browser.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A logged-in browser. `Debug` leaves out the id (a cookie value) and the upstream token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     /// Opaque random id (the cookie value).
     pub id: String,
@@ -62,6 +64,19 @@ pub struct Session {
     /// Upstream token to revoke at logout, when the connection has a revocation endpoint.
     #[serde(default)]
     pub upstream_token: Option<String>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &"[redacted]")
+            .field("user_id", &self.user_id)
+            .field("connection_id", &self.connection_id)
+            .field("groups", &self.groups)
+            .field("expires_at", &self.expires_at)
+            .field("upstream_token", &self.upstream_token.as_ref().map(|_| "[redacted]"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {

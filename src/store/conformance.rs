@@ -233,13 +233,15 @@ async fn directory(store: &dyn Store, tag: &str) -> StoreResult<()> {
     // Invitations come with a pending user; deleting a pending invitation removes the user.
     let invited = User { status: UserStatus::Pending, invited_at: Some(9), ..user(&format!("{tag}_inv"), &format!("{tag}-new@example.com"), Some(&format!("{tag}-new@example.com"))) };
     let inv = Invitation { id: format!("{tag}_i"), email: invited.email.clone().unwrap_or_default(), user_id: invited.id.clone(), invited_by: "admin".into(), created_at: 9 };
-    store.invitation_insert(&inv, &invited, &audit("invitation.create", &inv.id)).await?;
+    let grant = Membership { group_id: "grp_admins".into(), user_id: invited.id.clone(), source: Source::Manual, created_at: 9 };
+    store.invitation_insert(&inv, &invited, &[grant], &[audit("invitation.create", &inv.id)]).await?;
+    check(store.memberships_of_user(&invited.id).await?.len() == 1, "the invitation's memberships are written with it")?;
     check(store.invitation_list().await?.contains(&inv), "invitation listed")?;
     check(store.user_get(&invited.id).await?.map(|u| u.status) == Some(UserStatus::Pending), "invited user is pending")?;
     let again = Invitation { id: format!("{tag}_i2"), user_id: format!("{tag}_inv2"), ..inv.clone() };
     let again_user = User { id: format!("{tag}_inv2"), username: format!("{tag}-other"), email: Some(format!("{tag}-NEW@example.com")), ..invited.clone() };
     check(
-        matches!(store.invitation_insert(&again, &again_user, &audit("invitation.create", &again.id)).await, Err(StoreError::Conflict(_))),
+        matches!(store.invitation_insert(&again, &again_user, &[], &[audit("invitation.create", &again.id)]).await, Err(StoreError::Conflict(_))),
         "an address is invited once",
     )?;
     check(store.user_get(&again_user.id).await?.is_none(), "refused invitation leaves no user")?;

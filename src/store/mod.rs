@@ -381,8 +381,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// All invitations, newest first.
     async fn invitation_list(&self) -> StoreResult<Vec<Invitation>>;
-    /// Adds an invitation together with its pending user.
-    async fn invitation_insert(&self, inv: &Invitation, user: &User, audit: &AuditEntry) -> StoreResult<()>;
+    /// Adds an invitation together with its pending user and their memberships, in one
+    /// transaction.
+    async fn invitation_insert(&self, inv: &Invitation, user: &User, memberships: &[Membership], audit: &[AuditEntry]) -> StoreResult<()>;
     /// Removes an invitation; its user too while still pending.
     async fn invitation_delete(&self, id: &str, audit: &AuditEntry) -> StoreResult<()>;
 

@@ -75,6 +75,9 @@ impl Sql {
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let dialect = if url.starts_with("sqlite:") { Dialect::Sqlite } else { Dialect::Postgres };
+        // SQLite serializes writers anyway; one connection also avoids a deferred
+        // transaction failing to upgrade to a write (SQLITE_BUSY_SNAPSHOT) under load.
+        let max_connections = if dialect == Dialect::Sqlite { 1 } else { max_connections };
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(5))
@@ -596,7 +599,7 @@ impl Store for Sql {
             .collect()
     }
 
-    async fn invitation_insert(&self, inv: &Invitation, user: &User, audit: &AuditEntry) -> StoreResult<()> {
+    async fn invitation_insert(&self, inv: &Invitation, user: &User, memberships: &[Membership], audit: &[AuditEntry]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         insert_user(&mut tx, user).await?;
         sqlx::query("INSERT INTO invitations (id, email, email_key, user_id, invited_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -609,7 +612,22 @@ impl Store for Sql {
             .execute(&mut *tx)
             .await
             .map_err(|e| conflict(e, &[("email_key", "email: this address is already invited")]))?;
-        write_audit(&mut tx, audit).await?;
+        for m in memberships {
+            let group = sqlx::query("SELECT id FROM user_groups WHERE id = $1").bind(&m.group_id).fetch_optional(&mut *tx).await?;
+            if group.is_none() {
+                return Err(StoreError::NotFound(format!("group {}", m.group_id)));
+            }
+            sqlx::query("INSERT INTO memberships (group_id, user_id, source, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                .bind(&m.group_id)
+                .bind(&m.user_id)
+                .bind(m.source.encode())
+                .bind(m.created_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for a in audit {
+            write_audit(&mut tx, a).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

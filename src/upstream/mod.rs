@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 
-/// What a login in progress keeps server-side until the IdP answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a login in progress keeps server-side until the IdP answers. `Debug` leaves
+/// out the nonce and the PKCE verifier.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowState {
     /// The connection the login goes through.
     pub connection_id: String,
@@ -25,6 +26,16 @@ pub struct FlowState {
     pub return_to: Option<String>,
     /// When the login started.
     pub created_at: Millis,
+}
+
+impl std::fmt::Debug for FlowState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowState")
+            .field("connection_id", &self.connection_id)
+            .field("return_to", &self.return_to)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why an upstream step failed. Each variant is something a user or admin can act on;

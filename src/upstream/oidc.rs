@@ -59,7 +59,7 @@ pub fn begin(conn: &Connection, callback_url: &str, browser: &str, return_to: Op
     Ok((state, flow, url.into()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 struct TokenResponse {
     id_token: Option<String>,
     access_token: Option<String>,
@@ -72,8 +72,8 @@ struct OAuthError {
     error_description: Option<String>,
 }
 
-/// What a verified reply says.
-#[derive(Debug, Clone)]
+/// What a verified reply says (no `Debug`: it holds the access token).
+#[derive(Clone)]
 pub struct Verified {
     /// The mapped identity.
     pub identity: Identity,
@@ -121,10 +121,9 @@ pub async fn finish(conn: &Connection, callback_url: &str, code: &str, flow: &Fl
     }
     let resp = req.form(&form).send().await.map_err(|_| UpstreamError::Unavailable("the token endpoint could not be reached".into()))?;
     let status = resp.status();
-    let body = resp.bytes().await.map_err(|_| UpstreamError::Unavailable("the token endpoint's answer could not be read".into()))?;
-    if body.len() > MAX_BODY {
-        return Err(UpstreamError::Unavailable("the token endpoint's answer is too large".into()));
-    }
+    let body = crate::outbound::read_capped(&o.token_endpoint, resp, MAX_BODY)
+        .await
+        .map_err(|_| UpstreamError::Unavailable("the token endpoint's answer could not be read (or is too large)".into()))?;
     if !status.is_success() {
         let why = serde_json::from_slice::<OAuthError>(&body)
             .map(|e| format!("{}{}", e.error, e.error_description.map(|d| format!(" ({d})")).unwrap_or_default()))
@@ -156,7 +155,9 @@ async fn userinfo(http: &reqwest::Client, endpoint: &str, access: &str) -> Resul
     if !resp.status().is_success() {
         return Err(UpstreamError::Unavailable(format!("the userinfo endpoint answered HTTP {}", resp.status().as_u16())));
     }
-    let body = resp.bytes().await.map_err(|_| UpstreamError::Unavailable("the userinfo answer could not be read".into()))?;
+    let body = crate::outbound::read_capped(endpoint, resp, MAX_BODY)
+        .await
+        .map_err(|_| UpstreamError::Unavailable("the userinfo answer could not be read (or is too large)".into()))?;
     let v: Value = serde_json::from_slice(&body).map_err(|_| invalid("the userinfo answer is not JSON"))?;
     if !v.is_object() {
         return Err(invalid("the userinfo answer is not a JSON object"));

@@ -54,12 +54,24 @@ fn check_shape(bytes: &[u8]) -> Result<(), ApiError> {
     let Some(obj) = v.as_object() else {
         return Err(ApiError::invalid(vec![crate::connection::FieldError::new("body", "must be a JSON object")]));
     };
+    if has_nul(&v) {
+        return Err(ApiError::invalid(vec![crate::connection::FieldError::new("body", "must not contain NUL characters")]));
+    }
     for f in OBJECT_FIELDS {
         if obj.get(*f).is_some_and(|x| !x.is_object() && !x.is_null()) {
             return Err(ApiError::invalid(vec![crate::connection::FieldError::new(*f, "must be a JSON object")]));
         }
     }
     Ok(())
+}
+
+fn has_nul(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(a) => a.iter().any(has_nul),
+        serde_json::Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 /// Parses JSON, naming the path of a field that is wrong.
@@ -109,6 +121,14 @@ where
     }
 }
 
+fn percent_decoded_has_control(path: &str) -> bool {
+    let bytes: Vec<u8> = url::form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned().into_bytes())
+        .unwrap_or_default();
+    bytes.iter().any(|b| b.is_ascii_control())
+}
+
 /// Path parameters.
 #[derive(Debug)]
 pub struct ApiPath<T>(pub T);
@@ -121,6 +141,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // Ids are printable: control characters (NUL among them) never reach the store.
+        if percent_decoded_has_control(parts.uri.path()) {
+            return Err(ApiError::not_found("an id with control characters"));
+        }
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(v)| ApiPath(v))

@@ -111,12 +111,16 @@ async fn patch_with_a_stale_version_is_refused_not_lost() {
     let (s, v) = gw.admin(Method::PATCH, &format!("/connections/{id}"), Some(json!({"version": 2, "active": false}))).await;
     assert_eq!((s, &v["version"]), (StatusCode::OK, &json!(3)));
 
-    // Many concurrent writers without a version: none fails silently, all land in order.
+    // Without a precondition a change is refused: 428 says how to send one.
+    let r = gw.request(Method::PATCH, &format!("/api/v1/admin/connections/{id}")).bearer_auth(TOKEN).json(&json!({"active": true})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::PRECONDITION_REQUIRED);
+    // Many concurrent writers that chose to overwrite (If-Match: *): each lands once.
     let mut tasks = Vec::new();
     for i in 0..8 {
         let req = gw
             .request(Method::PATCH, &format!("/api/v1/admin/connections/{id}"))
             .bearer_auth(TOKEN)
+            .header("If-Match", "*")
             .json(&json!({"oidc": {"additional_scopes": [format!("s{i}")]}}));
         tasks.push(tokio::spawn(async move { req.send().await.unwrap().status() }));
     }

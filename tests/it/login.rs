@@ -109,7 +109,7 @@ fn groups_of(user: &Value) -> Vec<(String, Vec<String>)> {
 #[tokio::test]
 async fn login_creates_the_user_syncs_groups_and_keeps_manual_memberships() {
     let s = setup(json!({}), json!({"group_sync": true})).await;
-    for name in ["Engineers", "Staff"] {
+    for name in ["Engineers", "Staff", "Ops"] {
         s.gw.admin(Method::POST, "/groups", Some(json!({"name": name}))).await;
     }
     let (browser, status, url, body) = s.login("alice").await;
@@ -132,7 +132,8 @@ async fn login_creates_the_user_syncs_groups_and_keeps_manual_memberships() {
     s.gw.admin(Method::PUT, &format!("/groups/{staff}/members/{uid}"), None).await;
 
     // The IdP drops both groups: sync removes its own grants only.
-    s.set_account("alice", json!({"email": "alice@example.test", "email_verified": true, "groups": ["admins"]})).await;
+    // "admins" is asserted too: built-in groups are never granted by an IdP.
+    s.set_account("alice", json!({"email": "alice@example.test", "email_verified": true, "groups": ["ops", "admins"]})).await;
     let (_, status, _, body) = s.login("alice").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, alice) = s.gw.admin(Method::GET, &format!("/users/{uid}"), None).await;
@@ -141,11 +142,12 @@ async fn login_creates_the_user_syncs_groups_and_keeps_manual_memberships() {
     assert_eq!(
         g,
         vec![
-            ("Admins".into(), vec![c.clone(), "manual".into()]),
+            ("Admins".into(), vec!["manual".into()]),
+            ("Ops".into(), vec![c.clone()]),
             ("Staff".into(), vec!["manual".into()]),
             ("Users".into(), vec![]),
         ],
-        "Engineers removed; Staff stays by its manual grant; Admins granted by both"
+        "Engineers removed; Ops added; Staff stays by its manual grant; Admins only by hand"
     );
     let (_, audit) = s.gw.admin(Method::GET, "/audit?limit=1000", None).await;
     let by_conn: Vec<&str> = audit.as_array().unwrap().iter().filter(|a| a["actor"] == c.as_str()).map(|a| a["action"].as_str().unwrap()).collect();
@@ -164,7 +166,16 @@ async fn login_creates_the_user_syncs_groups_and_keeps_manual_memberships() {
 #[tokio::test]
 async fn pkce_plain_and_none_and_claims_from_userinfo() {
     for (method, in_id_token) in [("plain", true), ("none", true), ("S256", false)] {
-        let s = setup(json!({"claims_in_id_token": in_id_token}), json!({"oidc": {"code_challenge_method": method, "userinfo_from_id_token": in_id_token}})).await;
+        // The IdP requires PKCE whenever the connection uses it, so ignoring the setting fails.
+        let idp = json!({"claims_in_id_token": in_id_token, "pkce_required": method != "none"});
+        let s = setup(idp, json!({"oidc": {"code_challenge_method": method, "userinfo_from_id_token": in_id_token}})).await;
+        let r = Browser::new().http.get(format!("{}/login/{}", s.gw.base, s.conn)).send().await.unwrap();
+        let authorize = reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+        let sent: std::collections::HashMap<_, _> = authorize.query_pairs().into_owned().collect();
+        match method {
+            "none" => assert!(!sent.contains_key("code_challenge"), "no PKCE when the method is none"),
+            m => assert_eq!(sent.get("code_challenge_method").map(String::as_str), Some(m)),
+        }
         let (_, status, _, body) = s.login("alice").await;
         assert_eq!(status, StatusCode::OK, "PKCE {method}: {body}");
         let users = s.users().await;

@@ -113,7 +113,12 @@ impl Gateway {
 
     /// An admin request with a JSON body.
     pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let overwrite = method == Method::PATCH && path.starts_with("/connections/");
         let mut req = self.http.request(method, format!("{}/api/v1/admin{path}", self.base)).bearer_auth(TOKEN);
+        if overwrite {
+            // Tests that are not about concurrency overwrite explicitly.
+            req = req.header("If-Match", "*");
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
