@@ -36,7 +36,7 @@ fn ticks_per_second() -> f64 {
 #[tokio::main]
 async fn main() {
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(500);
-    let exe = std::env::var("SSOGATE_BIN").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/ssogate").into());
+    let exe = std::env::var("BENCH_SSOGATE_EXE").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/ssogate").into());
     let exe = if std::path::Path::new(&exe).exists() {
         exe
     } else {
@@ -72,8 +72,10 @@ async fn main() {
         .unwrap_or_else(|e| panic!("run {exe}: {e} (build it with cargo build --release)"));
     let pid = child.id();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
     let base = loop {
-        let l = lines.next().unwrap().unwrap();
+        let Some(Ok(l)) = lines.next() else { panic!("{exe} stopped before serving: {}", seen.join("\n")) };
+        seen.push(l.clone());
         if l.contains("ssogate is serving") {
             let v: Value = serde_json::from_str(&l).unwrap();
             break format!("http://{}", v["listen"].as_str().unwrap());

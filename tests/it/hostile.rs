@@ -29,6 +29,7 @@ struct Idp {
     userinfo: Value,
     jwks_hits: usize,
     token_form: Vec<(String, String)>,
+    revoked: Vec<(String, String)>,
 }
 
 type Shared = Arc<Mutex<Idp>>;
@@ -60,6 +61,10 @@ async fn start_idp() -> Hostile {
             Json(json!({"id_token": s.id_token, "access_token": s.access_token, "token_type": "Bearer"}))
         }))
         .route("/userinfo", get(|State(s): State<Shared>| async move { Json(s.lock().unwrap().userinfo.clone()) }))
+        .route("/revoke", post(|State(s): State<Shared>, Form(form): Form<Vec<(String, String)>>| async move {
+            s.lock().unwrap().revoked.extend(form);
+            axum::http::StatusCode::OK
+        }))
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -79,6 +84,7 @@ impl Case {
         let mut oidc = json!({"issuer": idp.base, "client_id": CLIENT, "client_secret": SECRET,
             "authorization_endpoint": format!("{}/authorize", idp.base), "token_endpoint": format!("{}/token", idp.base),
             "jwks_uri": format!("{}/jwks", idp.base), "userinfo_endpoint": format!("{}/userinfo", idp.base),
+            "revocation_endpoint": format!("{}/revoke", idp.base),
             "allowed_algorithms": ["RS256", "ES256"]});
         if let Some(o) = conn_extra.get("oidc").and_then(Value::as_object) {
             for (k, v) in o {
@@ -243,4 +249,30 @@ async fn idp_key_rotation_refetches_the_jwks_once_and_rate_limits_refetches() {
     // The old key is gone from the IdP: a token signed with it no longer verifies.
     let (status, _, _) = c2.attempt(|c, n| c.sign(&c.claims(n))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_and_revokes_the_upstream_token() {
+    let c = Case::new(&[], json!({})).await;
+    let (b, state, nonce, _) = c.start().await;
+    c.idp.state.lock().unwrap().id_token = c.sign(&c.claims(&nonce));
+    let r = b.http.get(format!("{}/oidc/con_h/callback?state={state}&code=c1", c.gw.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let home = b.http.get(format!("{}/", c.gw.base)).send().await.unwrap();
+    assert_eq!(home.status(), StatusCode::OK, "signed in");
+    let r = b.http.post(format!("{}/logout", c.gw.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let revoked = c.idp.state.lock().unwrap().revoked.clone();
+    assert!(revoked.contains(&("token".into(), "at-1".into())), "the access token was revoked upstream: {revoked:?}");
+    let home = b.http.get(format!("{}/", c.gw.base)).send().await.unwrap();
+    assert_eq!(home.status(), StatusCode::SEE_OTHER, "the session is gone");
+    // Removing a user ends their sessions too.
+    let (b, state, nonce, _) = c.start().await;
+    c.idp.state.lock().unwrap().id_token = c.sign(&c.claims(&nonce));
+    b.http.get(format!("{}/oidc/con_h/callback?state={state}&code=c1", c.gw.base)).send().await.unwrap();
+    let (_, users) = c.gw.admin(Method::GET, "/users", None).await;
+    let (s, _) = c.gw.admin(Method::DELETE, &format!("/users/{}", users[0]["id"].as_str().unwrap()), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let home = b.http.get(format!("{}/", c.gw.base)).send().await.unwrap();
+    assert_eq!(home.status(), StatusCode::SEE_OTHER, "the removed user's session is gone");
 }
