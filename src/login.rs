@@ -101,8 +101,8 @@ pub async fn login_page(State(app): State<AppState>, Query(q): Query<ReturnTo>) 
     Html(page::layout("Sign in", &format!("<h1>Sign in</h1>{buttons}"))).into_response()
 }
 
-async fn active_connection(app: &AppState, id: &str) -> Result<Connection, Response> {
-    match app.registry.get(id).await {
+async fn active_connection(app: &AppState, id: &str) -> Result<std::sync::Arc<Connection>, Response> {
+    match app.registry.get_cached(id).await {
         Ok(c) if c.active => Ok(c),
         Ok(_) | Err(crate::connection::ConnectionError::NotFound(_)) => {
             Err(page::error(StatusCode::NOT_FOUND, "This sign-in option does not exist or is turned off. Choose another one."))
@@ -218,20 +218,14 @@ pub async fn complete(app: &AppState, conn: &Connection, identity: &Identity, re
             return page::error(StatusCode::FORBIDDEN, &format!("{}.", upper_first(&refusal.to_string())));
         }
     };
-    let user = match app.directory.apply(conn, identity, resolution).await {
+    let user = match app.directory.apply(conn, identity, &resolution).await {
         Ok(u) => u,
         Err(e) => {
             tracing::error!(error = %e, "directory step failed");
             return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly.");
         }
     };
-    let groups = match app.directory.group_names_of(&user.id).await {
-        Ok(g) => g,
-        Err(e) => {
-            tracing::error!(error = %e, "group lookup failed");
-            return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly.");
-        }
-    };
+    let groups = resolution.group_names();
     let now = app.clock.now();
     let session = Session {
         id: crate::id::token(32),

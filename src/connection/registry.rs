@@ -60,6 +60,10 @@ fn invalid(field: &str, message: impl Into<String>) -> ConnectionError {
     ConnectionError::Invalid(vec![FieldError::new(field, message)])
 }
 
+/// How long the login paths may use a connection read from the store before reading it
+/// again: changes made elsewhere (another replica, the CLI) take effect within this.
+const CACHE_MS: i64 = 2_000;
+
 /// Creates, changes and removes connections.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -68,12 +72,38 @@ pub struct Registry {
     public_base: String,
     http: reqwest::Client,
     clock: Clock,
+    cache: Arc<std::sync::RwLock<std::collections::HashMap<String, (i64, Arc<Connection>)>>>,
 }
 
 impl Registry {
     /// A registry over `store`, sealing secrets with `cipher`.
     pub fn new(store: Arc<dyn Store>, cipher: Cipher, public_base: String, http: reqwest::Client, clock: Clock) -> Self {
-        Self { store, cipher, public_base, http, clock }
+        Self { store, cipher, public_base, http, clock, cache: Arc::default() }
+    }
+
+    /// A connection for the login paths: from memory when read in the last two seconds
+    /// (every change made through this registry drops it at once).
+    pub async fn get_cached(&self, id: &str) -> Result<Arc<Connection>, ConnectionError> {
+        let now = self.clock.now();
+        if let Some((at, c)) = self.cache.read().ok().and_then(|m| m.get(id).cloned()) {
+            if now - at < CACHE_MS {
+                return Ok(c);
+            }
+        }
+        let c = Arc::new(self.get(id).await?);
+        if let Ok(mut m) = self.cache.write() {
+            if m.len() > 10_000 {
+                m.clear();
+            }
+            m.insert(id.to_string(), (now, c.clone()));
+        }
+        Ok(c)
+    }
+
+    fn forget(&self, id: &str) {
+        if let Ok(mut m) = self.cache.write() {
+            m.remove(id);
+        }
     }
 
     /// The gateway's public URL, without a trailing slash.
@@ -214,6 +244,7 @@ impl Registry {
         c.updated_at = self.clock.now().max(c.updated_at + 1);
         let audit = AuditEntry::new(c.updated_at, actor, "connection.update", &c.id, json!({"fields": changed_fields(patch)}));
         self.store.connection_update(&self.encode(&c), read_version, &audit).await?;
+        self.forget(id);
         Ok(c)
     }
 
@@ -228,6 +259,7 @@ impl Registry {
         let c = self.get(id).await?;
         let audit = AuditEntry::new(self.clock.now(), actor, "connection.delete", id, json!({"display_name": c.display_name}));
         self.store.connection_delete(id, &audit).await?;
+        self.forget(id);
         Ok(())
     }
 
@@ -246,6 +278,7 @@ impl Registry {
         c.updated_at = self.clock.now().max(c.updated_at + 1);
         let audit = AuditEntry::new(c.updated_at, actor, "connection.sp_keypair.generate", &c.id, json!({}));
         self.store.connection_update(&self.encode(&c), read_version, &audit).await?;
+        self.forget(id);
         Ok(c)
     }
 

@@ -233,10 +233,6 @@ impl Directory {
         Ok(self.store.group_list().await?.into_iter().map(|g| (g.id.clone(), g)).collect())
     }
 
-    async fn group_names_by_id(&self) -> Result<BTreeMap<String, String>, DirectoryError> {
-        Ok(self.store.group_list().await?.into_iter().map(|g| (g.id, g.name)).collect())
-    }
-
     /// A user with their groups and links.
     pub async fn user_view(&self, u: User) -> Result<UserView, DirectoryError> {
         let groups = self.group_names().await?;

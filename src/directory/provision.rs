@@ -34,6 +34,31 @@ pub struct Resolution {
     pub found: Found,
     /// Group sync changes (empty when sync is off).
     pub plan: Plan,
+    /// The directory's groups, as read for the plan (id to name).
+    groups: std::collections::BTreeMap<String, String>,
+    /// The user's memberships before the plan (empty for a new user).
+    current: Vec<Membership>,
+    /// The connection the plan is for.
+    connection_id: String,
+}
+
+impl Resolution {
+    /// The user's group names once the plan is applied (`Users` included).
+    pub fn group_names(&self) -> Vec<String> {
+        let removed: Vec<&str> = self.plan.remove.iter().map(|g| g.id.as_str()).collect();
+        let mut names: Vec<String> = vec!["Users".into()];
+        for m in &self.current {
+            // A membership survives unless it is the one this plan removes.
+            let gone = removed.contains(&m.group_id.as_str()) && m.source == Source::Connection(self.connection_id.clone());
+            if let (false, Some(n)) = (gone, self.groups.get(&m.group_id)) {
+                names.push(n.clone());
+            }
+        }
+        names.extend(self.plan.add.iter().map(|g| g.name.clone()));
+        names.sort();
+        names.dedup();
+        names
+    }
 }
 
 /// Why a login is refused by the directory step. Each says what the user can do.
@@ -62,11 +87,8 @@ impl Directory {
         if require_verified_email && id.email_verified != Some(true) {
             return Err(Refusal::EmailNotVerified);
         }
-        let found = if let Some(link) = self.store.link_get(&conn.id, &id.subject).await? {
-            match self.store.user_get(&link.user_id).await? {
-                Some(u) => Found::Linked(u),
-                None => return Err(StoreError::Corrupt(format!("link to missing user {}", link.user_id)).into()),
-            }
+        let found = if let Some(u) = self.store.user_by_link(&conn.id, &id.subject).await? {
+            Found::Linked(u)
         } else {
             // Only an email the IdP vouches for may claim an existing account.
             let by_email = match (&id.email, id.email_verified) {
@@ -85,25 +107,23 @@ impl Directory {
                 None => return Err(Refusal::NoAccount),
             }
         };
-        let plan = if conn.settings.group_sync {
-            let groups = self.store.group_list().await?;
-            let current = match &found {
-                Found::Linked(u) | Found::ByEmail(u) => self.store.memberships_of_user(&u.id).await?,
-                Found::New { .. } => vec![],
-            };
-            sync::plan(&id.groups, &groups, &current, &conn.id)
-        } else {
-            Plan::default()
+        // Read once: the plan and the session's group snapshot both come from these.
+        let groups = self.store.group_list().await?;
+        let current = match &found {
+            Found::Linked(u) | Found::ByEmail(u) => self.store.memberships_of_user(&u.id).await?,
+            Found::New { .. } => vec![],
         };
-        Ok(Resolution { found, plan })
+        let plan = if conn.settings.group_sync { sync::plan(&id.groups, &groups, &current, &conn.id) } else { Plan::default() };
+        let groups = groups.into_iter().map(|g| (g.id, g.name)).collect();
+        Ok(Resolution { found, plan, groups, current, connection_id: conn.id.clone() })
     }
 
     /// Writes a resolution: creates or links the user, activates an invited one, and
     /// applies the group sync plan. Every change is audited with the connection as actor.
-    pub async fn apply(&self, conn: &Connection, id: &Identity, r: Resolution) -> Result<User, Refusal> {
+    pub async fn apply(&self, conn: &Connection, id: &Identity, r: &Resolution) -> Result<User, Refusal> {
         let actor = format!("connection:{}", conn.id);
         let now = self.clock.now();
-        let mut user = match r.found {
+        let mut user = match r.found.clone() {
             Found::Linked(u) => u,
             Found::ByEmail(u) => {
                 let link = Link { connection_id: conn.id.clone(), subject: id.subject.clone(), user_id: u.id.clone(), created_at: now };
@@ -150,18 +170,30 @@ impl Directory {
         }
         Ok(user)
     }
+}
 
-    /// The names of a user's groups (every source, and `Users`).
-    pub async fn group_names_of(&self, user_id: &str) -> Result<Vec<String>, DirectoryError> {
-        let groups = self.group_names_by_id().await?;
-        let mut names: Vec<String> = vec!["Users".into()];
-        for m in self.store.memberships_of_user(user_id).await? {
-            if let Some(n) = groups.get(&m.group_id) {
-                names.push(n.clone());
-            }
-        }
-        names.sort();
-        names.dedup();
-        Ok(names)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::sync::PlannedGroup;
+
+    #[test]
+    fn session_groups_are_the_memberships_after_the_plan() {
+        let m = |g: &str, source: Source| Membership { group_id: g.into(), user_id: "u".into(), source, created_at: 0 };
+        let pg = |id: &str, name: &str| PlannedGroup { id: id.into(), name: name.into() };
+        let r = Resolution {
+            found: Found::New { username: "u".into(), email: None },
+            plan: Plan { add: vec![pg("g_new", "New")], remove: vec![pg("g_old", "Old"), pg("g_both", "Both")], unmatched: vec![] },
+            groups: [("g_old", "Old"), ("g_both", "Both"), ("g_man", "Manual"), ("g_new", "New")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            current: vec![
+                m("g_old", Source::Connection("c1".into())),
+                m("g_both", Source::Connection("c1".into())),
+                m("g_both", Source::Connection("c2".into())),
+                m("g_man", Source::Manual),
+            ],
+            connection_id: "c1".into(),
+        };
+        // Old goes; Both stays through the other connection's grant; Manual stays; New comes.
+        assert_eq!(r.group_names(), vec!["Both", "Manual", "New", "Users"]);
     }
 }

@@ -182,6 +182,8 @@ async fn directory(store: &dyn Store, tag: &str) -> StoreResult<()> {
     let link = Link { connection_id: format!("{tag}_c"), subject: "s".into(), user_id: alice.id.clone(), created_at: 5 };
     store.link_insert(&link, &audit("link.create", &alice.id)).await?;
     check(store.link_get(&link.connection_id, "s").await?.as_ref() == Some(&link), "link reads back")?;
+    check(store.user_by_link(&link.connection_id, "s").await?.as_ref() == Some(&alice), "user by link")?;
+    check(store.user_by_link(&link.connection_id, "other").await?.is_none(), "no user for an unknown subject")?;
     let again = Link { user_id: bob.id.clone(), ..link.clone() };
     check(
         matches!(store.link_insert(&again, &audit("link.create", &bob.id)).await, Err(StoreError::Conflict(_))),

@@ -350,6 +350,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The user linked to an upstream identity.
     async fn link_get(&self, connection_id: &str, subject: &str) -> StoreResult<Option<Link>>;
+    /// The user linked to an upstream identity, in one read (the login path).
+    async fn user_by_link(&self, connection_id: &str, subject: &str) -> StoreResult<Option<User>>;
     /// A user's links.
     async fn links_of_user(&self, user_id: &str) -> StoreResult<Vec<Link>>;
     /// Links an upstream identity to a user; `Conflict` when it is linked already.

@@ -165,6 +165,22 @@ fn conflict(e: sqlx::Error, keys: &[(&str, &str)]) -> StoreError {
     StoreError::Backend(e)
 }
 
+/// Ends a single-row change: `NotFound` when it touched nothing, else the audit entry
+/// and the commit.
+async fn commit_audited(
+    mut tx: sqlx::Transaction<'_, sqlx::Any>,
+    affected: u64,
+    missing: impl FnOnce() -> String,
+    audit: &AuditEntry,
+) -> StoreResult<()> {
+    if affected == 0 {
+        return Err(StoreError::NotFound(missing()));
+    }
+    write_audit(&mut tx, audit).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 async fn write_audit(conn: &mut AnyConnection, e: &AuditEntry) -> StoreResult<()> {
     sqlx::query("INSERT INTO audit_log (at, actor, action, target, detail, request_id) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(e.at)
@@ -423,12 +439,7 @@ impl Store for Sql {
             .bind(u.status.as_str()).bind(u.invited_at).bind(u.updated_at).bind(&u.id)
             .execute(&mut *tx).await
             .map_err(|e| conflict(e, USER_TAKEN))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("user {}", u.id)));
-        }
-        write_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        commit_audited(tx, done.rows_affected(), || format!("user {}", u.id), audit).await
     }
 
     async fn user_delete(&self, id: &str, audit: &AuditEntry) -> StoreResult<()> {
@@ -452,6 +463,15 @@ impl Store for Sql {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(link_row).transpose()
+    }
+
+    async fn user_by_link(&self, connection_id: &str, subject: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT u.* FROM user_links l JOIN users u ON u.id = l.user_id WHERE l.connection_id = $1 AND l.subject = $2")
+            .bind(connection_id)
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_row).transpose()
     }
 
     async fn links_of_user(&self, user_id: &str) -> StoreResult<Vec<Link>> {
@@ -510,12 +530,7 @@ impl Store for Sql {
             .bind(&g.name).bind(g.name.to_lowercase()).bind(&g.description).bind(g.updated_at).bind(&g.id)
             .execute(&mut *tx).await
             .map_err(|e| conflict(e, &[("name_key", "name: another group already has this name")]))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("group {}", g.id)));
-        }
-        write_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        commit_audited(tx, done.rows_affected(), || format!("group {}", g.id), audit).await
     }
 
     async fn group_delete(&self, id: &str, audit: &AuditEntry) -> StoreResult<()> {
@@ -716,23 +731,13 @@ impl Store for Sql {
             .bind(&c.name).bind(&c.secret_sha256).bind(serde_json::to_string(&c.redirect_uris).unwrap_or_default())
             .bind(c.updated_at).bind(&c.client_id)
             .execute(&mut *tx).await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("client {}", c.client_id)));
-        }
-        write_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        commit_audited(tx, done.rows_affected(), || format!("client {}", c.client_id), audit).await
     }
 
     async fn client_delete(&self, client_id: &str, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(client_id).execute(&mut *tx).await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("client {client_id}")));
-        }
-        write_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        commit_audited(tx, done.rows_affected(), || format!("client {client_id}"), audit).await
     }
 }
 
