@@ -145,8 +145,20 @@ impl Directory {
                     }
                 }
                 let link = Link { connection_id: conn.id.clone(), subject: id.subject.clone(), user_id: u.id.clone(), created_at: now };
-                self.store.link_insert(&link, &self.audit(&actor, "link.create", &u.id, json!({"connection_id": conn.id, "by": "created"}))).await?;
-                u
+                match self.store.link_insert(&link, &self.audit(&actor, "link.create", &u.id, json!({"connection_id": conn.id, "by": "created"}))).await {
+                    Ok(()) => u,
+                    // Two first logins of one identity raced and the other linked first:
+                    // remove the user made here (no orphan), continue as the linked one.
+                    Err(StoreError::Conflict(_)) => {
+                        let why = json!({"reason": "a concurrent first login of the same identity linked first"});
+                        self.store.user_delete(&u.id, &self.audit(&actor, "user.delete", &u.id, why)).await?;
+                        self.store
+                            .user_by_link(&conn.id, &id.subject)
+                            .await?
+                            .ok_or_else(|| StoreError::Conflict("the identity's link changed during the login".into()))?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         };
         if user.status == UserStatus::Pending {

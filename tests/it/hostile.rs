@@ -276,3 +276,34 @@ async fn logout_ends_the_session_and_revokes_the_upstream_token() {
     let home = b.http.get(format!("{}/", c.gw.base)).send().await.unwrap();
     assert_eq!(home.status(), StatusCode::SEE_OTHER, "the removed user's session is gone");
 }
+
+#[tokio::test]
+async fn concurrent_first_logins_of_one_identity_make_one_user() {
+    let c = Case::new(&[], json!({})).await;
+    let mut pending = Vec::new();
+    for _ in 0..6 {
+        let (b, state, nonce, _) = c.start().await;
+        pending.push((b, state, c.sign(&c.claims(&nonce))));
+    }
+    // Six callbacks of the same subject at once. The IdP here has one token slot, so a
+    // callback may meet another login's nonce and be refused (403); every one that
+    // succeeds must land on the same single user, whatever the interleaving.
+    let mut tasks = Vec::new();
+    for (b, state, token) in pending {
+        let base = c.gw.base.clone();
+        let idp = c.idp.state.clone();
+        tasks.push(tokio::spawn(async move {
+            idp.lock().unwrap().id_token = token;
+            b.http.get(format!("{base}/oidc/con_h/callback?state={state}&code=c1")).send().await.unwrap().status()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let s = t.await.unwrap();
+        assert!(s == StatusCode::SEE_OTHER || s == StatusCode::FORBIDDEN, "{s}");
+        ok += (s == StatusCode::SEE_OTHER) as usize;
+    }
+    assert!(ok >= 1);
+    let (_, users) = c.gw.admin(Method::GET, "/users", None).await;
+    assert_eq!(users.as_array().unwrap().len(), 1, "one identity, one user: {users}");
+}
