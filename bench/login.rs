@@ -140,6 +140,7 @@ async fn main() {
     let cb_wall = t2.elapsed().as_secs_f64();
     let _ = t0;
     let _ = child.kill();
+    let _ = child.wait();
 
     let us = |s: f64| s / n as f64 * 1e6;
     println!("| what | gateway CPU per request | wall per request |");

@@ -25,6 +25,9 @@
 //! - [`audit`]: who changed what and when.
 //! - [`clock`]: time, injected so expiry tests never sleep.
 
+// Outside tests, failures are handled, not unwrapped (STYLE.md).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod admin;
 pub mod audit;
 pub mod clock;

@@ -257,7 +257,7 @@ async fn connections(config: Config, cmd: &ConnectionsCmd) -> Result<()> {
                 let views: Vec<_> = list.iter().map(|c| c.view(&base)).collect();
                 println!("{}", serde_json::to_string_pretty(&views)?);
             } else {
-                println!("{:<7} {:<30} {:<10} {:<9} {:<22} {}", "ACTIVE", "NAME", "PROVIDER", "PROTOCOL", "ID", "LAST UPDATE");
+                println!("{:<7} {:<30} {:<10} {:<9} {:<22} LAST UPDATE", "ACTIVE", "NAME", "PROVIDER", "PROTOCOL", "ID");
                 for c in list {
                     println!(
                         "{:<7} {:<30} {:<10} {:<9} {:<22} {}",

@@ -64,6 +64,9 @@ fn invalid(field: &str, message: impl Into<String>) -> ConnectionError {
 /// again: changes made elsewhere (another replica, the CLI) take effect within this.
 const CACHE_MS: i64 = 2_000;
 
+/// Connections read for the login paths: id to (when read, the connection).
+type Cache = std::sync::RwLock<std::collections::HashMap<String, (i64, Arc<Connection>)>>;
+
 /// Creates, changes and removes connections.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -72,7 +75,7 @@ pub struct Registry {
     public_base: String,
     http: reqwest::Client,
     clock: Clock,
-    cache: Arc<std::sync::RwLock<std::collections::HashMap<String, (i64, Arc<Connection>)>>>,
+    cache: Arc<Cache>,
 }
 
 impl Registry {
@@ -315,7 +318,7 @@ impl Registry {
                 if p.saml.is_some() {
                     errors.push(FieldError::new("saml", "this is an OIDC connection"));
                 }
-                let o = c.settings.oidc.get_or_insert_with(|| preset.settings().oidc.unwrap_or_else(|| unreachable_oidc()));
+                let o = c.settings.oidc.get_or_insert_with(|| preset.settings().oidc.unwrap_or_else(unreachable_oidc));
                 let op = p.oidc.clone().unwrap_or_default();
                 op.apply(o, &mut c.secrets);
                 let preset_oidc = preset.oidc.as_ref();
@@ -353,7 +356,7 @@ impl Registry {
                 }
                 let cn = sp_common_name(c, &self.public_base);
                 let sp_metadata_url = c.sp_metadata_url(&self.public_base);
-                let s = c.settings.saml.get_or_insert_with(|| preset.settings().saml.unwrap_or_else(|| unreachable_saml()));
+                let s = c.settings.saml.get_or_insert_with(|| preset.settings().saml.unwrap_or_else(unreachable_saml));
                 let sp = p.saml.clone().unwrap_or_default();
                 set(&mut s.entity_id, &sp.entity_id.as_ref().map(|e| e.trim().to_string()));
                 if s.entity_id.is_empty() {

@@ -13,10 +13,13 @@ use crate::clock::Clock;
 /// letting abandoned login starts grow memory without bound.
 pub const MAX_ENTRIES: usize = 200_000;
 
+/// Values with their expiry, and when expired ones were last swept.
+type Entries = (HashMap<String, (String, Millis)>, Millis);
+
 /// Ephemeral values in memory.
 pub struct MemoryEphemeral {
     clock: Clock,
-    map: Mutex<(HashMap<String, (String, Millis)>, Millis)>,
+    map: Mutex<Entries>,
 }
 
 impl std::fmt::Debug for MemoryEphemeral {

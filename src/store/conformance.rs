@@ -219,7 +219,7 @@ async fn directory(store: &dyn Store, tag: &str) -> StoreResult<()> {
     let synced = Membership { source: Source::Connection(format!("{tag}_c")), ..manual.clone() };
     store.memberships_apply(&[manual.clone(), synced.clone(), manual.clone()], &[], &[audit("membership.add", &g.id)]).await?;
     check(store.memberships_of_group(&g.id).await?.len() == 2, "two sources are two memberships; re-adding is a no-op")?;
-    store.memberships_apply(&[], &[synced.clone()], &[audit("membership.remove", &g.id)]).await?;
+    store.memberships_apply(&[], std::slice::from_ref(&synced), &[audit("membership.remove", &g.id)]).await?;
     check(store.memberships_of_user(&alice.id).await? == vec![manual.clone()], "removing a synced grant keeps the manual one")?;
     let ghost = Membership { group_id: format!("{tag}_nogroup"), ..manual.clone() };
     check(

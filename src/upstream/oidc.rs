@@ -174,7 +174,7 @@ pub async fn verify_id_token(o: &OidcSettings, token: &str, flow: &FlowState, ac
     let parsed = jws::parse(token).map_err(|e| invalid(e.to_string()))?;
     let alg = parsed.header.alg.clone();
     // The allow-list comes first: `none` and HMAC are never on it.
-    if !o.allowed_algorithms.iter().any(|a| *a == alg) {
+    if !o.allowed_algorithms.contains(&alg) {
         return Err(invalid(format!("the ID token is signed with {alg:?}, which this connection does not accept")));
     }
     let mut verified_with = None;

@@ -140,7 +140,7 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_changes_nothing() {
     let (_, existing) = gw.admin(Method::POST, "/connections", Some(oidc_body("Existing"))).await;
     let id = existing["id"].as_str().unwrap().to_string();
     let before = snapshot(&gw).await;
-    let url = format!("/api/v1/admin/connections");
+    let url = "/api/v1/admin/connections".to_string();
 
     let raw = |body: Vec<u8>, ct: &'static str| gw.request(Method::POST, &url).bearer_auth(TOKEN).header("content-type", ct).body(body).send();
     let check = |resp: reqwest::Response, status: u16, needle: &'static str| async move {
