@@ -120,15 +120,18 @@ pub async fn login_start(State(app): State<AppState>, ApiPath(id): ApiPath<Strin
         Ok(c) => c,
         Err(r) => return r,
     };
-    if conn.protocol != Protocol::Oidc {
-        return page::error(StatusCode::NOT_IMPLEMENTED, "SAML sign-in is not available yet.");
-    }
+
     // Reuse the browser's flow cookie so two tabs can log in at once.
     let browser = cookie(&headers, FLOW_COOKIE).filter(|v| v.len() == 43 && crate::id::is_wellformed(v)).map(str::to_string).unwrap_or_else(|| crate::id::token(32));
     let return_to = q.return_to.as_deref().and_then(local_path);
-    let callback = conn.callback_url(&app.config.public_base());
+    let base = app.config.public_base();
+    let callback = conn.callback_url(&base);
     let hint = q.login_hint.as_deref().filter(|h| !h.is_empty() && h.len() <= 256 && !h.chars().any(char::is_control));
-    let (state, flow, url) = match oidc::begin(&conn, &callback, &hash(&browser), return_to, hint, app.clock.now()) {
+    let begun = match conn.protocol {
+        Protocol::Oidc => oidc::begin(&conn, &callback, &hash(&browser), return_to, hint, app.clock.now()),
+        Protocol::Saml => crate::upstream::saml::begin(&conn, &base, &hash(&browser), return_to, app.clock.now()),
+    };
+    let (state, flow, url) = match begun {
         Ok(x) => x,
         Err(e) => return page::error(StatusCode::BAD_GATEWAY, &e.to_string()),
     };
@@ -323,4 +326,22 @@ mod tests {
             assert!(super::local_path(bad).is_none(), "{bad:?}");
         }
     }
+}
+
+/// Our SP metadata for a SAML connection, for the IdP to import as is.
+pub async fn saml_metadata(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Response {
+    let conn = match app.registry.get_cached(&id).await {
+        Ok(c) => c,
+        Err(_) => return page::error(StatusCode::NOT_FOUND, "There is no SAML connection with this id."),
+    };
+    match crate::upstream::saml::sp_metadata(&conn, &app.config.public_base()) {
+        Some(xml) => ([(header::CONTENT_TYPE, "application/samlmetadata+xml")], xml).into_response(),
+        None => page::error(StatusCode::NOT_FOUND, "There is no SAML connection with this id."),
+    }
+}
+
+/// The assertion consumer service. Response verification comes with issue #4; until
+/// then every response is refused, so nothing unverified can log anyone in.
+pub async fn saml_acs() -> Response {
+    page::error(StatusCode::NOT_IMPLEMENTED, "SAML responses are not accepted yet: this gateway cannot verify them. Use another sign-in option.")
 }

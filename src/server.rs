@@ -222,6 +222,8 @@ pub fn router(state: AppState) -> Router {
         .route("/login", get(crate::login::login_page))
         .route("/login/{id}", get(crate::login::login_start))
         .route("/oidc/{id}/callback", get(crate::login::oidc_callback))
+        .route("/saml/{id}/metadata", get(crate::login::saml_metadata))
+        .route("/saml/{id}/acs", axum::routing::post(crate::login::saml_acs))
         .route("/logout", axum::routing::post(crate::login::logout))
         .route("/.well-known/openid-configuration", get(crate::op::discovery))
         .route("/jwks.json", get(crate::op::jwks))

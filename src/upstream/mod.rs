@@ -5,6 +5,7 @@
 
 pub mod jwks;
 pub mod oidc;
+pub mod saml;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,9 @@ pub struct FlowState {
     pub return_to: Option<String>,
     /// When the login started.
     pub created_at: Millis,
+    /// The SAML AuthnRequest ID, for the response's InResponseTo.
+    #[serde(default)]
+    pub saml_request_id: Option<String>,
 }
 
 impl std::fmt::Debug for FlowState {

@@ -55,7 +55,7 @@ pub fn begin(conn: &Connection, callback_url: &str, browser: &str, return_to: Op
             q.append_pair("code_challenge", &challenge).append_pair("code_challenge_method", method);
         }
     }
-    let flow = FlowState { connection_id: conn.id.clone(), browser: browser.into(), nonce, pkce_verifier: verifier, return_to, created_at: now };
+    let flow = FlowState { connection_id: conn.id.clone(), browser: browser.into(), nonce, pkce_verifier: verifier, return_to, created_at: now, saml_request_id: None };
     Ok((state, flow, url.into()))
 }
 

@@ -10,5 +10,6 @@ mod op;
 mod openapi;
 mod peers;
 mod presets;
+mod saml;
 mod store;
 mod support;

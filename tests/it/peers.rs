@@ -34,7 +34,7 @@ fn python() -> PathBuf {
     p
 }
 
-fn spawn(mut cmd: Command) -> Peer {
+pub fn spawn(mut cmd: Command) -> Peer {
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("peer starts");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();

@@ -1,0 +1,128 @@
+//! SAML 2.0 service provider, the start of a login: our SP metadata, and AuthnRequests
+//! over HTTP-Redirect (deflated, with a 128-bit random ID and RelayState), signed with the
+//! connection's key pair when "sign client requests" is on (RSA-SHA256 or ECDSA-SHA256
+//! over the exact query bytes, SAML bindings 3.4.4.1). IdP SSO URLs that already carry a
+//! query string keep it, unsigned, ahead of ours.
+//!
+//! The ACS (response verification) is issue #4; until then `POST /saml/{id}/acs` refuses
+//! every response.
+
+use std::io::Write;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use openssl::hash::MessageDigest;
+use openssl::pkey::{Id, PKey};
+use openssl::sign::Signer;
+
+use super::{FlowState, UpstreamError};
+use crate::clock::Millis;
+use crate::connection::metadata::{POST, REDIRECT};
+use crate::connection::Connection;
+
+/// RSA-SHA256 signature algorithm URI.
+pub const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+/// ECDSA-SHA256 signature algorithm URI.
+pub const ECDSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256";
+
+/// Escapes text for XML content and attribute values.
+pub fn xml_escape(s: &str) -> String {
+    crate::web::page::esc(s)
+}
+
+fn pem_body(pem: &str) -> String {
+    pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>()
+}
+
+/// Our SP metadata for a SAML connection: entity id, ACS (HTTP-POST), NameID format, the
+/// signing certificate when requests are signed, and the signing flags as set.
+pub fn sp_metadata(conn: &Connection, public_base: &str) -> Option<String> {
+    let s = conn.settings.saml.as_ref()?;
+    let key = match (&s.sp_certificate, s.sign_requests) {
+        (Some(cert), true) => format!(
+            "<md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>",
+            pem_body(cert)
+        ),
+        _ => String::new(),
+    };
+    let nameid = s
+        .name_id_format
+        .as_deref()
+        .map(|f| format!("<md:NameIDFormat>{}</md:NameIDFormat>", xml_escape(f)))
+        .unwrap_or_default();
+    Some(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"{entity}\">\
+<md:SPSSODescriptor AuthnRequestsSigned=\"{signed}\" WantAssertionsSigned=\"{want}\" protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">\
+{key}{nameid}<md:AssertionConsumerService Binding=\"{POST}\" Location=\"{acs}\" index=\"0\" isDefault=\"true\"/>\
+</md:SPSSODescriptor></md:EntityDescriptor>\n",
+        entity = xml_escape(&s.entity_id),
+        signed = s.sign_requests,
+        want = s.require_signed_assertions,
+        acs = xml_escape(&conn.acs_url(public_base)),
+    ))
+}
+
+/// Builds the AuthnRequest redirect. Returns the RelayState (the flow state's key), the
+/// state to keep (with the request id for InResponseTo), and the URL.
+pub fn begin(conn: &Connection, public_base: &str, browser: &str, return_to: Option<String>, now: Millis) -> Result<(String, FlowState, String), UpstreamError> {
+    let s = conn.settings.saml.as_ref().ok_or_else(|| UpstreamError::Unavailable("the connection has no SAML settings".into()))?;
+    if s.idp.sso_binding != REDIRECT {
+        return Err(UpstreamError::Unavailable("this IdP takes AuthnRequests over HTTP-POST only, which comes with SAML login (issue #4)".into()));
+    }
+    // 128 random bits; an XML ID must not start with a digit.
+    let request_id = format!("_{}", hex::encode(rand::random::<[u8; 16]>()));
+    let instant = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let nameid = s
+        .name_id_format
+        .as_deref()
+        .map(|f| format!("<samlp:NameIDPolicy Format=\"{}\" AllowCreate=\"true\"/>", xml_escape(f)))
+        .unwrap_or_default();
+    let xml = format!(
+        "<samlp:AuthnRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" \
+ID=\"{request_id}\" Version=\"2.0\" IssueInstant=\"{instant}\" Destination=\"{dest}\" AssertionConsumerServiceURL=\"{acs}\" \
+ProtocolBinding=\"{POST}\"><saml:Issuer>{issuer}</saml:Issuer>{nameid}</samlp:AuthnRequest>",
+        dest = xml_escape(&s.idp.sso_url),
+        acs = xml_escape(&conn.acs_url(public_base)),
+        issuer = xml_escape(&s.entity_id),
+    );
+    let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    let deflated = deflate
+        .write_all(xml.as_bytes())
+        .and_then(|_| deflate.finish())
+        .map_err(|_| UpstreamError::Unavailable("could not encode the AuthnRequest".into()))?;
+    let relay_state = crate::id::token(32);
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let mut query = format!("SAMLRequest={}&RelayState={}", enc(&B64.encode(deflated)), enc(&relay_state));
+    if s.sign_requests {
+        let pem = conn.secrets.sp_private_key.as_deref().ok_or_else(|| UpstreamError::Unavailable("the connection signs requests but has no SP key".into()))?;
+        let key = PKey::private_key_from_pem_callback(pem.as_bytes(), |_| Ok(0)).map_err(|_| UpstreamError::Unavailable("the SP private key is unusable".into()))?;
+        let alg = if key.id() == Id::EC { ECDSA_SHA256 } else { RSA_SHA256 };
+        query.push_str(&format!("&SigAlg={}", enc(alg)));
+        let err = |_| UpstreamError::Unavailable("could not sign the AuthnRequest".into());
+        let mut signer = Signer::new(MessageDigest::sha256(), &key).map_err(err)?;
+        signer.update(query.as_bytes()).map_err(err)?;
+        let mut sig = signer.sign_to_vec().map_err(err)?;
+        if alg == ECDSA_SHA256 {
+            // XML-DSig carries ECDSA signatures as r || s, not DER.
+            let parsed = openssl::ecdsa::EcdsaSig::from_der(&sig).map_err(err)?;
+            let mut raw = parsed.r().to_vec_padded(32).map_err(err)?;
+            raw.extend(parsed.s().to_vec_padded(32).map_err(err)?);
+            sig = raw;
+        }
+        query.push_str(&format!("&Signature={}", enc(&B64.encode(sig))));
+    }
+    // Only our own parameters are signed; an SSO URL's own query stays in front of them.
+    let sep = if s.idp.sso_url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}{query}", s.idp.sso_url);
+    let flow = FlowState {
+        connection_id: conn.id.clone(),
+        browser: browser.into(),
+        nonce: String::new(),
+        pkce_verifier: None,
+        return_to,
+        created_at: now,
+        saml_request_id: Some(request_id),
+    };
+    Ok((relay_state, flow, url))
+}
