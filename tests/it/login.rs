@@ -263,3 +263,27 @@ async fn state_must_exist_be_single_use_and_belong_to_this_browser() {
     assert!(s.users().await.is_empty());
     let _ = TOKEN;
 }
+
+#[tokio::test]
+async fn login_page_lists_active_connections_escaped_and_keeps_return_to() {
+    let gw = Gateway::start().await;
+    let mut body = crate::support::oidc_body("<b>Corp</b> & Co");
+    body["id"] = json!("con_page");
+    gw.admin(Method::POST, "/connections", Some(body)).await;
+    let mut off = crate::support::oidc_body("Hidden IdP");
+    off["active"] = json!(false);
+    gw.admin(Method::POST, "/connections", Some(off)).await;
+    let page = gw.request(Method::GET, "/login?return_to=/authorize%3Fclient_id%3Dapp").send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Sign in with &lt;b&gt;Corp&lt;/b&gt; &amp; Co"), "{page}");
+    assert!(!page.contains("<b>Corp</b>"), "names are escaped");
+    assert!(!page.contains("Hidden IdP"), "inactive connections are not shown");
+    assert!(page.contains("/login/con_page?return_to=%2Fauthorize%3Fclient_id%3Dapp"), "{page}");
+    // An off-site return_to is dropped, not passed on.
+    let page = gw.request(Method::GET, "/login?return_to=//evil.example").send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains("evil"), "{page}");
+    // An inactive connection cannot start a login.
+    let (_, list) = gw.admin(Method::GET, "/connections", None).await;
+    let hidden = list.as_array().unwrap().iter().find(|c| c["display_name"] == "Hidden IdP").unwrap()["id"].as_str().unwrap().to_string();
+    let r = gw.request(Method::GET, &format!("/login/{hidden}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
