@@ -3,6 +3,7 @@
 
 mod apache;
 mod api;
+mod browser;
 mod cli;
 mod hostile;
 mod login;

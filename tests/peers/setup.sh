@@ -3,7 +3,8 @@
 #   xmlsec1, node + npm (Debian packages, only when missing), python3-venv if needed,
 #   tests/peers/oidc/node_modules (oidc-provider, from package-lock.json),
 #   tests/peers/.venv with pysaml2 7.5.5 (pinned with its dependencies in saml/requirements.txt),
-#   tests/peers/.openapi-venv with schemathesis 4.32.5 (likewise, in openapi/requirements.txt).
+#   tests/peers/.openapi-venv with schemathesis 4.32.5 (likewise, in openapi/requirements.txt),
+#   chromium (Debian) and tests/peers/browser/node_modules (playwright-core) for page tests.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 OIDC_PROVIDER_VERSION=9.13.3
@@ -14,6 +15,7 @@ die() { echo "peers setup: ERROR: $*" >&2; exit 1; }
 # 1. Debian packages, only those missing; apt-get update at most once.
 missing=()
 command -v xmlsec1 >/dev/null || missing+=(xmlsec1)
+command -v chromium >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v openssl >/dev/null || missing+=(openssl)
@@ -71,5 +73,15 @@ else
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$HERE/openapi/requirements.txt" \
     || die "pip install -r openapi/requirements.txt failed"
   "$VENV/bin/schemathesis" --version >/dev/null || die "schemathesis does not run after install"
+fi
+# 5. playwright-core (no browser download: it drives Debian's /usr/bin/chromium).
+PLAYWRIGHT_VERSION=$(node -p "require('$HERE/browser/package.json').dependencies['playwright-core']")
+installed=$(node -p "try{require('$HERE/browser/node_modules/playwright-core/package.json').version}catch{''}")
+if [[ $installed == "$PLAYWRIGHT_VERSION" ]]; then
+  say "playwright-core $installed present"
+else
+  if [[ -f $HERE/browser/package-lock.json ]]; then npm_cmd=ci; else npm_cmd=install; fi
+  say "npm $npm_cmd in tests/peers/browser (playwright-core $PLAYWRIGHT_VERSION)"
+  (cd "$HERE/browser" && npm "$npm_cmd" --no-audit --no-fund --loglevel=error) || die "npm $npm_cmd in browser/ failed"
 fi
 say "done"
