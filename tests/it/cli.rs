@@ -38,26 +38,36 @@ fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>
     lines
 }
 
-#[tokio::test]
-async fn binary_runs_on_defaults_and_the_cli_shares_its_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = "cli-test-client-secret-987";
-    let mut child = Command::new(BIN)
-        .current_dir(dir.path())
+/// The real binary serving from `dir` on port 0 with JSON logs and the given extra
+/// environment (nothing else of ours is inherited). Returns the process, its base URL,
+/// and its stdout and stderr lines as they come.
+pub fn spawn_gateway(dir: &Path, env: &[(&str, &str)]) -> (std::process::Child, String, Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<String>>>) {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        // Port 0: other processes may hold 8080. Debug logs: the most a log ever says.
+        // Port 0: other processes may hold 8080.
         .env("SSOGATE_LISTEN", "127.0.0.1:0")
         .env("SSOGATE_LOG__FORMAT", "json")
-        .env("SSOGATE_LOG__LEVEL", "debug")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
     let out = collect(child.stdout.take().unwrap());
     let err = collect(child.stderr.take().unwrap());
     let serving: Value = serde_json::from_str(&wait_for(&err, "ssogate is serving")).unwrap();
     let base = format!("http://{}", serving["listen"].as_str().unwrap());
+    (child, base, out, err)
+}
+
+#[tokio::test]
+async fn binary_runs_on_defaults_and_the_cli_shares_its_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "cli-test-client-secret-987";
+    // Debug logs: the most a log ever says.
+    let (mut child, base, out, err) = spawn_gateway(dir.path(), &[("SSOGATE_LOG__LEVEL", "debug")]);
     let token_line = wait_for(&out, "sgt_");
     let token = token_line.trim().to_string();
     assert!(token.starts_with("sgt_"), "{token_line}");

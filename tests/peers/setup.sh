@@ -12,6 +12,20 @@ OIDC_PROVIDER_VERSION=9.13.3
 say() { echo "peers setup: $*"; }
 die() { echo "peers setup: ERROR: $*" >&2; exit 1; }
 
+# npm_package DIR PACKAGE VERSION: install tests/peers/DIR's packages unless PACKAGE is
+# already there at VERSION (npm ci from the lock file when there is one).
+npm_package() {
+  local dir=$HERE/$1 pkg=$2 want=$3 have npm_cmd
+  have=$(node -p "try{require('$dir/node_modules/$pkg/package.json').version}catch{''}")
+  if [[ $have == "$want" ]]; then
+    say "$pkg $have present"
+    return
+  fi
+  if [[ -f $dir/package-lock.json ]]; then npm_cmd=ci; else npm_cmd=install; fi
+  say "npm $npm_cmd in tests/peers/$1 ($pkg $want)"
+  (cd "$dir" && npm "$npm_cmd" --no-audit --no-fund --loglevel=error) || die "npm $npm_cmd in tests/peers/$1 failed"
+}
+
 # 1. Debian packages, only those missing; apt-get update at most once.
 missing=()
 command -v xmlsec1 >/dev/null || missing+=(xmlsec1)
@@ -36,14 +50,7 @@ fi
 # 2. oidc-provider for the OIDC peer (needs Node >= 20; Debian 12's own nodejs is 18).
 node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' \
   || die "node $(node --version) is too old for oidc-provider 9: need >= 20"
-installed=$(node -p "try{require('$HERE/oidc/node_modules/oidc-provider/package.json').version}catch{''}")
-if [[ $installed == "$OIDC_PROVIDER_VERSION" ]]; then
-  say "oidc-provider $installed present"
-else
-  if [[ -f $HERE/oidc/package-lock.json ]]; then npm_cmd=ci; else npm_cmd=install; fi
-  say "npm $npm_cmd in tests/peers/oidc (oidc-provider $OIDC_PROVIDER_VERSION)"
-  (cd "$HERE/oidc" && npm "$npm_cmd" --no-audit --no-fund --loglevel=error) || die "npm $npm_cmd failed"
-fi
+npm_package oidc oidc-provider "$OIDC_PROVIDER_VERSION"
 
 # 3. Python venv with pysaml2 for the SAML peer.
 VENV=$HERE/.venv
@@ -75,13 +82,5 @@ else
   "$VENV/bin/schemathesis" --version >/dev/null || die "schemathesis does not run after install"
 fi
 # 5. playwright-core (no browser download: it drives Debian's /usr/bin/chromium).
-PLAYWRIGHT_VERSION=$(node -p "require('$HERE/browser/package.json').dependencies['playwright-core']")
-installed=$(node -p "try{require('$HERE/browser/node_modules/playwright-core/package.json').version}catch{''}")
-if [[ $installed == "$PLAYWRIGHT_VERSION" ]]; then
-  say "playwright-core $installed present"
-else
-  if [[ -f $HERE/browser/package-lock.json ]]; then npm_cmd=ci; else npm_cmd=install; fi
-  say "npm $npm_cmd in tests/peers/browser (playwright-core $PLAYWRIGHT_VERSION)"
-  (cd "$HERE/browser" && npm "$npm_cmd" --no-audit --no-fund --loglevel=error) || die "npm $npm_cmd in browser/ failed"
-fi
+npm_package browser playwright-core "$(node -p "require('$HERE/browser/package.json').dependencies['playwright-core']")"
 say "done"
