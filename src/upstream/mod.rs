@@ -6,6 +6,7 @@
 pub mod jwks;
 pub mod oidc;
 pub mod saml;
+pub mod saml_precheck;
 
 use serde::{Deserialize, Serialize};
 

@@ -98,3 +98,42 @@ async fn authn_requests_reach_a_real_idp_unsigned_signed_and_tampered() {
     let (_, status, body, _) = login(true).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "a tampered request is refused: {body}");
 }
+
+#[tokio::test]
+async fn acs_precheck_refuses_hostile_posts_fast_and_offline() {
+    let gw = Gateway::start().await;
+    let acs = format!("{}/saml/con_x/acs", gw.base);
+    let http = reqwest::Client::new();
+    let post = |v: String| http.post(&acs).form(&[("SAMLResponse", v)]).send();
+    // A listener that must never be contacted: the remote reference points at it.
+    let bait = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    bait.set_nonblocking(true).unwrap();
+    let remote = format!("http://{}/steal", bait.local_addr().unwrap());
+    let sig = |uri: &str, transform: &str| {
+        format!(r#"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="{uri}"><ds:Transforms><ds:Transform Algorithm="{transform}"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue>x</ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue>x</ds:SignatureValue></ds:Signature>"#)
+    };
+    let response = |inner: &str| format!(r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_r">{inner}</samlp:Response>"#);
+    let env = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+    let cases = [
+        ("garbage base64", "!!not-base64!!".to_string(), "not base64"),
+        ("remote reference", B64.encode(response(&sig(&remote, env))), "not an element of this response"),
+        ("XSLT transform", B64.encode(response(&sig("#_r", "http://www.w3.org/TR/1999/REC-xslt-19991116"))), "not allowed"),
+        ("XXE", B64.encode(r#"<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol">&x;</samlp:Response>"#), "DOCTYPE"),
+        ("billion laughs", B64.encode(format!("<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"ha\">{}]><l>&j;</l>", (b'b'..=b'j').map(|c| format!("<!ENTITY {} \"{}\">", c as char, format!("&{};", (c - 1) as char).repeat(10))).collect::<String>())), "DOCTYPE"),
+        ("duplicate IDs", B64.encode(response(r#"<a ID="_r"/>"#)), "duplicate IDs"),
+    ];
+    for (what, value, needle) in cases {
+        let started = std::time::Instant::now();
+        let r = post(value).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{what}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(needle) && body.contains("Request id"), "{what}: {body}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{what} answered at once, not after a fetch");
+    }
+    assert!(bait.accept().is_err(), "nothing connected to the remote reference's host");
+    let big = "A".repeat(2 * 1024 * 1024);
+    let r = post(big).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let (_, users) = gw.admin(Method::GET, "/users", None).await;
+    assert_eq!(users, json!([]));
+}

@@ -1,0 +1,182 @@
+//! The SAML response pre-check: runs on every POST to the ACS before any signature work,
+//! so that nothing an attacker sends can reach the network or the XML-DSig library's
+//! dangerous corners. It refuses: input that is not base64 or not UTF-8 XML; any DTD
+//! (XXE, billion laughs); a root other than `samlp:Response`; duplicate `ID`s (the basis
+//! of signature wrapping); `ds:Reference` URIs other than `""` or `#id` of an element in
+//! the document (a remote URI makes libxmlsec fetch it); transforms other than
+//! enveloped-signature and exclusive c14n (XSLT runs code); SHA-1 signature and digest
+//! algorithms.
+
+use std::collections::HashSet;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+
+const PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
+const DS: &str = "http://www.w3.org/2000/09/xmldsig#";
+/// Largest decoded response accepted.
+pub const MAX_XML: usize = 512 * 1024;
+
+const TRANSFORMS: &[&str] = &[
+    "http://www.w3.org/2000/09/xmldsig#enveloped-signature",
+    "http://www.w3.org/2001/10/xml-exc-c14n#",
+    "http://www.w3.org/2001/10/xml-exc-c14n#WithComments",
+];
+const C14N: &[&str] = &["http://www.w3.org/2001/10/xml-exc-c14n#", "http://www.w3.org/2001/10/xml-exc-c14n#WithComments"];
+const SIGNATURE_ALGS: &[&str] = &[
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
+];
+const DIGEST_ALGS: &[&str] = &[
+    "http://www.w3.org/2001/04/xmlenc#sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#sha384",
+    "http://www.w3.org/2001/04/xmlenc#sha512",
+];
+
+/// Why a response was refused before verification. Each is a 400 for the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// Not base64.
+    #[error("the SAML response is not base64")]
+    Base64,
+    /// Too large once decoded.
+    #[error("the SAML response is larger than {MAX_XML} bytes")]
+    TooLarge,
+    /// Not UTF-8 or not well-formed XML.
+    #[error("the SAML response is not well-formed XML")]
+    Xml,
+    /// A DOCTYPE (entities, external references) is present.
+    #[error("the SAML response contains a DOCTYPE, which is never allowed")]
+    Doctype,
+    /// The root is not a SAML protocol Response.
+    #[error("the message is not a SAML Response")]
+    NotResponse,
+    /// Two elements share an ID.
+    #[error("the SAML response has duplicate IDs")]
+    DuplicateId,
+    /// A signature references something other than this document's elements.
+    #[error("a signature references {0:?}, which is not an element of this response")]
+    Reference(String),
+    /// A transform or canonicalization outside the allow-list.
+    #[error("a signature uses the transform {0:?}, which is not allowed")]
+    Transform(String),
+    /// A signature or digest algorithm outside the allow-list (SHA-1 among them).
+    #[error("a signature uses the algorithm {0:?}, which is not allowed")]
+    Algorithm(String),
+}
+
+/// Decodes the form value and checks the XML; returns the XML text on success.
+pub fn check(saml_response: &str) -> Result<String, Refused> {
+    let compact: String = saml_response.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.len() > MAX_XML * 4 / 3 + 4 {
+        return Err(Refused::TooLarge);
+    }
+    let bytes = B64.decode(compact).map_err(|_| Refused::Base64)?;
+    if bytes.len() > MAX_XML {
+        return Err(Refused::TooLarge);
+    }
+    let xml = String::from_utf8(bytes).map_err(|_| Refused::Xml)?;
+    check_xml(&xml)?;
+    Ok(xml)
+}
+
+/// Checks decoded XML (see the module text).
+pub fn check_xml(xml: &str) -> Result<(), Refused> {
+    let opts = roxmltree::ParsingOptions { allow_dtd: false, nodes_limit: 50_000 };
+    let doc = roxmltree::Document::parse_with_options(xml, opts).map_err(|e| match e {
+        roxmltree::Error::DtdDetected => Refused::Doctype,
+        _ => Refused::Xml,
+    })?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "Response" || root.tag_name().namespace() != Some(PROTOCOL) {
+        return Err(Refused::NotResponse);
+    }
+    let mut ids = HashSet::new();
+    for n in doc.descendants().filter(|n| n.is_element()) {
+        if let Some(id) = n.attribute("ID") {
+            if !ids.insert(id) {
+                return Err(Refused::DuplicateId);
+            }
+        }
+    }
+    let ds = |n: &roxmltree::Node, name: &str| n.is_element() && n.tag_name().name() == name && n.tag_name().namespace() == Some(DS);
+    for n in doc.descendants() {
+        let alg = || n.attribute("Algorithm").unwrap_or_default().to_string();
+        if ds(&n, "Reference") {
+            let uri = n.attribute("URI").unwrap_or_default();
+            let local = uri.is_empty() || uri.strip_prefix('#').is_some_and(|id| ids.contains(id));
+            if !local {
+                return Err(Refused::Reference(uri.to_string()));
+            }
+        } else if ds(&n, "Transform") {
+            if !TRANSFORMS.contains(&alg().as_str()) {
+                return Err(Refused::Transform(alg()));
+            }
+        } else if ds(&n, "CanonicalizationMethod") {
+            if !C14N.contains(&alg().as_str()) {
+                return Err(Refused::Transform(alg()));
+            }
+        } else if ds(&n, "SignatureMethod") {
+            if !SIGNATURE_ALGS.contains(&alg().as_str()) {
+                return Err(Refused::Algorithm(alg()));
+            }
+        } else if ds(&n, "DigestMethod") && !DIGEST_ALGS.contains(&alg().as_str()) {
+            return Err(Refused::Algorithm(alg()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(sig: &str) -> String {
+        format!(
+            r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" ID="_r1"><saml:Assertion ID="_a1">{sig}</saml:Assertion></samlp:Response>"#
+        )
+    }
+
+    fn signature(uri: &str, transform: &str, method: &str, digest: &str) -> String {
+        format!(
+            r#"<ds:Signature><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="{method}"/><ds:Reference URI="{uri}"><ds:Transforms><ds:Transform Algorithm="{transform}"/></ds:Transforms><ds:DigestMethod Algorithm="{digest}"/><ds:DigestValue>x</ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue>x</ds:SignatureValue></ds:Signature>"#
+        )
+    }
+
+    const ENV: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+    const RSA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+    const SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
+
+    #[test]
+    fn a_plain_signed_response_passes() {
+        check_xml(&response(&signature("#_a1", ENV, RSA256, SHA256))).unwrap();
+        check_xml(&response(&signature("", ENV, RSA256, SHA256))).unwrap();
+        let b64 = B64.encode(response(""));
+        assert!(check(&b64).is_ok());
+    }
+
+    #[test]
+    fn dangerous_shapes_are_refused_before_any_signature_work() {
+        let cases = [
+            (response(&signature("http://127.0.0.1:1/x", ENV, RSA256, SHA256)), "Reference"),
+            (response(&signature("#_nowhere", ENV, RSA256, SHA256)), "Reference"),
+            (response(&signature("#_a1", "http://www.w3.org/TR/1999/REC-xslt-19991116", RSA256, SHA256)), "Transform"),
+            (response(&signature("#_a1", ENV, "http://www.w3.org/2000/09/xmldsig#rsa-sha1", SHA256)), "Algorithm"),
+            (response(&signature("#_a1", ENV, RSA256, "http://www.w3.org/2000/09/xmldsig#sha1")), "Algorithm"),
+            (response("<saml:Assertion ID=\"_r1\"/>"), "DuplicateId"),
+            ("<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;&a;\">]><r>&b;</r>".to_string(), "Doctype"),
+            ("<x/>".to_string(), "NotResponse"),
+            ("<samlp:Response".to_string(), "Xml"),
+        ];
+        for (xml, want) in cases {
+            let got = check_xml(&xml).unwrap_err();
+            assert!(format!("{got:?}").starts_with(want), "{want}: got {got:?}");
+        }
+        assert_eq!(check("%%%not base64%%%"), Err(Refused::Base64));
+        assert_eq!(check(&B64.encode([0xff, 0xfe])), Err(Refused::Xml));
+    }
+}
