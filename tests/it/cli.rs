@@ -38,10 +38,13 @@ fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>
     lines
 }
 
+/// Output lines of a child process, as they come.
+pub type Lines = Arc<Mutex<Vec<String>>>;
+
 /// The real binary serving from `dir` on port 0 with JSON logs and the given extra
 /// environment (nothing else of ours is inherited). Returns the process, its base URL,
 /// and its stdout and stderr lines as they come.
-pub fn spawn_gateway(dir: &Path, env: &[(&str, &str)]) -> (std::process::Child, String, Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<String>>>) {
+pub fn spawn_gateway(dir: &Path, env: &[(&str, &str)]) -> (std::process::Child, String, Lines, Lines) {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(dir)
         .env_clear()
