@@ -52,6 +52,19 @@ pub struct Config {
     pub session: SessionConfig,
     /// Downstream clients defined in configuration (more through the admin API).
     pub clients: Vec<ClientConfig>,
+    /// Ingress auth (`/auth`, `/start`).
+    pub ingress: IngressConfig,
+}
+
+/// `[ingress]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct IngressConfig {
+    /// Hosts a login may return to (`rd=`): `app.example.com`, `.example.com` for the
+    /// domain and every subdomain, `host:port` for a non-default port. The gateway's own
+    /// host is always allowed. A list, or one comma-separated string (environment).
+    #[serde(deserialize_with = "string_or_list")]
+    pub allowed_domains: Vec<String>,
 }
 
 /// `[[clients]]`: an application that logs in through ssogate's OpenID Provider.
@@ -175,6 +188,7 @@ impl Default for Config {
             login: LoginConfig::default(),
             session: SessionConfig::default(),
             clients: Vec::new(),
+            ingress: IngressConfig::default(),
         }
     }
 }
@@ -409,6 +423,20 @@ fn insert(root: &mut toml::Table, path: &[String], value: String) -> Result<(), 
     }
     table.insert(last.clone(), toml::Value::String(value));
     Ok(())
+}
+
+/// Accepts a list, or one comma-separated string (environment variables are strings).
+fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(String),
+        List(Vec<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::Text(s) => s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect(),
+        Either::List(v) => v,
+    })
 }
 
 /// Accepts a value in its own type or as a string (environment variables are strings).

@@ -19,6 +19,7 @@
 //! - [`upstream`]: the protocol step of a login (OIDC now): begin, then verify the reply.
 //! - [`admin`]: the admin REST API and its OpenAPI document.
 //! - [`login`]: the login page, login start, OIDC callback, the shared steps after it, logout.
+//! - [`ingress`]: `/auth` for ingress controllers, `/start?rd=`, and the redirect validator.
 //! - [`op`]: ssogate as an OpenID Provider for the main server (discovery, authorize, token, userinfo, JWKS).
 //! - [`web`]: request ids, error bodies, health checks and the public provider list.
 //! - [`server`]: builds the application state and router; `serve(listener, state, shutdown)`.
@@ -35,6 +36,7 @@ pub mod config;
 pub mod connection;
 pub mod directory;
 pub mod id;
+pub mod ingress;
 pub mod login;
 pub mod mapping;
 pub mod op;

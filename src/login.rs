@@ -59,6 +59,11 @@ pub fn local_path(p: &str) -> Option<String> {
     ok.then(|| p.to_string())
 }
 
+/// Where a login may return: a local path, or a URL on a host of `ingress.allowed_domains`.
+fn return_target(app: &AppState, p: &str) -> Option<String> {
+    local_path(p).or_else(|| crate::ingress::validate_redirect(p, &app.config.ingress.allowed_domains, &app.config.public_url).ok())
+}
+
 /// `?return_to=&login_hint=`
 #[derive(Debug, Deserialize)]
 pub struct ReturnTo {
@@ -80,7 +85,7 @@ pub async fn login_page(State(app): State<AppState>, Query(q): Query<ReturnTo>) 
     let suffix = q
         .return_to
         .as_deref()
-        .and_then(local_path)
+        .and_then(|p| return_target(&app, p))
         .map(|p| format!("?return_to={}", url::form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>()))
         .unwrap_or_default();
     let mut buttons = String::new();
@@ -123,7 +128,7 @@ pub async fn login_start(State(app): State<AppState>, ApiPath(id): ApiPath<Strin
 
     // Reuse the browser's flow cookie so two tabs can log in at once.
     let browser = cookie(&headers, FLOW_COOKIE).filter(|v| v.len() == 43 && crate::id::is_wellformed(v)).map(str::to_string).unwrap_or_else(|| crate::id::token(32));
-    let return_to = q.return_to.as_deref().and_then(local_path);
+    let return_to = q.return_to.as_deref().and_then(|p| return_target(&app, p));
     let base = app.config.public_base();
     let callback = conn.callback_url(&base);
     let hint = q.login_hint.as_deref().filter(|h| !h.is_empty() && h.len() <= 256 && !h.chars().any(char::is_control));

@@ -44,7 +44,14 @@ pub struct Setup {
 
 /// A gateway and an IdP that knows it, with connection `conn` made from `patch`.
 pub async fn setup(idp_extra: Value, conn_patch: Value) -> Setup {
-    let gw = Gateway::start_in(std::sync::Arc::new(tempfile::tempdir().unwrap()), &[("SSOGATE_LOGIN__JWKS_MIN_REFETCH_SECONDS", "0")]).await;
+    setup_with(&[], idp_extra, conn_patch).await
+}
+
+/// [`setup`] with extra gateway settings.
+pub async fn setup_with(env: &[(&str, &str)], idp_extra: Value, conn_patch: Value) -> Setup {
+    let mut env = env.to_vec();
+    env.push(("SSOGATE_LOGIN__JWKS_MIN_REFETCH_SECONDS", "0"));
+    let gw = Gateway::start_in(std::sync::Arc::new(tempfile::tempdir().unwrap()), &env).await;
     let conn = "con_node".to_string();
     let mut config = json!({
         "clients": [{"client_id": "gateway", "client_secret": "gateway-secret-0123456789",

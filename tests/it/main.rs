@@ -6,6 +6,7 @@ mod api;
 mod browser;
 mod cli;
 mod hostile;
+mod ingress;
 mod login;
 mod op;
 mod openapi;
