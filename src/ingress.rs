@@ -144,6 +144,37 @@ pub async fn start(State(app): State<AppState>, Query(q): Query<StartQuery>, hea
     }
 }
 
+/// `/oauth2/userinfo`: who the session is, as JSON (oauth2-proxy's shape); 401 without one.
+pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    match current_session(&app, &headers).await {
+        Some(s) => axum::Json(serde_json::json!({
+            "user": s.user_id,
+            "email": s.email,
+            "preferred_username": s.username,
+            "groups": s.groups,
+        }))
+        .into_response(),
+        None => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
+/// `/oauth2/sign_out?rd=`: ends the session everywhere this cookie reaches, then goes
+/// to a validated `rd` (or the login page). An invalid `rd` is refused before anything ends.
+pub async fn sign_out(State(app): State<AppState>, Query(q): Query<StartQuery>, headers: HeaderMap) -> Response {
+    let target = match q.rd.as_deref() {
+        None => "/login".to_string(),
+        Some(rd) => match validate_redirect(rd, &app.config.ingress.allowed_domains, &app.config.public_url) {
+            Ok(u) => u,
+            Err(why) => return page::error(StatusCode::BAD_REQUEST, &format!("Cannot sign out to this page: {why}.")),
+        },
+    };
+    let mut resp = crate::login::logout(State(app), headers).await;
+    if let Ok(v) = HeaderValue::from_str(&target) {
+        resp.headers_mut().insert(axum::http::header::LOCATION, v);
+    }
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,7 +63,17 @@ async fn auth_and_start_for_an_ingress() {
     // With a session, /start goes straight back.
     let r = get(format!("/start?rd={enc}")).await.unwrap();
     assert_eq!(r.headers()["location"], rd);
-    // Signed out: 401 again.
-    b.http.post(format!("{}/logout", s.gw.base)).send().await.unwrap();
+    // oauth2-proxy's userinfo and sign-in paths.
+    let info: serde_json::Value = get("/oauth2/userinfo".into()).await.unwrap().json().await.unwrap();
+    assert_eq!(info["email"], "alice@example.test");
+    assert!(get("/oauth2/sign_in".into()).await.unwrap().text().await.unwrap().contains("Sign in with Node IdP"));
+    // Sign-out: an off-site rd is refused and ends nothing; an allowed one ends the session.
+    let r = get("/oauth2/sign_out?rd=https%3A%2F%2Fevil.example%2F".into()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(get("/auth".into()).await.unwrap().status(), StatusCode::OK, "still signed in");
+    let r = get(format!("/oauth2/sign_out?rd={enc}")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], rd);
     assert_eq!(get("/auth".into()).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(get("/oauth2/userinfo".into()).await.unwrap().status(), StatusCode::UNAUTHORIZED);
 }
