@@ -118,6 +118,15 @@ pub async fn forward_auth(State(app): State<AppState>, Query(rules): Query<AuthR
     resp
 }
 
+/// The validated `rd`, or `default` without one; an invalid one is a 400 page saying why.
+fn checked_rd(app: &AppState, rd: Option<&str>, default: &str, action: &str) -> Result<String, Box<Response>> {
+    match rd {
+        None => Ok(default.to_string()),
+        Some(rd) => validate_redirect(rd, &app.config.ingress.allowed_domains, &app.config.public_url)
+            .map_err(|why| Box::new(page::error(StatusCode::BAD_REQUEST, &format!("Cannot {action} this page: {why}.")))),
+    }
+}
+
 /// `/start` query.
 #[derive(Debug, Deserialize)]
 pub struct StartQuery {
@@ -127,12 +136,9 @@ pub struct StartQuery {
 
 /// Starts a login that returns to `rd` (validated first: an invalid one creates nothing).
 pub async fn start(State(app): State<AppState>, Query(q): Query<StartQuery>, headers: HeaderMap) -> Response {
-    let rd = match q.rd.as_deref() {
-        None => "/".to_string(),
-        Some(rd) => match validate_redirect(rd, &app.config.ingress.allowed_domains, &app.config.public_url) {
-            Ok(u) => u,
-            Err(why) => return page::error(StatusCode::BAD_REQUEST, &format!("Cannot sign in for this page: {why}.")),
-        },
+    let rd = match checked_rd(&app, q.rd.as_deref(), "/", "sign in for") {
+        Ok(u) => u,
+        Err(page) => return *page,
     };
     if current_session(&app, &headers).await.is_some() {
         return Redirect::to(&rd).into_response();
@@ -161,12 +167,9 @@ pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Respon
 /// `/oauth2/sign_out?rd=`: ends the session everywhere this cookie reaches, then goes
 /// to a validated `rd` (or the login page). An invalid `rd` is refused before anything ends.
 pub async fn sign_out(State(app): State<AppState>, Query(q): Query<StartQuery>, headers: HeaderMap) -> Response {
-    let target = match q.rd.as_deref() {
-        None => "/login".to_string(),
-        Some(rd) => match validate_redirect(rd, &app.config.ingress.allowed_domains, &app.config.public_url) {
-            Ok(u) => u,
-            Err(why) => return page::error(StatusCode::BAD_REQUEST, &format!("Cannot sign out to this page: {why}.")),
-        },
+    let target = match checked_rd(&app, q.rd.as_deref(), "/login", "sign out to") {
+        Ok(u) => u,
+        Err(page) => return *page,
     };
     let mut resp = crate::login::logout(State(app), headers).await;
     if let Ok(v) = HeaderValue::from_str(&target) {

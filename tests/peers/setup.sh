@@ -12,6 +12,23 @@ OIDC_PROVIDER_VERSION=9.13.3
 say() { echo "peers setup: $*"; }
 die() { echo "peers setup: ERROR: $*" >&2; exit 1; }
 
+# venv_package VENV REQUIREMENTS PACKAGE: make tests/peers/VENV from REQUIREMENTS unless
+# it already has PACKAGE at the version pinned there.
+venv_package() {
+  local venv=$HERE/$1 req=$HERE/$2 pkg=$3 want have
+  want=$(sed -n "s/^$pkg==//p" "$req")
+  have=$("$venv/bin/python" -c "import importlib.metadata as m; print(m.version('$pkg'))" 2>/dev/null || true)
+  if [[ $have == "$want" ]]; then
+    say "venv with $pkg $want present"
+    return
+  fi
+  say "python3 -m venv tests/peers/$1 + pip install -r $2 ($pkg)"
+  rm -rf "$venv"
+  python3 -m venv "$venv" || die "python3 -m venv failed"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" || die "pip install -r $2 failed"
+  "$venv/bin/python" -c "import importlib.metadata as m; m.version('$pkg')" || die "$pkg missing after install"
+}
+
 # npm_package DIR PACKAGE VERSION: install tests/peers/DIR's packages unless PACKAGE is
 # already there at VERSION (npm ci from the lock file when there is one).
 npm_package() {
@@ -53,34 +70,11 @@ node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' \
 npm_package oidc oidc-provider "$OIDC_PROVIDER_VERSION"
 
 # 3. Python venv with pysaml2 for the SAML peer.
-VENV=$HERE/.venv
-want=$(sed -n 's/^pysaml2==//p' "$HERE/saml/requirements.txt")
-if [[ -x $VENV/bin/python ]] && [[ $("$VENV/bin/python" -c 'import saml2, importlib.metadata as m
-print(m.version("pysaml2"))' 2>/dev/null) == "$want" ]]; then
-  say "venv with pysaml2 $want present"
-else
-  say "python3 -m venv tests/peers/.venv + pip install -r saml/requirements.txt (pysaml2)"
-  rm -rf "$VENV"
-  python3 -m venv "$VENV" || die "python3 -m venv failed"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$HERE/saml/requirements.txt" \
-    || die "pip install -r saml/requirements.txt failed"
-  "$VENV/bin/python" -c 'import saml2' || die "saml2 not importable after install"
-fi
+venv_package .venv saml/requirements.txt pysaml2
 
 # 4. Python venv with schemathesis for the OpenAPI check (its own, so pysaml2's pins stay).
-VENV=$HERE/.openapi-venv
-want=$(sed -n 's/^schemathesis==//p' "$HERE/openapi/requirements.txt")
-if [[ -x $VENV/bin/python ]] && [[ $("$VENV/bin/python" -c 'import importlib.metadata as m
-print(m.version("schemathesis"))' 2>/dev/null) == "$want" ]]; then
-  say "venv with schemathesis $want present"
-else
-  say "python3 -m venv tests/peers/.openapi-venv + pip install -r openapi/requirements.txt (schemathesis)"
-  rm -rf "$VENV"
-  python3 -m venv "$VENV" || die "python3 -m venv failed"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$HERE/openapi/requirements.txt" \
-    || die "pip install -r openapi/requirements.txt failed"
-  "$VENV/bin/schemathesis" --version >/dev/null || die "schemathesis does not run after install"
-fi
+venv_package .openapi-venv openapi/requirements.txt schemathesis
+
 # 5. playwright-core (no browser download: it drives Debian's /usr/bin/chromium).
 npm_package browser playwright-core "$(node -p "require('$HERE/browser/package.json').dependencies['playwright-core']")"
 say "done"
