@@ -41,8 +41,27 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 fn set_cookie(app: &AppState, name: &str, value: &str, max_age: u64) -> HeaderValue {
     let secure = if app.config.secure_cookies() { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"))
+    // Only the session cookie spans the domain (`session.cookie_domain`): the flow
+    // cookie stays on the gateway's host.
+    let domain = match app.config.cookie_domain() {
+        Some(d) if name == SESSION_COOKIE => format!("; Domain={d}"),
+        _ => String::new(),
+    };
+    HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}{domain}"))
         .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Set-Cookie values that end the session cookie: with the configured Domain, and
+/// host-only too (a cookie from before the domain was configured).
+fn clear_session_cookie(app: &AppState) -> Vec<HeaderValue> {
+    let mut out = vec![set_cookie(app, SESSION_COOKIE, "", 0)];
+    if app.config.cookie_domain().is_some() {
+        let secure = if app.config.secure_cookies() { "; Secure" } else { "" };
+        if let Ok(v) = HeaderValue::from_str(&format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}")) {
+            out.push(v);
+        }
+    }
+    out
 }
 
 fn hash(s: &str) -> String {
@@ -298,7 +317,9 @@ pub async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response
         }
     }
     let mut resp = Redirect::to("/login").into_response();
-    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&app, SESSION_COOKIE, "", 0));
+    for v in clear_session_cookie(&app) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
     resp
 }
 

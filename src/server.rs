@@ -48,6 +48,8 @@ pub struct App {
     pub jwks: crate::upstream::jwks::JwksCache,
     /// The outbound HTTP client (no redirects, timeouts).
     pub http: reqwest::Client,
+    /// `/auth` answers computed once per session (identity headers, bearer token).
+    pub ingress: crate::ingress::Answers,
 }
 
 /// Handlers' state.
@@ -161,7 +163,7 @@ impl App {
         let ephemeral: Arc<dyn crate::state::Ephemeral> = Arc::new(crate::state::memory::MemoryEphemeral::new(clock.clone()));
         let sessions: Arc<dyn crate::state::Sessions> = Arc::new(crate::state::memory::MemorySessions::new());
         let jwks = crate::upstream::jwks::JwksCache::new(http.clone(), clock.clone(), (config.login.jwks_min_refetch_seconds * 1000) as i64);
-        Ok((App { config, store, registry, directory, cipher, clock, admin_token_sha256, ephemeral, sessions, jwks, http }, startup))
+        Ok((App { config, store, registry, directory, cipher, clock, admin_token_sha256, ephemeral, sessions, jwks, http, ingress: Default::default() }, startup))
     }
 }
 
@@ -226,6 +228,7 @@ pub fn router(state: AppState) -> Router {
         .route("/saml/{id}/acs", axum::routing::post(crate::login::saml_acs))
         .route("/logout", axum::routing::post(crate::login::logout))
         .route("/auth", get(crate::ingress::forward_auth))
+        .route("/auth/{*path}", get(crate::ingress::forward_auth_envoy))
         .route("/oauth2/auth", get(crate::ingress::forward_auth))
         .route("/start", get(crate::ingress::start))
         .route("/oauth2/start", get(crate::ingress::start))
