@@ -13,7 +13,8 @@
 //!
 //! Environment: BENCH_SSOGATE_EXE, BENCH_HELLO_EXE (the binaries), BENCH_DURATION (s, 10),
 //! BENCH_RUNS (3), BENCH_CONNECTIONS (64), BENCH_SESSIONS (100000),
-//! BENCH_STATE_URL (a `redis://` URL: the gateway keeps its state there).
+//! BENCH_LOGIN_WORKERS (1), BENCH_STATE_URL (a `redis://` URL: the gateway keeps its
+//! state there).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -323,7 +324,12 @@ async fn main() {
             break;
         }
     }
-    std::thread::spawn(move || for _ in lines {});
+    // Errors of the gateway show on the driver's stderr.
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok).filter(|l| l.contains("\"ERROR\"")) {
+            eprintln!("gateway: {l}");
+        }
+    });
     let gw_pid = gateway.child.id();
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let body = json!({"id": "con_b", "display_name": "Bench", "protocol": "oidc", "create_users": true, "group_sync": true, "discover": false,
@@ -358,7 +364,9 @@ async fn main() {
     // Live sessions: N real logins (ten users, each login its own session).
     let rss_before = rss_kb(gw_pid);
     let t = Instant::now();
-    let workers = 8;
+    // Concurrent logins of the same users collide on SQLite's write lock (a 503 to the
+    // browser): the logins run one after the other unless BENCH_LOGIN_WORKERS says otherwise.
+    let workers: usize = env_or("BENCH_LOGIN_WORKERS", 1);
     let mut tasks = Vec::new();
     for w in 0..workers {
         let base = base.clone();

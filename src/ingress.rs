@@ -15,7 +15,6 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::clock::Millis;
@@ -232,7 +231,7 @@ async fn bearer(app: &AppState, answer: &Answer, s: &Session, now: Millis) -> Op
         }
     }
     let exp = (now + TOKEN_TTL_MS).min(s.expires_at);
-    let sid: String = hex::encode(&Sha256::digest(s.id.as_bytes())[..16]);
+    let sid = crate::op::public_sid(&s.id);
     let claims = serde_json::json!({
         "iss": app.config.public_base(),
         "aud": app.config.ingress.token_audience,

@@ -37,27 +37,14 @@ pub async fn layer(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| crate::id::token(12));
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    // The ingress asks /auth on every request of every app, and logs those requests
-    // itself: its answers are logged at debug (failures still as errors), which also
-    // keeps the hot path free of a log write per request.
-    let quiet = path == "/auth" || path == "/oauth2/auth" || path.starts_with("/auth/");
-    let span = if quiet {
-        tracing::debug_span!("request", request_id = %id, %method, %path)
-    } else {
-        tracing::info_span!("request", request_id = %id, %method, %path)
-    };
+    let span = tracing::info_span!("request", request_id = %id, %method, %path);
     let started = Instant::now();
     let mut resp = CURRENT.scope(id.clone(), next.run(req)).instrument(span.clone()).await;
     let status = resp.status().as_u16();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
-        if status >= 500 && quiet {
-            // The span is off at info: name the request here.
-            tracing::error!(request_id = %id, %method, %path, status, duration_ms = ms, "request failed");
-        } else if status >= 500 {
+        if status >= 500 {
             tracing::error!(status, duration_ms = ms, "request failed");
-        } else if quiet {
-            tracing::debug!(status, duration_ms = ms, "request");
         } else {
             tracing::info!(status, duration_ms = ms, "request");
         }
