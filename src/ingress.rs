@@ -3,12 +3,12 @@
 //! live session, and a bearer token for the app when asked; 401 without one, or a 302
 //! to the sign-in with `redirect=1`; 403 when logged in but not allowed), `GET /start?rd=`
 //! starts a login that returns to `rd`, and the redirect validator both use. The
-//! oauth2-proxy paths are aliases. `/auth` is the hot path: what it derives from a
-//! session is computed once per session ([`Answers`]); the session store is still asked
-//! on every request, so expiry and logout take effect at once.
+//! oauth2-proxy paths are aliases. `/auth` is the hot path: it asks the session store
+//! on every request (so expiry and logout take effect at once) and signs the app's
+//! token once per session and five minutes ([`Tokens`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -132,88 +132,69 @@ fn loggable(url: &str) -> &str {
 /// How long an ingress bearer token lives, and when a cached one is replaced.
 const TOKEN_TTL_MS: Millis = 300_000;
 const TOKEN_REFRESH_MS: Millis = 60_000;
-/// Cached answers beyond this many are swept (expired ones first, then all).
-const MAX_ANSWERS: usize = 250_000;
+/// Cached tokens beyond this many are swept (expired ones first, then all).
+const MAX_TOKENS: usize = 250_000;
 
-/// What `/auth` answers for one session, computed once: the identity headers, the
-/// lowercased values the per-route rules compare, and the app's bearer token.
-struct Answer {
-    created_at: Millis,
-    expires_at: Millis,
-    user_id: String,
-    headers: [(HeaderName, HeaderValue); 4],
-    groups: Vec<String>,
-    /// Lowercased, and only when verified upstream: `allowed_emails` trusts no other.
-    verified_email: Option<String>,
-    connection: String,
-    token: Mutex<Option<(HeaderValue, Millis)>>,
+/// Whether the route's rules let this session in: groups and connections compared
+/// without case, and only a verified email counts for `allowed_emails`.
+fn allows(s: &Session, q: &AuthQuery) -> bool {
+    let (groups, emails, conns) = (list(&q.allowed_groups), list(&q.allowed_emails), list(&q.allowed_connections));
+    (groups.is_empty() || s.groups.iter().any(|g| groups.contains(&g.to_lowercase())))
+        && (emails.is_empty() || (s.email_verified && s.email.as_ref().is_some_and(|e| emails.contains(&e.to_lowercase()))))
+        && (conns.is_empty() || conns.contains(&s.connection_id.to_lowercase()))
 }
 
-impl Answer {
-    fn of(s: &Session) -> Answer {
-        let value = |v: &str| HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static(""));
-        Answer {
-            created_at: s.created_at,
-            expires_at: s.expires_at,
-            user_id: s.user_id.clone(),
-            headers: [
-                (HeaderName::from_static("x-auth-request-user"), value(&s.user_id)),
-                (HeaderName::from_static("x-auth-request-email"), value(s.email.as_deref().unwrap_or(""))),
-                (HeaderName::from_static("x-auth-request-preferred-username"), value(&s.username)),
-                (HeaderName::from_static("x-auth-request-groups"), value(&s.groups.join(","))),
-            ],
-            groups: s.groups.iter().map(|g| g.to_lowercase()).collect(),
-            verified_email: s.email.as_deref().filter(|_| s.email_verified).map(str::to_lowercase),
-            connection: s.connection_id.to_lowercase(),
-            token: Mutex::new(None),
+/// The identity headers of a session (oauth2-proxy's names).
+fn identity_headers(s: &Session, h: &mut HeaderMap) {
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(HeaderName::from_static(name), v);
         }
-    }
-
-    fn allows(&self, q: &AuthQuery) -> bool {
-        let (groups, emails, conns) = (list(&q.allowed_groups), list(&q.allowed_emails), list(&q.allowed_connections));
-        (groups.is_empty() || groups.iter().any(|g| self.groups.contains(g)))
-            && (emails.is_empty() || self.verified_email.as_ref().is_some_and(|e| emails.contains(e)))
-            && (conns.is_empty() || conns.contains(&self.connection))
-    }
+    };
+    set("x-auth-request-user", &s.user_id);
+    set("x-auth-request-email", s.email.as_deref().unwrap_or(""));
+    set("x-auth-request-preferred-username", &s.username);
+    set("x-auth-request-groups", &s.groups.join(","));
 }
 
-/// `/auth` answers by session id, so the hot path builds no strings: the session store
-/// is still asked on every request (expiry, idle time, revocation), this only caches
-/// what is derived from the session's fixed contents.
+/// The app's bearer tokens by session id, so `/auth` signs once per session and five
+/// minutes, not per request. The session store is still asked first on every request,
+/// so an ended session never gets its cached token. (The identity headers are not
+/// cached: building them costs less than the memory a cache entry per session takes.)
 #[derive(Default)]
-pub struct Answers {
-    map: Mutex<(HashMap<String, Arc<Answer>>, Millis)>,
+pub struct Tokens {
+    map: Mutex<(HashMap<String, (HeaderValue, Millis, Millis)>, Millis)>,
 }
 
-impl std::fmt::Debug for Answers {
+impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Keys are session ids (cookie values): never printed.
-        f.write_str("Answers")
+        // Keys are session ids (cookie values), values tokens: never printed.
+        f.write_str("Tokens")
     }
 }
 
-impl Answers {
-    fn get(&self, s: &Session, now: Millis) -> Arc<Answer> {
-        let Ok(mut guard) = self.map.lock() else { return Arc::new(Answer::of(s)) };
+impl Tokens {
+    /// The cached token of session `s`, while it has more than a minute to live.
+    fn get(&self, s: &Session, now: Millis) -> Option<HeaderValue> {
+        let guard = self.map.lock().ok()?;
+        let (v, exp, created) = guard.0.get(&s.id)?;
+        (*created == s.created_at && exp - now > TOKEN_REFRESH_MS).then(|| v.clone())
+    }
+
+    fn put(&self, s: &Session, value: HeaderValue, exp: Millis, now: Millis) {
+        let Ok(mut guard) = self.map.lock() else { return };
         let (map, last_sweep) = &mut *guard;
-        if let Some(a) = map.get(&s.id) {
-            if a.created_at == s.created_at && a.user_id == s.user_id {
-                return a.clone();
-            }
-        }
-        if map.len() >= MAX_ANSWERS && now - *last_sweep > 1000 {
-            map.retain(|_, a| a.expires_at > now);
+        if map.len() >= MAX_TOKENS && now - *last_sweep > 1000 {
+            map.retain(|_, (_, exp, _)| *exp > now);
             *last_sweep = now;
         }
-        if map.len() >= MAX_ANSWERS {
+        if map.len() >= MAX_TOKENS {
             map.clear();
         }
-        let a = Arc::new(Answer::of(s));
-        map.insert(s.id.clone(), a.clone());
-        a
+        map.insert(s.id.clone(), (value, exp, s.created_at));
     }
 
-    /// Drops what was cached for a session (logout).
+    /// Drops the token of a session (logout).
     pub fn forget(&self, session_id: &str) {
         if let Ok(mut guard) = self.map.lock() {
             guard.0.remove(session_id);
@@ -224,11 +205,9 @@ impl Answers {
 /// The bearer token for the app: a short-lived JWT signed with the gateway's key,
 /// describing the session's user. Cached per session until a minute before it expires.
 /// It names the session by a hash, never by its id (the cookie value).
-async fn bearer(app: &AppState, answer: &Answer, s: &Session, now: Millis) -> Option<HeaderValue> {
-    if let Ok(guard) = answer.token.lock() {
-        if let Some((v, _)) = guard.as_ref().filter(|(_, exp)| exp - now > TOKEN_REFRESH_MS) {
-            return Some(v.clone());
-        }
+async fn bearer(app: &AppState, s: &Session, now: Millis) -> Option<HeaderValue> {
+    if let Some(v) = app.ingress.get(s, now) {
+        return Some(v);
     }
     let exp = (now + TOKEN_TTL_MS).min(s.expires_at);
     let sid = crate::op::public_sid(&s.id);
@@ -254,9 +233,7 @@ async fn bearer(app: &AppState, answer: &Answer, s: &Session, now: Millis) -> Op
         }
     };
     let value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
-    if let Ok(mut guard) = answer.token.lock() {
-        *guard = Some((value.clone(), exp));
-    }
+    app.ingress.put(s, value.clone(), exp, now);
     Some(value)
 }
 
@@ -292,8 +269,7 @@ async fn check(app: &AppState, q: &AuthQuery, headers: &HeaderMap, envoy_path: O
     let Some(session) = session else {
         return not_logged_in(app, q, headers, envoy_path);
     };
-    let answer = app.ingress.get(&session, now);
-    if !answer.allows(q) {
+    if !allows(&session, q) {
         if tracing::enabled!(tracing::Level::INFO) {
             let url = original_url(headers, envoy_path).unwrap_or_default();
             tracing::info!(user_id = %session.user_id, url = loggable(&url), "auth: refused by the route's rules");
@@ -302,12 +278,9 @@ async fn check(app: &AppState, q: &AuthQuery, headers: &HeaderMap, envoy_path: O
     }
     let mut resp = Response::new(Body::empty());
     let h = resp.headers_mut();
-    h.reserve(5);
-    for (name, value) in &answer.headers {
-        h.insert(name.clone(), value.clone());
-    }
+    identity_headers(&session, h);
     if flag(&q.set_authorization_header) || app.config.ingress.set_authorization_header {
-        match bearer(app, &answer, &session, now).await {
+        match bearer(app, &session, now).await {
             Some(v) => {
                 h.insert(header::AUTHORIZATION, v);
             }
@@ -454,15 +427,17 @@ mod tests {
         let q = |g: &str, e: &str, c: &str| AuthQuery {
             allowed_groups: Some(g.into()), allowed_emails: Some(e.into()), allowed_connections: Some(c.into()), ..Default::default()
         };
-        let a = Answer::of(&s);
-        assert!(a.allows(&q("admins, ENGINEERS", "alice@example.com", "con_a")));
-        assert!(a.allows(&q("", "", "")));
-        assert!(!a.allows(&q("admins", "", "")));
-        assert!(!a.allows(&q("", "bob@example.com", "")));
-        assert!(!a.allows(&q("", "", "con_b")));
+        assert!(allows(&s, &q("admins, ENGINEERS", "alice@example.com", "con_a")));
+        assert!(allows(&s, &q("", "", "")));
+        assert!(!allows(&s, &q("admins", "", "")));
+        assert!(!allows(&s, &q("", "bob@example.com", "")));
+        assert!(!allows(&s, &q("", "", "con_b")));
+        let mut h = HeaderMap::new();
+        identity_headers(&s, &mut h);
+        assert_eq!(h["x-auth-request-groups"], "Engineers");
+        assert_eq!(h["x-auth-request-email"], "Alice@Example.com");
         s.email_verified = false;
-        assert!(!Answer::of(&s).allows(&q("", "alice@example.com", "")));
-        assert_eq!(a.headers[3].1, "Engineers");
+        assert!(!allows(&s, &q("", "alice@example.com", "")));
     }
 
     #[test]

@@ -48,8 +48,8 @@ pub struct App {
     pub jwks: crate::upstream::jwks::JwksCache,
     /// The outbound HTTP client (no redirects, timeouts).
     pub http: reqwest::Client,
-    /// `/auth` answers computed once per session (identity headers, bearer token).
-    pub ingress: crate::ingress::Answers,
+    /// The apps' bearer tokens `/auth` signed, per session.
+    pub ingress: crate::ingress::Tokens,
 }
 
 /// Handlers' state.
