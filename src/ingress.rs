@@ -163,8 +163,11 @@ fn identity_headers(s: &Session, h: &mut HeaderMap) {
 /// cached: building them costs less than the memory a cache entry per session takes.)
 #[derive(Default)]
 pub struct Tokens {
-    map: Mutex<(HashMap<String, (HeaderValue, Millis, Millis)>, Millis)>,
+    map: Mutex<(HashMap<String, Cached>, Millis)>,
 }
+
+/// A token header, when it expires, and the `created_at` of the session it is for.
+type Cached = (HeaderValue, Millis, Millis);
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
