@@ -2,7 +2,8 @@
 //! so that nothing an attacker sends can reach the network or the XML-DSig library's
 //! dangerous corners. It refuses: input that is not base64 or not UTF-8 XML; any DTD
 //! (XXE, billion laughs); a root other than `samlp:Response`; duplicate `ID`s (the basis
-//! of signature wrapping); `ds:Reference` URIs other than `""` or `#id` of an element in
+//! of signature wrapping); comments and processing instructions inside the response
+//! (a comment in a NameID splits its text, the classic truncation trick); `ds:Reference` URIs other than `""` or `#id` of an element in
 //! the document (a remote URI makes libxmlsec fetch it); transforms other than
 //! enveloped-signature and exclusive c14n (XSLT runs code); SHA-1 signature and digest
 //! algorithms.
@@ -55,6 +56,9 @@ pub enum Refused {
     /// The root is not a SAML protocol Response.
     #[error("the message is not a SAML Response")]
     NotResponse,
+    /// A comment or processing instruction inside the response (text could hide in it).
+    #[error("the SAML response contains comments or processing instructions, which are never allowed")]
+    Comment,
     /// Two elements share an ID.
     #[error("the SAML response has duplicate IDs")]
     DuplicateId,
@@ -94,6 +98,9 @@ pub fn check_xml(xml: &str) -> Result<(), Refused> {
     let root = doc.root_element();
     if root.tag_name().name() != "Response" || root.tag_name().namespace() != Some(PROTOCOL) {
         return Err(Refused::NotResponse);
+    }
+    if root.descendants().any(|n| n.is_comment() || n.is_pi()) {
+        return Err(Refused::Comment);
     }
     let mut ids = HashSet::new();
     for n in doc.descendants().filter(|n| n.is_element()) {
@@ -168,6 +175,8 @@ mod tests {
             (response(&signature("#_a1", ENV, "http://www.w3.org/2000/09/xmldsig#rsa-sha1", SHA256)), "Algorithm"),
             (response(&signature("#_a1", ENV, RSA256, "http://www.w3.org/2000/09/xmldsig#sha1")), "Algorithm"),
             (response("<saml:Assertion ID=\"_r1\"/>"), "DuplicateId"),
+            (response("<saml:NameID>a@b.example<!---->.evil.example</saml:NameID>"), "Comment"),
+            (response("<?pi x?>"), "Comment"),
             ("<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;&a;\">]><r>&b;</r>".to_string(), "Doctype"),
             ("<x/>".to_string(), "NotResponse"),
             ("<samlp:Response".to_string(), "Xml"),
