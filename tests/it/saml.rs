@@ -477,3 +477,46 @@ async fn saml_login_through_a_real_idp_every_signing_mode_with_group_sync_and_ji
     assert_eq!(st, StatusCode::SEE_OTHER, "{page}");
     assert!(page.contains("alice@example.test"));
 }
+
+#[tokio::test]
+async fn metadata_by_url_is_refreshed_when_the_idp_rolls_its_key() {
+    let gw = Gateway::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    let _ = idp_keys(keys.path(), "http://127.0.0.1:9", &[]);
+    let mut cmd = Command::new(peers_dir().join(".venv/bin/python"));
+    cmd.arg(peers_dir().join("saml/idp.py")).args(["serve", "--keys"]).arg(keys.path())
+        .args(["--sp-metadata-url", &format!("{}/saml/con_s/metadata", gw.base)]);
+    let mut idp = crate::peers::spawn(cmd);
+    let (s, c) = gw.admin(Method::POST, "/connections", Some(json!({"id": "con_s", "display_name": "pysaml2", "protocol": "saml",
+        "create_users": true, "saml": {"idp_metadata_url": idp.ready["metadata_url"]}}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let old_cert = c["saml"]["idp"]["certificates"][0]["sha256"].clone();
+    assert!(c["saml"]["idp"]["certificates"][0]["not_after"].is_string(), "expiry shown: {c}");
+    let (st, page) = saml_login(&Browser::new(), &gw, "sign=assertion").await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "{page}");
+    assert_eq!(gw.app.registry.refresh_saml_metadata().await, vec![("con_s".to_string(), Ok(false))], "unchanged: nothing written");
+
+    // The IdP rolls its key: its responses no longer verify against the pinned certificate...
+    std::fs::remove_file(keys.path().join("idp.key")).unwrap();
+    std::fs::remove_file(keys.path().join("idp.crt")).unwrap();
+    let _ = idp_keys(keys.path(), "http://127.0.0.1:9", &[]);
+    let (st, body) = saml_login(&Browser::new(), &gw, "sign=assertion").await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("does not verify with any of the IdP"), "{body}");
+    // ...until the refresh reads the new metadata.
+    assert_eq!(gw.app.registry.refresh_saml_metadata().await, vec![("con_s".to_string(), Ok(true))]);
+    let (_, c) = gw.admin(Method::GET, "/connections/con_s", None).await;
+    assert_ne!(c["saml"]["idp"]["certificates"][0]["sha256"], old_cert, "{c}");
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    let (st, page) = saml_login(&Browser::new(), &gw, "sign=assertion").await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "{page}");
+
+    // The IdP goes away: the refresh fails and the connection keeps what it has.
+    idp.child.kill().unwrap();
+    let _ = idp.child.wait();
+    let result = gw.app.registry.refresh_saml_metadata().await;
+    assert!(result[0].1.as_ref().is_err_and(|e| e.contains("could not fetch")), "{result:?}");
+    let (_, after) = gw.admin(Method::GET, "/connections/con_s", None).await;
+    assert_eq!(after["saml"]["idp"], c["saml"]["idp"]);
+    assert_eq!(after["version"], c["version"]);
+}
