@@ -17,6 +17,8 @@ const PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
 const DS: &str = "http://www.w3.org/2000/09/xmldsig#";
 /// Largest decoded response accepted.
 pub const MAX_XML: usize = 512 * 1024;
+/// Deepest element nesting accepted (real responses nest about ten deep).
+pub const MAX_DEPTH: usize = 64;
 
 const TRANSFORMS: &[&str] = &[
     "http://www.w3.org/2000/09/xmldsig#enveloped-signature",
@@ -56,6 +58,9 @@ pub enum Refused {
     /// The root is not a SAML protocol Response.
     #[error("the message is not a SAML Response")]
     NotResponse,
+    /// Elements nested deeper than any real response.
+    #[error("the SAML response nests elements more than {MAX_DEPTH} deep")]
+    TooDeep,
     /// A comment or processing instruction inside the response (text could hide in it).
     #[error("the SAML response contains comments or processing instructions, which are never allowed")]
     Comment,
@@ -88,8 +93,64 @@ pub fn check(saml_response: &str) -> Result<String, Refused> {
     Ok(xml)
 }
 
+/// Whether no element in `xml` nests deeper than `limit`, read from the raw text. XML
+/// parsers (roxmltree among them) recurse per level, so this runs before any parse of
+/// untrusted XML: a few hundred kilobytes of `<a><a><a>...` would overflow the stack.
+/// Comments, CDATA, processing instructions, declarations and quoted attribute values
+/// are skipped; malformed text is left for the parser to refuse.
+pub fn nesting_within(xml: &str, limit: usize) -> bool {
+    let b = xml.as_bytes();
+    let skip_to = |from: usize, end: &[u8]| -> usize {
+        b[from..].windows(end.len()).position(|w| w == end).map(|p| from + p + end.len()).unwrap_or(b.len())
+    };
+    let (mut i, mut depth) = (0usize, 0usize);
+    while i < b.len() {
+        if b[i] != b'<' {
+            i += 1;
+            continue;
+        }
+        let rest = &b[i..];
+        if rest.starts_with(b"<!--") {
+            i = skip_to(i + 4, b"-->");
+        } else if rest.starts_with(b"<![CDATA[") {
+            i = skip_to(i + 9, b"]]>");
+        } else if rest.starts_with(b"<?") {
+            i = skip_to(i + 2, b"?>");
+        } else if rest.starts_with(b"<!") {
+            i = skip_to(i + 2, b">");
+        } else if rest.starts_with(b"</") {
+            depth = depth.saturating_sub(1);
+            i = skip_to(i + 2, b">");
+        } else {
+            // A start tag: to its '>', outside quoted values; "/>" closes it at once.
+            let mut j = i + 1;
+            let mut quote = 0u8;
+            while j < b.len() {
+                match (quote, b[j]) {
+                    (0, q @ (b'"' | b'\'')) => quote = q,
+                    (0, b'>') => break,
+                    (q, c) if q != 0 && c == q => quote = 0,
+                    _ => {}
+                }
+                j += 1;
+            }
+            if j < b.len() && b[j - 1] != b'/' {
+                depth += 1;
+                if depth > limit {
+                    return false;
+                }
+            }
+            i = j + 1;
+        }
+    }
+    true
+}
+
 /// Checks decoded XML (see the module text).
 pub fn check_xml(xml: &str) -> Result<(), Refused> {
+    if !nesting_within(xml, MAX_DEPTH) {
+        return Err(Refused::TooDeep);
+    }
     let opts = roxmltree::ParsingOptions { allow_dtd: false, nodes_limit: 50_000 };
     let doc = roxmltree::Document::parse_with_options(xml, opts).map_err(|e| match e {
         roxmltree::Error::DtdDetected => Refused::Doctype,
@@ -159,6 +220,14 @@ mod tests {
     const SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
 
     #[test]
+    fn nesting_is_measured_on_the_raw_text() {
+        assert!(nesting_within("<a><b/><c x='>' y=\"/>\"><!-- <d><d><d> --><![CDATA[<e><e>]]><?p <f>?></c></a>", 2));
+        assert!(!nesting_within("<a><b><c></c></b></a>", 2));
+        assert!(nesting_within("<a></a><a></a><a></a>", 1));
+        assert!(nesting_within("", 0) && nesting_within("<a", 1) && nesting_within("<a x='", 1));
+    }
+
+    #[test]
     fn a_plain_signed_response_passes() {
         check_xml(&response(&signature("#_a1", ENV, RSA256, SHA256))).unwrap();
         check_xml(&response(&signature("", ENV, RSA256, SHA256))).unwrap();
@@ -177,6 +246,8 @@ mod tests {
             (response("<saml:Assertion ID=\"_r1\"/>"), "DuplicateId"),
             (response("<saml:NameID>a@b.example<!---->.evil.example</saml:NameID>"), "Comment"),
             (response("<?pi x?>"), "Comment"),
+            (response(&format!("{}{}", "<x>".repeat(70), "</x>".repeat(70))), "TooDeep"),
+            (format!("{}{}", "<a>".repeat(200_000), "</a>".repeat(200_000)), "TooDeep"),
             ("<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;&a;\">]><r>&b;</r>".to_string(), "Doctype"),
             ("<x/>".to_string(), "NotResponse"),
             ("<samlp:Response".to_string(), "Xml"),

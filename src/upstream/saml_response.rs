@@ -152,6 +152,9 @@ pub fn verify(saml_response: &str, conn: &Connection, expect: &Expect) -> Result
 /// [`verify`] on pre-checked XML.
 pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verified, UpstreamError> {
     let s = conn.settings.saml.as_ref().ok_or_else(|| UpstreamError::Unavailable("the connection has no SAML settings".into()))?;
+    if !saml_precheck::nesting_within(xml, saml_precheck::MAX_DEPTH) {
+        return Err(invalid(saml_precheck::Refused::TooDeep.to_string()));
+    }
     let doc = roxmltree::Document::parse_with_options(xml, roxmltree::ParsingOptions { allow_dtd: false, nodes_limit: 50_000 })
         .map_err(|_| invalid("the SAML response is not well-formed XML"))?;
     let root = doc.root_element();

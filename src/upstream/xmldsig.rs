@@ -24,6 +24,8 @@ use openssl::pkey::{Id, PKey, Private, Public};
 use openssl::sign::{Signer, Verifier};
 use roxmltree::{Node, NodeId};
 
+/// Deepest nesting canonicalized (the pre-check refuses far less already).
+pub const MAX_DEPTH: usize = 128;
 /// The XML-DSig namespace.
 pub const DS: &str = "http://www.w3.org/2000/09/xmldsig#";
 const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
@@ -52,6 +54,9 @@ pub enum DsigError {
     /// No pinned key verifies the signature.
     #[error("the signature does not verify with any of the IdP's certificates")]
     Signature,
+    /// Signed content nested deeper than [`MAX_DEPTH`].
+    #[error("the signed content nests elements too deep")]
+    TooDeep,
     /// Comments or processing instructions inside signed content.
     #[error("the signed content contains comments or processing instructions")]
     Comment,
@@ -206,11 +211,14 @@ fn prefix_of(qname: &str) -> &str {
 pub fn canonicalize(src: &str, apex: Node, exclude: Option<NodeId>, inclusive: &[String]) -> Result<String, DsigError> {
     let mut out = String::with_capacity(apex.range().len());
     let mut rendered: Vec<(String, String)> = Vec::new();
-    element(src, apex, exclude, inclusive, &mut rendered, &mut out)?;
+    element(src, apex, exclude, inclusive, &mut rendered, &mut out, 0)?;
     Ok(out)
 }
 
-fn element(src: &str, n: Node, exclude: Option<NodeId>, inclusive: &[String], rendered: &mut Vec<(String, String)>, out: &mut String) -> Result<(), DsigError> {
+fn element(src: &str, n: Node, exclude: Option<NodeId>, inclusive: &[String], rendered: &mut Vec<(String, String)>, out: &mut String, depth: usize) -> Result<(), DsigError> {
+    if depth > MAX_DEPTH {
+        return Err(DsigError::TooDeep);
+    }
     let name = qname(src, n);
     // Prefixes this element visibly uses, then the inclusive ones in scope.
     let mut used: Vec<&str> = vec![prefix_of(name)];
@@ -264,7 +272,7 @@ fn element(src: &str, n: Node, exclude: Option<NodeId>, inclusive: &[String], re
     for c in n.children() {
         if c.is_element() {
             if Some(c.id()) != exclude {
-                element(src, c, exclude, inclusive, rendered, out)?;
+                element(src, c, exclude, inclusive, rendered, out, depth + 1)?;
             }
         } else if c.is_text() {
             escape_text(c.text().unwrap_or_default(), out);
@@ -381,6 +389,13 @@ mod tests {
         // An inclusive prefix is rendered even when unused.
         assert_eq!(canonicalize(xml, c, None, &["z".into()]).unwrap(), "<b:c xmlns:b=\"urn:b\" xmlns:z=\"urn:unused\"></b:c>");
         assert_eq!(c14n("<r>\r\n<x a=\"&#13;\"/></r>"), "<r>\n<x a=\"&#xD;\"></x></r>");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_recursed() {
+        let xml = format!("{}{}", "<a>".repeat(200), "</a>".repeat(200));
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        assert_eq!(canonicalize(&xml, doc.root_element(), None, &[]), Err(DsigError::TooDeep));
     }
 
     #[test]

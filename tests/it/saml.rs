@@ -124,6 +124,8 @@ async fn acs_precheck_refuses_hostile_posts_fast_and_offline() {
         ("XXE", B64.encode(r#"<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol">&x;</samlp:Response>"#), "DOCTYPE"),
         ("billion laughs", B64.encode(format!("<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"ha\">{}]><l>&j;</l>", (b'b'..=b'j').map(|c| format!("<!ENTITY {} \"{}\">", c as char, format!("&{};", (c - 1) as char).repeat(10))).collect::<String>())), "DOCTYPE"),
         ("duplicate IDs", B64.encode(response(r#"<a ID="_r"/>"#)), "duplicate IDs"),
+        // Parsers recurse per level: this would overflow the stack, taking the process down.
+        ("deep nesting", B64.encode(response(&format!("{}{}", "<a>".repeat(60_000), "</a>".repeat(60_000)))), "nests elements more than 64 deep"),
     ];
     for (what, value, needle) in cases {
         let started = std::time::Instant::now();
