@@ -50,13 +50,24 @@ fn cookie_header(app: &AppState, name: &str, value: &str, max_age: u64, same_sit
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The flow cookie of a SAML login must come back on the IdP's cross-site POST to the
-/// ACS, which `SameSite=Lax` forbids: `None` (which browsers take only with `Secure`,
-/// so over https). Over plain http (a local trial) it stays `Lax`, which works when the
-/// IdP is on the same site.
-fn flow_cookie(app: &AppState, protocol: Protocol, value: &str, max_age: u64) -> HeaderValue {
-    let same_site = if protocol == Protocol::Saml && app.config.secure_cookies() { "None" } else { "Lax" };
-    cookie_header(app, FLOW_COOKIE, value, max_age, same_site)
+/// The flow cookie's name. Over https it is `__Host-` prefixed: a browser takes such a
+/// cookie only from this very host (Secure, no Domain), so a sibling subdomain cannot
+/// plant a flow id of its own choosing (login CSRF by cookie tossing).
+fn flow_cookie_name(app: &AppState) -> &'static str {
+    if app.config.secure_cookies() { "__Host-ssogate_flow" } else { FLOW_COOKIE }
+}
+
+/// The flow cookie must come back on a SAML IdP's cross-site POST to the ACS, which
+/// `SameSite=Lax` forbids: over https it is `SameSite=None` (browsers take `None` only
+/// with `Secure`) for every protocol, as one cookie serves logins in several tabs. Over
+/// plain http (a local trial) it stays `Lax`, which works when the IdP is on the same site.
+fn flow_cookie(app: &AppState, value: &str, max_age: u64) -> HeaderValue {
+    let same_site = if app.config.secure_cookies() { "None" } else { "Lax" };
+    cookie_header(app, flow_cookie_name(app), value, max_age, same_site)
+}
+
+fn flow_cookie_value<'a>(app: &AppState, headers: &'a HeaderMap) -> Option<&'a str> {
+    cookie(headers, flow_cookie_name(app))
 }
 
 fn hash(s: &str) -> String {
@@ -141,7 +152,7 @@ pub async fn login_start(State(app): State<AppState>, ApiPath(id): ApiPath<Strin
     };
 
     // Reuse the browser's flow cookie so two tabs can log in at once.
-    let browser = cookie(&headers, FLOW_COOKIE).filter(|v| v.len() == 43 && crate::id::is_wellformed(v)).map(str::to_string).unwrap_or_else(|| crate::id::token(32));
+    let browser = flow_cookie_value(&app, &headers).filter(|v| v.len() == 43 && crate::id::is_wellformed(v)).map(str::to_string).unwrap_or_else(|| crate::id::token(32));
     let return_to = q.return_to.as_deref().and_then(|p| return_target(&app, p));
     let base = app.config.public_base();
     let callback = conn.callback_url(&base);
@@ -164,7 +175,7 @@ pub async fn login_start(State(app): State<AppState>, ApiPath(id): ApiPath<Strin
         Outbound::Redirect(url) => Redirect::to(&url).into_response(),
         Outbound::Post { url, saml_request, relay_state } => post_form(&url, &[("SAMLRequest", &saml_request), ("RelayState", &relay_state)]),
     };
-    resp.headers_mut().append(header::SET_COOKIE, flow_cookie(&app, conn.protocol, &browser, ttl));
+    resp.headers_mut().append(header::SET_COOKIE, flow_cookie(&app, &browser, ttl));
     resp
 }
 
@@ -208,7 +219,7 @@ pub async fn oidc_callback(State(app): State<AppState>, ApiPath(id): ApiPath<Str
     let Some(flow) = flow else {
         return page::error(StatusCode::BAD_REQUEST, "This sign-in has expired or was already used. Start the sign-in again.");
     };
-    let browser_ok = cookie(&headers, FLOW_COOKIE).is_some_and(|c| hash(c) == flow.browser);
+    let browser_ok = flow_cookie_value(&app, &headers).is_some_and(|c| hash(c) == flow.browser);
     if flow.connection_id != id || !browser_ok {
         tracing::warn!(connection = %id, "callback state bound to another browser or connection");
         return page::error(StatusCode::BAD_REQUEST, "This sign-in was started in another browser. Start the sign-in again here.");
@@ -288,7 +299,7 @@ pub async fn complete(app: &AppState, conn: &Connection, identity: &Identity, re
     tracing::info!(user_id = %user.id, connection = %conn.id, "login");
     let mut resp = Redirect::to(return_to.as_deref().unwrap_or("/")).into_response();
     resp.headers_mut().append(header::SET_COOKIE, set_cookie(app, SESSION_COOKIE, &session.id, app.config.session.lifetime_seconds));
-    resp.headers_mut().append(header::SET_COOKIE, set_cookie(app, FLOW_COOKIE, "", 0));
+    resp.headers_mut().append(header::SET_COOKIE, flow_cookie(app, "", 0));
     resp
 }
 
@@ -430,7 +441,7 @@ pub async fn saml_acs(State(app): State<AppState>, ApiPath(id): ApiPath<String>,
     };
     let return_to = match &flow {
         Some(f) => {
-            let browser_ok = cookie(&headers, FLOW_COOKIE).is_some_and(|c| hash(c) == f.browser);
+            let browser_ok = flow_cookie_value(&app, &headers).is_some_and(|c| hash(c) == f.browser);
             if f.connection_id != id || !browser_ok {
                 return refused(StatusCode::BAD_REQUEST, &id, "this sign-in was started in another browser; start the sign-in again here");
             }

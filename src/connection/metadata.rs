@@ -24,9 +24,9 @@ pub fn parse(xml: &str) -> Result<IdpMetadata, String> {
     if xml.len() > MAX_BYTES {
         return Err(format!("is larger than {MAX_BYTES} bytes"));
     }
-    if !crate::upstream::saml_precheck::nesting_within(xml, crate::upstream::saml_precheck::MAX_DEPTH) {
-        return Err(format!("nests elements more than {} deep", crate::upstream::saml_precheck::MAX_DEPTH));
-    }
+    // Aggregates list many entities; the other limits are a response's.
+    let limits = crate::upstream::saml_precheck::Limits { elements: 100_000, ..crate::upstream::saml_precheck::RESPONSE_LIMITS };
+    crate::upstream::saml_precheck::shape_within(xml, &limits)?;
     let opts = roxmltree::ParsingOptions { allow_dtd: false, nodes_limit: 100_000 };
     let doc = roxmltree::Document::parse_with_options(xml, opts).map_err(|e| match e {
         roxmltree::Error::DtdDetected => "must not contain a DOCTYPE".to_string(),

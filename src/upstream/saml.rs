@@ -144,8 +144,9 @@ ProtocolBinding=\"{POST}\"><saml:Issuer>{issuer}</saml:Issuer>{nameid}</samlp:Au
         if alg == ECDSA_SHA256 {
             // XML-DSig carries ECDSA signatures as r || s, not DER.
             let parsed = openssl::ecdsa::EcdsaSig::from_der(&sig).map_err(err)?;
-            let mut raw = parsed.r().to_vec_padded(32).map_err(err)?;
-            raw.extend(parsed.s().to_vec_padded(32).map_err(err)?);
+            let width = (key.bits() as i32 + 7) / 8;
+            let mut raw = parsed.r().to_vec_padded(width).map_err(err)?;
+            raw.extend(parsed.s().to_vec_padded(width).map_err(err)?);
             sig = raw;
         }
         query.push_str(&format!("&Signature={}", enc(&B64.encode(sig))));

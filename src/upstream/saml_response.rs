@@ -16,7 +16,7 @@ use openssl::pkey::{PKey, Public};
 use roxmltree::Node;
 use serde_json::{Map, Value};
 
-use super::saml_precheck;
+use super::saml_precheck::{self, shown};
 use super::xmldsig::{self, text_of};
 use super::UpstreamError;
 use crate::clock::Millis;
@@ -77,7 +77,7 @@ fn instant(n: Node, attr: &str) -> Result<Option<Millis>, UpstreamError> {
         None => Ok(None),
         Some(v) => chrono::DateTime::parse_from_rfc3339(v.trim())
             .map(|t| Some(t.timestamp_millis()))
-            .map_err(|_| invalid(format!("the {} {attr} {v:?} is not a UTC date-time", n.tag_name().name()))),
+            .map_err(|_| invalid(format!("the {} {attr} {} is not a UTC date-time", n.tag_name().name(), shown(v)))),
     }
 }
 
@@ -126,7 +126,7 @@ fn bearer(sc: Node, expect: &Expect) -> Result<Millis, UpstreamError> {
     let data = one(sc, ASSERTION, "SubjectConfirmationData").ok_or_else(|| invalid("the bearer confirmation has no SubjectConfirmationData"))?;
     match data.attribute("Recipient") {
         Some(r) if r == expect.acs_url => {}
-        Some(r) => return Err(invalid(format!("the assertion is meant for {r:?}, not for this connection's ACS (Recipient)"))),
+        Some(r) => return Err(invalid(format!("the assertion is meant for {}, not for this connection's ACS (Recipient)", shown(r)))),
         None => return Err(invalid("the bearer confirmation has no Recipient")),
     }
     let until = instant(data, "NotOnOrAfter")?.ok_or_else(|| invalid("the bearer confirmation has no NotOnOrAfter"))?;
@@ -136,7 +136,9 @@ fn bearer(sc: Node, expect: &Expect) -> Result<Millis, UpstreamError> {
     if instant(data, "NotBefore")?.is_some_and(|nb| now + skew < nb) {
         return Err(invalid("the assertion is not valid yet (SubjectConfirmationData NotBefore)"));
     }
-    if data.has_attribute("InResponseTo") {
+    // Profiles 4.1.4.2: a solicited assertion names the request in its own (signed)
+    // confirmation; the Response's InResponseTo alone may sit outside the signature.
+    if data.has_attribute("InResponseTo") || expect.request_id.is_some() {
         in_response_to(data, expect)?;
     }
     Ok(until)
@@ -152,9 +154,7 @@ pub fn verify(saml_response: &str, conn: &Connection, expect: &Expect) -> Result
 /// [`verify`] on pre-checked XML.
 pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verified, UpstreamError> {
     let s = conn.settings.saml.as_ref().ok_or_else(|| UpstreamError::Unavailable("the connection has no SAML settings".into()))?;
-    if !saml_precheck::nesting_within(xml, saml_precheck::MAX_DEPTH) {
-        return Err(invalid(saml_precheck::Refused::TooDeep.to_string()));
-    }
+    saml_precheck::shape_within(xml, &saml_precheck::RESPONSE_LIMITS).map_err(|e| invalid(saml_precheck::Refused::Shape(e).to_string()))?;
     let doc = roxmltree::Document::parse_with_options(xml, roxmltree::ParsingOptions { allow_dtd: false, nodes_limit: 50_000 })
         .map_err(|_| invalid("the SAML response is not well-formed XML"))?;
     let root = doc.root_element();
@@ -192,14 +192,14 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
         return Err(invalid("the response is not SAML 2.0"));
     }
     match root.attribute("Destination") {
-        Some(d) if d != expect.acs_url => return Err(invalid(format!("the response is addressed to {d:?}, not to this connection's ACS"))),
+        Some(d) if d != expect.acs_url => return Err(invalid(format!("the response is addressed to {}, not to this connection's ACS", shown(d)))),
         None if response_signed => return Err(invalid("the signed response has no Destination")),
         _ => {}
     }
     let idp = s.idp.entity_id.as_str();
     if let Some(issuer) = one(root, ASSERTION, "Issuer") {
         if text_of(issuer).trim() != idp {
-            return Err(invalid(format!("the response was issued by {:?}, not by this connection's IdP", text_of(issuer).trim())));
+            return Err(invalid(format!("the response was issued by {}, not by this connection's IdP", shown(text_of(issuer).trim()))));
         }
     }
     in_response_to(root, expect)?;
@@ -209,7 +209,7 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
     let skew = expect.skew_ms;
     let issuer = one(assertion, ASSERTION, "Issuer").ok_or_else(|| invalid("the assertion has no Issuer"))?;
     if text_of(issuer).trim() != idp {
-        return Err(invalid(format!("the assertion was issued by {:?}, not by this connection's IdP", text_of(issuer).trim())));
+        return Err(invalid(format!("the assertion was issued by {}, not by this connection's IdP", shown(text_of(issuer).trim()))));
     }
     let assertion_id = assertion.attribute("ID").filter(|i| !i.is_empty()).ok_or_else(|| invalid("the assertion has no ID"))?;
     let issued = instant(assertion, "IssueInstant")?.ok_or_else(|| invalid("the assertion has no IssueInstant"))?;
@@ -275,7 +275,7 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
         }
         for attr in children(statement, ASSERTION, "Attribute") {
             let values: Vec<Value> = children(attr, ASSERTION, "AttributeValue")
-                .filter(|v| v.attribute(("http://www.w3.org/2001/XMLSchema-instance", "nil")) != Some("true"))
+                .filter(|v| !matches!(v.attribute(("http://www.w3.org/2001/XMLSchema-instance", "nil")), Some("true" | "1")))
                 .map(|v| Value::String(text_of(v).trim().to_string()))
                 .collect();
             if let Some(name) = attr.attribute("Name").filter(|n| !n.is_empty() && *n != NAME_ID) {

@@ -46,7 +46,7 @@ pub enum DsigError {
     #[error("a signature does not sign the element that contains it")]
     Detached,
     /// An algorithm or transform outside the allow-list.
-    #[error("a signature uses {0:?}, which is not allowed")]
+    #[error("a signature uses {}, which is not allowed", super::saml_precheck::shown(.0))]
     Algorithm(String),
     /// The signed content was changed.
     #[error("the signed content was changed after signing (digest mismatch)")]
@@ -93,14 +93,23 @@ fn signature_of(alg: &str) -> Option<(MessageDigest, bool)> {
     Some((md, ec))
 }
 
+/// Most prefixes an `InclusiveNamespaces PrefixList` may name (real ones name one to three).
+const MAX_PREFIXES: usize = 16;
+
 /// The `InclusiveNamespaces PrefixList` under a c14n method or transform element.
-fn prefix_list(method: Node) -> Vec<String> {
-    method
+fn prefix_list(method: Node) -> Result<Vec<String>, DsigError> {
+    let mut list: Vec<String> = method
         .children()
         .find(|c| c.is_element() && c.tag_name().name() == "InclusiveNamespaces" && c.tag_name().namespace() == Some(EXC_C14N))
         .and_then(|n| n.attribute("PrefixList"))
         .map(|l| l.split_whitespace().map(|p| if p == "#default" { String::new() } else { p.to_string() }).collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    list.sort_unstable();
+    list.dedup();
+    if list.len() > MAX_PREFIXES {
+        return Err(DsigError::Malformed("an InclusiveNamespaces PrefixList names too many prefixes"));
+    }
+    Ok(list)
 }
 
 fn compact_b64(s: &str) -> Result<Vec<u8>, DsigError> {
@@ -142,7 +151,7 @@ pub fn verify_element(elem: Node, keys: &[PKey<Public>]) -> Result<bool, DsigErr
         return Err(DsigError::Detached);
     }
     let mut enveloped = false;
-    let mut inclusive = Vec::new();
+    let mut inclusive = None;
     if let Some(transforms) = child(reference, "Transforms") {
         for t in transforms.children().filter(|c| c.is_element()) {
             if !is_ds(&t, "Transform") {
@@ -150,7 +159,7 @@ pub fn verify_element(elem: Node, keys: &[PKey<Public>]) -> Result<bool, DsigErr
             }
             match t.attribute("Algorithm").unwrap_or_default() {
                 ENVELOPED => enveloped = true,
-                EXC_C14N | EXC_C14N_COMMENTS => inclusive = prefix_list(t),
+                EXC_C14N | EXC_C14N_COMMENTS => inclusive = Some(prefix_list(t)?),
                 other => return Err(DsigError::Algorithm(other.into())),
             }
         }
@@ -158,25 +167,31 @@ pub fn verify_element(elem: Node, keys: &[PKey<Public>]) -> Result<bool, DsigErr
     if !enveloped {
         return Err(DsigError::Malformed("the signature is not enveloped"));
     }
+    // Without a c14n transform XML-DSig means inclusive c14n 1.0, which SAML never uses.
+    let inclusive = inclusive.ok_or(DsigError::Malformed("the reference has no exclusive c14n transform (inclusive c14n is not supported)"))?;
     let digest_alg = child(reference, "DigestMethod").and_then(|m| m.attribute("Algorithm")).ok_or(DsigError::Malformed("no DigestMethod"))?;
     let digest_md = digest_of(digest_alg).ok_or_else(|| DsigError::Algorithm(digest_alg.into()))?;
     let want = compact_b64(&text_of(child(reference, "DigestValue").ok_or(DsigError::Malformed("no DigestValue"))?))?;
+
+    // The signature over SignedInfo first: it is small, and until it verifies nothing in
+    // the reference (a prefix list, the size of the signed content) is trusted with work.
+    let info = canonicalize(src, signed_info, None, &prefix_list(c14n)?)?;
+    let raw = compact_b64(&text_of(value))?;
+    let raw = if ecdsa { ecdsa_der(&raw).ok_or(DsigError::Malformed("an ECDSA signature value has an odd length"))? } else { raw };
+    let signed = keys
+        .iter()
+        .filter(|k| (k.id() == Id::EC) == ecdsa)
+        .any(|key| Verifier::new(sig_md, key).and_then(|mut v| v.verify_oneshot(&raw, info.as_bytes())).unwrap_or(false));
+    if !signed {
+        return Err(DsigError::Signature);
+    }
 
     let content = canonicalize(src, elem, Some(sig.id()), &inclusive)?;
     let got = hash(digest_md, content.as_bytes()).map_err(|_| DsigError::Digest)?;
     if got.len() != want.len() || !openssl::memcmp::eq(&got, &want) {
         return Err(DsigError::Digest);
     }
-
-    let info = canonicalize(src, signed_info, None, &prefix_list(c14n))?;
-    let raw = compact_b64(&text_of(value))?;
-    let raw = if ecdsa { ecdsa_der(&raw).ok_or(DsigError::Malformed("an ECDSA signature value has an odd length"))? } else { raw };
-    for key in keys.iter().filter(|k| (k.id() == Id::EC) == ecdsa) {
-        if Verifier::new(sig_md, key).and_then(|mut v| v.verify_oneshot(&raw, info.as_bytes())).unwrap_or(false) {
-            return Ok(true);
-        }
-    }
-    Err(DsigError::Signature)
+    Ok(true)
 }
 
 /// XML-DSig carries ECDSA signatures as r || s; OpenSSL wants DER.

@@ -125,7 +125,10 @@ async fn acs_precheck_refuses_hostile_posts_fast_and_offline() {
         ("billion laughs", B64.encode(format!("<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"ha\">{}]><l>&j;</l>", (b'b'..=b'j').map(|c| format!("<!ENTITY {} \"{}\">", c as char, format!("&{};", (c - 1) as char).repeat(10))).collect::<String>())), "DOCTYPE"),
         ("duplicate IDs", B64.encode(response(r#"<a ID="_r"/>"#)), "duplicate IDs"),
         // Parsers recurse per level: this would overflow the stack, taking the process down.
-        ("deep nesting", B64.encode(response(&format!("{}{}", "<a>".repeat(60_000), "</a>".repeat(60_000)))), "nests elements more than 64 deep"),
+        ("deep nesting", B64.encode(response(&format!("{}{}", "<a>".repeat(30_000), "</a>".repeat(30_000)))), "nests elements more than 64 deep"),
+        // Parsers copy every namespace in scope into each element: quadratic work.
+        ("namespace flood", B64.encode(response(&format!("<b {}>{}</b>", (0..40).map(|i| format!(" xmlns:n{i}=\"u\"")).collect::<String>(), "<c xmlns:z=\"u\"/>".repeat(2000)))), "namespace declarations in scope"),
+        ("attribute flood", B64.encode(response(&format!("<b {}/>", (0..20_000).map(|i| format!(" a{i}=\"\"")).collect::<String>()))), "more than 64 attributes"),
     ];
     for (what, value, needle) in cases {
         let started = std::time::Instant::now();
@@ -136,6 +139,12 @@ async fn acs_precheck_refuses_hostile_posts_fast_and_offline() {
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "{what} answered at once, not after a fetch");
     }
     assert!(bait.accept().is_err(), "nothing connected to the remote reference's host");
+    // Text an attacker writes into the message is not shown on our page.
+    let lure = "Your account is locked. Call IT at +1-555-0100";
+    let r = post(B64.encode(response(&sig(lure, env)))).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body = r.text().await.unwrap();
+    assert!(!body.contains("locked") && body.contains("not an element of this response"), "{body}");
     let big = "A".repeat(2 * 1024 * 1024);
     let r = post(big).await.unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
@@ -522,3 +531,6 @@ async fn metadata_by_url_is_refreshed_when_the_idp_rolls_its_key() {
     assert_eq!(after["saml"]["idp"], c["saml"]["idp"]);
     assert_eq!(after["version"], c["version"]);
 }
+
+refusal!(acs_refuses_assertion_not_naming_the_request, json!({"require_signed_assertions": true}), json!({"scd_in_response_to": null}), FORBIDDEN, "no InResponseTo");
+refusal!(acs_refuses_a_huge_prefix_list, json!({}), json!({"prefix_list": (0..40).map(|i| format!("p{i}")).collect::<Vec<_>>().join(" ")}), FORBIDDEN, "PrefixList names too many prefixes");
