@@ -5,9 +5,9 @@ set -euo pipefail
 say() { echo "ssogate: $*" >&2; }
 die() { echo "ssogate: ERROR: $*" >&2; exit 1; }
 
-# Debian packages the build needs: libclang for bindgen (samael, later), OpenSSL and
-# libxml2/xmlsec headers, pkg-config, a C compiler.
-BUILD_PACKAGES=(build-essential pkg-config libssl-dev libclang-dev libxml2-dev libxmlsec1-dev libsqlite3-dev)
+# Debian packages the build needs: OpenSSL headers, pkg-config, a C compiler. (SAML
+# signatures are verified in Rust over OpenSSL: no libxml2/xmlsec/libclang at build time.)
+BUILD_PACKAGES=(build-essential pkg-config libssl-dev libsqlite3-dev)
 
 apt_install() {
   local missing=()

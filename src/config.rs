@@ -107,11 +107,14 @@ pub struct LoginConfig {
     /// An unknown `kid` refetches an IdP's JWKS at most this often.
     #[serde(deserialize_with = "lenient")]
     pub jwks_min_refetch_seconds: u64,
+    /// SAML connections with a metadata URL read it again this often (0: never).
+    #[serde(deserialize_with = "lenient")]
+    pub saml_metadata_refresh_seconds: u64,
 }
 
 impl Default for LoginConfig {
     fn default() -> Self {
-        Self { flow_ttl_seconds: 600, clock_skew_seconds: 60, jwks_min_refetch_seconds: 10 }
+        Self { flow_ttl_seconds: 600, clock_skew_seconds: 60, jwks_min_refetch_seconds: 10, saml_metadata_refresh_seconds: 3600 }
     }
 }
 
@@ -381,6 +384,10 @@ impl Config {
         }
         if !(60..=3600).contains(&self.login.flow_ttl_seconds) {
             bad("login.flow_ttl_seconds", "must be between 60 and 3600");
+        }
+        let refresh = self.login.saml_metadata_refresh_seconds;
+        if refresh != 0 && !(60..=7 * 86400).contains(&refresh) {
+            bad("login.saml_metadata_refresh_seconds", "must be 0 (never) or between 60 and 604800");
         }
         if self.login.clock_skew_seconds > 600 {
             bad("login.clock_skew_seconds", "must be at most 600");

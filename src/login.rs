@@ -17,7 +17,8 @@ use crate::mapping::Identity;
 use crate::server::AppState;
 use crate::state::Session;
 use crate::store::ConnectionSort;
-use crate::upstream::{oidc, FlowState, UpstreamError};
+use crate::upstream::saml::{self, Outbound};
+use crate::upstream::{oidc, saml_precheck, saml_response, FlowState, UpstreamError};
 use crate::web::page::{self, esc};
 use crate::web::ApiPath;
 
@@ -40,6 +41,10 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn set_cookie(app: &AppState, name: &str, value: &str, max_age: u64) -> HeaderValue {
+    cookie_header(app, name, value, max_age, "Lax")
+}
+
+fn cookie_header(app: &AppState, name: &str, value: &str, max_age: u64, same_site: &str) -> HeaderValue {
     let secure = if app.config.secure_cookies() { "; Secure" } else { "" };
     // Only the session cookie spans the domain (`session.cookie_domain`): the flow
     // cookie stays on the gateway's host.
@@ -47,7 +52,7 @@ fn set_cookie(app: &AppState, name: &str, value: &str, max_age: u64) -> HeaderVa
         Some(d) if name == SESSION_COOKIE => format!("; Domain={d}"),
         _ => String::new(),
     };
-    HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}{domain}"))
+    HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}{domain}"))
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -62,6 +67,26 @@ fn clear_session_cookie(app: &AppState) -> Vec<HeaderValue> {
         }
     }
     out
+}
+
+/// The flow cookie's name. Over https it is `__Host-` prefixed: a browser takes such a
+/// cookie only from this very host (Secure, no Domain), so a sibling subdomain cannot
+/// plant a flow id of its own choosing (login CSRF by cookie tossing).
+fn flow_cookie_name(app: &AppState) -> &'static str {
+    if app.config.secure_cookies() { "__Host-ssogate_flow" } else { FLOW_COOKIE }
+}
+
+/// The flow cookie must come back on a SAML IdP's cross-site POST to the ACS, which
+/// `SameSite=Lax` forbids: over https it is `SameSite=None` (browsers take `None` only
+/// with `Secure`) for every protocol, as one cookie serves logins in several tabs. Over
+/// plain http (a local trial) it stays `Lax`, which works when the IdP is on the same site.
+fn flow_cookie(app: &AppState, value: &str, max_age: u64) -> HeaderValue {
+    let same_site = if app.config.secure_cookies() { "None" } else { "Lax" };
+    cookie_header(app, flow_cookie_name(app), value, max_age, same_site)
+}
+
+fn flow_cookie_value<'a>(app: &AppState, headers: &'a HeaderMap) -> Option<&'a str> {
+    cookie(headers, flow_cookie_name(app))
 }
 
 fn hash(s: &str) -> String {
@@ -146,16 +171,16 @@ pub async fn login_start(State(app): State<AppState>, ApiPath(id): ApiPath<Strin
     };
 
     // Reuse the browser's flow cookie so two tabs can log in at once.
-    let browser = cookie(&headers, FLOW_COOKIE).filter(|v| v.len() == 43 && crate::id::is_wellformed(v)).map(str::to_string).unwrap_or_else(|| crate::id::token(32));
+    let browser = flow_cookie_value(&app, &headers).filter(|v| v.len() == 43 && crate::id::is_wellformed(v)).map(str::to_string).unwrap_or_else(|| crate::id::token(32));
     let return_to = q.return_to.as_deref().and_then(|p| return_target(&app, p));
     let base = app.config.public_base();
     let callback = conn.callback_url(&base);
     let hint = q.login_hint.as_deref().filter(|h| !h.is_empty() && h.len() <= 256 && !h.chars().any(char::is_control));
     let begun = match conn.protocol {
-        Protocol::Oidc => oidc::begin(&conn, &callback, &hash(&browser), return_to, hint, app.clock.now()),
-        Protocol::Saml => crate::upstream::saml::begin(&conn, &base, &hash(&browser), return_to, app.clock.now()),
+        Protocol::Oidc => oidc::begin(&conn, &callback, &hash(&browser), return_to, hint, app.clock.now()).map(|(s, f, url)| (s, f, Outbound::Redirect(url))),
+        Protocol::Saml => saml::begin(&conn, &base, &hash(&browser), return_to, app.clock.now()),
     };
-    let (state, flow, url) = match begun {
+    let (state, flow, outbound) = match begun {
         Ok(x) => x,
         Err(e) => return page::error(StatusCode::BAD_GATEWAY, &e.to_string()),
     };
@@ -165,8 +190,25 @@ pub async fn login_start(State(app): State<AppState>, ApiPath(id): ApiPath<Strin
         Ok(true) => {}
         Ok(false) | Err(_) => return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly."),
     }
-    let mut resp = Redirect::to(&url).into_response();
-    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&app, FLOW_COOKIE, &browser, ttl));
+    let mut resp = match outbound {
+        Outbound::Redirect(url) => Redirect::to(&url).into_response(),
+        Outbound::Post { url, saml_request, relay_state } => post_form(&url, &[("SAMLRequest", &saml_request), ("RelayState", &relay_state)]),
+    };
+    resp.headers_mut().append(header::SET_COOKIE, flow_cookie(&app, &browser, ttl));
+    resp
+}
+
+/// An auto-submitting form (SAML HTTP-POST binding). Without JavaScript the user presses
+/// the button. Every value is escaped.
+fn post_form(url: &str, fields: &[(&str, &str)]) -> Response {
+    let inputs: String = fields.iter().map(|(k, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", esc(k), esc(v))).collect();
+    let body = format!(
+        "<h1>Signing in</h1><form id=\"f\" method=\"post\" action=\"{}\">{inputs}<button type=\"submit\">Continue to your identity provider</button></form>\
+<script>document.getElementById('f').submit()</script>",
+        esc(url)
+    );
+    let mut resp = Html(page::layout("Signing in", &body)).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
@@ -196,7 +238,7 @@ pub async fn oidc_callback(State(app): State<AppState>, ApiPath(id): ApiPath<Str
     let Some(flow) = flow else {
         return page::error(StatusCode::BAD_REQUEST, "This sign-in has expired or was already used. Start the sign-in again.");
     };
-    let browser_ok = cookie(&headers, FLOW_COOKIE).is_some_and(|c| hash(c) == flow.browser);
+    let browser_ok = flow_cookie_value(&app, &headers).is_some_and(|c| hash(c) == flow.browser);
     if flow.connection_id != id || !browser_ok {
         tracing::warn!(connection = %id, "callback state bound to another browser or connection");
         return page::error(StatusCode::BAD_REQUEST, "This sign-in was started in another browser. Start the sign-in again here.");
@@ -229,7 +271,7 @@ fn upstream_error(conn: &Connection, e: UpstreamError) -> Response {
         UpstreamError::Unavailable(_) => StatusCode::BAD_GATEWAY,
         UpstreamError::Invalid(_) => StatusCode::FORBIDDEN,
     };
-    page::error(status, &format!("{e}."))
+    page::error(status, &format!("{}.", upper_first(&e.to_string())))
 }
 
 /// The shared steps after any upstream: directory, group sync, session, redirect.
@@ -276,7 +318,7 @@ pub async fn complete(app: &AppState, conn: &Connection, identity: &Identity, re
     tracing::info!(user_id = %user.id, connection = %conn.id, "login");
     let mut resp = Redirect::to(return_to.as_deref().unwrap_or("/")).into_response();
     resp.headers_mut().append(header::SET_COOKIE, set_cookie(app, SESSION_COOKIE, &session.id, app.config.session.lifetime_seconds));
-    resp.headers_mut().append(header::SET_COOKIE, set_cookie(app, FLOW_COOKIE, "", 0));
+    resp.headers_mut().append(header::SET_COOKIE, flow_cookie(app, "", 0));
     resp
 }
 
@@ -371,13 +413,22 @@ pub async fn saml_metadata(State(app): State<AppState>, ApiPath(id): ApiPath<Str
 pub struct AcsForm {
     #[serde(rename = "SAMLResponse")]
     saml_response: Option<String>,
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
 }
 
-/// The assertion consumer service. Every response first goes through the pre-check
-/// (no DTD, local references only, allowed transforms and algorithms, unique IDs), off
-/// the async runtime. Signature verification comes with issue #4; until then every
-/// response that passes the pre-check is refused too, so nothing unverified logs anyone in.
-pub async fn saml_acs(ApiPath(id): ApiPath<String>, body: axum::body::Bytes) -> Response {
+fn refused(status: StatusCode, id: &str, reason: &str) -> Response {
+    tracing::warn!(connection = %id, reason, "SAML response refused");
+    page::error(status, &format!("{}.", upper_first(reason)))
+}
+
+/// The assertion consumer service. In order: the pre-check (no DTD, no comments, local
+/// references only, allowed transforms and algorithms, unique IDs), off the async
+/// runtime; the flow this browser started (RelayState, single use, bound to the flow
+/// cookie), or an unsolicited response when the connection accepts those; signatures and
+/// the profile's checks (`saml_response`), off the runtime; the replay cache; then the
+/// shared steps. Each refusal leaves nothing behind.
+pub async fn saml_acs(State(app): State<AppState>, ApiPath(id): ApiPath<String>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let form: AcsForm = match serde_urlencoded::from_bytes(&body) {
         Ok(f) => f,
         Err(_) => return page::error(StatusCode::BAD_REQUEST, "The SAML reply is not a form post. Start the sign-in again."),
@@ -385,13 +436,74 @@ pub async fn saml_acs(ApiPath(id): ApiPath<String>, body: axum::body::Bytes) -> 
     let Some(value) = form.saml_response else {
         return page::error(StatusCode::BAD_REQUEST, "The SAML reply has no SAMLResponse. Start the sign-in again.");
     };
-    let checked = tokio::task::spawn_blocking(move || crate::upstream::saml_precheck::check(&value)).await;
-    match checked {
-        Ok(Ok(_)) => page::error(StatusCode::NOT_IMPLEMENTED, "SAML responses are not accepted yet: this gateway cannot verify them. Use another sign-in option."),
-        Ok(Err(refused)) => {
-            tracing::warn!(connection = %id, reason = %refused, "SAML response refused by the pre-check");
-            page::error(StatusCode::BAD_REQUEST, &format!("{}.", upper_first(&refused.to_string())))
+    let xml = match tokio::task::spawn_blocking(move || saml_precheck::check(&value)).await {
+        Ok(Ok(xml)) => xml,
+        Ok(Err(e)) => return refused(StatusCode::BAD_REQUEST, &id, &e.to_string()),
+        Err(_) => return page::error(StatusCode::INTERNAL_SERVER_ERROR, "The SAML reply could not be checked."),
+    };
+    let conn = match active_connection(&app, &id).await {
+        Ok(c) if c.protocol == Protocol::Saml => c,
+        Ok(_) => return page::error(StatusCode::NOT_FOUND, "There is no SAML connection with this id."),
+        Err(r) => return r,
+    };
+    let allow_unsolicited = conn.settings.saml.as_ref().is_some_and(|s| s.allow_idp_initiated);
+
+    // The login this browser started, if the RelayState names one (taken: single use).
+    let relay = form.relay_state.filter(|r| !r.is_empty() && r.len() <= 512);
+    let flow: Option<FlowState> = match &relay {
+        Some(r) if crate::id::is_wellformed(r) => match app.ephemeral.take(&format!("flow:{r}")).await {
+            Ok(v) => v.and_then(|s| serde_json::from_str(&s).ok()),
+            Err(e) => {
+                tracing::error!(error = %e, "state store failed");
+                return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly.");
+            }
+        },
+        _ => None,
+    };
+    let return_to = match &flow {
+        Some(f) => {
+            let browser_ok = flow_cookie_value(&app, &headers).is_some_and(|c| hash(c) == f.browser);
+            if f.connection_id != id || !browser_ok {
+                return refused(StatusCode::BAD_REQUEST, &id, "this sign-in was started in another browser; start the sign-in again here");
+            }
+            f.return_to.clone()
         }
-        Err(_) => page::error(StatusCode::INTERNAL_SERVER_ERROR, "The SAML reply could not be checked."),
+        None if allow_unsolicited => relay.as_deref().and_then(|r| return_target(&app, r)),
+        None => {
+            return refused(StatusCode::FORBIDDEN, &id, "this SAML response answers no sign-in started in this browser (it expired, was already used, or came unrequested, and IdP-initiated sign-in is off for this connection); start the sign-in again")
+        }
+    };
+
+    let acs = conn.acs_url(&app.config.public_base());
+    let request_id = flow.and_then(|f| f.saml_request_id);
+    let now = app.clock.now();
+    let login = &app.config.login;
+    let (skew_ms, max_age_ms) = ((login.clock_skew_seconds * 1000) as i64, (login.flow_ttl_seconds * 1000) as i64);
+    let c = conn.clone();
+    let verified = tokio::task::spawn_blocking(move || {
+        let expect = saml_response::Expect { acs_url: &acs, request_id: request_id.as_deref(), now, skew_ms, max_age_ms };
+        saml_response::verify_xml(&xml, &c, &expect)
+    })
+    .await;
+    let verified = match verified {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return upstream_error(&conn, e),
+        Err(_) => return page::error(StatusCode::INTERNAL_SERVER_ERROR, "The SAML reply could not be checked."),
+    };
+    // Replay cache: an assertion is accepted once, for as long as it could be presented.
+    let ttl = (verified.valid_until - now + skew_ms).clamp(1000, 24 * 3600 * 1000);
+    match app.ephemeral.put_new(&format!("saml-assertion:{}:{}", conn.id, verified.assertion_id), "1", ttl).await {
+        Ok(true) => {}
+        Ok(false) => return refused(StatusCode::FORBIDDEN, &id, "this SAML assertion was already used (replayed)"),
+        Err(e) => {
+            tracing::error!(error = %e, "state store failed");
+            return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly.");
+        }
     }
+    let identity = match crate::mapping::map(&verified.claims, &conn.settings.claims) {
+        Ok(i) => i,
+        Err(e) => return refused(StatusCode::FORBIDDEN, &id, &e.to_string()),
+    };
+    // SAML says nothing of email verification: the email never claims an existing account.
+    complete(&app, &conn, &identity, false, None, return_to).await
 }

@@ -282,5 +282,25 @@ async fn method_not_allowed() -> ApiError {
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let refresh = background_refresh(state.clone());
+    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    refresh.abort();
+    served
+}
+
+/// Re-reads SAML IdP metadata by URL every `login.saml_metadata_refresh_seconds`.
+fn background_refresh(state: AppState) -> tokio::task::JoinHandle<()> {
+    let every = state.config.login.saml_metadata_refresh_seconds;
+    tokio::spawn(async move {
+        if every == 0 {
+            return;
+        }
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await; // the first tick is immediate: the metadata was just read at save
+        loop {
+            tick.tick().await;
+            state.registry.refresh_saml_metadata().await;
+        }
+    })
 }

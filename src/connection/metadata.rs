@@ -24,6 +24,9 @@ pub fn parse(xml: &str) -> Result<IdpMetadata, String> {
     if xml.len() > MAX_BYTES {
         return Err(format!("is larger than {MAX_BYTES} bytes"));
     }
+    // Aggregates list many entities; the other limits are a response's.
+    let limits = crate::upstream::saml_precheck::Limits { elements: 100_000, ..crate::upstream::saml_precheck::RESPONSE_LIMITS };
+    crate::upstream::saml_precheck::shape_within(xml, &limits)?;
     let opts = roxmltree::ParsingOptions { allow_dtd: false, nodes_limit: 100_000 };
     let doc = roxmltree::Document::parse_with_options(xml, opts).map_err(|e| match e {
         roxmltree::Error::DtdDetected => "must not contain a DOCTYPE".to_string(),

@@ -251,6 +251,46 @@ impl Registry {
         Ok(c)
     }
 
+    /// Fetches and parses IdP metadata; the error is a sentence for the admin.
+    async fn fetch_metadata(&self, url: &str) -> Result<IdpMetadata, String> {
+        let body = crate::outbound::get_bytes(&self.http, url, METADATA_MAX).await.map_err(|e| format!("could not fetch the metadata: {e}"))?;
+        std::str::from_utf8(&body).map_err(|_| "is not UTF-8".to_string()).and_then(metadata::parse).map_err(|e| format!("the metadata there {e}"))
+    }
+
+    /// Reads again the metadata of every SAML connection that has a metadata URL, and
+    /// saves what changed (certificates rolled over, a new SSO URL). Metadata that cannot
+    /// be fetched or has no signing certificate leaves the connection as it is, and so
+    /// does a concurrent change (the update is conditional on the version read). Returns
+    /// (connection id, whether it changed or why not) for each connection looked at.
+    pub async fn refresh_saml_metadata(&self) -> Vec<(String, Result<bool, String>)> {
+        let list = match self.list(ConnectionSort::Name, false).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "metadata refresh: could not list connections");
+                return vec![];
+            }
+        };
+        let mut out = vec![];
+        for c in list {
+            let Some(url) = c.settings.saml.as_ref().and_then(|s| s.idp_metadata_url.clone()) else { continue };
+            let result = match self.fetch_metadata(&url).await {
+                Ok(m) if c.settings.saml.as_ref().is_some_and(|s| s.idp == m) => Ok(false),
+                Ok(m) => {
+                    let patch = ConnectionPatch { saml: Some(SamlPatch { idp: Some(m), ..Default::default() }), ..Default::default() };
+                    self.update(&c.id, &patch, Some(c.version), "system:metadata-refresh").await.map(|_| true).map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e),
+            };
+            match &result {
+                Ok(true) => tracing::info!(connection = %c.id, "IdP metadata changed; connection updated"),
+                Ok(false) => tracing::debug!(connection = %c.id, "IdP metadata unchanged"),
+                Err(e) => tracing::warn!(connection = %c.id, error = %e, "IdP metadata refresh failed; the connection keeps its current metadata"),
+            }
+            out.push((c.id, result));
+        }
+        out
+    }
+
     /// Turns a connection on or off.
     pub async fn set_active(&self, id: &str, active: bool, actor: &str) -> Result<Connection, ConnectionError> {
         let patch = ConnectionPatch { active: Some(active), ..Default::default() };
@@ -389,12 +429,9 @@ impl Registry {
                     let mut url_errors = Vec::new();
                     input::check_url(&mut url_errors, "saml.idp_metadata_url", url);
                     if url_errors.is_empty() {
-                        match crate::outbound::get_bytes(&self.http, url, METADATA_MAX).await {
-                            Ok(body) => match std::str::from_utf8(&body).map_err(|_| "is not UTF-8".to_string()).and_then(metadata::parse) {
-                                Ok(m) => s.idp = m,
-                                Err(e) => errors.push(FieldError::new("saml.idp_metadata_url", format!("the metadata there {e}"))),
-                            },
-                            Err(e) => errors.push(FieldError::new("saml.idp_metadata_url", format!("could not fetch the metadata: {e}"))),
+                        match self.fetch_metadata(url).await {
+                            Ok(m) => s.idp = m,
+                            Err(e) => errors.push(FieldError::new("saml.idp_metadata_url", e)),
                         }
                     } else {
                         errors.extend(url_errors);

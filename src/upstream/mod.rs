@@ -7,6 +7,8 @@ pub mod jwks;
 pub mod oidc;
 pub mod saml;
 pub mod saml_precheck;
+pub mod saml_response;
+pub mod xmldsig;
 
 use serde::{Deserialize, Serialize};
 

@@ -4,8 +4,9 @@
 //! over the exact query bytes, SAML bindings 3.4.4.1). IdP SSO URLs that already carry a
 //! query string keep it, unsigned, ahead of ours.
 //!
-//! The ACS (response verification) is issue #4; until then `POST /saml/{id}/acs` refuses
-//! every response.
+//! IdPs that take AuthnRequests over HTTP-POST only get an auto-submitting form with the
+//! request signed inside (enveloped XML signature) when requests are signed. Responses
+//! are verified in [`super::saml_response`].
 
 use std::io::Write;
 
@@ -63,13 +64,32 @@ pub fn sp_metadata(conn: &Connection, public_base: &str) -> Option<String> {
     ))
 }
 
-/// Builds the AuthnRequest redirect. Returns the RelayState (the flow state's key), the
-/// state to keep (with the request id for InResponseTo), and the URL.
-pub fn begin(conn: &Connection, public_base: &str, browser: &str, return_to: Option<String>, now: Millis) -> Result<(String, FlowState, String), UpstreamError> {
+/// How the browser carries the AuthnRequest to the IdP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// HTTP-Redirect: go to this URL.
+    Redirect(String),
+    /// HTTP-POST: an auto-submitted form.
+    Post {
+        /// The IdP's SSO URL.
+        url: String,
+        /// Base64 of the (signed) AuthnRequest.
+        saml_request: String,
+        /// RelayState.
+        relay_state: String,
+    },
+}
+
+fn sp_key(conn: &Connection) -> Result<openssl::pkey::PKey<openssl::pkey::Private>, UpstreamError> {
+    let pem = conn.secrets.sp_private_key.as_deref().ok_or_else(|| UpstreamError::Unavailable("the connection signs requests but has no SP key".into()))?;
+    PKey::private_key_from_pem_callback(pem.as_bytes(), |_| Ok(0)).map_err(|_| UpstreamError::Unavailable("the SP private key is unusable".into()))
+}
+
+/// Builds the AuthnRequest. Returns the RelayState (the flow state's key), the state to
+/// keep (with the request id for InResponseTo), and how to send it.
+pub fn begin(conn: &Connection, public_base: &str, browser: &str, return_to: Option<String>, now: Millis) -> Result<(String, FlowState, Outbound), UpstreamError> {
     let s = conn.settings.saml.as_ref().ok_or_else(|| UpstreamError::Unavailable("the connection has no SAML settings".into()))?;
-    if s.idp.sso_binding != REDIRECT {
-        return Err(UpstreamError::Unavailable("this IdP takes AuthnRequests over HTTP-POST only, which comes with SAML login (issue #4)".into()));
-    }
+    let binding = if s.idp.sso_binding == POST { POST } else { REDIRECT };
     // 128 random bits; an XML ID must not start with a digit.
     let request_id = format!("_{}", hex::encode(rand::random::<[u8; 16]>()));
     let instant = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -86,35 +106,7 @@ ProtocolBinding=\"{POST}\"><saml:Issuer>{issuer}</saml:Issuer>{nameid}</samlp:Au
         acs = xml_escape(&conn.acs_url(public_base)),
         issuer = xml_escape(&s.entity_id),
     );
-    let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-    let deflated = deflate
-        .write_all(xml.as_bytes())
-        .and_then(|_| deflate.finish())
-        .map_err(|_| UpstreamError::Unavailable("could not encode the AuthnRequest".into()))?;
     let relay_state = crate::id::token(32);
-    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-    let mut query = format!("SAMLRequest={}&RelayState={}", enc(&B64.encode(deflated)), enc(&relay_state));
-    if s.sign_requests {
-        let pem = conn.secrets.sp_private_key.as_deref().ok_or_else(|| UpstreamError::Unavailable("the connection signs requests but has no SP key".into()))?;
-        let key = PKey::private_key_from_pem_callback(pem.as_bytes(), |_| Ok(0)).map_err(|_| UpstreamError::Unavailable("the SP private key is unusable".into()))?;
-        let alg = if key.id() == Id::EC { ECDSA_SHA256 } else { RSA_SHA256 };
-        query.push_str(&format!("&SigAlg={}", enc(alg)));
-        let err = |_| UpstreamError::Unavailable("could not sign the AuthnRequest".into());
-        let mut signer = Signer::new(MessageDigest::sha256(), &key).map_err(err)?;
-        signer.update(query.as_bytes()).map_err(err)?;
-        let mut sig = signer.sign_to_vec().map_err(err)?;
-        if alg == ECDSA_SHA256 {
-            // XML-DSig carries ECDSA signatures as r || s, not DER.
-            let parsed = openssl::ecdsa::EcdsaSig::from_der(&sig).map_err(err)?;
-            let mut raw = parsed.r().to_vec_padded(32).map_err(err)?;
-            raw.extend(parsed.s().to_vec_padded(32).map_err(err)?);
-            sig = raw;
-        }
-        query.push_str(&format!("&Signature={}", enc(&B64.encode(sig))));
-    }
-    // Only our own parameters are signed; an SSO URL's own query stays in front of them.
-    let sep = if s.idp.sso_url.contains('?') { '&' } else { '?' };
-    let url = format!("{}{sep}{query}", s.idp.sso_url);
     let flow = FlowState {
         connection_id: conn.id.clone(),
         browser: browser.into(),
@@ -124,5 +116,43 @@ ProtocolBinding=\"{POST}\"><saml:Issuer>{issuer}</saml:Issuer>{nameid}</samlp:Au
         created_at: now,
         saml_request_id: Some(request_id),
     };
-    Ok((relay_state, flow, url))
+    if binding == POST {
+        let xml = if s.sign_requests {
+            super::xmldsig::sign_root(&xml, &sp_key(conn)?, s.sp_certificate.as_deref(), true)
+                .map_err(|_| UpstreamError::Unavailable("could not sign the AuthnRequest".into()))?
+        } else {
+            xml
+        };
+        let out = Outbound::Post { url: s.idp.sso_url.clone(), saml_request: B64.encode(xml), relay_state: relay_state.clone() };
+        return Ok((relay_state, flow, out));
+    }
+    let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    let deflated = deflate
+        .write_all(xml.as_bytes())
+        .and_then(|_| deflate.finish())
+        .map_err(|_| UpstreamError::Unavailable("could not encode the AuthnRequest".into()))?;
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let mut query = format!("SAMLRequest={}&RelayState={}", enc(&B64.encode(deflated)), enc(&relay_state));
+    if s.sign_requests {
+        let key = sp_key(conn)?;
+        let alg = if key.id() == Id::EC { ECDSA_SHA256 } else { RSA_SHA256 };
+        query.push_str(&format!("&SigAlg={}", enc(alg)));
+        let err = |_| UpstreamError::Unavailable("could not sign the AuthnRequest".into());
+        let mut signer = Signer::new(MessageDigest::sha256(), &key).map_err(err)?;
+        signer.update(query.as_bytes()).map_err(err)?;
+        let mut sig = signer.sign_to_vec().map_err(err)?;
+        if alg == ECDSA_SHA256 {
+            // XML-DSig carries ECDSA signatures as r || s, not DER.
+            let parsed = openssl::ecdsa::EcdsaSig::from_der(&sig).map_err(err)?;
+            let width = (key.bits() as i32 + 7) / 8;
+            let mut raw = parsed.r().to_vec_padded(width).map_err(err)?;
+            raw.extend(parsed.s().to_vec_padded(width).map_err(err)?);
+            sig = raw;
+        }
+        query.push_str(&format!("&Signature={}", enc(&B64.encode(sig))));
+    }
+    // Only our own parameters are signed; an SSO URL's own query stays in front of them.
+    let sep = if s.idp.sso_url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}{query}", s.idp.sso_url);
+    Ok((relay_state, flow, Outbound::Redirect(url)))
 }

@@ -2,7 +2,8 @@
 //! so that nothing an attacker sends can reach the network or the XML-DSig library's
 //! dangerous corners. It refuses: input that is not base64 or not UTF-8 XML; any DTD
 //! (XXE, billion laughs); a root other than `samlp:Response`; duplicate `ID`s (the basis
-//! of signature wrapping); `ds:Reference` URIs other than `""` or `#id` of an element in
+//! of signature wrapping); comments and processing instructions inside the response
+//! (a comment in a NameID splits its text, the classic truncation trick); `ds:Reference` URIs other than `""` or `#id` of an element in
 //! the document (a remote URI makes libxmlsec fetch it); transforms other than
 //! enveloped-signature and exclusive c14n (XSLT runs code); SHA-1 signature and digest
 //! algorithms.
@@ -15,7 +16,9 @@ use base64::Engine;
 const PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
 const DS: &str = "http://www.w3.org/2000/09/xmldsig#";
 /// Largest decoded response accepted.
-pub const MAX_XML: usize = 512 * 1024;
+pub const MAX_XML: usize = 256 * 1024;
+/// Deepest element nesting accepted (real responses nest about ten deep).
+pub const MAX_DEPTH: usize = 64;
 
 const TRANSFORMS: &[&str] = &[
     "http://www.w3.org/2000/09/xmldsig#enveloped-signature",
@@ -55,17 +58,23 @@ pub enum Refused {
     /// The root is not a SAML protocol Response.
     #[error("the message is not a SAML Response")]
     NotResponse,
+    /// Shaped like no real response (nesting, element, attribute or namespace counts).
+    #[error("the SAML response {0}")]
+    Shape(String),
+    /// A comment or processing instruction inside the response (text could hide in it).
+    #[error("the SAML response contains comments or processing instructions, which are never allowed")]
+    Comment,
     /// Two elements share an ID.
     #[error("the SAML response has duplicate IDs")]
     DuplicateId,
     /// A signature references something other than this document's elements.
-    #[error("a signature references {0:?}, which is not an element of this response")]
+    #[error("a signature references {}, which is not an element of this response", shown(.0))]
     Reference(String),
     /// A transform or canonicalization outside the allow-list.
-    #[error("a signature uses the transform {0:?}, which is not allowed")]
+    #[error("a signature uses the transform {}, which is not allowed", shown(.0))]
     Transform(String),
     /// A signature or digest algorithm outside the allow-list (SHA-1 among them).
-    #[error("a signature uses the algorithm {0:?}, which is not allowed")]
+    #[error("a signature uses the algorithm {}, which is not allowed", shown(.0))]
     Algorithm(String),
 }
 
@@ -84,8 +93,108 @@ pub fn check(saml_response: &str) -> Result<String, Refused> {
     Ok(xml)
 }
 
+/// Limits on the raw shape of untrusted XML, checked before any parse: XML parsers
+/// (roxmltree among them) recurse once per nesting level, copy every namespace in scope
+/// into each element, and look for duplicate attributes pairwise, so a few hundred
+/// kilobytes of the wrong shape cost a stack overflow or minutes of CPU.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Deepest element nesting.
+    pub depth: usize,
+    /// Elements in all.
+    pub elements: usize,
+    /// Attributes (namespace declarations included) on one element.
+    pub attributes: usize,
+    /// Namespace declarations in scope at any element.
+    pub namespaces: usize,
+}
+
+/// Limits for SAML responses: real ones nest about ten deep, have a few hundred elements,
+/// a handful of attributes per element and of namespaces.
+pub const RESPONSE_LIMITS: Limits = Limits { depth: MAX_DEPTH, elements: 20_000, attributes: 64, namespaces: 32 };
+
+/// Which limit the raw text broke, as a sentence.
+pub fn shape_within(xml: &str, limits: &Limits) -> Result<(), String> {
+    let b = xml.as_bytes();
+    let skip_to = |from: usize, end: &[u8]| -> usize {
+        b.get(from..).and_then(|r| r.windows(end.len()).position(|w| w == end)).map(|p| from + p + end.len()).unwrap_or(b.len())
+    };
+    let (mut i, mut elements) = (0usize, 0usize);
+    // Namespace declarations per open element; their sum is what is in scope.
+    let mut open: Vec<usize> = Vec::new();
+    let mut in_scope = 0usize;
+    while i < b.len() {
+        if b[i] != b'<' {
+            i += 1;
+            continue;
+        }
+        let rest = &b[i..];
+        if rest.starts_with(b"<!--") {
+            i = skip_to(i + 4, b"-->");
+        } else if rest.starts_with(b"<![CDATA[") {
+            i = skip_to(i + 9, b"]]>");
+        } else if rest.starts_with(b"<?") {
+            i = skip_to(i + 2, b"?>");
+        } else if rest.starts_with(b"<!") {
+            i = skip_to(i + 2, b">");
+        } else if rest.starts_with(b"</") {
+            in_scope -= open.pop().unwrap_or(0);
+            i = skip_to(i + 2, b">");
+        } else {
+            // A start tag: to its '>', outside quoted values; "/>" closes it at once.
+            let (mut j, mut quote, mut attributes, mut declared) = (i + 1, 0u8, 0usize, 0usize);
+            while j < b.len() {
+                match (quote, b[j]) {
+                    (0, q @ (b'"' | b'\'')) => quote = q,
+                    (0, b'>') => break,
+                    (0, b'=') => {
+                        attributes += 1;
+                        // The name before '=': is it a namespace declaration?
+                        let name_end = b[..j].iter().rposition(|c| !c.is_ascii_whitespace()).map(|p| p + 1).unwrap_or(0);
+                        let name_start = b[..name_end].iter().rposition(|c| c.is_ascii_whitespace()).map(|p| p + 1).unwrap_or(0);
+                        let name = &b[name_start..name_end];
+                        if name == b"xmlns" || name.starts_with(b"xmlns:") {
+                            declared += 1;
+                        }
+                    }
+                    (q, c) if q != 0 && c == q => quote = 0,
+                    _ => {}
+                }
+                j += 1;
+            }
+            elements += 1;
+            if elements > limits.elements {
+                return Err(format!("has more than {} elements", limits.elements));
+            }
+            if attributes > limits.attributes {
+                return Err(format!("has an element with more than {} attributes", limits.attributes));
+            }
+            if in_scope + declared > limits.namespaces {
+                return Err(format!("has more than {} namespace declarations in scope", limits.namespaces));
+            }
+            if j < b.len() && b[j - 1] != b'/' {
+                open.push(declared);
+                in_scope += declared;
+                if open.len() > limits.depth {
+                    return Err(format!("nests elements more than {} deep", limits.depth));
+                }
+            }
+            i = j + 1;
+        }
+    }
+    Ok(())
+}
+
+/// A value from the message, fit to show on a page: short URI-like text as it is, anything
+/// else (sentences an attacker could write for the victim to read) left out.
+pub fn shown(v: &str) -> String {
+    let plain = v.len() <= 100 && v.chars().all(|c| c.is_ascii_alphanumeric() || ":/#._-?=&%~+@".contains(c));
+    if plain { format!("{v:?}") } else { "(a value not shown)".into() }
+}
+
 /// Checks decoded XML (see the module text).
 pub fn check_xml(xml: &str) -> Result<(), Refused> {
+    shape_within(xml, &RESPONSE_LIMITS).map_err(Refused::Shape)?;
     let opts = roxmltree::ParsingOptions { allow_dtd: false, nodes_limit: 50_000 };
     let doc = roxmltree::Document::parse_with_options(xml, opts).map_err(|e| match e {
         roxmltree::Error::DtdDetected => Refused::Doctype,
@@ -94,6 +203,9 @@ pub fn check_xml(xml: &str) -> Result<(), Refused> {
     let root = doc.root_element();
     if root.tag_name().name() != "Response" || root.tag_name().namespace() != Some(PROTOCOL) {
         return Err(Refused::NotResponse);
+    }
+    if root.descendants().any(|n| n.is_comment() || n.is_pi()) {
+        return Err(Refused::Comment);
     }
     let mut ids = HashSet::new();
     for n in doc.descendants().filter(|n| n.is_element()) {
@@ -152,6 +264,27 @@ mod tests {
     const SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
 
     #[test]
+    fn shape_is_measured_on_the_raw_text() {
+        let l = |depth, namespaces| Limits { depth, elements: 100, attributes: 3, namespaces };
+        assert_eq!(shape_within("<a><b/><c x='>' y=\"/>\"><!-- <d><d><d> --><![CDATA[<e><e>]]><?p <f>?></c></a>", &l(2, 0)), Ok(()));
+        assert!(shape_within("<a><b><c></c></b></a>", &l(2, 0)).unwrap_err().contains("deep"));
+        assert_eq!(shape_within("<a></a><a></a><a></a>", &l(1, 0)), Ok(()));
+        assert!(["", "<a", "<a x='", "</", "<!", "<!--"].iter().all(|x| shape_within(x, &l(1, 0)).is_ok()));
+        // Namespaces in scope add up down the tree and drop when elements close.
+        assert_eq!(shape_within("<a xmlns='u'><b xmlns:p = 'u'/><c xmlns:q='u'></c></a>", &l(5, 2)), Ok(()));
+        assert!(shape_within("<a xmlns='u'><b xmlns:p='u'><c xmlns:q='u'/></b></a>", &l(5, 2)).unwrap_err().contains("namespace"));
+        assert!(shape_within("<a x='1' y='2' z='3' w='4'/>", &l(5, 2)).unwrap_err().contains("attributes"));
+        // Quoted '=' and '>' are values, not attributes or ends.
+        assert_eq!(shape_within("<a x='a=b>c' y=\"=\"/>", &l(5, 0)), Ok(()));
+    }
+
+    #[test]
+    fn values_from_a_message_are_shown_only_when_plain() {
+        assert_eq!(shown("http://www.w3.org/2000/09/xmldsig#sha1"), "\"http://www.w3.org/2000/09/xmldsig#sha1\"");
+        assert_eq!(shown("Your account is locked. Call +1-555-0100"), "(a value not shown)");
+    }
+
+    #[test]
     fn a_plain_signed_response_passes() {
         check_xml(&response(&signature("#_a1", ENV, RSA256, SHA256))).unwrap();
         check_xml(&response(&signature("", ENV, RSA256, SHA256))).unwrap();
@@ -168,6 +301,13 @@ mod tests {
             (response(&signature("#_a1", ENV, "http://www.w3.org/2000/09/xmldsig#rsa-sha1", SHA256)), "Algorithm"),
             (response(&signature("#_a1", ENV, RSA256, "http://www.w3.org/2000/09/xmldsig#sha1")), "Algorithm"),
             (response("<saml:Assertion ID=\"_r1\"/>"), "DuplicateId"),
+            (response("<saml:NameID>a@b.example<!---->.evil.example</saml:NameID>"), "Comment"),
+            (response("<?pi x?>"), "Comment"),
+            (response(&format!("{}{}", "<x>".repeat(70), "</x>".repeat(70))), "Shape"),
+            (format!("{}{}", "<a>".repeat(60_000), "</a>".repeat(60_000)), "Shape"),
+            (response(&"<b/>".repeat(20_001)), "Shape"),
+            (response(&format!("<b {}/>", (0..65).map(|i| format!("a{i}=\"\"")).collect::<Vec<_>>().join(" "))), "Shape"),
+            (response(&format!("<b {}><c xmlns:z=\"u\"/></b>", (0..31).map(|i| format!("xmlns:n{i}=\"u\"")).collect::<Vec<_>>().join(" "))), "Shape"),
             ("<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;&a;\">]><r>&b;</r>".to_string(), "Doctype"),
             ("<x/>".to_string(), "NotResponse"),
             ("<samlp:Response".to_string(), "Xml"),

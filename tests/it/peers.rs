@@ -12,7 +12,7 @@ use crate::support::Gateway;
 
 /// A peer process; killed on drop (and it exits by itself when our stdin pipe closes).
 pub struct Peer {
-    child: Child,
+    pub child: Child,
     /// The JSON line it printed when ready.
     pub ready: Value,
 }

@@ -3,6 +3,7 @@
 // gateway's signed-in page. Used by tests/it/browser.rs.
 //
 //   node login.mjs GATEWAY_URL ACCOUNT OUT.png
+// ACCOUNT "-": the IdP asks nothing and posts back by itself (the SAML test IdP).
 // Prints one JSON line: {"url": final URL, "text": body text, "buttons": [...]}; exit 1 on error.
 import { chromium } from 'playwright-core';
 
@@ -18,9 +19,14 @@ try {
   await page.goto(`${gateway}/login`);
   const buttons = await page.locator('a.button').allInnerTexts();
   await page.locator('a.button').first().click();
-  // The IdP's own login form (oidc-provider interactions in tests/peers/oidc).
-  await page.locator('input[name="login"]').fill(account);
-  await Promise.all([page.waitForURL(`${gateway}/**`), page.locator('form').first().evaluate((f) => f.submit())]);
+  if (account === '-') {
+    // SAML: the IdP's page auto-submits its form to our ACS, which redirects home.
+    await page.waitForURL(`${gateway}/`);
+  } else {
+    // The IdP's own login form (oidc-provider interactions in tests/peers/oidc).
+    await page.locator('input[name="login"]').fill(account);
+    await Promise.all([page.waitForURL(`${gateway}/**`), page.locator('form').first().evaluate((f) => f.submit())]);
+  }
   await page.waitForLoadState('load');
   if (shot) await page.screenshot({ path: shot });
   console.log(JSON.stringify({ url: page.url(), text: await page.locator('body').innerText(), buttons }));

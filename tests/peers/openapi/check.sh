@@ -33,7 +33,7 @@ VENV=$HERE/../.openapi-venv
 # A few examples per operation are enough: the coverage phase already walks each schema's
 # boundaries and each documented status.
 MAX_EXAMPLES=${OPENAPI_CHECK_MAX_EXAMPLES:-20}
-RUN_TIMEOUT=80     # seconds, for schemathesis as a whole (it needs about 20)
+RUN_TIMEOUT=240    # seconds, for schemathesis as a whole (about 20 alone; far more on 2 busy cores)
 REQUEST_TIMEOUT=10 # seconds, per request; a slower one is reported as a failure
 
 die() { echo "openapi check: ERROR: $*" >&2; exit 2; }
