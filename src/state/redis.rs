@@ -1,0 +1,529 @@
+//! State in Redis, shared by every replica: flow state, one-time codes, replay markers
+//! and sessions, plus the invalidation feed that keeps each replica's session cache
+//! honest (see [`super::cache`]).
+//!
+//! Layout under the configured prefix `P` (keys are SHA-256 hex of what the gateway
+//! looks them up by, so Redis never holds a usable session id, state or code):
+//! - `P e:{hash}`: an ephemeral value, stored as `{expiry ms}:{value}` with a Redis TTL;
+//! - `P s:{hash}`: a session, a hash of `d` (the session without its id, JSON), `u`
+//!   (user id), `l` (last use), `x` (absolute expiry), `i` (idle timeout), with a Redis
+//!   TTL at whichever expiry comes first;
+//! - `P u:{user id}`: the set of a user's session hashes, for "end every session";
+//! - channel `P events`: `s:{hash}` and `u:{user id}` revocations, `h:{replica}` heartbeats.
+//!
+//! Every multi-step operation is one Lua script, so it is atomic on the server and
+//! costs one round trip; a script rather than WATCH/MULTI because touch must read,
+//! decide and write, and a WATCH loop would retry under contention. Expiry is checked
+//! against the gateway's clock (the stored expiry) as well as kept by Redis TTLs, so
+//! the conformance suite can move time without sleeping.
+//!
+//! Supported: one Redis (or Valkey) server, `redis://` over TCP or `redis+unix://`,
+//! with a password or ACL user, Redis >= 6.2 (GETDEL). Not supported yet: TLS
+//! (`rediss://`), Sentinel and Cluster (the scripts touch keys they compute, and the
+//! feed uses plain pub/sub); for failover, point `state.url` at an address that always
+//! reaches the current primary.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use sha2::{Digest, Sha256};
+
+use super::cache::{self, Cached, SessionCache, Tasks};
+use super::{Ephemeral, Session, Sessions, StateError, StateResult};
+use crate::clock::{Clock, Millis};
+use crate::config::StateConfig;
+
+/// Stores `value` unless a value whose recorded expiry is still ahead is there.
+const PUT_NEW: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then
+  local exp = tonumber(string.match(v, '^(%d+):'))
+  if exp and exp > tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+";
+
+/// Replaces a session and adds it to its user's set (whose TTL only grows).
+const CREATE: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 'u', ARGV[2], 'l', ARGV[3], 'x', ARGV[4], 'i', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('SADD', KEYS[2], ARGV[7])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[8]) then redis.call('PEXPIRE', KEYS[2], ARGV[8]) end
+return 1
+";
+
+/// A live session gets its last use moved to now (never back) and its TTL renewed;
+/// an expired one is removed. Returns {data, last use} or nil.
+const TOUCH: &str = r"
+local v = redis.call('HMGET', KEYS[1], 'd', 'u', 'l', 'x', 'i')
+if not v[1] then return false end
+local now, last, exp, idle = tonumber(ARGV[1]), tonumber(v[3]), tonumber(v[4]), tonumber(v[5])
+if now >= exp or now >= last + idle then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', ARGV[2] .. 'u:' .. v[2], ARGV[3])
+  return false
+end
+if now > last then
+  redis.call('HSET', KEYS[1], 'l', ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], math.min(exp, now + idle) - now)
+  return {v[1], ARGV[1]}
+end
+return {v[1], v[3]}
+";
+
+/// Removes a session and tells every replica. Returns {data, last use} or nil.
+const REMOVE: &str = r"
+local v = redis.call('HMGET', KEYS[1], 'd', 'u', 'l')
+if not v[1] then return false end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', ARGV[1] .. 'u:' .. v[2], ARGV[2])
+redis.call('PUBLISH', ARGV[3], 's:' .. ARGV[2])
+return {v[1], v[3]}
+";
+
+/// Removes every session of a user (checking each still belongs to them) and tells
+/// every replica. Returns how many existed.
+const REMOVE_USER: &str = r"
+local n = 0
+for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local k = ARGV[1] .. 's:' .. h
+  if redis.call('HGET', k, 'u') == ARGV[2] then
+    redis.call('DEL', k)
+    n = n + 1
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[3], 'u:' .. ARGV[2])
+return n
+";
+
+fn hash(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// A connection to Redis shared by the state backends: reconnects by itself, and no
+/// call waits longer than the configured timeout.
+#[derive(Clone)]
+pub struct Redis {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the URL: it may carry a password.
+        f.debug_struct("Redis").field("prefix", &self.prefix).field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+fn failed(e: redis::RedisError) -> StateError {
+    StateError(format!("redis: {e}"))
+}
+
+impl Redis {
+    /// A client for `url` with keys under `prefix`. Connects lazily: the gateway starts
+    /// (not ready) while Redis is down, and connects when it is back.
+    pub fn open(url: &str, prefix: &str, timeout: Duration) -> StateResult<Self> {
+        let client = redis::Client::open(url).map_err(|_| StateError("redis: state.url is not a valid Redis URL".into()))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            // One attempt per reconnect: requests fail fast (503) while Redis is down, and
+            // the next request (or heartbeat) tries again.
+            .set_number_of_retries(0);
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(failed)?;
+        Ok(Self { client, conn, prefix: prefix.to_string(), timeout })
+    }
+
+    fn key(&self, kind: &str, rest: &str) -> String {
+        format!("{}{kind}:{rest}", self.prefix)
+    }
+
+    /// The invalidation channel.
+    pub fn channel(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+
+    /// Runs `f` on a connection, failing closed after the timeout.
+    async fn run<T, F, Fut>(&self, f: F) -> StateResult<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
+            Ok(r) => r.map_err(failed),
+            Err(_) => Err(StateError(format!("redis did not answer within {} ms", self.timeout.as_millis()))),
+        }
+    }
+
+    async fn ping(&self) -> StateResult<()> {
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await }).await.map(|_| ())
+    }
+
+    async fn publish(&self, message: &str) -> StateResult<()> {
+        let channel = self.channel();
+        self.run(|mut c| async move { c.publish::<_, _, i64>(channel, message).await }).await.map(|_| ())
+    }
+}
+
+/// Ephemeral values in Redis.
+#[derive(Debug)]
+pub struct RedisEphemeral {
+    redis: Redis,
+    clock: Clock,
+    put_new: Script,
+}
+
+impl RedisEphemeral {
+    /// Values on `redis`, expiring by `clock`.
+    pub fn new(redis: Redis, clock: Clock) -> Self {
+        Self { redis, clock, put_new: Script::new(PUT_NEW) }
+    }
+
+    /// The value if its recorded expiry is still ahead.
+    fn live(&self, stored: Option<String>) -> Option<String> {
+        let stored = stored?;
+        let (exp, value) = stored.split_once(':')?;
+        (exp.parse::<Millis>().ok()? > self.clock.now()).then(|| value.to_string())
+    }
+}
+
+#[async_trait]
+impl Ephemeral for RedisEphemeral {
+    async fn put_new(&self, key: &str, value: &str, ttl_ms: Millis) -> StateResult<bool> {
+        let now = self.clock.now();
+        let ttl = ttl_ms.max(1);
+        let k = self.redis.key("e", &hash(key));
+        let stored = format!("{}:{value}", now.saturating_add(ttl));
+        let script = &self.put_new;
+        let n: i64 = self.redis.run(|mut c| async move { script.key(k).arg(now).arg(stored).arg(ttl).invoke_async(&mut c).await }).await?;
+        Ok(n == 1)
+    }
+
+    async fn take(&self, key: &str) -> StateResult<Option<String>> {
+        let k = self.redis.key("e", &hash(key));
+        // GETDEL: read and delete in one step, so two replicas cannot both take it.
+        let v: Option<String> = self.redis.run(|mut c| async move { redis::cmd("GETDEL").arg(k).query_async(&mut c).await }).await?;
+        Ok(self.live(v))
+    }
+
+    async fn get(&self, key: &str) -> StateResult<Option<String>> {
+        let k = self.redis.key("e", &hash(key));
+        let v: Option<String> = self.redis.run(|mut c| async move { c.get(k).await }).await?;
+        Ok(self.live(v))
+    }
+
+    async fn ping(&self) -> StateResult<()> {
+        self.redis.ping().await
+    }
+}
+
+/// Sessions in Redis.
+#[derive(Debug)]
+pub struct RedisSessions {
+    redis: Redis,
+    clock: Clock,
+    create: Script,
+    touch: Script,
+    remove: Script,
+    remove_user: Script,
+}
+
+impl RedisSessions {
+    /// Sessions on `redis`; `clock` sets the Redis TTL of new sessions.
+    pub fn new(redis: Redis, clock: Clock) -> Self {
+        Self {
+            redis,
+            clock,
+            create: Script::new(CREATE),
+            touch: Script::new(TOUCH),
+            remove: Script::new(REMOVE),
+            remove_user: Script::new(REMOVE_USER),
+        }
+    }
+
+    fn decode(id: &str, found: Option<(String, String)>) -> StateResult<Option<Session>> {
+        let Some((data, last)) = found else { return Ok(None) };
+        let mut s: Session = serde_json::from_str(&data).map_err(|_| StateError("redis: a stored session is unreadable".into()))?;
+        s.id = id.to_string();
+        s.last_seen = last.parse().map_err(|_| StateError("redis: a stored session is unreadable".into()))?;
+        Ok(Some(s))
+    }
+}
+
+#[async_trait]
+impl Sessions for RedisSessions {
+    async fn create(&self, s: &Session) -> StateResult<()> {
+        let now = self.clock.now();
+        let ttl = s.expires_at.min(s.last_seen.saturating_add(s.idle_timeout_ms)) - now;
+        if ttl <= 0 {
+            return Ok(());
+        }
+        let h = hash(&s.id);
+        // The id stays out of Redis: the key is its hash.
+        let data = serde_json::to_string(&Session { id: String::new(), ..s.clone() }).map_err(|e| StateError(e.to_string()))?;
+        let (k, uk) = (self.redis.key("s", &h), self.redis.key("u", &s.user_id));
+        let user_ttl = (s.expires_at - now).max(ttl);
+        let script = &self.create;
+        let args = (data, s.user_id.clone(), s.last_seen, s.expires_at, s.idle_timeout_ms, ttl, h, user_ttl);
+        self.redis
+            .run(|mut c| async move {
+                script.key(k).key(uk).arg(args.0).arg(args.1).arg(args.2).arg(args.3).arg(args.4).arg(args.5).arg(args.6).arg(args.7).invoke_async::<i64>(&mut c).await
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn touch(&self, id: &str, now: Millis) -> StateResult<Option<Session>> {
+        let h = hash(id);
+        let k = self.redis.key("s", &h);
+        let (script, prefix) = (&self.touch, self.redis.prefix.clone());
+        let found: Option<(String, String)> = self.redis.run(|mut c| async move { script.key(k).arg(now).arg(prefix).arg(h).invoke_async(&mut c).await }).await?;
+        Self::decode(id, found)
+    }
+
+    async fn remove(&self, id: &str) -> StateResult<Option<Session>> {
+        let h = hash(id);
+        let k = self.redis.key("s", &h);
+        let (script, prefix, channel) = (&self.remove, self.redis.prefix.clone(), self.redis.channel());
+        let found: Option<(String, String)> = self.redis.run(|mut c| async move { script.key(k).arg(prefix).arg(h).arg(channel).invoke_async(&mut c).await }).await?;
+        Self::decode(id, found)
+    }
+
+    async fn remove_user(&self, user_id: &str) -> StateResult<usize> {
+        let uk = self.redis.key("u", user_id);
+        let (script, prefix, channel, user) = (&self.remove_user, self.redis.prefix.clone(), self.redis.channel(), user_id.to_string());
+        let n: i64 = self.redis.run(|mut c| async move { script.key(uk).arg(prefix).arg(user).arg(channel).invoke_async(&mut c).await }).await?;
+        Ok(n.max(0) as usize)
+    }
+}
+
+/// Keeps `cache` honest: subscribes to the invalidation feed (again after every drop)
+/// and publishes this replica's heartbeat on it.
+pub fn feed(redis: &Redis, cache: Arc<SessionCache>, clock: Clock) -> Tasks {
+    let me = crate::id::token(12);
+    let heartbeat = format!("h:{me}");
+    let listener = tokio::spawn(listen(redis.clone(), cache.clone(), heartbeat.clone()));
+    let beat = tokio::spawn(beat(redis.clone(), cache, heartbeat, clock));
+    Tasks(vec![listener, beat])
+}
+
+async fn listen(redis: Redis, cache: Arc<SessionCache>, heartbeat: String) {
+    let channel = redis.channel();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        cache.lost();
+        let subscribe = async {
+            let mut ps = redis.client.get_async_pubsub().await?;
+            ps.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(ps)
+        };
+        if let Ok(Ok(ps)) = tokio::time::timeout(redis.timeout * 2, subscribe).await {
+            tracing::info!("session invalidation feed subscribed");
+            pause = Duration::from_millis(50);
+            let mut messages = ps.into_on_message();
+            while let Some(m) = messages.next().await {
+                let Ok(text) = m.get_payload::<String>() else { continue };
+                match text.split_once(':') {
+                    Some(("h", _)) if text == heartbeat => cache.heard(),
+                    Some(("s", h)) => {
+                        if let Some(k) = hex::decode(h).ok().and_then(|v| cache::Key::try_from(v).ok()) {
+                            cache.forget(&k);
+                        }
+                    }
+                    Some(("u", user)) => cache.forget_user(user),
+                    _ => {}
+                }
+            }
+            // The connection closed: revocations may be missed from here on.
+            tracing::warn!("session invalidation feed lost; sessions are read from redis until it is back");
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+async fn beat(redis: Redis, cache: Arc<SessionCache>, heartbeat: String, clock: Clock) {
+    let mut tick = tokio::time::interval(Duration::from_millis(cache::HEARTBEAT_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut up = true;
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        let ok = redis.publish(&heartbeat).await.is_ok();
+        if ok != up {
+            up = ok;
+            if ok {
+                tracing::info!("redis reachable again");
+            } else {
+                tracing::error!("redis unreachable: ingress checks answer 503 and logins cannot start until it is back");
+            }
+        }
+        n += 1;
+        if n % 50 == 0 {
+            cache.sweep(clock.now());
+        }
+    }
+}
+
+/// The state backends on Redis, per `[state]`: sessions behind this replica's cache
+/// unless `cache_seconds` is 0.
+pub fn open(cfg: &StateConfig, url: &str, clock: &Clock) -> StateResult<super::Backends> {
+    let redis = Redis::open(url, &cfg.prefix, Duration::from_millis(cfg.timeout_ms))?;
+    let ephemeral: Arc<dyn Ephemeral> = Arc::new(RedisEphemeral::new(redis.clone(), clock.clone()));
+    let store: Arc<dyn Sessions> = Arc::new(RedisSessions::new(redis.clone(), clock.clone()));
+    if cfg.cache_seconds == 0 {
+        return Ok((ephemeral, store));
+    }
+    let cache = Arc::new(SessionCache::new((cfg.cache_seconds * 1000) as Millis));
+    let tasks = feed(&redis, cache.clone(), clock.clone());
+    Ok((ephemeral, Arc::new(Cached::new(store, cache, tasks))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::conformance;
+
+    /// The Redis the tests use (scripts/test starts it at 127.0.0.1:6379).
+    pub fn test_url() -> String {
+        std::env::var("SSOGATE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+    }
+
+    /// A key prefix of its own, deleted with everything under it when dropped.
+    struct Prefix(String);
+
+    impl Prefix {
+        fn new() -> Self {
+            Prefix(format!("ssogate-test:{}:", crate::id::token(8)))
+        }
+    }
+
+    impl Drop for Prefix {
+        fn drop(&mut self) {
+            let client = redis::Client::open(test_url()).unwrap();
+            let mut c = client.get_connection().unwrap();
+            let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", self.0)).query(&mut c).unwrap();
+            if !keys.is_empty() {
+                let _: i64 = redis::cmd("DEL").arg(keys).query(&mut c).unwrap();
+            }
+        }
+    }
+
+    fn redis(prefix: &Prefix) -> Redis {
+        Redis::open(&test_url(), &prefix.0, Duration::from_secs(2)).unwrap()
+    }
+
+    async fn wait_live(cache: &SessionCache) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !cache.live() {
+            assert!(std::time::Instant::now() < deadline, "the feed was not heard");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn redis_backends_pass_conformance() {
+        let prefix = Prefix::new();
+        let clock = Clock::fixed(1_000_000);
+        let r = redis(&prefix);
+        conformance::ephemeral(&RedisEphemeral::new(r.clone(), clock.clone()), &clock).await.unwrap();
+        conformance::sessions(&RedisSessions::new(r.clone(), clock.clone()), &clock).await.unwrap();
+        // The same suite through the cache the server puts in front of sessions.
+        let cfg = StateConfig { prefix: prefix.0.clone(), ..StateConfig::default() };
+        let (_, cached) = open(&cfg, &test_url(), &clock).unwrap();
+        conformance::sessions(cached.as_ref(), &clock).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn nothing_usable_is_stored_in_redis() {
+        let prefix = Prefix::new();
+        let clock = Clock::system();
+        let r = redis(&prefix);
+        let e = RedisEphemeral::new(r.clone(), clock.clone());
+        assert!(e.put_new("flow:the-state-value", "v", 60_000).await.unwrap());
+        let s = RedisSessions::new(r.clone(), clock.clone());
+        let now = clock.now();
+        let id = crate::id::token(32);
+        s.create(&Session {
+            id: id.clone(),
+            user_id: "usr_x".into(),
+            connection_id: "c".into(),
+            username: "u".into(),
+            email: None,
+            email_verified: false,
+            name: None,
+            groups: vec![],
+            created_at: now,
+            expires_at: now + 60_000,
+            idle_timeout_ms: 60_000,
+            last_seen: now,
+            upstream_token: None,
+        })
+        .await
+        .unwrap();
+        let mut c = redis::Client::open(test_url()).unwrap().get_connection().unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", prefix.0)).query(&mut c).unwrap();
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        let dump = format!("{keys:?}{:?}", redis::cmd("HGETALL").arg(r.key("s", &hash(&id))).query::<Vec<String>>(&mut c).unwrap());
+        assert!(!dump.contains(&id) && !dump.contains("the-state-value"), "{dump}");
+        let pttl: i64 = redis::cmd("PTTL").arg(r.key("s", &hash(&id))).query(&mut c).unwrap();
+        assert!(pttl > 0 && pttl <= 60_000, "sessions carry a Redis TTL: {pttl}");
+    }
+
+    #[tokio::test]
+    async fn a_revocation_reaches_the_other_replicas_cache() {
+        let prefix = Prefix::new();
+        let clock = Clock::system();
+        let cfg = StateConfig { prefix: prefix.0.clone(), cache_seconds: 30, ..StateConfig::default() };
+        let (_, a) = open(&cfg, &test_url(), &clock).unwrap();
+        let b = Cached::new(
+            Arc::new(RedisSessions::new(redis(&prefix), clock.clone())),
+            Arc::new(SessionCache::new(30_000)),
+            Tasks::default(),
+        );
+        let b_cache = b.cache().clone();
+        let b_tasks = feed(&redis(&prefix), b_cache.clone(), clock.clone());
+        wait_live(&b_cache).await;
+        let now = clock.now();
+        let mk = |id: &str, user: &str| Session {
+            id: id.into(),
+            user_id: user.into(),
+            connection_id: "c".into(),
+            username: "u".into(),
+            email: None,
+            email_verified: false,
+            name: None,
+            groups: vec![],
+            created_at: now,
+            expires_at: now + 60_000,
+            idle_timeout_ms: 60_000,
+            last_seen: now,
+            upstream_token: None,
+        };
+        let (one, two) = (crate::id::token(32), crate::id::token(32));
+        a.create(&mk(&one, "u1")).await.unwrap();
+        a.create(&mk(&two, "u2")).await.unwrap();
+        assert!(b.touch(&one, now).await.unwrap().is_some());
+        assert!(b.touch(&two, now).await.unwrap().is_some());
+        assert_eq!(b_cache.len(), 2, "b answers from memory now");
+        a.remove(&one).await.unwrap();
+        a.remove_user("u2").await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while !b_cache.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "revocations did not reach b within a second");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(b.touch(&one, now).await.unwrap().is_none());
+        assert!(b.touch(&two, now).await.unwrap().is_none());
+        drop(b_tasks);
+    }
+}
