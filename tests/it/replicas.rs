@@ -307,6 +307,22 @@ async fn redis_outage_fails_closed_and_recovers_by_itself() {
 }
 
 #[tokio::test]
+async fn a_gateway_started_before_redis_waits_for_it() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let gw = crate::support::Gateway::start_in(Arc::new(tempfile::tempdir().unwrap()), &[("SSOGATE_STATE__URL", &url)]).await;
+    let (st, body) = get(&format!("{}/readyz", gw.base)).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("redis"), "{body}");
+    assert_eq!(auth(&gw.base, &ssogate::id::token(32)).await, StatusCode::SERVICE_UNAVAILABLE, "no answer is never a no, nor a yes");
+    assert_eq!(get(&format!("{}/healthz", gw.base)).await.0, StatusCode::OK, "the process itself is fine");
+    let mut server = RedisServer { port, child: None, stopped: false };
+    server.restart();
+    until!(Duration::from_secs(10), "/readyz once Redis is there", get(&format!("{}/readyz", gw.base)).await.0 == StatusCode::OK);
+    assert_eq!(auth(&gw.base, &ssogate::id::token(32)).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn a_dropped_invalidation_feed_turns_the_session_cache_off() {
     let server = RedisServer::start();
     let clock = Clock::system();
