@@ -169,7 +169,8 @@ async fn auth(base: &str, session: &str) -> StatusCode {
 }
 
 async fn get(url: &str) -> (StatusCode, String) {
-    let r = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap().get(url).send().await.unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(10)).build().unwrap();
+    let r = http.get(url).send().await.unwrap();
     (r.status(), r.text().await.unwrap())
 }
 
