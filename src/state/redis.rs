@@ -2,12 +2,14 @@
 //! and sessions, plus the invalidation feed that keeps each replica's session cache
 //! honest (see [`super::cache`]).
 //!
-//! Layout under the configured prefix `P` (keys are SHA-256 hex of what the gateway
-//! looks them up by, so Redis never holds a usable session id, state or code):
-//! - `P e:{hash}`: an ephemeral value, stored as `{expiry ms}:{value}` with a Redis TTL;
-//! - `P s:{hash}`: a session, a hash of `d` (the session without its id, JSON), `u`
-//!   (user id), `l` (last use), `x` (absolute expiry), `i` (idle timeout), with a Redis
-//!   TTL at whichever expiry comes first;
+//! Layout under the configured prefix `P`. Keys are SHA-256 hex of what the gateway
+//! looks them up by, and values are sealed with the master key (AES-256-GCM, bound to
+//! their key): reading Redis yields no session id, state, code or token, and writing to
+//! it cannot make a session or a code the gateway accepts.
+//! - `P e:{hash}`: an ephemeral value, `{expiry ms}:{sealed value}`, with a Redis TTL;
+//! - `P s:{hash}`: a session, a hash of `d` (the session without its id, JSON, sealed),
+//!   `u` (user id), `l` (last use), `x` (absolute expiry), `i` (idle timeout), with a
+//!   Redis TTL at whichever expiry comes first;
 //! - `P u:{user id}`: the set of a user's session hashes, for "end every session";
 //! - channel `P events`: `s:{hash}` and `u:{user id}` revocations, `h:{replica}` heartbeats.
 //!
@@ -36,6 +38,7 @@ use super::cache::{self, Cached, SessionCache, Tasks};
 use super::{Ephemeral, Session, Sessions, StateError, StateResult};
 use crate::clock::{Clock, Millis};
 use crate::config::StateConfig;
+use crate::secret::Cipher;
 
 /// Stores `value` unless a value whose recorded expiry is still ahead is there.
 const PUT_NEW: &str = r"
@@ -105,6 +108,22 @@ return n
 
 fn hash(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// What a sealed value is bound to: its kind and key, so it cannot be moved to another key.
+fn context(kind: &str, h: &str) -> String {
+    format!("ssogate state {kind}:{h}")
+}
+
+/// Opens a sealed value; one that does not open (altered in Redis) counts as absent.
+fn unseal(cipher: &Cipher, kind: &str, h: &str, sealed: &str) -> Option<String> {
+    match cipher.open(&context(kind, h), sealed).ok().and_then(|v| String::from_utf8(v).ok()) {
+        Some(v) => Some(v),
+        None => {
+            tracing::warn!(kind, "a value in redis failed its integrity check and was ignored");
+            None
+        }
+    }
 }
 
 /// A connection to Redis shared by the state backends: reconnects by itself, and no
@@ -179,20 +198,24 @@ impl Redis {
 pub struct RedisEphemeral {
     redis: Redis,
     clock: Clock,
+    cipher: Cipher,
     put_new: Script,
 }
 
 impl RedisEphemeral {
-    /// Values on `redis`, expiring by `clock`.
-    pub fn new(redis: Redis, clock: Clock) -> Self {
-        Self { redis, clock, put_new: Script::new(PUT_NEW) }
+    /// Values on `redis`, expiring by `clock`, sealed with `cipher`.
+    pub fn new(redis: Redis, clock: Clock, cipher: Cipher) -> Self {
+        Self { redis, clock, cipher, put_new: Script::new(PUT_NEW) }
     }
 
-    /// The value if its recorded expiry is still ahead.
-    fn live(&self, stored: Option<String>) -> Option<String> {
+    /// The value if its recorded expiry is still ahead and it opens.
+    fn live(&self, h: &str, stored: Option<String>) -> Option<String> {
         let stored = stored?;
-        let (exp, value) = stored.split_once(':')?;
-        (exp.parse::<Millis>().ok()? > self.clock.now()).then(|| value.to_string())
+        let (exp, sealed) = stored.split_once(':')?;
+        if exp.parse::<Millis>().ok()? <= self.clock.now() {
+            return None;
+        }
+        unseal(&self.cipher, "e", h, sealed)
     }
 }
 
@@ -201,24 +224,27 @@ impl Ephemeral for RedisEphemeral {
     async fn put_new(&self, key: &str, value: &str, ttl_ms: Millis) -> StateResult<bool> {
         let now = self.clock.now();
         let ttl = ttl_ms.max(1);
-        let k = self.redis.key("e", &hash(key));
-        let stored = format!("{}:{value}", now.saturating_add(ttl));
+        let h = hash(key);
+        let stored = format!("{}:{}", now.saturating_add(ttl), self.cipher.seal(&context("e", &h), value.as_bytes()));
+        let k = self.redis.key("e", &h);
         let script = &self.put_new;
         let n: i64 = self.redis.run(|mut c| async move { script.key(k).arg(now).arg(stored).arg(ttl).invoke_async(&mut c).await }).await?;
         Ok(n == 1)
     }
 
     async fn take(&self, key: &str) -> StateResult<Option<String>> {
-        let k = self.redis.key("e", &hash(key));
+        let h = hash(key);
+        let k = self.redis.key("e", &h);
         // GETDEL: read and delete in one step, so two replicas cannot both take it.
         let v: Option<String> = self.redis.run(|mut c| async move { redis::cmd("GETDEL").arg(k).query_async(&mut c).await }).await?;
-        Ok(self.live(v))
+        Ok(self.live(&h, v))
     }
 
     async fn get(&self, key: &str) -> StateResult<Option<String>> {
-        let k = self.redis.key("e", &hash(key));
+        let h = hash(key);
+        let k = self.redis.key("e", &h);
         let v: Option<String> = self.redis.run(|mut c| async move { c.get(k).await }).await?;
-        Ok(self.live(v))
+        Ok(self.live(&h, v))
     }
 
     async fn ping(&self) -> StateResult<()> {
@@ -231,6 +257,7 @@ impl Ephemeral for RedisEphemeral {
 pub struct RedisSessions {
     redis: Redis,
     clock: Clock,
+    cipher: Cipher,
     create: Script,
     touch: Script,
     remove: Script,
@@ -238,11 +265,12 @@ pub struct RedisSessions {
 }
 
 impl RedisSessions {
-    /// Sessions on `redis`; `clock` sets the Redis TTL of new sessions.
-    pub fn new(redis: Redis, clock: Clock) -> Self {
+    /// Sessions on `redis`, sealed with `cipher`; `clock` sets the Redis TTL of new sessions.
+    pub fn new(redis: Redis, clock: Clock, cipher: Cipher) -> Self {
         Self {
             redis,
             clock,
+            cipher,
             create: Script::new(CREATE),
             touch: Script::new(TOUCH),
             remove: Script::new(REMOVE),
@@ -250,8 +278,10 @@ impl RedisSessions {
         }
     }
 
-    fn decode(id: &str, found: Option<(String, String)>) -> StateResult<Option<Session>> {
-        let Some((data, last)) = found else { return Ok(None) };
+    fn decode(&self, id: &str, h: &str, found: Option<(String, String)>) -> StateResult<Option<Session>> {
+        let Some((sealed, last)) = found else { return Ok(None) };
+        // Altered in Redis: no session, not an error (which would answer 503).
+        let Some(data) = unseal(&self.cipher, "s", h, &sealed) else { return Ok(None) };
         let mut s: Session = serde_json::from_str(&data).map_err(|_| StateError("redis: a stored session is unreadable".into()))?;
         s.id = id.to_string();
         s.last_seen = last.parse().map_err(|_| StateError("redis: a stored session is unreadable".into()))?;
@@ -270,6 +300,7 @@ impl Sessions for RedisSessions {
         let h = hash(&s.id);
         // The id stays out of Redis: the key is its hash.
         let data = serde_json::to_string(&Session { id: String::new(), ..s.clone() }).map_err(|e| StateError(e.to_string()))?;
+        let data = self.cipher.seal(&context("s", &h), data.as_bytes());
         let (k, uk) = (self.redis.key("s", &h), self.redis.key("u", &s.user_id));
         let user_ttl = (s.expires_at - now).max(ttl);
         let script = &self.create;
@@ -286,16 +317,18 @@ impl Sessions for RedisSessions {
         let h = hash(id);
         let k = self.redis.key("s", &h);
         let (script, prefix) = (&self.touch, self.redis.prefix.clone());
-        let found: Option<(String, String)> = self.redis.run(|mut c| async move { script.key(k).arg(now).arg(prefix).arg(h).invoke_async(&mut c).await }).await?;
-        Self::decode(id, found)
+        let hh = h.clone();
+        let found: Option<(String, String)> = self.redis.run(|mut c| async move { script.key(k).arg(now).arg(prefix).arg(hh).invoke_async(&mut c).await }).await?;
+        self.decode(id, &h, found)
     }
 
     async fn remove(&self, id: &str) -> StateResult<Option<Session>> {
         let h = hash(id);
         let k = self.redis.key("s", &h);
         let (script, prefix, channel) = (&self.remove, self.redis.prefix.clone(), self.redis.channel());
-        let found: Option<(String, String)> = self.redis.run(|mut c| async move { script.key(k).arg(prefix).arg(h).arg(channel).invoke_async(&mut c).await }).await?;
-        Self::decode(id, found)
+        let hh = h.clone();
+        let found: Option<(String, String)> = self.redis.run(|mut c| async move { script.key(k).arg(prefix).arg(hh).arg(channel).invoke_async(&mut c).await }).await?;
+        self.decode(id, &h, found)
     }
 
     async fn remove_user(&self, user_id: &str) -> StateResult<usize> {
@@ -374,12 +407,12 @@ async fn beat(redis: Redis, cache: Arc<SessionCache>, heartbeat: String, clock: 
     }
 }
 
-/// The state backends on Redis, per `[state]`: sessions behind this replica's cache
-/// unless `cache_seconds` is 0.
-pub fn open(cfg: &StateConfig, url: &str, clock: &Clock) -> StateResult<super::Backends> {
+/// The state backends on Redis, per `[state]`, sealing values with the master key
+/// `cipher`: sessions behind this replica's cache unless `cache_seconds` is 0.
+pub fn open(cfg: &StateConfig, url: &str, clock: &Clock, cipher: &Cipher) -> StateResult<super::Backends> {
     let redis = Redis::open(url, &cfg.prefix, Duration::from_millis(cfg.timeout_ms))?;
-    let ephemeral: Arc<dyn Ephemeral> = Arc::new(RedisEphemeral::new(redis.clone(), clock.clone()));
-    let store: Arc<dyn Sessions> = Arc::new(RedisSessions::new(redis.clone(), clock.clone()));
+    let ephemeral: Arc<dyn Ephemeral> = Arc::new(RedisEphemeral::new(redis.clone(), clock.clone(), cipher.clone()));
+    let store: Arc<dyn Sessions> = Arc::new(RedisSessions::new(redis.clone(), clock.clone(), cipher.clone()));
     if cfg.cache_seconds == 0 {
         return Ok((ephemeral, store));
     }
@@ -418,6 +451,10 @@ mod tests {
         }
     }
 
+    fn cipher() -> Cipher {
+        Cipher::from_text(&"7".repeat(64)).unwrap()
+    }
+
     fn redis(prefix: &Prefix) -> Redis {
         Redis::open(&test_url(), &prefix.0, Duration::from_secs(2)).unwrap()
     }
@@ -435,11 +472,11 @@ mod tests {
         let prefix = Prefix::new();
         let clock = Clock::fixed(1_000_000);
         let r = redis(&prefix);
-        conformance::ephemeral(&RedisEphemeral::new(r.clone(), clock.clone()), &clock).await.unwrap();
-        conformance::sessions(&RedisSessions::new(r.clone(), clock.clone()), &clock).await.unwrap();
+        conformance::ephemeral(&RedisEphemeral::new(r.clone(), clock.clone(), cipher()), &clock).await.unwrap();
+        conformance::sessions(&RedisSessions::new(r.clone(), clock.clone(), cipher()), &clock).await.unwrap();
         // The same suite through the cache the server puts in front of sessions.
         let cfg = StateConfig { prefix: prefix.0.clone(), ..StateConfig::default() };
-        let (_, cached) = open(&cfg, &test_url(), &clock).unwrap();
+        let (_, cached) = open(&cfg, &test_url(), &clock, &cipher()).unwrap();
         conformance::sessions(cached.as_ref(), &clock).await.unwrap();
     }
 
@@ -453,39 +490,65 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn nothing_usable_is_stored_in_redis() {
+    async fn redis_holds_nothing_usable_and_cannot_forge() {
         let prefix = Prefix::new();
         let clock = Clock::system();
         let r = redis(&prefix);
-        let e = RedisEphemeral::new(r.clone(), clock.clone());
-        assert!(e.put_new("flow:the-state-value", "v", 60_000).await.unwrap());
-        let s = RedisSessions::new(r.clone(), clock.clone());
+        let e = RedisEphemeral::new(r.clone(), clock.clone(), cipher());
+        assert!(e.put_new("code:the-code-value", "{\"session_id\":\"sid-inside-a-grant\"}", 60_000).await.unwrap());
+        let s = RedisSessions::new(r.clone(), clock.clone(), cipher());
         let now = clock.now();
-        let id = crate::id::token(32);
-        s.create(&Session {
-            id: id.clone(),
+        let mk = |id: &str| Session {
+            id: id.into(),
             user_id: "usr_x".into(),
             connection_id: "c".into(),
-            username: "u".into(),
-            email: None,
-            email_verified: false,
+            username: "alice".into(),
+            email: Some("alice@example.test".into()),
+            email_verified: true,
             name: None,
-            groups: vec![],
+            groups: vec!["admins".into()],
             created_at: now,
             expires_at: now + 60_000,
             idle_timeout_ms: 60_000,
             last_seen: now,
-            upstream_token: None,
-        })
-        .await
-        .unwrap();
+            upstream_token: Some("upstream-access-token".into()),
+        };
+        let (id, other) = (crate::id::token(32), crate::id::token(32));
+        s.create(&mk(&id)).await.unwrap();
         let mut c = redis::Client::open(test_url()).unwrap().get_connection().unwrap();
         let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", prefix.0)).query(&mut c).unwrap();
         assert_eq!(keys.len(), 3, "{keys:?}");
-        let dump = format!("{keys:?}{:?}", redis::cmd("HGETALL").arg(r.key("s", &hash(&id))).query::<Vec<String>>(&mut c).unwrap());
-        assert!(!dump.contains(&id) && !dump.contains("the-state-value"), "{dump}");
-        let pttl: i64 = redis::cmd("PTTL").arg(r.key("s", &hash(&id))).query(&mut c).unwrap();
+        let mut dump = format!("{keys:?}");
+        for k in &keys {
+            let t: String = redis::cmd("TYPE").arg(k).query(&mut c).unwrap();
+            let v: Vec<String> = match t.as_str() {
+                "hash" => redis::cmd("HGETALL").arg(k).query(&mut c).unwrap(),
+                "set" => redis::cmd("SMEMBERS").arg(k).query(&mut c).unwrap(),
+                _ => vec![redis::cmd("GET").arg(k).query(&mut c).unwrap()],
+            };
+            dump.push_str(&format!("{v:?}"));
+        }
+        for secret in [id.as_str(), "the-code-value", "sid-inside-a-grant", "upstream-access-token", "alice@example.test", "admins"] {
+            assert!(!dump.contains(secret), "{secret} is readable in redis: {dump}");
+        }
+        let skey = r.key("s", &hash(&id));
+        let pttl: i64 = redis::cmd("PTTL").arg(&skey).query(&mut c).unwrap();
         assert!(pttl > 0 && pttl <= 60_000, "sessions carry a Redis TTL: {pttl}");
+
+        // A session copied to a key of the attacker's choosing does not open there.
+        let fields: Vec<String> = redis::cmd("HGETALL").arg(&skey).query(&mut c).unwrap();
+        let _: i64 = redis::cmd("HSET").arg(r.key("s", &hash(&other))).arg(&fields).query(&mut c).unwrap();
+        assert!(s.touch(&other, now).await.unwrap().is_none(), "a moved session is refused");
+        assert!(s.touch(&id, now).await.unwrap().is_some(), "the real one still works");
+        // Nor does an altered one.
+        let _: i64 = redis::cmd("HSET").arg(&skey).arg("d").arg("v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").query(&mut c).unwrap();
+        assert!(s.touch(&id, now).await.unwrap().is_none(), "an altered session is refused");
+        // A code value moved to another code's key does not open either.
+        let ekey = r.key("e", &hash("code:the-code-value"));
+        let v: String = redis::cmd("GET").arg(&ekey).query(&mut c).unwrap();
+        let _: () = redis::cmd("SET").arg(r.key("e", &hash("code:forged"))).arg(v).query(&mut c).unwrap();
+        assert!(e.take("code:forged").await.unwrap().is_none());
+        assert!(e.take("code:the-code-value").await.unwrap().is_some());
     }
 
     #[tokio::test]
@@ -493,9 +556,9 @@ mod tests {
         let prefix = Prefix::new();
         let clock = Clock::system();
         let cfg = StateConfig { prefix: prefix.0.clone(), cache_seconds: 30, ..StateConfig::default() };
-        let (_, a) = open(&cfg, &test_url(), &clock).unwrap();
+        let (_, a) = open(&cfg, &test_url(), &clock, &cipher()).unwrap();
         let b = Cached::new(
-            Arc::new(RedisSessions::new(redis(&prefix), clock.clone())),
+            Arc::new(RedisSessions::new(redis(&prefix), clock.clone(), cipher())),
             Arc::new(SessionCache::new(30_000)),
             Tasks::default(),
         );

@@ -329,7 +329,7 @@ async fn a_dropped_invalidation_feed_turns_the_session_cache_off() {
     let clock = Clock::system();
     let redis = Redis::open(&server.url(), "ssogate:", Duration::from_secs(1)).unwrap();
     let cache = Arc::new(SessionCache::new(60_000));
-    let sessions = Cached::new(Arc::new(RedisSessions::new(redis.clone(), clock.clone())), cache.clone(), feed(&redis, cache.clone(), clock.clone()));
+    let sessions = Cached::new(Arc::new(RedisSessions::new(redis.clone(), clock.clone(), ssogate::secret::Cipher::from_text(&"5".repeat(64)).unwrap())), cache.clone(), feed(&redis, cache.clone(), clock.clone()));
     until!(Duration::from_secs(5), "the feed is heard", cache.live());
     let now = clock.now();
     let id = ssogate::id::token(32);
