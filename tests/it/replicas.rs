@@ -277,6 +277,19 @@ async fn redis_outage_fails_closed_and_recovers_by_itself() {
     assert_eq!(auth(&base, &session).await, StatusCode::OK);
     assert_eq!(get(&format!("{base}/readyz")).await.0, StatusCode::OK);
 
+    // A login in progress: at the IdP's redirect back to the gateway.
+    let b = Browser::new();
+    let callback_prefix = format!("{base}/oidc/{}/callback", s.conn);
+    let mut url = format!("{base}/login/{}?login_hint=alice", s.conn);
+    let callback = loop {
+        let r = b.http.get(&url).send().await.unwrap();
+        assert!(r.status().is_redirection(), "{url}: {}", r.status());
+        url = reqwest::Url::parse(&url).unwrap().join(r.headers()["location"].to_str().unwrap()).unwrap().to_string();
+        if url.starts_with(&callback_prefix) {
+            break url;
+        }
+    };
+
     // Unreachable, data kept (SIGSTOP): 503, never 200 and never a redirect.
     server.freeze();
     until!(Duration::from_secs(3), "/auth answers 503 while Redis does not answer", auth(&base, &session).await == StatusCode::SERVICE_UNAVAILABLE);
@@ -289,6 +302,9 @@ async fn redis_outage_fails_closed_and_recovers_by_itself() {
     let (st, page) = get(&format!("{base}/login/{}", s.conn)).await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "a login cannot start: {page}");
     assert!(page.contains("Sign-in is unavailable right now"), "{page}");
+    let r = b.http.get(&callback).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "a login cannot finish");
+    assert!(r.text().await.unwrap().contains("Sign-in is unavailable right now"));
 
     // Back: the session Redis kept works again, with nobody restarting anything.
     server.thaw();
