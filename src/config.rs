@@ -561,6 +561,12 @@ mod tests {
     }
 
     #[test]
+    fn secrets_do_not_show_in_debug() {
+        let c = Config::load(None, env(&[("SSOGATE_ADMIN_TOKEN", "a-very-secret-admin-token")])).unwrap();
+        assert!(!format!("{c:?}").contains("a-very-secret-admin-token"));
+    }
+
+    #[test]
     fn state_section_is_checked() {
         let c = Config::load(None, env(&[])).unwrap();
         assert!(c.state.url.is_none(), "in-process state by default");
@@ -577,11 +583,5 @@ mod tests {
             assert!(err.contains(k), "{k} in {err}");
         }
         assert!(Config::load(None, env(&[("SSOGATE_STATE__URL", "mysql://x")])).is_err());
-    }
-
-    #[test]
-    fn secrets_do_not_show_in_debug() {
-        let c = Config::load(None, env(&[("SSOGATE_ADMIN_TOKEN", "a-very-secret-admin-token")])).unwrap();
-        assert!(!format!("{c:?}").contains("a-very-secret-admin-token"));
     }
 }
