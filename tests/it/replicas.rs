@@ -126,6 +126,16 @@ impl Drop for RedisServer {
     }
 }
 
+/// A child process killed when dropped, also when the test fails half-way.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Evaluates `cond` every 25 ms until it holds; fails after `within`. Gives how long it took.
 macro_rules! until {
     ($within:expr, $what:expr, $cond:expr) => {{
@@ -205,13 +215,11 @@ async fn two_replicas_share_logins_logouts_and_connections() {
     let (env_a, env_b) = (shared(port_a), shared(port_b));
     let ra: Vec<(&str, &str)> = env_a.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let rb: Vec<(&str, &str)> = env_b.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (mut a, got_a, _, logs_a) = spawn_gateway(dir_a.path(), &ra);
-    let (mut b, got_b, _, logs_b) = spawn_gateway(dir_b.path(), &rb);
+    let (a, got_a, _, logs_a) = spawn_gateway(dir_a.path(), &ra);
+    let a = Killed(a);
+    let (b, got_b, _, logs_b) = spawn_gateway(dir_b.path(), &rb);
+    let b = Killed(b);
     assert_eq!((got_a.as_str(), got_b.as_str()), (base_a.as_str(), base_b.as_str()));
-    let kill = |c: &mut Child| {
-        let _ = c.kill();
-        let _ = c.wait();
-    };
 
     // The connection is made on A (PostgreSQL holds it).
     let http = reqwest::Client::new();
@@ -259,8 +267,7 @@ async fn two_replicas_share_logins_logouts_and_connections() {
     until!(Duration::from_secs(1), "the login page of B drops the connection", !get(&format!("{base_b}/login")).await.1.contains("Shared IdP"));
     until!(Duration::from_secs(5), "B refuses to start a login with it", get(&format!("{base_b}/login/{conn}")).await.0 == StatusCode::NOT_FOUND);
 
-    kill(&mut a);
-    kill(&mut b);
+    drop((a, b));
     let logs = logs_a.lock().unwrap().join("\n") + &logs_b.lock().unwrap().join("\n");
     assert!(!logs.contains(&session), "a session id reached the logs");
     assert!(logs.contains("state in redis"), "the replicas said where their state is");
