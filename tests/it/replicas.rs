@@ -58,16 +58,22 @@ pub struct RedisServer {
     stopped: bool,
 }
 
-fn spawn_redis(port: u16) -> Child {
+fn spawn_redis(port: u16, extra: &[&str]) -> Child {
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-server must be installed (scripts/test installs it)");
     let url = format!("redis://127.0.0.1:{port}/0");
     let start = Instant::now();
-    while redis::Client::open(url.as_str()).and_then(|c| c.get_connection()).and_then(|mut c| redis::cmd("PING").query::<String>(&mut c)).is_err() {
+    // Up means answering, even if only to say a password is needed.
+    let answers = || match redis::Client::open(url.as_str()).and_then(|c| c.get_connection()).and_then(|mut c| redis::cmd("PING").query::<String>(&mut c)) {
+        Ok(_) => true,
+        Err(e) => e.code().is_some(),
+    };
+    while !answers() {
         assert!(start.elapsed() < Duration::from_secs(10), "redis-server on port {port} did not answer");
         std::thread::sleep(Duration::from_millis(25));
     }
@@ -76,8 +82,13 @@ fn spawn_redis(port: u16) -> Child {
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With extra redis-server arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
         let port = free_port();
-        RedisServer { port, child: Some(spawn_redis(port)), stopped: false }
+        RedisServer { port, child: Some(spawn_redis(port, extra)), stopped: false }
     }
 
     pub fn url(&self) -> String {
@@ -112,7 +123,7 @@ impl RedisServer {
     /// A new, empty redis-server on the same port.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = Some(spawn_redis(self.port));
+        self.child = Some(spawn_redis(self.port, &[]));
     }
 }
 
@@ -344,6 +355,21 @@ async fn a_gateway_started_before_redis_waits_for_it() {
     server.restart();
     until!(Duration::from_secs(10), "/readyz once Redis is there", get(&format!("{}/readyz", gw.base)).await.0 == StatusCode::OK);
     assert_eq!(auth(&gw.base, &ssogate::id::token(32)).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_redis_password_stays_out_of_the_logs() {
+    let password = "redis-password-7f3a9c";
+    let server = RedisServer::start_with(&["--requirepass", password]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("redis://:{password}@127.0.0.1:{}/0", server.port);
+    let (child, base, out, err) = spawn_gateway(dir.path(), &[("SSOGATE_STATE__URL", &url), ("SSOGATE_LOG__LEVEL", "debug")]);
+    let child = Killed(child);
+    until!(Duration::from_secs(10), "ready with the password", get(&format!("{base}/readyz")).await.0 == StatusCode::OK);
+    drop(child);
+    let logs = err.lock().unwrap().join("\n") + &out.lock().unwrap().join("\n");
+    assert!(logs.contains("state in redis") && logs.contains(&format!("redis://:***@127.0.0.1:{}/0", server.port)), "{logs}");
+    assert!(!logs.contains(password), "the Redis password reached the logs");
 }
 
 #[tokio::test]
