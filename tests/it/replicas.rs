@@ -323,6 +323,11 @@ async fn redis_outage_fails_closed_and_recovers_by_itself() {
     let r = b.http.get(&callback).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "a login cannot finish");
     assert!(r.text().await.unwrap().contains("Sign-in is unavailable right now"));
+    // A user cannot be removed while their sessions cannot be ended.
+    let uid = s.users().await[0]["id"].as_str().unwrap().to_string();
+    let (st, _) = s.gw.admin(reqwest::Method::DELETE, &format!("/users/{uid}"), None).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(s.users().await.len(), 1, "the user is still there, so is the way to end their sessions");
 
     // Back: the session Redis kept works again, with nobody restarting anything.
     server.thaw();
