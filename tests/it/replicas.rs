@@ -323,6 +323,11 @@ async fn redis_outage_fails_closed_and_recovers_by_itself() {
     let r = b.http.get(&callback).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "a login cannot finish");
     assert!(r.text().await.unwrap().contains("Sign-in is unavailable right now"));
+    // Nor can a sign-out pretend to have ended the session.
+    let r = reqwest::Client::new().post(format!("{base}/logout")).header("cookie", format!("ssogate_session={session}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().get("set-cookie").is_none(), "the cookie stays, so signing out can be tried again");
+    assert!(r.text().await.unwrap().contains("you are still signed in"));
     // A user cannot be removed while their sessions cannot be ended.
     let uid = s.users().await[0]["id"].as_str().unwrap().to_string();
     let (st, _) = s.gw.admin(reqwest::Method::DELETE, &format!("/users/{uid}"), None).await;
