@@ -352,6 +352,7 @@ pub fn feed(redis: &Redis, cache: Arc<SessionCache>, clock: Clock) -> Tasks {
 async fn listen(redis: Redis, cache: Arc<SessionCache>, heartbeat: String) {
     let channel = redis.channel();
     let mut pause = Duration::from_millis(50);
+    let mut said = false;
     loop {
         cache.lost();
         let subscribe = async {
@@ -359,8 +360,21 @@ async fn listen(redis: Redis, cache: Arc<SessionCache>, heartbeat: String) {
             ps.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(ps)
         };
-        if let Ok(Ok(ps)) = tokio::time::timeout(redis.timeout * 2, subscribe).await {
+        let subscribed = match tokio::time::timeout(redis.timeout * 2, subscribe).await {
+            Ok(Ok(ps)) => Some(ps),
+            Ok(Err(e)) => {
+                // Once per outage: a Redis user without SUBSCRIBE would otherwise go unnoticed.
+                if !said {
+                    tracing::warn!(error = %e, "session invalidation feed cannot subscribe; sessions are read from redis until it can");
+                    said = true;
+                }
+                None
+            }
+            Err(_) => None,
+        };
+        if let Some(ps) = subscribed {
             tracing::info!("session invalidation feed subscribed");
+            said = false;
             pause = Duration::from_millis(50);
             let mut messages = ps.into_on_message();
             while let Some(m) = messages.next().await {
