@@ -174,8 +174,8 @@ impl App {
 }
 
 /// Flow state and sessions: in this process, or in Redis (`state.url`) for several
-/// replicas, sealed with the master key. Redis is connected lazily: a gateway started while Redis is down serves,
-/// fails closed (503) and is not ready until Redis answers.
+/// replicas, sealed with the master key. Redis is connected lazily: a gateway started
+/// while Redis is down serves, fails closed (503) and is not ready until Redis answers.
 fn state_backends(config: &Config, clock: &Clock, cipher: &Cipher) -> Result<crate::state::Backends, StartupError> {
     let Some(url) = &config.state.url else {
         let ephemeral: Arc<dyn crate::state::Ephemeral> = Arc::new(crate::state::memory::MemoryEphemeral::new(clock.clone()));

@@ -63,6 +63,6 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, &'static str) {
         (Ok(Ok(())), Ok(Ok(()))) => (StatusCode::OK, "ready"),
         (Ok(Ok(())), _) => (StatusCode::SERVICE_UNAVAILABLE, state_name),
         (_, Ok(Ok(()))) => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable; redis (state store) unreachable"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "store and state store unreachable"),
     }
 }
