@@ -334,9 +334,18 @@ pub async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
 /// Ends the session (and revokes the upstream token where the IdP has a revocation endpoint).
 pub async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
-        if let Ok(Some(s)) = app.sessions.remove(id).await {
-            revoke_upstream(&app, &s).await;
-            tracing::info!(user_id = %s.user_id, "logout");
+        match app.sessions.remove(id).await {
+            Ok(Some(s)) => {
+                revoke_upstream(&app, &s).await;
+                tracing::info!(user_id = %s.user_id, "logout");
+            }
+            Ok(None) => {}
+            // Fail closed: the session may live on, so do not pretend it ended (and keep
+            // the cookie, so that signing out can be tried again).
+            Err(e) => {
+                tracing::error!(error = %e, "logout: the session store failed");
+                return page::error(StatusCode::SERVICE_UNAVAILABLE, "Signing out is unavailable right now, and you are still signed in. Try again shortly.");
+            }
         }
     }
     let mut resp = Redirect::to("/login").into_response();

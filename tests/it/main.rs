@@ -12,6 +12,7 @@ mod op;
 mod openapi;
 mod peers;
 mod presets;
+mod replicas;
 mod saml;
 mod store;
 mod support;
