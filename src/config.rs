@@ -85,7 +85,7 @@ impl Default for StateConfig {
 }
 
 /// `[ingress]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct IngressConfig {
     /// Hosts a login may return to (`rd=`): `app.example.com`, `.example.com` for the
@@ -93,6 +93,19 @@ pub struct IngressConfig {
     /// host is always allowed. A list, or one comma-separated string (environment).
     #[serde(deserialize_with = "string_or_list")]
     pub allowed_domains: Vec<String>,
+    /// Every `/auth` answer carries `Authorization: Bearer <token>` (a short-lived JWT
+    /// signed with the gateway's key) for the app, as if each route asked with
+    /// `set_authorization_header=true`.
+    #[serde(deserialize_with = "lenient")]
+    pub set_authorization_header: bool,
+    /// The `aud` of those tokens.
+    pub token_audience: String,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        Self { allowed_domains: Vec::new(), set_authorization_header: false, token_audience: "ingress".into() }
+    }
 }
 
 /// `[[clients]]`: an application that logs in through ssogate's OpenID Provider.
@@ -143,11 +156,14 @@ pub struct SessionConfig {
     /// A session ends after this long unused.
     #[serde(deserialize_with = "lenient")]
     pub idle_seconds: u64,
+    /// Domain of the session cookie (`example.com`), so one login covers every app on
+    /// `*.example.com`; the public URL's host must be inside it. None: this host only.
+    pub cookie_domain: Option<String>,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self { lifetime_seconds: 8 * 3600, idle_seconds: 3600 }
+        Self { lifetime_seconds: 8 * 3600, idle_seconds: 3600, cookie_domain: None }
     }
 }
 
@@ -411,6 +427,15 @@ impl Config {
         if !(60..=90 * 86_400).contains(&self.session.idle_seconds) {
             bad("session.idle_seconds", "must be between 60 and 7776000 (90 days)");
         }
+        if let Some(domain) = &self.session.cookie_domain {
+            if let Err(why) = cookie_domain_fits(domain, &self.public_url) {
+                bad("session.cookie_domain", &why);
+            }
+        }
+        let aud = &self.ingress.token_audience;
+        if aud.trim().is_empty() || aud.len() > 256 || aud.chars().any(char::is_control) {
+            bad("ingress.token_audience", "must be 1 to 256 printable characters");
+        }
         if self.login.jwks_min_refetch_seconds > 86_400 {
             bad("login.jwks_min_refetch_seconds", "must be at most 86400");
         }
@@ -463,10 +488,33 @@ impl Config {
         self.public_url.scheme() == "https"
     }
 
+    /// The `Domain` attribute of the session cookie, when one is configured.
+    pub fn cookie_domain(&self) -> Option<&str> {
+        self.session.cookie_domain.as_deref().map(|d| d.trim_start_matches('.'))
+    }
+
     /// The public URL without a trailing slash, to append paths to.
     pub fn public_base(&self) -> String {
         self.public_url.as_str().trim_end_matches('/').to_string()
     }
+}
+
+/// Checks a cookie domain: a DNS name (not an IP, no port or scheme) that contains the
+/// public URL's host, or the browser would never send the session cookie back here.
+fn cookie_domain_fits(domain: &str, public_url: &Url) -> Result<(), String> {
+    let d = domain.strip_prefix('.').unwrap_or(domain).to_ascii_lowercase();
+    let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if d.len() > 253 || !d.contains('.') || !d.split('.').all(label_ok) || d.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!("`{domain}` is not a domain name such as example.com (no scheme, port, IP address or single label)"));
+    }
+    let Some(url::Host::Domain(host)) = public_url.host() else {
+        return Err("needs a public_url with a host name, not an IP address".into());
+    };
+    let host = host.to_ascii_lowercase();
+    if host != d && !host.ends_with(&format!(".{d}")) {
+        return Err(format!("public_url's host `{host}` is not inside `{d}`: browsers would not send the session cookie to the gateway"));
+    }
+    Ok(())
 }
 
 fn insert(root: &mut toml::Table, path: &[String], value: String) -> Result<(), String> {
@@ -565,6 +613,30 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("http.max_body_bytes"), "{text}");
         assert!(text.contains("SSOGATE_HTTP__MAX_BODY_BYTES"), "{text}");
+    }
+
+    #[test]
+    fn cookie_domain_must_contain_the_public_host() {
+        let ok = [("https://sso.example.com", "example.com"), ("https://sso.example.com", ".example.com"), ("https://example.com", "example.com"), ("http://a.b.example.com:8080", "b.example.com")];
+        for (url, domain) in ok {
+            let c = Config::load(None, env(&[("SSOGATE_PUBLIC_URL", url), ("SSOGATE_SESSION__COOKIE_DOMAIN", domain)])).unwrap();
+            assert_eq!(c.cookie_domain(), Some(domain.trim_start_matches('.')));
+        }
+        let bad = [
+            ("https://sso.example.com", "other.com"),
+            ("https://sso.example.com", "ample.com"),
+            ("https://sso.example.com.evil.com", "example.com"),
+            ("https://sso.example.com", "sso.example.com:443"),
+            ("https://sso.example.com", "https://example.com"),
+            ("https://sso.example.com", "com"),
+            ("http://127.0.0.1:8080", "0.0.1"),
+            ("http://127.0.0.1:8080", "127.0.0.1"),
+            ("https://sso.example.com", ""),
+        ];
+        for (url, domain) in bad {
+            let err = Config::load(None, env(&[("SSOGATE_PUBLIC_URL", url), ("SSOGATE_SESSION__COOKIE_DOMAIN", domain)])).unwrap_err();
+            assert!(err.to_string().contains("session.cookie_domain"), "{url} {domain}: {err}");
+        }
     }
 
     #[test]

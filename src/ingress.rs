@@ -1,17 +1,26 @@
 //! Ingress auth: `GET /auth` answers nginx `auth_request` / ingress-nginx `auth-url`,
 //! Traefik forwardAuth and Envoy ext_authz (200 with `X-Auth-Request-*` headers for a
-//! live session, 401 without one, 403 when logged in but not allowed), `GET /start?rd=`
+//! live session, and a bearer token for the app when asked; 401 without one, or a 302
+//! to the sign-in with `redirect=1`; 403 when logged in but not allowed), `GET /start?rd=`
 //! starts a login that returns to `rd`, and the redirect validator both use. The
-//! oauth2-proxy paths are aliases.
+//! oauth2-proxy paths are aliases. `/auth` is the hot path: it asks the session store
+//! on every request (so expiry and logout take effect at once) and signs the app's
+//! token once per session and five minutes ([`Tokens`]).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use url::Url;
 
+use crate::clock::Millis;
 use crate::login::current_session;
 use crate::server::AppState;
+use crate::state::Session;
 use crate::web::page;
 
 /// Whether `host[:port]` matches an allowed-domain entry.
@@ -71,51 +80,249 @@ pub fn validate_redirect(rd: &str, allowed: &[String], public_url: &Url) -> Resu
     }
 }
 
-/// `/auth` query: per-route rules, as ingress annotations pass them.
+/// `/auth` query: per-route rules, as ingress annotations pass them, and two switches.
 #[derive(Debug, Deserialize, Default)]
-pub struct AuthRules {
+pub struct AuthQuery {
     allowed_groups: Option<String>,
     allowed_emails: Option<String>,
     allowed_connections: Option<String>,
+    /// `redirect=1`: answer "not logged in" with a 302 to `/start?rd=<original URL>`
+    /// instead of 401, for proxies that hand the auth answer to the browser as is
+    /// (Traefik forwardAuth). nginx `auth_request` must not use it: it needs the 401.
+    redirect: Option<String>,
+    /// `set_authorization_header=true`: add `Authorization: Bearer <token>` for the app
+    /// (oauth2-proxy's `--set-authorization-header`).
+    set_authorization_header: Option<String>,
 }
 
 fn list(s: &Option<String>) -> Vec<String> {
     s.as_deref().unwrap_or("").split(',').map(|x| x.trim().to_lowercase()).filter(|x| !x.is_empty()).collect()
 }
 
-/// The ingress check. 401: not logged in. 403: logged in but not allowed (never 401,
-/// which makes auth_request loop). 503 when the session store cannot answer.
-pub async fn forward_auth(State(app): State<AppState>, Query(rules): Query<AuthRules>, headers: HeaderMap) -> Response {
-    let Some(id) = crate::login::cookie(&headers, crate::login::SESSION_COOKIE) else {
-        return StatusCode::UNAUTHORIZED.into_response();
-    };
-    let session = match app.sessions.touch(id, app.clock.now()).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return StatusCode::UNAUTHORIZED.into_response(),
-        // Fail closed: no answer from the store is never a yes.
-        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    };
-    let groups: Vec<String> = session.groups.iter().map(|g| g.to_lowercase()).collect();
-    let (want_groups, want_emails, want_conns) = (list(&rules.allowed_groups), list(&rules.allowed_emails), list(&rules.allowed_connections));
-    let email = session.email.clone().unwrap_or_default().to_lowercase();
-    let allowed = (want_groups.is_empty() || want_groups.iter().any(|g| groups.contains(g)))
-        && (want_emails.is_empty() || (session.email_verified && want_emails.contains(&email)))
-        && (want_conns.is_empty() || want_conns.contains(&session.connection_id.to_lowercase()));
-    if !allowed {
-        return StatusCode::FORBIDDEN.into_response();
+fn flag(s: &Option<String>) -> bool {
+    matches!(s.as_deref(), Some("1" | "true" | "yes" | "on"))
+}
+
+/// The URL the browser asked the proxy for, as each proxy reports it: `X-Original-URL`
+/// (nginx, ingress-nginx), `X-Forwarded-Proto` + `-Host` + `-Uri` (Traefik forwardAuth),
+/// or `Host` and the path after `/auth` (Envoy ext_authz with `path_prefix: /auth`).
+/// Nothing here is trusted: it is logged without its query, and validated with
+/// [`validate_redirect`] before it goes into a `Location`.
+pub fn original_url(headers: &HeaderMap, envoy_path: Option<&str>) -> Option<String> {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
+    // Chained proxies append to X-Forwarded-*: the first value is the browser's.
+    let first = |v: &str| v.split(',').next().unwrap_or_default().trim().to_string();
+    if let Some(u) = h("x-original-url") {
+        return Some(u.to_string());
     }
-    let mut resp = StatusCode::OK.into_response();
-    let h = resp.headers_mut();
+    let proto = h("x-forwarded-proto").map(first).unwrap_or_else(|| "https".into());
+    if let (Some(host), Some(uri)) = (h("x-forwarded-host"), h("x-forwarded-uri")) {
+        return Some(format!("{proto}://{}{uri}", first(host)));
+    }
+    let path = envoy_path?;
+    Some(format!("{proto}://{}{path}", h("host")?))
+}
+
+/// A URL for logs: no query or fragment (they can carry codes and tokens), bounded.
+fn loggable(url: &str) -> &str {
+    let end = url.find(['?', '#']).unwrap_or(url.len()).min(512);
+    url.get(..end).unwrap_or_default()
+}
+
+/// How long an ingress bearer token lives, and when a cached one is replaced.
+const TOKEN_TTL_MS: Millis = 300_000;
+const TOKEN_REFRESH_MS: Millis = 60_000;
+/// Cached tokens beyond this many are swept (expired ones first, then all).
+const MAX_TOKENS: usize = 250_000;
+
+/// Whether the route's rules let this session in: groups and connections compared
+/// without case, and only a verified email counts for `allowed_emails`.
+fn allows(s: &Session, q: &AuthQuery) -> bool {
+    let (groups, emails, conns) = (list(&q.allowed_groups), list(&q.allowed_emails), list(&q.allowed_connections));
+    (groups.is_empty() || s.groups.iter().any(|g| groups.contains(&g.to_lowercase())))
+        && (emails.is_empty() || (s.email_verified && s.email.as_ref().is_some_and(|e| emails.contains(&e.to_lowercase()))))
+        && (conns.is_empty() || conns.contains(&s.connection_id.to_lowercase()))
+}
+
+/// The identity headers of a session (oauth2-proxy's names).
+fn identity_headers(s: &Session, h: &mut HeaderMap) {
     let mut set = |name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(name, v);
+            h.insert(HeaderName::from_static(name), v);
         }
     };
-    set("x-auth-request-user", &session.user_id);
-    set("x-auth-request-email", session.email.as_deref().unwrap_or(""));
-    set("x-auth-request-preferred-username", &session.username);
-    set("x-auth-request-groups", &session.groups.join(","));
+    set("x-auth-request-user", &s.user_id);
+    set("x-auth-request-email", s.email.as_deref().unwrap_or(""));
+    set("x-auth-request-preferred-username", &s.username);
+    set("x-auth-request-groups", &s.groups.join(","));
+}
+
+/// The app's bearer tokens by session id, so `/auth` signs once per session and five
+/// minutes, not per request. The session store is still asked first on every request,
+/// so an ended session never gets its cached token. (The identity headers are not
+/// cached: building them costs less than the memory a cache entry per session takes.)
+#[derive(Default)]
+pub struct Tokens {
+    map: Mutex<(HashMap<String, Cached>, Millis)>,
+}
+
+/// A token header, when it expires, and the `created_at` of the session it is for.
+type Cached = (HeaderValue, Millis, Millis);
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys are session ids (cookie values), values tokens: never printed.
+        f.write_str("Tokens")
+    }
+}
+
+impl Tokens {
+    /// The cached token of session `s`, while it has more than a minute to live.
+    fn get(&self, s: &Session, now: Millis) -> Option<HeaderValue> {
+        let guard = self.map.lock().ok()?;
+        let (v, exp, created) = guard.0.get(&s.id)?;
+        (*created == s.created_at && exp - now > TOKEN_REFRESH_MS).then(|| v.clone())
+    }
+
+    fn put(&self, s: &Session, value: HeaderValue, exp: Millis, now: Millis) {
+        let Ok(mut guard) = self.map.lock() else { return };
+        let (map, last_sweep) = &mut *guard;
+        if map.len() >= MAX_TOKENS && now - *last_sweep > 1000 {
+            map.retain(|_, (_, exp, _)| *exp > now);
+            *last_sweep = now;
+        }
+        if map.len() >= MAX_TOKENS {
+            map.clear();
+        }
+        map.insert(s.id.clone(), (value, exp, s.created_at));
+    }
+
+    /// Drops the token of a session (logout).
+    pub fn forget(&self, session_id: &str) {
+        if let Ok(mut guard) = self.map.lock() {
+            guard.0.remove(session_id);
+        }
+    }
+}
+
+/// The bearer token for the app: a short-lived JWT signed with the gateway's key,
+/// describing the session's user. Cached per session until a minute before it expires.
+/// It names the session by a hash, never by its id (the cookie value).
+async fn bearer(app: &AppState, s: &Session, now: Millis) -> Option<HeaderValue> {
+    if let Some(v) = app.ingress.get(s, now) {
+        return Some(v);
+    }
+    let exp = (now + TOKEN_TTL_MS).min(s.expires_at);
+    let sid = crate::op::public_sid(&s.id);
+    let claims = serde_json::json!({
+        "iss": app.config.public_base(),
+        "aud": app.config.ingress.token_audience,
+        "sub": s.user_id,
+        "email": s.email,
+        "email_verified": s.email_verified,
+        "name": s.name,
+        "preferred_username": s.username,
+        "groups": s.groups,
+        "connection": s.connection_id,
+        "sid": sid,
+        "iat": now / 1000,
+        "exp": exp / 1000,
+    });
+    let token = match crate::op::sign(app, &claims).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "could not sign the ingress token");
+            return None;
+        }
+    };
+    let value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+    app.ingress.put(s, value.clone(), exp, now);
+    Some(value)
+}
+
+/// The ingress check (nginx `auth_request`, ingress-nginx `auth-url`, Traefik
+/// forwardAuth). 401: not logged in (or a 302 to the sign-in with `redirect=1`).
+/// 403: logged in but not allowed (never 401, which makes auth_request loop).
+/// 503 when the session store cannot answer.
+pub async fn forward_auth(State(app): State<AppState>, Query(q): Query<AuthQuery>, headers: HeaderMap) -> Response {
+    check(&app, &q, &headers, None).await
+}
+
+/// Envoy ext_authz (HTTP service, `path_prefix: /auth`) asks `/auth/<original path>`
+/// with the original query: that query belongs to the app, so it sets no rules here.
+pub async fn forward_auth_envoy(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    let original = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let original = original.strip_prefix("/auth").unwrap_or(original);
+    check(&app, &AuthQuery::default(), &headers, Some(original)).await
+}
+
+async fn check(app: &AppState, q: &AuthQuery, headers: &HeaderMap, envoy_path: Option<&str>) -> Response {
+    let now = app.clock.now();
+    let session = match crate::login::cookie(headers, crate::login::SESSION_COOKIE) {
+        None => None,
+        Some(id) => match app.sessions.touch(id, now).await {
+            Ok(s) => s,
+            Err(e) => {
+                // Fail closed: no answer from the store is never a yes.
+                tracing::error!(error = %e, "auth: the session store failed");
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+        },
+    };
+    let Some(session) = session else {
+        return not_logged_in(app, q, headers, envoy_path);
+    };
+    if !allows(&session, q) {
+        if tracing::enabled!(tracing::Level::INFO) {
+            let url = original_url(headers, envoy_path).unwrap_or_default();
+            tracing::info!(user_id = %session.user_id, url = loggable(&url), "auth: refused by the route's rules");
+        }
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let mut resp = Response::new(Body::empty());
+    let h = resp.headers_mut();
+    identity_headers(&session, h);
+    if flag(&q.set_authorization_header) || app.config.ingress.set_authorization_header {
+        match bearer(app, &session, now).await {
+            Some(v) => {
+                h.insert(header::AUTHORIZATION, v);
+            }
+            // The app was promised a token: without one, say so rather than pass a bare request.
+            None => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        }
+    }
     resp
+}
+
+fn not_logged_in(app: &AppState, q: &AuthQuery, headers: &HeaderMap, envoy_path: Option<&str>) -> Response {
+    if !flag(&q.redirect) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let start = format!("{}/start", app.config.public_base());
+    let Some(original) = original_url(headers, envoy_path) else {
+        return Redirect::to(&start).into_response().with_status(StatusCode::FOUND);
+    };
+    match validate_redirect(&original, &app.config.ingress.allowed_domains, &app.config.public_url) {
+        Ok(rd) => {
+            let enc: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+            Redirect::to(&format!("{start}?rd={enc}")).into_response().with_status(StatusCode::FOUND)
+        }
+        Err(why) => {
+            tracing::warn!(url = loggable(&original), reason = why, "auth: not redirecting to sign in (add the host to ingress.allowed_domains)");
+            StatusCode::UNAUTHORIZED.into_response()
+        }
+    }
+}
+
+trait WithStatus {
+    fn with_status(self, status: StatusCode) -> Self;
+}
+
+impl WithStatus for Response {
+    fn with_status(mut self, status: StatusCode) -> Self {
+        *self.status_mut() = status;
+        self
+    }
 }
 
 /// The validated `rd`, or `default` without one; an invalid one is a 400 page saying why.
@@ -171,6 +378,9 @@ pub async fn sign_out(State(app): State<AppState>, Query(q): Query<StartQuery>, 
         Ok(u) => u,
         Err(page) => return *page,
     };
+    if let Some(id) = crate::login::cookie(&headers, crate::login::SESSION_COOKIE) {
+        app.ingress.forget(id);
+    }
     let mut resp = crate::login::logout(State(app), headers).await;
     if let Ok(v) = HeaderValue::from_str(&target) {
         resp.headers_mut().insert(axum::http::header::LOCATION, v);
@@ -181,6 +391,57 @@ pub async fn sign_out(State(app): State<AppState>, Query(q): Query<StartQuery>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v))).collect()
+    }
+
+    #[test]
+    fn original_url_as_each_proxy_sends_it() {
+        // ingress-nginx / nginx: X-Original-URL wins over everything else.
+        let h = headers(&[("x-original-url", "https://app.example.com/a?b=1"), ("x-forwarded-host", "other.example.com"), ("x-forwarded-uri", "/x")]);
+        assert_eq!(original_url(&h, None).as_deref(), Some("https://app.example.com/a?b=1"));
+        // Traefik forwardAuth; chained proxies append, the first value is the browser's.
+        let h = headers(&[("x-forwarded-proto", "https, http"), ("x-forwarded-host", "app.example.com, proxy.internal"), ("x-forwarded-uri", "/p?q=1")]);
+        assert_eq!(original_url(&h, None).as_deref(), Some("https://app.example.com/p?q=1"));
+        let h = headers(&[("x-forwarded-host", "app.example.com"), ("x-forwarded-uri", "/p")]);
+        assert_eq!(original_url(&h, None).as_deref(), Some("https://app.example.com/p"), "https unless told otherwise");
+        // Envoy ext_authz: Host and the path after the prefix.
+        let h = headers(&[("host", "app.example.com"), ("x-forwarded-proto", "http")]);
+        assert_eq!(original_url(&h, Some("/p?q")).as_deref(), Some("http://app.example.com/p?q"));
+        assert_eq!(original_url(&h, None), None, "Host alone says nothing on /auth");
+        assert_eq!(original_url(&headers(&[]), None), None);
+    }
+
+    #[test]
+    fn logged_urls_lose_their_query() {
+        assert_eq!(loggable("https://a.example/p?code=secret"), "https://a.example/p");
+        assert_eq!(loggable("https://a.example/p#frag"), "https://a.example/p");
+        assert_eq!(loggable(&"x".repeat(2000)).len(), 512);
+    }
+
+    #[test]
+    fn rules_compare_lowercased_and_trust_only_verified_emails() {
+        let mut s = Session {
+            id: "sid".into(), user_id: "usr_1".into(), connection_id: "con_A".into(), username: "alice".into(),
+            email: Some("Alice@Example.com".into()), email_verified: true, name: None, groups: vec!["Engineers".into()],
+            created_at: 0, expires_at: 10, idle_timeout_ms: 10, last_seen: 0, upstream_token: None,
+        };
+        let q = |g: &str, e: &str, c: &str| AuthQuery {
+            allowed_groups: Some(g.into()), allowed_emails: Some(e.into()), allowed_connections: Some(c.into()), ..Default::default()
+        };
+        assert!(allows(&s, &q("admins, ENGINEERS", "alice@example.com", "con_a")));
+        assert!(allows(&s, &q("", "", "")));
+        assert!(!allows(&s, &q("admins", "", "")));
+        assert!(!allows(&s, &q("", "bob@example.com", "")));
+        assert!(!allows(&s, &q("", "", "con_b")));
+        let mut h = HeaderMap::new();
+        identity_headers(&s, &mut h);
+        assert_eq!(h["x-auth-request-groups"], "Engineers");
+        assert_eq!(h["x-auth-request-email"], "Alice@Example.com");
+        s.email_verified = false;
+        assert!(!allows(&s, &q("", "alice@example.com", "")));
+    }
 
     #[test]
     fn redirect_table() {

@@ -46,7 +46,13 @@ fn set_cookie(app: &AppState, name: &str, value: &str, max_age: u64) -> HeaderVa
 
 fn cookie_header(app: &AppState, name: &str, value: &str, max_age: u64, same_site: &str) -> HeaderValue {
     let secure = if app.config.secure_cookies() { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}"))
+    // Only the session cookie spans the domain (`session.cookie_domain`): the flow
+    // cookie stays on the gateway's host.
+    let domain = match app.config.cookie_domain() {
+        Some(d) if name == SESSION_COOKIE => format!("; Domain={d}"),
+        _ => String::new(),
+    };
+    HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}{domain}"))
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -68,6 +74,19 @@ fn flow_cookie(app: &AppState, value: &str, max_age: u64) -> HeaderValue {
 
 fn flow_cookie_value<'a>(app: &AppState, headers: &'a HeaderMap) -> Option<&'a str> {
     cookie(headers, flow_cookie_name(app))
+}
+
+/// Set-Cookie values that end the session cookie: with the configured Domain, and
+/// host-only too (a cookie from before the domain was configured).
+fn clear_session_cookie(app: &AppState) -> Vec<HeaderValue> {
+    let mut out = vec![set_cookie(app, SESSION_COOKIE, "", 0)];
+    if app.config.cookie_domain().is_some() {
+        let secure = if app.config.secure_cookies() { "; Secure" } else { "" };
+        if let Ok(v) = HeaderValue::from_str(&format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}")) {
+            out.push(v);
+        }
+    }
+    out
 }
 
 fn hash(s: &str) -> String {
@@ -349,7 +368,9 @@ pub async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response
         }
     }
     let mut resp = Redirect::to("/login").into_response();
-    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&app, SESSION_COOKIE, "", 0));
+    for v in clear_session_cookie(&app) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
     resp
 }
 

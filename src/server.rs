@@ -48,6 +48,8 @@ pub struct App {
     pub jwks: crate::upstream::jwks::JwksCache,
     /// The outbound HTTP client (no redirects, timeouts).
     pub http: reqwest::Client,
+    /// The apps' bearer tokens `/auth` signed, per session.
+    pub ingress: crate::ingress::Tokens,
 }
 
 /// Handlers' state.
@@ -169,7 +171,7 @@ impl App {
         let directory = Directory::new(store.clone(), clock.clone());
         let (ephemeral, sessions) = state_backends(&config, &clock, &cipher)?;
         let jwks = crate::upstream::jwks::JwksCache::new(http.clone(), clock.clone(), (config.login.jwks_min_refetch_seconds * 1000) as i64);
-        Ok((App { config, store, registry, directory, cipher, clock, admin_token_sha256, ephemeral, sessions, jwks, http }, startup))
+        Ok((App { config, store, registry, directory, cipher, clock, admin_token_sha256, ephemeral, sessions, jwks, http, ingress: Default::default() }, startup))
     }
 }
 
@@ -248,8 +250,6 @@ pub fn router(state: AppState) -> Router {
         .route("/saml/{id}/metadata", get(crate::login::saml_metadata))
         .route("/saml/{id}/acs", axum::routing::post(crate::login::saml_acs))
         .route("/logout", axum::routing::post(crate::login::logout))
-        .route("/auth", get(crate::ingress::forward_auth))
-        .route("/oauth2/auth", get(crate::ingress::forward_auth))
         .route("/start", get(crate::ingress::start))
         .route("/oauth2/start", get(crate::ingress::start))
         .route("/oauth2/sign_in", get(crate::login::login_page))
@@ -277,7 +277,22 @@ pub fn router(state: AppState) -> Router {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
         }))
         .layer(axum::middleware::from_fn(crate::web::request_id::layer))
+        .merge(ingress_routes())
         .with_state(state)
+}
+
+/// The ingress check, asked on every request of every protected app: outside the
+/// request-id, logging and timeout layers (the ingress logs its own requests; the
+/// handler logs its failures), so it costs little more than a hello world.
+fn ingress_routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth", get(crate::ingress::forward_auth))
+        .route("/auth/{*path}", get(crate::ingress::forward_auth_envoy))
+        .route("/oauth2/auth", get(crate::ingress::forward_auth))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            tracing::error!("auth handler panicked");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }))
 }
 
 async fn not_found() -> ApiError {

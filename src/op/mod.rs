@@ -292,8 +292,14 @@ fn user_claims(s: &Session) -> Value {
         "preferred_username": s.username,
         "groups": s.groups,
         "connection": s.connection_id,
-        "sid": s.id,
+        "sid": public_sid(&s.id),
     })
+}
+
+/// The `sid` claim: names the session without being its id. The id is the session
+/// cookie's value, and tokens travel to apps, logs and browsers.
+pub fn public_sid(session_id: &str) -> String {
+    hex::encode(&Sha256::digest(session_id.as_bytes())[..16])
 }
 
 /// Signs claims with the gateway's current signing key.

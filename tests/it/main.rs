@@ -8,6 +8,7 @@ mod cli;
 mod hostile;
 mod ingress;
 mod login;
+mod nginx;
 mod op;
 mod openapi;
 mod peers;

@@ -98,7 +98,11 @@ async fn code_flow_with_pkce_issues_a_verifiable_session_token() {
     let raw: Value = serde_json::from_slice(&B64URL.decode(id_token.split('.').nth(1).unwrap()).unwrap()).unwrap();
     assert_eq!(raw["connection"], "con_node");
     assert!(raw["groups"].as_array().unwrap().contains(&json!("Engineers")));
-    assert!(raw["sid"].is_string());
+    // The sid names the session without being its id (the session cookie's value).
+    let sid = raw["sid"].as_str().unwrap();
+    assert_eq!(sid.len(), 32);
+    let now = rp.s.gw.app.clock.now();
+    assert!(rp.s.gw.app.sessions.touch(sid, now).await.unwrap().is_none(), "the sid is not a session cookie");
 
     // userinfo with the access token.
     let r = reqwest::Client::new().get(format!("{}/userinfo", rp.s.gw.base)).bearer_auth(tokens["access_token"].as_str().unwrap()).send().await.unwrap();

@@ -84,12 +84,22 @@ impl Gateway {
 
     /// A gateway in `dir` (reuse it to test a restart) with extra settings.
     pub async fn start_in(dir: Arc<tempfile::TempDir>, extra: &[(&str, &str)]) -> Gateway {
+        Self::start_with(dir, extra, Clock::system(), None).await
+    }
+
+    /// A gateway on `clock` (pin it to test expiry); `public_host` replaces 127.0.0.1 in
+    /// its public URL, for tests whose client resolves that name to loopback itself.
+    pub async fn start_with(dir: Arc<tempfile::TempDir>, extra: &[(&str, &str)], clock: Clock, public_host: Option<&str>) -> Gateway {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let public = match public_host {
+            Some(h) => format!("http://{h}:{}", listener.local_addr().unwrap().port()),
+            None => base.clone(),
+        };
         let mut extra: Vec<(&str, &str)> = extra.to_vec();
-        extra.push(("SSOGATE_PUBLIC_URL", &base));
+        extra.push(("SSOGATE_PUBLIC_URL", &public));
         let cfg = config(dir.path(), &extra);
-        let (app, _) = App::start(cfg, Clock::system()).await.unwrap();
+        let (app, _) = App::start(cfg, clock).await.unwrap();
         let app = Arc::new(app);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server::serve(listener, app.clone(), async {
