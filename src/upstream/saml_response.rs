@@ -152,8 +152,7 @@ pub fn verify(saml_response: &str, conn: &Connection, expect: &Expect) -> Result
 /// [`verify`] on pre-checked XML.
 pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verified, UpstreamError> {
     let s = conn.settings.saml.as_ref().ok_or_else(|| UpstreamError::Unavailable("the connection has no SAML settings".into()))?;
-    let doc = roxmltree::Document::parse_with_options(xml, roxmltree::ParsingOptions { allow_dtd: false, nodes_limit: 50_000 })
-        .map_err(|_| invalid("the SAML response is not well-formed XML"))?;
+    let doc = saml_precheck::parse(xml).map_err(|e| invalid(e.to_string()))?;
     let root = doc.root_element();
     if !is(&root, PROTOCOL, "Response") {
         return Err(invalid("the message is not a SAML Response"));

@@ -88,14 +88,23 @@ fn signature_of(alg: &str) -> Option<(MessageDigest, bool)> {
     Some((md, ec))
 }
 
+/// Most prefixes in an `InclusiveNamespaces PrefixList`. Canonicalization looks at each
+/// of them at every element, and no more than a few can be in scope (the pre-check
+/// bounds that too), so a longer list is only a way to make verification slow.
+const MAX_INCLUSIVE: usize = 32;
+
 /// The `InclusiveNamespaces PrefixList` under a c14n method or transform element.
-fn prefix_list(method: Node) -> Vec<String> {
-    method
+fn prefix_list(method: Node) -> Result<Vec<String>, DsigError> {
+    let list: Vec<String> = method
         .children()
         .find(|c| c.is_element() && c.tag_name().name() == "InclusiveNamespaces" && c.tag_name().namespace() == Some(EXC_C14N))
         .and_then(|n| n.attribute("PrefixList"))
-        .map(|l| l.split_whitespace().map(|p| if p == "#default" { String::new() } else { p.to_string() }).collect())
-        .unwrap_or_default()
+        .map(|l| l.split_whitespace().take(MAX_INCLUSIVE + 1).map(|p| if p == "#default" { String::new() } else { p.to_string() }).collect())
+        .unwrap_or_default();
+    if list.len() > MAX_INCLUSIVE {
+        return Err(DsigError::Malformed("an InclusiveNamespaces PrefixList names more than 32 prefixes"));
+    }
+    Ok(list)
 }
 
 fn compact_b64(s: &str) -> Result<Vec<u8>, DsigError> {
@@ -145,7 +154,7 @@ pub fn verify_element(elem: Node, keys: &[PKey<Public>]) -> Result<bool, DsigErr
             }
             match t.attribute("Algorithm").unwrap_or_default() {
                 ENVELOPED => enveloped = true,
-                EXC_C14N | EXC_C14N_COMMENTS => inclusive = prefix_list(t),
+                EXC_C14N | EXC_C14N_COMMENTS => inclusive = prefix_list(t)?,
                 other => return Err(DsigError::Algorithm(other.into())),
             }
         }
@@ -163,7 +172,7 @@ pub fn verify_element(elem: Node, keys: &[PKey<Public>]) -> Result<bool, DsigErr
         return Err(DsigError::Digest);
     }
 
-    let info = canonicalize(src, signed_info, None, &prefix_list(c14n))?;
+    let info = canonicalize(src, signed_info, None, &prefix_list(c14n)?)?;
     let raw = compact_b64(&text_of(value))?;
     let raw = if ecdsa { ecdsa_der(&raw).ok_or(DsigError::Malformed("an ECDSA signature value has an odd length"))? } else { raw };
     for key in keys.iter().filter(|k| (k.id() == Id::EC) == ecdsa) {
@@ -425,5 +434,19 @@ mod tests {
         let moved = signed.replace("URI=\"#_1\"", "URI=\"#_2\"").replace("<p:X a=\"1\">", "<p:X a=\"1\" ID=\"_2\">");
         let doc = roxmltree::Document::parse(&moved).unwrap();
         assert_eq!(verify_element(doc.root_element(), &[public(&key)]), Err(DsigError::Detached));
+    }
+
+    #[test]
+    fn a_long_inclusive_prefix_list_is_refused_before_canonicalizing() {
+        // Canonicalization sorts the list at every element: 100,000 prefixes over a
+        // thousand elements took minutes (debug build) per POST, before any key was needed.
+        let key = rsa();
+        let signed = sign_root(&REQ.replace("v</p:X>", &format!("{}</p:X>", "<p:y/>".repeat(1000))), &key, None, true).unwrap();
+        let prefixes: Vec<String> = (0..100_000).map(|i| format!("p{i}")).collect();
+        let list = format!("<ec:InclusiveNamespaces xmlns:ec=\"{EXC_C14N}\" PrefixList=\"{}\"/>", prefixes.join(" "));
+        let bent = signed.replacen(&format!("<ds:Transform Algorithm=\"{EXC_C14N}\"></ds:Transform>"), &format!("<ds:Transform Algorithm=\"{EXC_C14N}\">{list}</ds:Transform>"), 1);
+        assert_ne!(bent, signed);
+        let doc = roxmltree::Document::parse(&bent).unwrap();
+        assert!(matches!(verify_element(doc.root_element(), &[public(&key)]), Err(DsigError::Malformed(m)) if m.contains("PrefixList")));
     }
 }
