@@ -290,3 +290,144 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
     }
     Ok(Verified { claims: Value::Object(claims), assertion_id: assertion_id.to_string(), valid_until })
 }
+
+#[cfg(test)]
+mod tests {
+    //! The fuzz targets' shapes (fuzz/), deterministic and on stable Rust: responses
+    //! signed every way, then cut, bent and repeated. Nothing may panic, and whatever
+    //! still verifies must say exactly what the unbent response said.
+    use super::*;
+    use crate::connection::{ClaimMappings, IdpMetadata, Protocol, SamlSettings, Secrets, Settings};
+    use crate::upstream::xmldsig::sign_root;
+    use openssl::pkey::{PKey, Private};
+
+    const ACS: &str = "https://sso.example.test/saml/con_t/acs";
+    const SP: &str = "https://sso.example.test/saml/con_t/metadata";
+    const IDP: &str = "https://idp.example.test/metadata";
+    const REQUEST: &str = "_req0123";
+    /// 2027-01-15T08:00:00Z, when the responses below were issued.
+    const NOW: Millis = 1_800_000_000_000;
+
+    fn connection(cert_pem: &str, require_signed_assertions: bool) -> Connection {
+        let cert = openssl::x509::X509::from_pem(cert_pem.as_bytes()).unwrap();
+        let idp = IdpMetadata {
+            entity_id: IDP.into(),
+            sso_url: "https://idp.example.test/sso".into(),
+            sso_binding: "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect".into(),
+            certificates: vec![crate::connection::metadata::describe(&cert).unwrap()],
+        };
+        let saml = SamlSettings { entity_id: SP.into(), idp, idp_metadata_url: None, require_signed_assertions, sign_requests: false, sp_certificate: None, name_id_format: None, allow_idp_initiated: false };
+        Connection {
+            id: "con_t".into(),
+            display_name: "T".into(),
+            protocol: Protocol::Saml,
+            provider: "custom".into(),
+            active: true,
+            settings: Settings { webapp_url: None, create_users: true, group_sync: true, claims: ClaimMappings::default(), oidc: None, saml: Some(saml) },
+            secrets: Secrets::default(),
+            created_at: 0,
+            updated_at: 0,
+            version: 1,
+        }
+    }
+
+    fn expect() -> Expect<'static> {
+        Expect { acs_url: ACS, request_id: Some(REQUEST), now: NOW + 10_000, skew_ms: 60_000, max_age_ms: 600_000 }
+    }
+
+    fn assertion() -> String {
+        format!(
+            r#"<saml:Assertion xmlns:saml="{ASSERTION}" xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" ID="_a1" Version="2.0" IssueInstant="2027-01-15T08:00:00Z">
+  <saml:Issuer>{IDP}</saml:Issuer>
+  <saml:Subject><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">alice@example.test</saml:NameID>
+    <saml:SubjectConfirmation Method="{BEARER}"><saml:SubjectConfirmationData NotOnOrAfter="2027-01-15T08:05:00Z" Recipient="{ACS}" InResponseTo="{REQUEST}"/></saml:SubjectConfirmation></saml:Subject>
+  <saml:Conditions NotBefore="2027-01-15T07:59:00Z" NotOnOrAfter="2027-01-15T08:05:00Z"><saml:AudienceRestriction><saml:Audience>{SP}</saml:Audience></saml:AudienceRestriction></saml:Conditions>
+  <saml:AuthnStatement AuthnInstant="2027-01-15T08:00:00Z" SessionIndex="_a1"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>
+  <saml:AttributeStatement>
+    <saml:Attribute Name="urn:oid:0.9.2342.19200300.100.1.3" FriendlyName="mail"><saml:AttributeValue xsi:type="xs:string">alice@example.test</saml:AttributeValue></saml:Attribute>
+    <saml:Attribute Name="groups"><saml:AttributeValue>admins</saml:AttributeValue><saml:AttributeValue>staff &amp; friends</saml:AttributeValue><saml:AttributeValue xsi:nil="true"/></saml:Attribute>
+  </saml:AttributeStatement>
+</saml:Assertion>"#
+        )
+    }
+
+    fn response(assertion: &str) -> String {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<samlp:Response xmlns:samlp="{PROTOCOL}" xmlns:saml="{ASSERTION}" ID="_r1" Version="2.0" IssueInstant="2027-01-15T08:00:00Z" Destination="{ACS}" InResponseTo="{REQUEST}">
+  <saml:Issuer>{IDP}</saml:Issuer>
+  <samlp:Status><samlp:StatusCode Value="{SUCCESS}"/></samlp:Status>
+  {assertion}
+</samlp:Response>"#
+        )
+    }
+
+    /// The signed shapes: assertion, response, both (as the seeds of `fuzz/`).
+    fn shapes(key: &PKey<Private>) -> Vec<(&'static str, String)> {
+        let signed_assertion = sign_root(&assertion(), key, None, true).unwrap();
+        let response_signed = sign_root(&response(&assertion()), key, None, true).unwrap();
+        let both = sign_root(&response(&signed_assertion), key, None, true).unwrap();
+        vec![("assertion", response(&signed_assertion)), ("response", response_signed), ("both", both)]
+    }
+
+    /// Deterministic mutations: bytes dropped and changed, truncations, each element
+    /// dropped, repeated, moved to the front of its parent, each attribute value emptied.
+    fn mutations(xml: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let cut = |a: usize, b: usize, with: &str| format!("{}{with}{}", &xml[..a], &xml[b..]);
+        for i in (0..xml.len()).step_by(7).filter(|&i| xml.is_char_boundary(i) && xml.is_char_boundary(i + 1)) {
+            out.push(cut(i, i + 1, ""));
+            out.push(cut(i, i + 1, "<"));
+            if i % 3 == 0 {
+                out.push(xml[..i].to_string());
+            }
+        }
+        let doc = roxmltree::Document::parse(xml).unwrap();
+        for n in doc.descendants().filter(|n| n.is_element()) {
+            let r = n.range();
+            let me = &xml[r.clone()];
+            out.push(cut(r.start, r.end, ""));
+            out.push(cut(r.start, r.end, &format!("{me}{me}")));
+            if let Some(p) = n.parent().filter(|p| p.is_element()) {
+                let open = p.range().start + xml[p.range().start..].find('>').unwrap() + 1;
+                if open < r.start {
+                    out.push(format!("{}{me}{}{}", &xml[..open], &xml[open..r.start], &xml[r.end..]));
+                }
+            }
+            for a in n.attributes() {
+                out.push(cut(a.range_value().start, a.range_value().end, ""));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn bent_responses_never_panic_and_never_verify_as_something_else() {
+        let (cert, key) = crate::connection::keypair::generate("idp").unwrap();
+        let key = PKey::private_key_from_pem(key.as_bytes()).unwrap();
+        let (lenient, strict) = (connection(&cert, false), connection(&cert, true));
+        let expect = expect();
+        let mut verified = 0;
+        for (name, xml) in shapes(&key) {
+            saml_precheck::check_xml(&xml).unwrap_or_else(|e| panic!("{name}: {e}\n{xml}"));
+            let want = verify_xml(&xml, &lenient, &expect).unwrap_or_else(|e| panic!("{name}: {e}\n{xml}"));
+            assert_eq!(want.claims[NAME_ID], "alice@example.test");
+            assert_eq!(want.claims["mail"], serde_json::json!(["alice@example.test"]));
+            assert_eq!(want.claims["groups"], serde_json::json!(["admins", "staff & friends"]));
+            assert_eq!(verify_xml(&xml, &strict, &expect).is_ok(), name != "response", "{name}");
+            for bent in mutations(&xml) {
+                if saml_precheck::check_xml(&bent).is_err() {
+                    continue;
+                }
+                for conn in [&lenient, &strict] {
+                    if let Ok(got) = verify_xml(&bent, conn, &expect) {
+                        assert_eq!(got, want, "{name}: a bent response verified as something else:\n{bent}");
+                        verified += 1;
+                    }
+                }
+            }
+        }
+        // Bends outside what is signed (whitespace, the unsigned envelope) still verify.
+        assert!(verified > 0);
+    }
+}
