@@ -12,6 +12,9 @@
 //! the configured skew; an AudienceRestriction naming our entity id (required); an
 //! AuthnStatement; IssueInstant no older than a login may take.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use openssl::pkey::{PKey, Public};
 use roxmltree::Node;
 use serde_json::{Map, Value};
@@ -83,13 +86,26 @@ fn instant(n: Node, attr: &str) -> Result<Option<Millis>, UpstreamError> {
 
 /// Pinned public keys from the connection's IdP certificates.
 pub fn pinned_keys(conn: &Connection) -> Vec<PKey<Public>> {
-    conn.settings
-        .saml
-        .iter()
-        .flat_map(|s| s.idp.certificates.iter())
-        .filter_map(|c| openssl::x509::X509::from_pem(c.pem.as_bytes()).ok())
-        .filter_map(|c| c.public_key().ok())
-        .collect()
+    conn.settings.saml.iter().flat_map(|s| s.idp.certificates.iter()).filter_map(|c| public_key(&c.pem)).collect()
+}
+
+/// The public key of a PEM certificate, decoded once per process: with OpenSSL 3 the
+/// decoding costs ~200 µs, more than a third of a whole verification (bench/acs.rs).
+/// Keyed by the PEM text itself, so a changed certificate is decoded anew.
+fn public_key(pem: &str) -> Option<PKey<Public>> {
+    static DECODED: OnceLock<Mutex<HashMap<String, PKey<Public>>>> = OnceLock::new();
+    let cache = DECODED.get_or_init(Mutex::default);
+    if let Some(k) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(pem) {
+        return Some(k.clone());
+    }
+    let key = openssl::x509::X509::from_pem(pem.as_bytes()).ok()?.public_key().ok()?;
+    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    // Certificates come from admins' metadata: few. Bounded all the same.
+    if map.len() >= 256 {
+        map.clear();
+    }
+    map.insert(pem.to_string(), key.clone());
+    Some(key)
 }
 
 /// The status of a response, when it is not Success: the status codes' last parts
@@ -429,5 +445,23 @@ mod tests {
         }
         // Bends outside what is signed (whitespace, the unsigned envelope) still verify.
         assert!(verified > 0);
+    }
+
+    #[test]
+    fn pinned_keys_are_decoded_once_and_follow_the_certificate() {
+        let (cert_a, _) = crate::connection::keypair::generate("a").unwrap();
+        let (cert_b, _) = crate::connection::keypair::generate("b").unwrap();
+        let der = |c: &Connection| pinned_keys(c).iter().map(|k| k.public_key_to_der().unwrap()).collect::<Vec<_>>();
+        let a = connection(&cert_a, true);
+        let want_a = openssl::x509::X509::from_pem(cert_a.as_bytes()).unwrap().public_key().unwrap().public_key_to_der().unwrap();
+        assert_eq!(der(&a), vec![want_a.clone()]);
+        assert_eq!(der(&a), vec![want_a.clone()]);
+        let mut both = a.clone();
+        both.settings.saml.as_mut().unwrap().idp.certificates.extend(connection(&cert_b, true).settings.saml.unwrap().idp.certificates);
+        assert_eq!(der(&both).len(), 2);
+        assert_ne!(der(&both)[1], want_a);
+        let mut broken = a;
+        broken.settings.saml.as_mut().unwrap().idp.certificates[0].pem = "not a certificate".into();
+        assert!(pinned_keys(&broken).is_empty());
     }
 }
