@@ -4,4 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/ssogate-target}
-cargo bench --locked --bench acs -- "${1:-2000}"
+cargo bench --locked --bench acs --no-run
+# One core for the benchmark when taskset is there.
+pin=(); command -v taskset >/dev/null && pin=(taskset -c 1)
+"${pin[@]}" cargo bench --locked --bench acs -- "${1:-2000}"
