@@ -54,6 +54,34 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     /// Ingress auth (`/auth`, `/start`).
     pub ingress: IngressConfig,
+    /// Where flow state, one-time codes, replay markers and sessions live.
+    pub state: StateConfig,
+}
+
+/// `[state]`: in this process (the default, one machine), or Redis (several replicas).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct StateConfig {
+    /// `redis://[user:password@]host[:port][/db]` or `redis+unix:///path.sock`; absent:
+    /// in-process memory, which only one replica can use.
+    pub url: Option<Secret>,
+    /// Put before every Redis key and the invalidation channel, so several gateways
+    /// (or test runs) can share one Redis.
+    pub prefix: String,
+    /// How long a replica may answer `/auth` from its own memory before asking Redis
+    /// again (and writing the session's last use through); revocations reach every
+    /// replica within a second regardless. 0 turns the cache off.
+    #[serde(deserialize_with = "lenient")]
+    pub cache_seconds: u64,
+    /// Longest wait for Redis on a request; past it the request fails closed (503).
+    #[serde(deserialize_with = "lenient")]
+    pub timeout_ms: u64,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self { url: None, prefix: "ssogate:".into(), cache_seconds: 5, timeout_ms: 500 }
+    }
 }
 
 /// `[ingress]`
@@ -208,6 +236,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             clients: Vec::new(),
             ingress: IngressConfig::default(),
+            state: StateConfig::default(),
         }
     }
 }
@@ -424,6 +453,25 @@ impl Config {
         if self.outbound.timeout_seconds == 0 || self.outbound.timeout_seconds > 120 {
             bad("outbound.timeout_seconds", "must be between 1 and 120");
         }
+        if let Some(url) = &self.state.url {
+            let u = url.expose();
+            if u.starts_with("rediss://") || u.starts_with("valkeys://") {
+                bad("state.url", "TLS to Redis (rediss://) is not supported yet: reach Redis over a private network or a TLS sidecar");
+            } else if !(u.starts_with("redis://") || u.starts_with("redis+unix://") || u.starts_with("unix://")) {
+                bad("state.url", "must start with redis:// or redis+unix://");
+            } else if redis::Client::open(u).is_err() {
+                bad("state.url", "is not a valid Redis URL");
+            }
+        }
+        if self.state.prefix.is_empty() || self.state.prefix.len() > 64 || self.state.prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            bad("state.prefix", "must be 1 to 64 characters without spaces");
+        }
+        if self.state.cache_seconds > 60 || self.state.cache_seconds * 1000 >= self.session.idle_seconds * 1000 {
+            bad("state.cache_seconds", "must be at most 60, and shorter than session.idle_seconds");
+        }
+        if !(50..=10_000).contains(&self.state.timeout_ms) {
+            bad("state.timeout_ms", "must be between 50 and 10000");
+        }
         problems
     }
 
@@ -595,5 +643,24 @@ mod tests {
     fn secrets_do_not_show_in_debug() {
         let c = Config::load(None, env(&[("SSOGATE_ADMIN_TOKEN", "a-very-secret-admin-token")])).unwrap();
         assert!(!format!("{c:?}").contains("a-very-secret-admin-token"));
+    }
+
+    #[test]
+    fn state_section_is_checked() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert!(c.state.url.is_none(), "in-process state by default");
+        let c = Config::load(None, env(&[("SSOGATE_STATE__URL", "redis://:pw@127.0.0.1:6379/2"), ("SSOGATE_STATE__CACHE_SECONDS", "0")])).unwrap();
+        assert_eq!(c.state.cache_seconds, 0);
+        assert!(!format!("{c:?}").contains("pw@"), "the Redis password is a secret");
+        let err = Config::load(
+            None,
+            env(&[("SSOGATE_STATE__URL", "rediss://x"), ("SSOGATE_STATE__PREFIX", "a b"), ("SSOGATE_STATE__TIMEOUT_MS", "1"), ("SSOGATE_STATE__CACHE_SECONDS", "61")]),
+        )
+        .unwrap_err()
+        .to_string();
+        for k in ["state.url", "state.prefix", "state.timeout_ms", "state.cache_seconds"] {
+            assert!(err.contains(k), "{k} in {err}");
+        }
+        assert!(Config::load(None, env(&[("SSOGATE_STATE__URL", "mysql://x")])).is_err());
     }
 }

@@ -13,7 +13,8 @@
 //!   metadata parsing, OIDC discovery and SP key pairs.
 //! - [`mapping`]: raw claims or SAML attributes to an `Identity`, by the connection's claim mappings.
 //! - [`directory`]: users, groups, memberships and invitations: the rules above the store.
-//! - [`state`]: flow state, one-time codes, replay markers and sessions (memory; Redis later).
+//! - [`state`]: flow state, one-time codes, replay markers and sessions: in memory, or in Redis
+//!   with a per-replica session cache kept honest by a pub/sub invalidation feed.
 //! - [`token`]: the gateway's own signing keys (generated, encrypted, listed as JWKS).
 //! - [`outbound`]: the one HTTP client for calls to IdPs: no redirects, timeouts, size caps.
 //! - [`upstream`]: the protocol step of a login (OIDC now): begin, then verify the reply.

@@ -56,19 +56,6 @@ fn cookie_header(app: &AppState, name: &str, value: &str, max_age: u64, same_sit
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// Set-Cookie values that end the session cookie: with the configured Domain, and
-/// host-only too (a cookie from before the domain was configured).
-fn clear_session_cookie(app: &AppState) -> Vec<HeaderValue> {
-    let mut out = vec![set_cookie(app, SESSION_COOKIE, "", 0)];
-    if app.config.cookie_domain().is_some() {
-        let secure = if app.config.secure_cookies() { "; Secure" } else { "" };
-        if let Ok(v) = HeaderValue::from_str(&format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}")) {
-            out.push(v);
-        }
-    }
-    out
-}
-
 /// The flow cookie's name. Over https it is `__Host-` prefixed: a browser takes such a
 /// cookie only from this very host (Secure, no Domain), so a sibling subdomain cannot
 /// plant a flow id of its own choosing (login CSRF by cookie tossing).
@@ -87,6 +74,19 @@ fn flow_cookie(app: &AppState, value: &str, max_age: u64) -> HeaderValue {
 
 fn flow_cookie_value<'a>(app: &AppState, headers: &'a HeaderMap) -> Option<&'a str> {
     cookie(headers, flow_cookie_name(app))
+}
+
+/// Set-Cookie values that end the session cookie: with the configured Domain, and
+/// host-only too (a cookie from before the domain was configured).
+fn clear_session_cookie(app: &AppState) -> Vec<HeaderValue> {
+    let mut out = vec![set_cookie(app, SESSION_COOKIE, "", 0)];
+    if app.config.cookie_domain().is_some() {
+        let secure = if app.config.secure_cookies() { "; Secure" } else { "" };
+        if let Ok(v) = HeaderValue::from_str(&format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}")) {
+            out.push(v);
+        }
+    }
+    out
 }
 
 fn hash(s: &str) -> String {
@@ -353,9 +353,18 @@ pub async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
 /// Ends the session (and revokes the upstream token where the IdP has a revocation endpoint).
 pub async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
-        if let Ok(Some(s)) = app.sessions.remove(id).await {
-            revoke_upstream(&app, &s).await;
-            tracing::info!(user_id = %s.user_id, "logout");
+        match app.sessions.remove(id).await {
+            Ok(Some(s)) => {
+                revoke_upstream(&app, &s).await;
+                tracing::info!(user_id = %s.user_id, "logout");
+            }
+            Ok(None) => {}
+            // Fail closed: the session may live on, so do not pretend it ended (and keep
+            // the cookie, so that signing out can be tried again).
+            Err(e) => {
+                tracing::error!(error = %e, "logout: the session store failed");
+                return page::error(StatusCode::SERVICE_UNAVAILABLE, "Signing out is unavailable right now, and you are still signed in. Try again shortly.");
+            }
         }
     }
     let mut resp = Redirect::to("/login").into_response();

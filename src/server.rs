@@ -93,6 +93,15 @@ pub enum StartupError {
         #[source]
         source: StoreError,
     },
+    /// The state backend (Redis) could not be set up.
+    #[error("could not set up the state store ({url}): {source}")]
+    State {
+        /// The Redis URL, without credentials.
+        url: String,
+        /// Why.
+        #[source]
+        source: crate::state::StateError,
+    },
     /// Key generation failed.
     #[error(transparent)]
     Keys(#[from] crate::token::KeyError),
@@ -160,11 +169,25 @@ impl App {
         let http = crate::outbound::client(Duration::from_secs(config.outbound.timeout_seconds)).map_err(|e| StartupError::Http(e.to_string()))?;
         let registry = Registry::new(store.clone(), cipher.clone(), config.public_base(), http.clone(), clock.clone());
         let directory = Directory::new(store.clone(), clock.clone());
-        let ephemeral: Arc<dyn crate::state::Ephemeral> = Arc::new(crate::state::memory::MemoryEphemeral::new(clock.clone()));
-        let sessions: Arc<dyn crate::state::Sessions> = Arc::new(crate::state::memory::MemorySessions::new());
+        let (ephemeral, sessions) = state_backends(&config, &clock, &cipher)?;
         let jwks = crate::upstream::jwks::JwksCache::new(http.clone(), clock.clone(), (config.login.jwks_min_refetch_seconds * 1000) as i64);
         Ok((App { config, store, registry, directory, cipher, clock, admin_token_sha256, ephemeral, sessions, jwks, http, ingress: Default::default() }, startup))
     }
+}
+
+/// Flow state and sessions: in this process, or in Redis (`state.url`) for several
+/// replicas, sealed with the master key. Redis is connected lazily: a gateway started
+/// while Redis is down serves, fails closed (503) and is not ready until Redis answers.
+fn state_backends(config: &Config, clock: &Clock, cipher: &Cipher) -> Result<crate::state::Backends, StartupError> {
+    let Some(url) = &config.state.url else {
+        let ephemeral: Arc<dyn crate::state::Ephemeral> = Arc::new(crate::state::memory::MemoryEphemeral::new(clock.clone()));
+        let sessions: Arc<dyn crate::state::Sessions> = Arc::new(crate::state::memory::MemorySessions::new());
+        return Ok((ephemeral, sessions));
+    };
+    let backends = crate::state::redis::open(&config.state, url.expose(), clock, cipher)
+        .map_err(|source| StartupError::State { url: redact_url(url.expose()), source })?;
+    tracing::info!(url = %redact_url(url.expose()), prefix = %config.state.prefix, cache_seconds = config.state.cache_seconds, "state in redis");
+    Ok(backends)
 }
 
 async fn check_master_key(store: &dyn Store, cipher: &Cipher) -> Result<(), StartupError> {

@@ -50,10 +50,13 @@ pub async fn update_user(State(app): State<AppState>, ApiPath(id): ApiPath<Strin
 #[utoipa::path(delete, path = "/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")),
     security(("admin_token" = [])), responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
 pub async fn delete_user(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<StatusCode, ApiError> {
+    // Removing a user ends their sessions too: first, so that with the state store away
+    // nothing is removed (503) rather than a removed user keeping live sessions; and
+    // again after, for a login that finished in between.
+    let before = app.sessions.remove_user(&id).await.map_err(|e| ApiError::unavailable(&e))?;
     app.directory.delete_user(&id, ACTOR).await?;
-    // Removing a user ends their sessions too.
-    let ended = app.sessions.remove_user(&id).await.map_err(|e| ApiError::unavailable(&e))?;
-    tracing::info!(user_id = %id, sessions = ended, "user removed");
+    let after = app.sessions.remove_user(&id).await.map_err(|e| ApiError::unavailable(&e))?;
+    tracing::info!(user_id = %id, sessions = before + after, "user removed");
     Ok(StatusCode::NO_CONTENT)
 }
 

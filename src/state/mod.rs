@@ -1,11 +1,14 @@
 //! Short-lived state: logins in progress (flow state), one-time authorization codes,
 //! the SAML assertion replay cache, and sessions. [`Ephemeral`] and [`Sessions`] are the
-//! interfaces; [`memory`] keeps them in this process (one machine), and a Redis
-//! backend comes with several replicas. [`conformance`] is the suite every backend
-//! passes. Expiry uses the injected clock, so tests never sleep.
+//! interfaces; [`memory`] keeps them in this process (one machine), [`redis`] in Redis
+//! for several replicas, with [`cache`] in front of session lookups on each replica.
+//! [`conformance`] is the suite every backend passes. Expiry uses the injected clock,
+//! so tests never sleep.
 
+pub mod cache;
 pub mod conformance;
 pub mod memory;
+pub mod redis;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -19,6 +22,9 @@ pub struct StateError(pub String);
 
 /// Result of a state call.
 pub type StateResult<T> = Result<T, StateError>;
+
+/// The two state backends the server holds.
+pub type Backends = (std::sync::Arc<dyn Ephemeral>, std::sync::Arc<dyn Sessions>);
 
 /// Single-use values with a time to live: flow state, codes, replay markers.
 #[async_trait]

@@ -12,6 +12,9 @@
 //! the configured skew; an AudienceRestriction naming our entity id (required); an
 //! AuthnStatement; IssueInstant no older than a login may take.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use openssl::pkey::{PKey, Public};
 use roxmltree::Node;
 use serde_json::{Map, Value};
@@ -83,13 +86,26 @@ fn instant(n: Node, attr: &str) -> Result<Option<Millis>, UpstreamError> {
 
 /// Pinned public keys from the connection's IdP certificates.
 pub fn pinned_keys(conn: &Connection) -> Vec<PKey<Public>> {
-    conn.settings
-        .saml
-        .iter()
-        .flat_map(|s| s.idp.certificates.iter())
-        .filter_map(|c| openssl::x509::X509::from_pem(c.pem.as_bytes()).ok())
-        .filter_map(|c| c.public_key().ok())
-        .collect()
+    conn.settings.saml.iter().flat_map(|s| s.idp.certificates.iter()).filter_map(|c| public_key(&c.pem)).collect()
+}
+
+/// The public key of a PEM certificate, decoded once per process: with OpenSSL 3 the
+/// decoding costs ~200 µs, more than a third of a whole verification (bench/acs.rs).
+/// Keyed by the PEM text itself, so a changed certificate is decoded anew.
+fn public_key(pem: &str) -> Option<PKey<Public>> {
+    static DECODED: OnceLock<Mutex<HashMap<String, PKey<Public>>>> = OnceLock::new();
+    let cache = DECODED.get_or_init(Mutex::default);
+    if let Some(k) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(pem) {
+        return Some(k.clone());
+    }
+    let key = openssl::x509::X509::from_pem(pem.as_bytes()).ok()?.public_key().ok()?;
+    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    // Certificates come from admins' metadata: few. Bounded all the same.
+    if map.len() >= 256 {
+        map.clear();
+    }
+    map.insert(pem.to_string(), key.clone());
+    Some(key)
 }
 
 /// The status of a response, when it is not Success: the status codes' last parts
@@ -293,4 +309,163 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
         claims.entry(name).or_insert(Value::Array(values));
     }
     Ok(Verified { claims: Value::Object(claims), assertion_id: assertion_id.to_string(), valid_until })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fuzz targets' shapes (fuzz/), deterministic and on stable Rust: responses
+    //! signed every way, then cut, bent and repeated. Nothing may panic, and whatever
+    //! still verifies must say exactly what the unbent response said.
+    use super::*;
+    use crate::connection::{ClaimMappings, IdpMetadata, Protocol, SamlSettings, Secrets, Settings};
+    use crate::upstream::xmldsig::sign_root;
+    use openssl::pkey::{PKey, Private};
+
+    const ACS: &str = "https://sso.example.test/saml/con_t/acs";
+    const SP: &str = "https://sso.example.test/saml/con_t/metadata";
+    const IDP: &str = "https://idp.example.test/metadata";
+    const REQUEST: &str = "_req0123";
+    /// 2027-01-15T08:00:00Z, when the responses below were issued.
+    const NOW: Millis = 1_800_000_000_000;
+
+    fn connection(cert_pem: &str, require_signed_assertions: bool) -> Connection {
+        let cert = openssl::x509::X509::from_pem(cert_pem.as_bytes()).unwrap();
+        let idp = IdpMetadata {
+            entity_id: IDP.into(),
+            sso_url: "https://idp.example.test/sso".into(),
+            sso_binding: "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect".into(),
+            certificates: vec![crate::connection::metadata::describe(&cert).unwrap()],
+        };
+        let saml = SamlSettings { entity_id: SP.into(), idp, idp_metadata_url: None, require_signed_assertions, sign_requests: false, sp_certificate: None, name_id_format: None, allow_idp_initiated: false };
+        Connection {
+            id: "con_t".into(),
+            display_name: "T".into(),
+            protocol: Protocol::Saml,
+            provider: "custom".into(),
+            active: true,
+            settings: Settings { webapp_url: None, create_users: true, group_sync: true, claims: ClaimMappings::default(), oidc: None, saml: Some(saml) },
+            secrets: Secrets::default(),
+            created_at: 0,
+            updated_at: 0,
+            version: 1,
+        }
+    }
+
+    fn expect() -> Expect<'static> {
+        Expect { acs_url: ACS, request_id: Some(REQUEST), now: NOW + 10_000, skew_ms: 60_000, max_age_ms: 600_000 }
+    }
+
+    fn assertion() -> String {
+        format!(
+            r#"<saml:Assertion xmlns:saml="{ASSERTION}" xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" ID="_a1" Version="2.0" IssueInstant="2027-01-15T08:00:00Z">
+  <saml:Issuer>{IDP}</saml:Issuer>
+  <saml:Subject><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">alice@example.test</saml:NameID>
+    <saml:SubjectConfirmation Method="{BEARER}"><saml:SubjectConfirmationData NotOnOrAfter="2027-01-15T08:05:00Z" Recipient="{ACS}" InResponseTo="{REQUEST}"/></saml:SubjectConfirmation></saml:Subject>
+  <saml:Conditions NotBefore="2027-01-15T07:59:00Z" NotOnOrAfter="2027-01-15T08:05:00Z"><saml:AudienceRestriction><saml:Audience>{SP}</saml:Audience></saml:AudienceRestriction></saml:Conditions>
+  <saml:AuthnStatement AuthnInstant="2027-01-15T08:00:00Z" SessionIndex="_a1"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>
+  <saml:AttributeStatement>
+    <saml:Attribute Name="urn:oid:0.9.2342.19200300.100.1.3" FriendlyName="mail"><saml:AttributeValue xsi:type="xs:string">alice@example.test</saml:AttributeValue></saml:Attribute>
+    <saml:Attribute Name="groups"><saml:AttributeValue>admins</saml:AttributeValue><saml:AttributeValue>staff &amp; friends</saml:AttributeValue><saml:AttributeValue xsi:nil="true"/></saml:Attribute>
+  </saml:AttributeStatement>
+</saml:Assertion>"#
+        )
+    }
+
+    fn response(assertion: &str) -> String {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<samlp:Response xmlns:samlp="{PROTOCOL}" xmlns:saml="{ASSERTION}" ID="_r1" Version="2.0" IssueInstant="2027-01-15T08:00:00Z" Destination="{ACS}" InResponseTo="{REQUEST}">
+  <saml:Issuer>{IDP}</saml:Issuer>
+  <samlp:Status><samlp:StatusCode Value="{SUCCESS}"/></samlp:Status>
+  {assertion}
+</samlp:Response>"#
+        )
+    }
+
+    /// The signed shapes: assertion, response, both (as the seeds of `fuzz/`).
+    fn shapes(key: &PKey<Private>) -> Vec<(&'static str, String)> {
+        let signed_assertion = sign_root(&assertion(), key, None, true).unwrap();
+        let response_signed = sign_root(&response(&assertion()), key, None, true).unwrap();
+        let both = sign_root(&response(&signed_assertion), key, None, true).unwrap();
+        vec![("assertion", response(&signed_assertion)), ("response", response_signed), ("both", both)]
+    }
+
+    /// Deterministic mutations: bytes dropped and changed, truncations, each element
+    /// dropped, repeated, moved to the front of its parent, each attribute value emptied.
+    fn mutations(xml: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let cut = |a: usize, b: usize, with: &str| format!("{}{with}{}", &xml[..a], &xml[b..]);
+        for i in (0..xml.len()).step_by(7).filter(|&i| xml.is_char_boundary(i) && xml.is_char_boundary(i + 1)) {
+            out.push(cut(i, i + 1, ""));
+            out.push(cut(i, i + 1, "<"));
+            if i % 3 == 0 {
+                out.push(xml[..i].to_string());
+            }
+        }
+        let doc = roxmltree::Document::parse(xml).unwrap();
+        for n in doc.descendants().filter(|n| n.is_element()) {
+            let r = n.range();
+            let me = &xml[r.clone()];
+            out.push(cut(r.start, r.end, ""));
+            out.push(cut(r.start, r.end, &format!("{me}{me}")));
+            if let Some(p) = n.parent().filter(|p| p.is_element()) {
+                let open = p.range().start + xml[p.range().start..].find('>').unwrap() + 1;
+                if open < r.start {
+                    out.push(format!("{}{me}{}{}", &xml[..open], &xml[open..r.start], &xml[r.end..]));
+                }
+            }
+            for a in n.attributes() {
+                out.push(cut(a.range_value().start, a.range_value().end, ""));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn bent_responses_never_panic_and_never_verify_as_something_else() {
+        let (cert, key) = crate::connection::keypair::generate("idp").unwrap();
+        let key = PKey::private_key_from_pem(key.as_bytes()).unwrap();
+        let (lenient, strict) = (connection(&cert, false), connection(&cert, true));
+        let expect = expect();
+        let mut verified = 0;
+        for (name, xml) in shapes(&key) {
+            saml_precheck::check_xml(&xml).unwrap_or_else(|e| panic!("{name}: {e}\n{xml}"));
+            let want = verify_xml(&xml, &lenient, &expect).unwrap_or_else(|e| panic!("{name}: {e}\n{xml}"));
+            assert_eq!(want.claims[NAME_ID], "alice@example.test");
+            assert_eq!(want.claims["mail"], serde_json::json!(["alice@example.test"]));
+            assert_eq!(want.claims["groups"], serde_json::json!(["admins", "staff & friends"]));
+            assert_eq!(verify_xml(&xml, &strict, &expect).is_ok(), name != "response", "{name}");
+            for bent in mutations(&xml) {
+                if saml_precheck::check_xml(&bent).is_err() {
+                    continue;
+                }
+                for conn in [&lenient, &strict] {
+                    if let Ok(got) = verify_xml(&bent, conn, &expect) {
+                        assert_eq!(got, want, "{name}: a bent response verified as something else:\n{bent}");
+                        verified += 1;
+                    }
+                }
+            }
+        }
+        // Bends outside what is signed (whitespace, the unsigned envelope) still verify.
+        assert!(verified > 0);
+    }
+
+    #[test]
+    fn pinned_keys_are_decoded_once_and_follow_the_certificate() {
+        let (cert_a, _) = crate::connection::keypair::generate("a").unwrap();
+        let (cert_b, _) = crate::connection::keypair::generate("b").unwrap();
+        let der = |c: &Connection| pinned_keys(c).iter().map(|k| k.public_key_to_der().unwrap()).collect::<Vec<_>>();
+        let a = connection(&cert_a, true);
+        let want_a = openssl::x509::X509::from_pem(cert_a.as_bytes()).unwrap().public_key().unwrap().public_key_to_der().unwrap();
+        assert_eq!(der(&a), vec![want_a.clone()]);
+        assert_eq!(der(&a), vec![want_a.clone()]);
+        let mut both = a.clone();
+        both.settings.saml.as_mut().unwrap().idp.certificates.extend(connection(&cert_b, true).settings.saml.unwrap().idp.certificates);
+        assert_eq!(der(&both).len(), 2);
+        assert_ne!(der(&both)[1], want_a);
+        let mut broken = a;
+        broken.settings.saml.as_mut().unwrap().idp.certificates[0].pem = "not a certificate".into();
+        assert!(pinned_keys(&broken).is_empty());
+    }
 }

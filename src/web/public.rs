@@ -54,10 +54,17 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The store answers; 503 when it does not.
+/// The store and the state store answer; 503 naming the one that does not.
 pub async fn readyz(State(app): State<AppState>) -> (StatusCode, &'static str) {
-    match tokio::time::timeout(std::time::Duration::from_secs(2), app.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable"),
+    let wait = std::time::Duration::from_secs(2);
+    let (store, state) = tokio::join!(tokio::time::timeout(wait, app.store.ping()), tokio::time::timeout(wait, app.ephemeral.ping()));
+    let redis = app.config.state.url.is_some();
+    let state_name = if redis { "redis (state store) unreachable" } else { "state store unreachable" };
+    match (store, state) {
+        (Ok(Ok(())), Ok(Ok(()))) => (StatusCode::OK, "ready"),
+        (Ok(Ok(())), _) => (StatusCode::SERVICE_UNAVAILABLE, state_name),
+        (_, Ok(Ok(()))) => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable"),
+        _ if redis => (StatusCode::SERVICE_UNAVAILABLE, "store and redis (state store) unreachable"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "store and state store unreachable"),
     }
 }

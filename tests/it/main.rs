@@ -13,6 +13,7 @@ mod op;
 mod openapi;
 mod peers;
 mod presets;
+mod replicas;
 mod saml;
 mod store;
 mod support;

@@ -1,0 +1,615 @@
+//! State in Redis, shared by every replica: flow state, one-time codes, replay markers
+//! and sessions, plus the invalidation feed that keeps each replica's session cache
+//! honest (see [`super::cache`]).
+//!
+//! Layout under the configured prefix `P`. Keys are SHA-256 hex of what the gateway
+//! looks them up by, and values are sealed with the master key (AES-256-GCM, bound to
+//! their key): reading Redis yields no session id, state, code or token, and writing to
+//! it cannot make a session or a code the gateway accepts.
+//! - `P e:{hash}`: an ephemeral value, `{expiry ms}:{sealed value}`, with a Redis TTL;
+//! - `P s:{hash}`: a session, a hash of `d` (the session without its id, JSON, sealed),
+//!   `u` (user id), `l` (last use), `x` (absolute expiry), `i` (idle timeout), with a
+//!   Redis TTL at whichever expiry comes first;
+//! - `P u:{user id}`: the set of a user's session hashes, for "end every session";
+//! - channel `P events`: `s:{hash}` and `u:{user id}` revocations, `h:{replica}` heartbeats.
+//!
+//! Every multi-step operation is one Lua script, so it is atomic on the server and
+//! costs one round trip; a script rather than WATCH/MULTI because touch must read,
+//! decide and write, and a WATCH loop would retry under contention. Expiry is checked
+//! against the gateway's clock (the stored expiry) as well as kept by Redis TTLs, so
+//! the conformance suite can move time without sleeping.
+//!
+//! Supported: one Redis (or Valkey) server, `redis://` over TCP or `redis+unix://`,
+//! with a password or ACL user, Redis >= 6.2 (GETDEL). Not supported yet: TLS
+//! (`rediss://`), Sentinel and Cluster (the scripts touch keys they compute, and the
+//! feed uses plain pub/sub); for failover, point `state.url` at an address that always
+//! reaches the current primary.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use sha2::{Digest, Sha256};
+
+use super::cache::{self, Cached, SessionCache, Tasks};
+use super::{Ephemeral, Session, Sessions, StateError, StateResult};
+use crate::clock::{Clock, Millis};
+use crate::config::StateConfig;
+use crate::secret::Cipher;
+
+/// Stores `value` unless a value whose recorded expiry is still ahead is there.
+const PUT_NEW: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then
+  local exp = tonumber(string.match(v, '^(%d+):'))
+  if exp and exp > tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+";
+
+/// Replaces a session and adds it to its user's set (whose TTL only grows).
+const CREATE: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 'u', ARGV[2], 'l', ARGV[3], 'x', ARGV[4], 'i', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('SADD', KEYS[2], ARGV[7])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[8]) then redis.call('PEXPIRE', KEYS[2], ARGV[8]) end
+return 1
+";
+
+/// A live session gets its last use moved to now (never back) and its TTL renewed;
+/// an expired one is removed. Returns {data, last use} or nil.
+const TOUCH: &str = r"
+local v = redis.call('HMGET', KEYS[1], 'd', 'u', 'l', 'x', 'i')
+if not v[1] then return false end
+local now, last, exp, idle = tonumber(ARGV[1]), tonumber(v[3]), tonumber(v[4]), tonumber(v[5])
+if now >= exp or now >= last + idle then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', ARGV[2] .. 'u:' .. v[2], ARGV[3])
+  return false
+end
+if now > last then
+  redis.call('HSET', KEYS[1], 'l', ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], math.min(exp, now + idle) - now)
+  return {v[1], ARGV[1]}
+end
+return {v[1], v[3]}
+";
+
+/// Removes a session and tells every replica. Returns {data, last use} or nil.
+const REMOVE: &str = r"
+local v = redis.call('HMGET', KEYS[1], 'd', 'u', 'l')
+if not v[1] then return false end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', ARGV[1] .. 'u:' .. v[2], ARGV[2])
+redis.call('PUBLISH', ARGV[3], 's:' .. ARGV[2])
+return {v[1], v[3]}
+";
+
+/// Removes every session of a user (checking each still belongs to them) and tells
+/// every replica. Returns how many existed.
+const REMOVE_USER: &str = r"
+local n = 0
+for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local k = ARGV[1] .. 's:' .. h
+  if redis.call('HGET', k, 'u') == ARGV[2] then
+    redis.call('DEL', k)
+    n = n + 1
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[3], 'u:' .. ARGV[2])
+return n
+";
+
+fn hash(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// What a sealed value is bound to: its kind and key, so it cannot be moved to another key.
+fn context(kind: &str, h: &str) -> String {
+    format!("ssogate state {kind}:{h}")
+}
+
+/// Opens a sealed value; one that does not open (altered in Redis) counts as absent.
+fn unseal(cipher: &Cipher, kind: &str, h: &str, sealed: &str) -> Option<String> {
+    match cipher.open(&context(kind, h), sealed).ok().and_then(|v| String::from_utf8(v).ok()) {
+        Some(v) => Some(v),
+        None => {
+            tracing::warn!(kind, "a value in redis failed its integrity check and was ignored");
+            None
+        }
+    }
+}
+
+/// A connection to Redis shared by the state backends: reconnects by itself, and no
+/// call waits longer than the configured timeout.
+#[derive(Clone)]
+pub struct Redis {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the URL: it may carry a password.
+        f.debug_struct("Redis").field("prefix", &self.prefix).field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+fn failed(e: redis::RedisError) -> StateError {
+    StateError(format!("redis: {e}"))
+}
+
+impl Redis {
+    /// A client for `url` with keys under `prefix`. Connects lazily: the gateway starts
+    /// (not ready) while Redis is down, and connects when it is back.
+    pub fn open(url: &str, prefix: &str, timeout: Duration) -> StateResult<Self> {
+        let client = redis::Client::open(url).map_err(|_| StateError("redis: state.url is not a valid Redis URL".into()))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            // One attempt per reconnect: requests fail fast (503) while Redis is down, and
+            // the next request (or heartbeat) tries again.
+            .set_number_of_retries(0);
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(failed)?;
+        Ok(Self { client, conn, prefix: prefix.to_string(), timeout })
+    }
+
+    fn key(&self, kind: &str, rest: &str) -> String {
+        format!("{}{kind}:{rest}", self.prefix)
+    }
+
+    /// The invalidation channel.
+    pub fn channel(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+
+    /// Runs `f` on a connection, failing closed after the timeout.
+    async fn run<T, F, Fut>(&self, f: F) -> StateResult<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
+            Ok(r) => r.map_err(failed),
+            Err(_) => Err(StateError(format!("redis did not answer within {} ms", self.timeout.as_millis()))),
+        }
+    }
+
+    async fn ping(&self) -> StateResult<()> {
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await }).await.map(|_| ())
+    }
+
+    async fn publish(&self, message: &str) -> StateResult<()> {
+        let channel = self.channel();
+        self.run(|mut c| async move { c.publish::<_, _, i64>(channel, message).await }).await.map(|_| ())
+    }
+}
+
+/// Ephemeral values in Redis.
+#[derive(Debug)]
+pub struct RedisEphemeral {
+    redis: Redis,
+    clock: Clock,
+    cipher: Cipher,
+    put_new: Script,
+}
+
+impl RedisEphemeral {
+    /// Values on `redis`, expiring by `clock`, sealed with `cipher`.
+    pub fn new(redis: Redis, clock: Clock, cipher: Cipher) -> Self {
+        Self { redis, clock, cipher, put_new: Script::new(PUT_NEW) }
+    }
+
+    /// The value if its recorded expiry is still ahead and it opens.
+    fn live(&self, h: &str, stored: Option<String>) -> Option<String> {
+        let stored = stored?;
+        let (exp, sealed) = stored.split_once(':')?;
+        if exp.parse::<Millis>().ok()? <= self.clock.now() {
+            return None;
+        }
+        unseal(&self.cipher, "e", h, sealed)
+    }
+}
+
+#[async_trait]
+impl Ephemeral for RedisEphemeral {
+    async fn put_new(&self, key: &str, value: &str, ttl_ms: Millis) -> StateResult<bool> {
+        let now = self.clock.now();
+        let ttl = ttl_ms.max(1);
+        let h = hash(key);
+        let stored = format!("{}:{}", now.saturating_add(ttl), self.cipher.seal(&context("e", &h), value.as_bytes()));
+        let k = self.redis.key("e", &h);
+        let script = &self.put_new;
+        let n: i64 = self.redis.run(|mut c| async move { script.key(k).arg(now).arg(stored).arg(ttl).invoke_async(&mut c).await }).await?;
+        Ok(n == 1)
+    }
+
+    async fn take(&self, key: &str) -> StateResult<Option<String>> {
+        let h = hash(key);
+        let k = self.redis.key("e", &h);
+        // GETDEL: read and delete in one step, so two replicas cannot both take it.
+        let v: Option<String> = self.redis.run(|mut c| async move { redis::cmd("GETDEL").arg(k).query_async(&mut c).await }).await?;
+        Ok(self.live(&h, v))
+    }
+
+    async fn get(&self, key: &str) -> StateResult<Option<String>> {
+        let h = hash(key);
+        let k = self.redis.key("e", &h);
+        let v: Option<String> = self.redis.run(|mut c| async move { c.get(k).await }).await?;
+        Ok(self.live(&h, v))
+    }
+
+    async fn ping(&self) -> StateResult<()> {
+        self.redis.ping().await
+    }
+}
+
+/// Sessions in Redis.
+#[derive(Debug)]
+pub struct RedisSessions {
+    redis: Redis,
+    clock: Clock,
+    cipher: Cipher,
+    create: Script,
+    touch: Script,
+    remove: Script,
+    remove_user: Script,
+}
+
+impl RedisSessions {
+    /// Sessions on `redis`, sealed with `cipher`; `clock` sets the Redis TTL of new sessions.
+    pub fn new(redis: Redis, clock: Clock, cipher: Cipher) -> Self {
+        Self {
+            redis,
+            clock,
+            cipher,
+            create: Script::new(CREATE),
+            touch: Script::new(TOUCH),
+            remove: Script::new(REMOVE),
+            remove_user: Script::new(REMOVE_USER),
+        }
+    }
+
+    fn decode(&self, id: &str, h: &str, found: Option<(String, String)>) -> StateResult<Option<Session>> {
+        let Some((sealed, last)) = found else { return Ok(None) };
+        // Altered in Redis: no session, not an error (which would answer 503).
+        let Some(data) = unseal(&self.cipher, "s", h, &sealed) else { return Ok(None) };
+        let mut s: Session = serde_json::from_str(&data).map_err(|_| StateError("redis: a stored session is unreadable".into()))?;
+        s.id = id.to_string();
+        s.last_seen = last.parse().map_err(|_| StateError("redis: a stored session is unreadable".into()))?;
+        Ok(Some(s))
+    }
+}
+
+#[async_trait]
+impl Sessions for RedisSessions {
+    async fn create(&self, s: &Session) -> StateResult<()> {
+        let now = self.clock.now();
+        let ttl = s.expires_at.min(s.last_seen.saturating_add(s.idle_timeout_ms)) - now;
+        if ttl <= 0 {
+            return Ok(());
+        }
+        let h = hash(&s.id);
+        // The id stays out of Redis: the key is its hash.
+        let data = serde_json::to_string(&Session { id: String::new(), ..s.clone() }).map_err(|e| StateError(e.to_string()))?;
+        let data = self.cipher.seal(&context("s", &h), data.as_bytes());
+        let (k, uk) = (self.redis.key("s", &h), self.redis.key("u", &s.user_id));
+        let user_ttl = (s.expires_at - now).max(ttl);
+        let script = &self.create;
+        let args = (data, s.user_id.clone(), s.last_seen, s.expires_at, s.idle_timeout_ms, ttl, h, user_ttl);
+        self.redis
+            .run(|mut c| async move {
+                script.key(k).key(uk).arg(args.0).arg(args.1).arg(args.2).arg(args.3).arg(args.4).arg(args.5).arg(args.6).arg(args.7).invoke_async::<i64>(&mut c).await
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn touch(&self, id: &str, now: Millis) -> StateResult<Option<Session>> {
+        let h = hash(id);
+        let k = self.redis.key("s", &h);
+        let (script, prefix) = (&self.touch, self.redis.prefix.clone());
+        let hh = h.clone();
+        let found: Option<(String, String)> = self.redis.run(|mut c| async move { script.key(k).arg(now).arg(prefix).arg(hh).invoke_async(&mut c).await }).await?;
+        self.decode(id, &h, found)
+    }
+
+    async fn remove(&self, id: &str) -> StateResult<Option<Session>> {
+        let h = hash(id);
+        let k = self.redis.key("s", &h);
+        let (script, prefix, channel) = (&self.remove, self.redis.prefix.clone(), self.redis.channel());
+        let hh = h.clone();
+        let found: Option<(String, String)> = self.redis.run(|mut c| async move { script.key(k).arg(prefix).arg(hh).arg(channel).invoke_async(&mut c).await }).await?;
+        self.decode(id, &h, found)
+    }
+
+    async fn remove_user(&self, user_id: &str) -> StateResult<usize> {
+        let uk = self.redis.key("u", user_id);
+        let (script, prefix, channel, user) = (&self.remove_user, self.redis.prefix.clone(), self.redis.channel(), user_id.to_string());
+        let n: i64 = self.redis.run(|mut c| async move { script.key(uk).arg(prefix).arg(user).arg(channel).invoke_async(&mut c).await }).await?;
+        Ok(n.max(0) as usize)
+    }
+}
+
+/// Keeps `cache` honest: subscribes to the invalidation feed (again after every drop)
+/// and publishes this replica's heartbeat on it.
+pub fn feed(redis: &Redis, cache: Arc<SessionCache>, clock: Clock) -> Tasks {
+    let me = crate::id::token(12);
+    let heartbeat = format!("h:{me}");
+    let listener = tokio::spawn(listen(redis.clone(), cache.clone(), heartbeat.clone()));
+    let beat = tokio::spawn(beat(redis.clone(), cache, heartbeat, clock));
+    Tasks(vec![listener, beat])
+}
+
+async fn listen(redis: Redis, cache: Arc<SessionCache>, heartbeat: String) {
+    let channel = redis.channel();
+    let mut pause = Duration::from_millis(50);
+    let mut said = false;
+    loop {
+        cache.lost();
+        let subscribe = async {
+            let mut ps = redis.client.get_async_pubsub().await?;
+            ps.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(ps)
+        };
+        let subscribed = match tokio::time::timeout(redis.timeout * 2, subscribe).await {
+            Ok(Ok(ps)) => Some(ps),
+            Ok(Err(e)) => {
+                // Once per outage: a Redis user without SUBSCRIBE would otherwise go unnoticed.
+                if !said {
+                    tracing::warn!(error = %e, "session invalidation feed cannot subscribe; sessions are read from redis until it can");
+                    said = true;
+                }
+                None
+            }
+            Err(_) => None,
+        };
+        if let Some(ps) = subscribed {
+            tracing::info!("session invalidation feed subscribed");
+            said = false;
+            pause = Duration::from_millis(50);
+            let mut messages = ps.into_on_message();
+            while let Some(m) = messages.next().await {
+                let Ok(text) = m.get_payload::<String>() else { continue };
+                match text.split_once(':') {
+                    Some(("h", _)) if text == heartbeat => cache.heard(),
+                    Some(("s", h)) => {
+                        if let Some(k) = hex::decode(h).ok().and_then(|v| cache::Key::try_from(v).ok()) {
+                            cache.forget(&k);
+                        }
+                    }
+                    Some(("u", user)) => cache.forget_user(user),
+                    _ => {}
+                }
+            }
+            // The connection closed: revocations may be missed from here on.
+            tracing::warn!("session invalidation feed lost; sessions are read from redis until it is back");
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+async fn beat(redis: Redis, cache: Arc<SessionCache>, heartbeat: String, clock: Clock) {
+    let mut tick = tokio::time::interval(Duration::from_millis(cache::HEARTBEAT_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut up = true;
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        let ok = redis.publish(&heartbeat).await.is_ok();
+        if ok != up {
+            up = ok;
+            if ok {
+                tracing::info!("redis reachable again");
+            } else {
+                tracing::error!("redis unreachable: ingress checks answer 503 and logins cannot start until it is back");
+            }
+        }
+        n += 1;
+        if n % 50 == 0 {
+            cache.sweep(clock.now());
+        }
+    }
+}
+
+/// The state backends on Redis, per `[state]`, sealing values with the master key
+/// `cipher`: sessions behind this replica's cache unless `cache_seconds` is 0.
+pub fn open(cfg: &StateConfig, url: &str, clock: &Clock, cipher: &Cipher) -> StateResult<super::Backends> {
+    let redis = Redis::open(url, &cfg.prefix, Duration::from_millis(cfg.timeout_ms))?;
+    let ephemeral: Arc<dyn Ephemeral> = Arc::new(RedisEphemeral::new(redis.clone(), clock.clone(), cipher.clone()));
+    let store: Arc<dyn Sessions> = Arc::new(RedisSessions::new(redis.clone(), clock.clone(), cipher.clone()));
+    if cfg.cache_seconds == 0 {
+        return Ok((ephemeral, store));
+    }
+    let cache = Arc::new(SessionCache::new((cfg.cache_seconds * 1000) as Millis));
+    let tasks = feed(&redis, cache.clone(), clock.clone());
+    Ok((ephemeral, Arc::new(Cached::new(store, cache, tasks))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::conformance;
+
+    /// The Redis the tests use (scripts/test starts it at 127.0.0.1:6379).
+    pub fn test_url() -> String {
+        std::env::var("SSOGATE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+    }
+
+    /// A key prefix of its own, deleted with everything under it when dropped.
+    struct Prefix(String);
+
+    impl Prefix {
+        fn new() -> Self {
+            Prefix(format!("ssogate-test:{}:", crate::id::token(8)))
+        }
+    }
+
+    impl Drop for Prefix {
+        fn drop(&mut self) {
+            let client = redis::Client::open(test_url()).unwrap();
+            let mut c = client.get_connection().unwrap();
+            let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", self.0)).query(&mut c).unwrap();
+            if !keys.is_empty() {
+                let _: i64 = redis::cmd("DEL").arg(keys).query(&mut c).unwrap();
+            }
+        }
+    }
+
+    fn cipher() -> Cipher {
+        Cipher::from_text(&"7".repeat(64)).unwrap()
+    }
+
+    fn redis(prefix: &Prefix) -> Redis {
+        Redis::open(&test_url(), &prefix.0, Duration::from_secs(2)).unwrap()
+    }
+
+    async fn wait_live(cache: &SessionCache) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !cache.live() {
+            assert!(std::time::Instant::now() < deadline, "the feed was not heard");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn redis_backends_pass_conformance() {
+        let prefix = Prefix::new();
+        let clock = Clock::fixed(1_000_000);
+        let r = redis(&prefix);
+        conformance::ephemeral(&RedisEphemeral::new(r.clone(), clock.clone(), cipher()), &clock).await.unwrap();
+        conformance::sessions(&RedisSessions::new(r.clone(), clock.clone(), cipher()), &clock).await.unwrap();
+        // The same suite through the cache the server puts in front of sessions.
+        let cfg = StateConfig { prefix: prefix.0.clone(), ..StateConfig::default() };
+        let (_, cached) = open(&cfg, &test_url(), &clock, &cipher()).unwrap();
+        conformance::sessions(cached.as_ref(), &clock).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_redis_password_is_never_shown() {
+        for url in ["redis://:hunter2-secret@10.0.0.1:6379/0", "redis://default:hunter2-secret@redis.internal/1"] {
+            assert!(!crate::server::redact_url(url).contains("hunter2-secret"), "{url}");
+            let r = Redis::open(url, "p:", Duration::from_secs(1)).unwrap();
+            assert!(!format!("{r:?}").contains("hunter2-secret"));
+        }
+    }
+
+    #[tokio::test]
+    async fn redis_holds_nothing_usable_and_cannot_forge() {
+        let prefix = Prefix::new();
+        let clock = Clock::system();
+        let r = redis(&prefix);
+        let e = RedisEphemeral::new(r.clone(), clock.clone(), cipher());
+        assert!(e.put_new("code:the-code-value", "{\"session_id\":\"sid-inside-a-grant\"}", 60_000).await.unwrap());
+        let s = RedisSessions::new(r.clone(), clock.clone(), cipher());
+        let now = clock.now();
+        let mk = |id: &str| Session {
+            id: id.into(),
+            user_id: "usr_x".into(),
+            connection_id: "c".into(),
+            username: "alice".into(),
+            email: Some("alice@example.test".into()),
+            email_verified: true,
+            name: None,
+            groups: vec!["admins".into()],
+            created_at: now,
+            expires_at: now + 60_000,
+            idle_timeout_ms: 60_000,
+            last_seen: now,
+            upstream_token: Some("upstream-access-token".into()),
+        };
+        let (id, other) = (crate::id::token(32), crate::id::token(32));
+        s.create(&mk(&id)).await.unwrap();
+        let mut c = redis::Client::open(test_url()).unwrap().get_connection().unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", prefix.0)).query(&mut c).unwrap();
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        let mut dump = format!("{keys:?}");
+        for k in &keys {
+            let t: String = redis::cmd("TYPE").arg(k).query(&mut c).unwrap();
+            let v: Vec<String> = match t.as_str() {
+                "hash" => redis::cmd("HGETALL").arg(k).query(&mut c).unwrap(),
+                "set" => redis::cmd("SMEMBERS").arg(k).query(&mut c).unwrap(),
+                _ => vec![redis::cmd("GET").arg(k).query(&mut c).unwrap()],
+            };
+            dump.push_str(&format!("{v:?}"));
+        }
+        for secret in [id.as_str(), "the-code-value", "sid-inside-a-grant", "upstream-access-token", "alice@example.test", "admins"] {
+            assert!(!dump.contains(secret), "{secret} is readable in redis: {dump}");
+        }
+        let skey = r.key("s", &hash(&id));
+        let pttl: i64 = redis::cmd("PTTL").arg(&skey).query(&mut c).unwrap();
+        assert!(pttl > 0 && pttl <= 60_000, "sessions carry a Redis TTL: {pttl}");
+
+        // A session copied to a key of the attacker's choosing does not open there.
+        let fields: Vec<String> = redis::cmd("HGETALL").arg(&skey).query(&mut c).unwrap();
+        let _: i64 = redis::cmd("HSET").arg(r.key("s", &hash(&other))).arg(&fields).query(&mut c).unwrap();
+        assert!(s.touch(&other, now).await.unwrap().is_none(), "a moved session is refused");
+        assert!(s.touch(&id, now).await.unwrap().is_some(), "the real one still works");
+        // Nor does an altered one.
+        let _: i64 = redis::cmd("HSET").arg(&skey).arg("d").arg("v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").query(&mut c).unwrap();
+        assert!(s.touch(&id, now).await.unwrap().is_none(), "an altered session is refused");
+        // A code value moved to another code's key does not open either.
+        let ekey = r.key("e", &hash("code:the-code-value"));
+        let v: String = redis::cmd("GET").arg(&ekey).query(&mut c).unwrap();
+        let _: () = redis::cmd("SET").arg(r.key("e", &hash("code:forged"))).arg(v).query(&mut c).unwrap();
+        assert!(e.take("code:forged").await.unwrap().is_none());
+        assert!(e.take("code:the-code-value").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_revocation_reaches_the_other_replicas_cache() {
+        let prefix = Prefix::new();
+        let clock = Clock::system();
+        let cfg = StateConfig { prefix: prefix.0.clone(), cache_seconds: 30, ..StateConfig::default() };
+        let (_, a) = open(&cfg, &test_url(), &clock, &cipher()).unwrap();
+        let b = Cached::new(
+            Arc::new(RedisSessions::new(redis(&prefix), clock.clone(), cipher())),
+            Arc::new(SessionCache::new(30_000)),
+            Tasks::default(),
+        );
+        let b_cache = b.cache().clone();
+        let b_tasks = feed(&redis(&prefix), b_cache.clone(), clock.clone());
+        wait_live(&b_cache).await;
+        let now = clock.now();
+        let mk = |id: &str, user: &str| Session {
+            id: id.into(),
+            user_id: user.into(),
+            connection_id: "c".into(),
+            username: "u".into(),
+            email: None,
+            email_verified: false,
+            name: None,
+            groups: vec![],
+            created_at: now,
+            expires_at: now + 60_000,
+            idle_timeout_ms: 60_000,
+            last_seen: now,
+            upstream_token: None,
+        };
+        let (one, two) = (crate::id::token(32), crate::id::token(32));
+        a.create(&mk(&one, "u1")).await.unwrap();
+        a.create(&mk(&two, "u2")).await.unwrap();
+        assert!(b.touch(&one, now).await.unwrap().is_some());
+        assert!(b.touch(&two, now).await.unwrap().is_some());
+        assert_eq!(b_cache.len(), 2, "b answers from memory now");
+        a.remove(&one).await.unwrap();
+        a.remove_user("u2").await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while !b_cache.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "revocations did not reach b within a second");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(b.touch(&one, now).await.unwrap().is_none());
+        assert!(b.touch(&two, now).await.unwrap().is_none());
+        drop(b_tasks);
+    }
+}
