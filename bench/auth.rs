@@ -14,7 +14,8 @@
 //! Environment: BENCH_SSOGATE_EXE, BENCH_HELLO_EXE (the binaries), BENCH_DURATION (s, 10),
 //! BENCH_RUNS (3), BENCH_CONNECTIONS (64), BENCH_SESSIONS (100000),
 //! BENCH_LOGIN_WORKERS (1), BENCH_STATE_URL (a `redis://` URL: the gateway keeps its
-//! state there).
+//! state there), BENCH_PERF_DIR (a directory: the first measured run of each target is
+//! recorded with `perf record -g` on the server's main process, as `<n>.data`).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -417,9 +418,22 @@ async fn main() {
         wrk(url, headers, 2, connections, server);
     }
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
+    let perf_dir = std::env::var("BENCH_PERF_DIR").ok().filter(|s| !s.is_empty());
     for round in 0..runs {
         for (i, (name, url, headers, server)) in targets.iter().enumerate() {
+            let perf = perf_dir.as_ref().filter(|_| round == 0).map(|d| {
+                Command::new("perf")
+                    .args(["record", "-q", "-g", "-F", "1999", "-o", &format!("{d}/{i}.data"), "-p", &server.child.id().to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("perf runs (apt-get install linux-perf)")
+            });
             let r = wrk(url, headers, seconds, connections, server);
+            if let Some(mut p) = perf {
+                let _ = Command::new("kill").args(["-INT", &p.id().to_string()]).status();
+                let _ = p.wait();
+            }
             eprintln!("bench: round {} {name}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {:.1} µs CPU/req", round + 1, r.rps, r.p50_ms, r.p99_ms, r.cpu_us);
             results[i].push(r);
         }

@@ -10,9 +10,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use axum::body::Body;
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use url::Url;
@@ -81,7 +81,7 @@ pub fn validate_redirect(rd: &str, allowed: &[String], public_url: &Url) -> Resu
 }
 
 /// `/auth` query: per-route rules, as ingress annotations pass them, and two switches.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Default)]
 pub struct AuthQuery {
     allowed_groups: Option<String>,
     allowed_emails: Option<String>,
@@ -95,8 +95,44 @@ pub struct AuthQuery {
     set_authorization_header: Option<String>,
 }
 
-fn list(s: &Option<String>) -> Vec<String> {
-    s.as_deref().unwrap_or("").split(',').map(|x| x.trim().to_lowercase()).filter(|x| !x.is_empty()).collect()
+impl AuthQuery {
+    /// Reads the query string (form encoding). Names this check does not know are left
+    /// alone (a proxy may add its own); a name given twice is refused, since two rule
+    /// lists could mean "either" or "both" and guessing would be a hole.
+    pub fn parse(query: Option<&str>) -> Result<Self, String> {
+        let mut q = AuthQuery::default();
+        for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            let slot = match &*name {
+                "allowed_groups" => &mut q.allowed_groups,
+                "allowed_emails" => &mut q.allowed_emails,
+                "allowed_connections" => &mut q.allowed_connections,
+                "redirect" => &mut q.redirect,
+                "set_authorization_header" => &mut q.set_authorization_header,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(format!("`{name}` is given twice: give one comma-separated list"));
+            }
+            *slot = Some(value.into_owned());
+        }
+        Ok(q)
+    }
+}
+
+/// Whether a rule lets the session in: no rule (or an empty list) lets everyone in,
+/// otherwise one listed item must match.
+fn rule(list: &Option<String>, mut matches: impl FnMut(&str) -> bool) -> bool {
+    let mut items = list.as_deref().unwrap_or_default().split(',').map(str::trim).filter(|x| !x.is_empty()).peekable();
+    items.peek().is_none() || items.any(|x| matches(x))
+}
+
+/// Equal without case (Unicode lowercase), without allocating.
+fn same(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a.chars().flat_map(char::to_lowercase).eq(b.chars().flat_map(char::to_lowercase))
+    }
 }
 
 fn flag(s: &Option<String>) -> bool {
@@ -138,10 +174,9 @@ const MAX_TOKENS: usize = 250_000;
 /// Whether the route's rules let this session in: groups and connections compared
 /// without case, and only a verified email counts for `allowed_emails`.
 fn allows(s: &Session, q: &AuthQuery) -> bool {
-    let (groups, emails, conns) = (list(&q.allowed_groups), list(&q.allowed_emails), list(&q.allowed_connections));
-    (groups.is_empty() || s.groups.iter().any(|g| groups.contains(&g.to_lowercase())))
-        && (emails.is_empty() || (s.email_verified && s.email.as_ref().is_some_and(|e| emails.contains(&e.to_lowercase()))))
-        && (conns.is_empty() || conns.contains(&s.connection_id.to_lowercase()))
+    rule(&q.allowed_groups, |g| s.groups.iter().any(|mine| same(mine, g)))
+        && rule(&q.allowed_emails, |e| s.email_verified && s.email.as_deref().is_some_and(|mine| same(mine, e)))
+        && rule(&q.allowed_connections, |c| same(&s.connection_id, c))
 }
 
 /// The identity headers of a session (oauth2-proxy's names).
@@ -154,7 +189,10 @@ fn identity_headers(s: &Session, h: &mut HeaderMap) {
     set("x-auth-request-user", &s.user_id);
     set("x-auth-request-email", s.email.as_deref().unwrap_or(""));
     set("x-auth-request-preferred-username", &s.username);
-    set("x-auth-request-groups", &s.groups.join(","));
+    // Joined once and handed over, not copied again.
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(s.groups.join(","))) {
+        h.insert(HeaderName::from_static("x-auth-request-groups"), v);
+    }
 }
 
 /// The app's bearer tokens by session id, so `/auth` signs once per session and five
@@ -244,8 +282,30 @@ async fn bearer(app: &AppState, s: &Session, now: Millis) -> Option<HeaderValue>
 /// forwardAuth). 401: not logged in (or a 302 to the sign-in with `redirect=1`).
 /// 403: logged in but not allowed (never 401, which makes auth_request loop).
 /// 503 when the session store cannot answer.
-pub async fn forward_auth(State(app): State<AppState>, Query(q): Query<AuthQuery>, headers: HeaderMap) -> Response {
-    check(&app, &q, &headers, None).await
+pub async fn forward_auth(State(app): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+    match AuthQuery::parse(query.as_deref()) {
+        Ok(q) => check(&app, &q, &headers, None).await,
+        Err(why) => bad_query(why),
+    }
+}
+
+/// `/auth` and `/oauth2/auth` as the server's front answers them, before the router:
+/// the same check as [`forward_auth`], reading the request in place.
+pub async fn answer(app: &AppState, req: &axum::http::request::Parts) -> Response {
+    match AuthQuery::parse(req.uri.query()) {
+        Ok(q) => check(app, &q, &req.headers, None).await,
+        Err(why) => bad_query(why),
+    }
+}
+
+/// Whether the front answers this request itself (see [`answer`]).
+pub fn is_check(req: &Request) -> bool {
+    matches!(req.uri().path(), "/auth" | "/oauth2/auth") && matches!(*req.method(), Method::GET | Method::HEAD)
+}
+
+fn bad_query(why: String) -> Response {
+    tracing::info!(reason = %why, "auth: refused a malformed query");
+    (StatusCode::BAD_REQUEST, why).into_response()
 }
 
 /// Envoy ext_authz (HTTP service, `path_prefix: /auth`) asks `/auth/<original path>`

@@ -328,7 +328,7 @@ fn upper_first(s: &str) -> String {
 }
 
 /// The session of this browser, if it has a live one.
-pub async fn current_session(app: &AppState, headers: &HeaderMap) -> Option<Session> {
+pub async fn current_session(app: &AppState, headers: &HeaderMap) -> Option<std::sync::Arc<Session>> {
     let id = cookie(headers, SESSION_COOKIE)?;
     app.sessions.touch(id, app.clock.now()).await.ok().flatten()
 }

@@ -303,10 +303,58 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method; see /api/v1/openapi.json")
 }
 
+/// What `serve` runs: the ingress check (`GET /auth`, `/oauth2/auth`), asked on every
+/// request of every protected app, is answered here before the router, so it pays for
+/// no route matching, no per-request service clone and no extensions; everything else
+/// goes to [`router`] (which also has the check, for callers that use it directly).
+#[derive(Clone)]
+pub struct Front {
+    state: AppState,
+    router: Router,
+}
+
+impl Front {
+    /// The front of `state`'s gateway.
+    pub fn new(state: AppState) -> Self {
+        Self { router: router(state.clone()), state }
+    }
+}
+
+type Routed = <Router as tower::Service<axum::extract::Request>>::Future;
+type Checked = std::pin::Pin<Box<dyn Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send>>;
+
+impl tower::Service<axum::extract::Request> for Front {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::Either<Checked, Routed>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        use futures_util::FutureExt;
+        if !crate::ingress::is_check(&req) {
+            return futures_util::future::Either::Right(tower::Service::call(&mut self.router, req));
+        }
+        let state = self.state.clone();
+        // The check reads no body.
+        let (parts, _) = req.into_parts();
+        let check = async move { crate::ingress::answer(&state, &parts).await };
+        futures_util::future::Either::Left(Box::pin(std::panic::AssertUnwindSafe(check).catch_unwind().map(|r| {
+            Ok(r.unwrap_or_else(|_| {
+                tracing::error!("auth handler panicked");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }))
+        })))
+    }
+}
+
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let refresh = background_refresh(state.clone());
-    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let front = axum::ServiceExt::<axum::extract::Request>::into_make_service(Front::new(state));
+    let served = axum::serve(listener, front).with_graceful_shutdown(shutdown).await;
     refresh.abort();
     served
 }

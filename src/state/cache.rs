@@ -40,7 +40,7 @@ pub fn key(id: &str) -> Key {
 }
 
 struct Entry {
-    session: Session,
+    session: Arc<Session>,
     epoch: u64,
     until: Millis,
 }
@@ -99,7 +99,7 @@ impl SessionCache {
     }
 
     /// A live cached session, if there is one.
-    pub fn get(&self, key: &Key, now: Millis) -> Option<Session> {
+    pub fn get(&self, key: &Key, now: Millis) -> Option<Arc<Session>> {
         // Freshness first, then the epoch: `heard` bumps the epoch before it marks the
         // feed fresh, so a fresh feed is never paired with a stale epoch.
         if !self.live() {
@@ -108,7 +108,7 @@ impl SessionCache {
         let epoch = self.epoch.load(Ordering::SeqCst);
         let map = self.map.read().ok()?;
         let e = map.entries.get(key)?;
-        (e.epoch == epoch && now < e.until && e.session.live(now)).then(|| e.session.clone())
+        (e.epoch == epoch && now < e.until && e.session.live(now)).then(|| Arc::clone(&e.session))
     }
 
     /// Taken before reading the store; [`SessionCache::put`] refuses the result if
@@ -120,7 +120,7 @@ impl SessionCache {
 
     /// Caches a session just read from the store, unless the feed is not heard or an
     /// invalidation came after `ticket`.
-    pub fn put(&self, key: Key, session: Session, now: Millis, ticket: Ticket) {
+    pub fn put(&self, key: Key, session: Arc<Session>, now: Millis, ticket: Ticket) {
         if !self.live() {
             return;
         }
@@ -243,7 +243,7 @@ impl Sessions for Cached {
         created
     }
 
-    async fn touch(&self, id: &str, now: Millis) -> StateResult<Option<Session>> {
+    async fn touch(&self, id: &str, now: Millis) -> StateResult<Option<Arc<Session>>> {
         let k = key(id);
         if let Some(s) = self.cache.get(&k, now) {
             return Ok(Some(s));
@@ -251,7 +251,7 @@ impl Sessions for Cached {
         let ticket = self.cache.ticket();
         let found = self.inner.touch(id, now).await?;
         if let Some(s) = &found {
-            self.cache.put(k, s.clone(), now, ticket);
+            self.cache.put(k, Arc::clone(s), now, ticket);
         }
         Ok(found)
     }
@@ -275,8 +275,8 @@ impl Sessions for Cached {
 mod tests {
     use super::*;
 
-    fn session(id: &str, user: &str, now: Millis) -> Session {
-        Session {
+    fn session(id: &str, user: &str, now: Millis) -> Arc<Session> {
+        Arc::new(Session {
             id: id.into(),
             user_id: user.into(),
             connection_id: "c".into(),
@@ -290,7 +290,7 @@ mod tests {
             idle_timeout_ms: 60_000,
             last_seen: now,
             upstream_token: None,
-        }
+        })
     }
 
     #[test]
@@ -339,7 +339,7 @@ mod tests {
         c.forget_user("u1");
         assert!(c.get(&a, 0).is_none() && c.get(&b, 0).is_some(), "only that user's sessions go");
         let mut dead = session("b", "u2", 0);
-        dead.expires_at = 10;
+        Arc::make_mut(&mut dead).expires_at = 10;
         c.put(b, dead, 0, c.ticket());
         assert!(c.get(&b, 10).is_none(), "a cached session still ends at its expiry");
     }

@@ -57,6 +57,10 @@ pub async fn sessions(s: &dyn Sessions, clock: &Clock) -> StateResult<()> {
     s.create(&mk(&b, "u1")).await?;
     s.create(&mk(&c, "u2")).await?;
     check(s.touch(&a, now + 3_000).await?.is_some_and(|x| x.last_seen == now + 3_000), "touch moves last use")?;
+    check(
+        s.touch(&a, now + 3_500).await?.is_some_and(|x| (now + 3_500 - LAST_SEEN_STEP_MS..=now + 3_500).contains(&x.last_seen)),
+        "last use is recorded to within a second",
+    )?;
     check(s.touch(&b, now + 5_000).await?.is_none(), "idle session is gone")?;
     check(s.touch(&a, now + 6_000).await?.is_some(), "a used session stays")?;
     check(s.touch(&a, now + 10_000).await?.is_none(), "absolute expiry ends it")?;

@@ -2,7 +2,7 @@
 //! entries swept as they are met and by a size-triggered sweep.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
@@ -78,10 +78,10 @@ impl Ephemeral for MemoryEphemeral {
     }
 }
 
-/// Sessions in memory.
+/// Sessions in memory, shared with the requests that use them.
 #[derive(Default)]
 pub struct MemorySessions {
-    map: Mutex<HashMap<String, Session>>,
+    map: Mutex<HashMap<String, Arc<Session>>>,
 }
 
 impl std::fmt::Debug for MemorySessions {
@@ -106,16 +106,19 @@ impl Sessions for MemorySessions {
             let now = s.created_at;
             map.retain(|_, v| v.live(now));
         }
-        map.insert(s.id.clone(), s.clone());
+        map.insert(s.id.clone(), Arc::new(s.clone()));
         Ok(())
     }
 
-    async fn touch(&self, id: &str, now: Millis) -> StateResult<Option<Session>> {
+    async fn touch(&self, id: &str, now: Millis) -> StateResult<Option<Arc<Session>>> {
         let mut map = self.map.lock().map_err(poisoned)?;
         match map.get_mut(id) {
             Some(s) if s.live(now) => {
-                s.last_seen = now;
-                Ok(Some(s.clone()))
+                if now - s.last_seen >= LAST_SEEN_STEP_MS {
+                    // Copies only while a request still holds the old version.
+                    Arc::make_mut(s).last_seen = now;
+                }
+                Ok(Some(Arc::clone(s)))
             }
             Some(_) => {
                 map.remove(id);
@@ -126,7 +129,7 @@ impl Sessions for MemorySessions {
     }
 
     async fn remove(&self, id: &str) -> StateResult<Option<Session>> {
-        Ok(self.map.lock().map_err(poisoned)?.remove(id))
+        Ok(self.map.lock().map_err(poisoned)?.remove(id).map(Arc::unwrap_or_clone))
     }
 
     async fn remove_user(&self, user_id: &str) -> StateResult<usize> {

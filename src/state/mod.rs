@@ -10,6 +10,8 @@ pub mod conformance;
 pub mod memory;
 pub mod redis;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +26,12 @@ pub struct StateError(pub String);
 pub type StateResult<T> = Result<T, StateError>;
 
 /// The two state backends the server holds.
-pub type Backends = (std::sync::Arc<dyn Ephemeral>, std::sync::Arc<dyn Sessions>);
+pub type Backends = (Arc<dyn Ephemeral>, Arc<dyn Sessions>);
+
+/// A session's last use is recorded to this precision: a touch within it of the last
+/// recorded one writes nothing, so the idle timeout may end a session up to this much
+/// early, never late.
+pub const LAST_SEEN_STEP_MS: Millis = 1000;
 
 /// Single-use values with a time to live: flow state, codes, replay markers.
 #[async_trait]
@@ -97,8 +104,10 @@ impl Session {
 pub trait Sessions: Send + Sync + std::fmt::Debug {
     /// Stores a new session.
     async fn create(&self, s: &Session) -> StateResult<()>;
-    /// A live session, its last use moved to `now`; expired ones are removed.
-    async fn touch(&self, id: &str, now: Millis) -> StateResult<Option<Session>>;
+    /// A live session, its last use moved to `now` (at most [`LAST_SEEN_STEP_MS`]
+    /// behind); expired ones are removed. Shared, not copied: `/auth` asks this on every
+    /// request.
+    async fn touch(&self, id: &str, now: Millis) -> StateResult<Option<Arc<Session>>>;
     /// Ends a session; returns it if it existed.
     async fn remove(&self, id: &str) -> StateResult<Option<Session>>;
     /// Ends every session of a user; returns how many.

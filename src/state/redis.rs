@@ -313,13 +313,13 @@ impl Sessions for RedisSessions {
         Ok(())
     }
 
-    async fn touch(&self, id: &str, now: Millis) -> StateResult<Option<Session>> {
+    async fn touch(&self, id: &str, now: Millis) -> StateResult<Option<Arc<Session>>> {
         let h = hash(id);
         let k = self.redis.key("s", &h);
         let (script, prefix) = (&self.touch, self.redis.prefix.clone());
         let hh = h.clone();
         let found: Option<(String, String)> = self.redis.run(|mut c| async move { script.key(k).arg(now).arg(prefix).arg(hh).invoke_async(&mut c).await }).await?;
-        self.decode(id, &h, found)
+        Ok(self.decode(id, &h, found)?.map(Arc::new))
     }
 
     async fn remove(&self, id: &str) -> StateResult<Option<Session>> {
