@@ -438,6 +438,7 @@ async fn main() {
             results[i].push(r);
         }
     }
+    let rss_runs = rss_kb(gw_pid);
     // Every session used once through /auth (the ingress's view of a busy cluster).
     let mut touches = Vec::new();
     for c in all_cookies.chunks(all_cookies.len().div_ceil(workers).max(1)) {
@@ -477,5 +478,5 @@ async fn main() {
     let mb = |kb: u64| kb as f64 / 1024.0;
     println!("| RSS with {sessions} live sessions < 200 MB | {:.0} MB ({:.0} MB after each was used once through `/auth`) | {} |", mb(rss_sessions), mb(rss_used), yes(mb(rss_used) < 200.0));
     println!();
-    println!("RSS of the gateway before the logins: {:.0} MB; {sessions} logins took {login_secs:.0} s. State: {}.", mb(rss_before), state_url.as_deref().map(|_| "Redis (BENCH_STATE_URL)").unwrap_or("in memory"));
+    println!("RSS of the gateway before the logins: {:.0} MB; after the wrk runs: {:.0} MB; {sessions} logins took {login_secs:.0} s. State: {}.", mb(rss_before), mb(rss_runs), state_url.as_deref().map(|_| "Redis (BENCH_STATE_URL)").unwrap_or("in memory"));
 }

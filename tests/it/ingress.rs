@@ -155,6 +155,28 @@ async fn auth_enforces_idle_and_absolute_expiry() {
     assert_eq!(auth(&gw, "/auth", Some(&cookie), &[]).await.status(), StatusCode::UNAUTHORIZED, "and it stays ended");
 }
 
+/// The check is answered before the router: the same answers for HEAD, for names it
+/// does not know, for a rule given twice (refused, naming it), for rules in any case,
+/// and for methods it does not take.
+#[tokio::test]
+async fn auth_reads_its_query_strictly_and_answers_head() {
+    let (gw, _clock, cookie, _) = gateway_with_session(&[], &["Engineers", "Ärzte"]).await;
+    let head = no_redirects().head(format!("{}/auth", gw.base)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert!(head.headers().contains_key("x-auth-request-user"));
+    let head = no_redirects().head(format!("{}/oauth2/auth", gw.base)).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(auth(&gw, "/auth?proxy_added=1&allowed_groups=", Some(&cookie), &[]).await.status(), StatusCode::OK, "unknown names and empty rules");
+    assert_eq!(auth(&gw, "/auth?allowed_groups=%C3%84RZTE", Some(&cookie), &[]).await.status(), StatusCode::OK, "Unicode case");
+    assert_eq!(auth(&gw, "/auth?allowed_groups=%20admins%20,%20engineers", Some(&cookie), &[]).await.status(), StatusCode::OK);
+    assert_eq!(auth(&gw, "/auth?allowed_groups=arzte", Some(&cookie), &[]).await.status(), StatusCode::FORBIDDEN, "no folding of accents");
+    let r = auth(&gw, "/oauth2/auth?allowed_groups=admins&allowed_groups=engineers", Some(&cookie), &[]).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("`allowed_groups` is given twice"));
+    let r = no_redirects().post(format!("{}/auth", gw.base)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
 #[tokio::test]
 async fn auth_redirect_mode_reads_the_original_url_and_validates_it() {
     let allowed = [("SSOGATE_INGRESS__ALLOWED_DOMAINS", "app.example.test")];
