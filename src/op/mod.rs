@@ -249,7 +249,11 @@ pub async fn token(State(app): State<AppState>, headers: HeaderMap, Form(f): For
     let now = app.clock.now();
     let session = match app.sessions.touch(&grant.session_id, now).await {
         Ok(Some(s)) => s,
-        _ => return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the session behind this code has ended"),
+        Ok(None) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the session behind this code has ended"),
+        Err(e) => {
+            tracing::error!(error = %e, "token: the session store failed");
+            return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "the session store is unreachable; try again shortly");
+        }
     };
     let exp = (now + TOKEN_TTL_MS).min(session.expires_at);
     let claims = id_token_claims(&app, &session, &client.client_id, grant.nonce.as_deref(), now, exp);
@@ -319,12 +323,23 @@ pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Respon
         r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer error=\"invalid_token\""));
         r
     };
+    // The state store not answering is not "invalid token": the client would drop a
+    // good token. 503 says try again.
+    let unavailable = |e: crate::state::StateError| {
+        tracing::error!(error = %e, "userinfo: the state store failed");
+        oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "the session store is unreachable; try again shortly")
+    };
     let Some(token) = bearer else { return unauthorized() };
-    let Ok(Some(info)) = app.ephemeral.get(&format!("at:{token}")).await else { return unauthorized() };
+    let info = match app.ephemeral.get(&format!("at:{token}")).await {
+        Ok(Some(info)) => info,
+        Ok(None) => return unauthorized(),
+        Err(e) => return unavailable(e),
+    };
     let info: Value = serde_json::from_str(&info).unwrap_or_default();
     let Some(sid) = info.get("session_id").and_then(Value::as_str) else { return unauthorized() };
     match app.sessions.touch(sid, app.clock.now()).await {
         Ok(Some(s)) => Json(user_claims(&s)).into_response(),
-        _ => unauthorized(),
+        Ok(None) => unauthorized(),
+        Err(e) => unavailable(e),
     }
 }

@@ -317,6 +317,12 @@ async fn redis_outage_fails_closed_and_recovers_by_itself() {
     let (st, body) = get(&format!("{base}/readyz")).await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("redis"), "{body}");
+    // Nor "signed out" to the other readers of a session (the client would drop it).
+    let r = reqwest::Client::new().get(format!("{base}/oauth2/userinfo")).header("cookie", format!("ssogate_session={session}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "oauth2-proxy userinfo");
+    let r = reqwest::Client::new().get(format!("{base}/userinfo")).bearer_auth(ssogate::id::token(32)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "OpenID Provider userinfo");
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "temporarily_unavailable");
     let (st, page) = get(&format!("{base}/login/{}", s.conn)).await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "a login cannot start: {page}");
     assert!(page.contains("Sign-in is unavailable right now"), "{page}");
