@@ -62,9 +62,14 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct StateConfig {
-    /// `redis://[user:password@]host[:port][/db]` or `redis+unix:///path.sock`; absent:
-    /// in-process memory, which only one replica can use.
+    /// `redis://[user:password@]host[:port][/db]`, `rediss://...` (TLS, the server's
+    /// certificate verified) or `redis+unix:///path.sock`; absent: in-process memory,
+    /// which only one replica can use.
     pub url: Option<Secret>,
+    /// With `rediss://`: a PEM file of the CA certificates Redis's certificate must chain
+    /// to, instead of the system's trust store (a private CA, as managed Redis services
+    /// and operators issue).
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// Put before every Redis key and the invalidation channel, so several gateways
     /// (or test runs) can share one Redis.
     pub prefix: String,
@@ -80,7 +85,7 @@ pub struct StateConfig {
 
 impl Default for StateConfig {
     fn default() -> Self {
-        Self { url: None, prefix: "ssogate:".into(), cache_seconds: 5, timeout_ms: 500 }
+        Self { url: None, tls_ca_file: None, prefix: "ssogate:".into(), cache_seconds: 5, timeout_ms: 500 }
     }
 }
 
@@ -455,13 +460,20 @@ impl Config {
         }
         if let Some(url) = &self.state.url {
             let u = url.expose();
-            if u.starts_with("rediss://") || u.starts_with("valkeys://") {
-                bad("state.url", "TLS to Redis (rediss://) is not supported yet: reach Redis over a private network or a TLS sidecar");
-            } else if !(u.starts_with("redis://") || u.starts_with("redis+unix://") || u.starts_with("unix://")) {
-                bad("state.url", "must start with redis:// or redis+unix://");
+            let tls = u.starts_with("rediss://");
+            if !(tls || u.starts_with("redis://") || u.starts_with("redis+unix://") || u.starts_with("unix://")) {
+                bad("state.url", "must start with redis://, rediss:// (TLS) or redis+unix://");
+            } else if u.contains('#') {
+                // `#insecure` would turn off the certificate check: never.
+                bad("state.url", "must not carry a #fragment (the server's certificate is always verified; for a private CA set state.tls_ca_file)");
             } else if redis::Client::open(u).is_err() {
                 bad("state.url", "is not a valid Redis URL");
             }
+            if self.state.tls_ca_file.is_some() && !tls {
+                bad("state.tls_ca_file", "only applies to a rediss:// state.url");
+            }
+        } else if self.state.tls_ca_file.is_some() {
+            bad("state.tls_ca_file", "only applies to a rediss:// state.url");
         }
         if self.state.prefix.is_empty() || self.state.prefix.len() > 64 || self.state.prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
             bad("state.prefix", "must be 1 to 64 characters without spaces");
@@ -654,13 +666,18 @@ mod tests {
         assert!(!format!("{c:?}").contains("pw@"), "the Redis password is a secret");
         let err = Config::load(
             None,
-            env(&[("SSOGATE_STATE__URL", "rediss://x"), ("SSOGATE_STATE__PREFIX", "a b"), ("SSOGATE_STATE__TIMEOUT_MS", "1"), ("SSOGATE_STATE__CACHE_SECONDS", "61")]),
+            env(&[("SSOGATE_STATE__URL", "rediss://x#insecure"), ("SSOGATE_STATE__PREFIX", "a b"), ("SSOGATE_STATE__TIMEOUT_MS", "1"), ("SSOGATE_STATE__CACHE_SECONDS", "61")]),
         )
         .unwrap_err()
         .to_string();
         for k in ["state.url", "state.prefix", "state.timeout_ms", "state.cache_seconds"] {
             assert!(err.contains(k), "{k} in {err}");
         }
+        assert!(err.contains("always verified"), "turning the certificate check off is refused: {err}");
+        let tls = Config::load(None, env(&[("SSOGATE_STATE__URL", "rediss://redis.internal:6380/0"), ("SSOGATE_STATE__TLS_CA_FILE", "/etc/ssogate/redis-ca.pem")])).unwrap();
+        assert!(tls.state.tls_ca_file.is_some());
+        let err = Config::load(None, env(&[("SSOGATE_STATE__URL", "redis://x"), ("SSOGATE_STATE__TLS_CA_FILE", "/ca.pem")])).unwrap_err().to_string();
+        assert!(err.contains("state.tls_ca_file"), "a CA file without TLS is a mistake worth naming: {err}");
         assert!(Config::load(None, env(&[("SSOGATE_STATE__URL", "mysql://x")])).is_err());
     }
 }

@@ -19,11 +19,12 @@
 //! against the gateway's clock (the stored expiry) as well as kept by Redis TTLs, so
 //! the conformance suite can move time without sleeping.
 //!
-//! Supported: one Redis (or Valkey) server, `redis://` over TCP or `redis+unix://`,
-//! with a password or ACL user, Redis >= 6.2 (GETDEL). Not supported yet: TLS
-//! (`rediss://`), Sentinel and Cluster (the scripts touch keys they compute, and the
-//! feed uses plain pub/sub); for failover, point `state.url` at an address that always
-//! reaches the current primary.
+//! Supported: one Redis (or Valkey) server, `redis://` over TCP, `rediss://` over TLS
+//! (rustls; the certificate is always verified, against `state.tls_ca_file` or the
+//! system's trust store) or `redis+unix://`, with a password or ACL user, Redis >= 6.2
+//! (GETDEL). Not supported yet: Sentinel and Cluster (the scripts touch keys they
+//! compute, and the feed uses plain pub/sub); for failover, point `state.url` at an
+//! address that always reaches the current primary.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -150,8 +151,18 @@ fn failed(e: redis::RedisError) -> StateError {
 impl Redis {
     /// A client for `url` with keys under `prefix`. Connects lazily: the gateway starts
     /// (not ready) while Redis is down, and connects when it is back.
-    pub fn open(url: &str, prefix: &str, timeout: Duration) -> StateResult<Self> {
-        let client = redis::Client::open(url).map_err(|_| StateError("redis: state.url is not a valid Redis URL".into()))?;
+    /// With `rediss://`, the server's certificate must chain to `ca_pem` when given,
+    /// else to the system's trust store, and name the URL's host.
+    pub fn open(url: &str, ca_pem: Option<Vec<u8>>, prefix: &str, timeout: Duration) -> StateResult<Self> {
+        let invalid = |_| StateError("redis: state.url is not a valid Redis URL".into());
+        let client = match ca_pem {
+            None => redis::Client::open(url).map_err(invalid)?,
+            Some(pem) => {
+                let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(invalid)?;
+                let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+                redis::Client::build_with_tls(info, certs).map_err(|e| StateError(format!("redis: state.tls_ca_file is not usable: {e}")))?
+            }
+        };
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -424,7 +435,11 @@ async fn beat(redis: Redis, cache: Arc<SessionCache>, heartbeat: String, clock: 
 /// The state backends on Redis, per `[state]`, sealing values with the master key
 /// `cipher`: sessions behind this replica's cache unless `cache_seconds` is 0.
 pub fn open(cfg: &StateConfig, url: &str, clock: &Clock, cipher: &Cipher) -> StateResult<super::Backends> {
-    let redis = Redis::open(url, &cfg.prefix, Duration::from_millis(cfg.timeout_ms))?;
+    let ca = match &cfg.tls_ca_file {
+        None => None,
+        Some(path) => Some(std::fs::read(path).map_err(|e| StateError(format!("redis: cannot read state.tls_ca_file {}: {e}", path.display())))?),
+    };
+    let redis = Redis::open(url, ca, &cfg.prefix, Duration::from_millis(cfg.timeout_ms))?;
     let ephemeral: Arc<dyn Ephemeral> = Arc::new(RedisEphemeral::new(redis.clone(), clock.clone(), cipher.clone()));
     let store: Arc<dyn Sessions> = Arc::new(RedisSessions::new(redis.clone(), clock.clone(), cipher.clone()));
     if cfg.cache_seconds == 0 {
@@ -470,7 +485,7 @@ mod tests {
     }
 
     fn redis(prefix: &Prefix) -> Redis {
-        Redis::open(&test_url(), &prefix.0, Duration::from_secs(2)).unwrap()
+        Redis::open(&test_url(), None, &prefix.0, Duration::from_secs(2)).unwrap()
     }
 
     async fn wait_live(cache: &SessionCache) {
@@ -498,7 +513,7 @@ mod tests {
     async fn the_redis_password_is_never_shown() {
         for url in ["redis://:hunter2-secret@10.0.0.1:6379/0", "redis://default:hunter2-secret@redis.internal/1"] {
             assert!(!crate::server::redact_url(url).contains("hunter2-secret"), "{url}");
-            let r = Redis::open(url, "p:", Duration::from_secs(1)).unwrap();
+            let r = Redis::open(url, None, "p:", Duration::from_secs(1)).unwrap();
             assert!(!format!("{r:?}").contains("hunter2-secret"));
         }
     }

@@ -392,7 +392,7 @@ async fn the_redis_password_stays_out_of_the_logs() {
 async fn a_dropped_invalidation_feed_turns_the_session_cache_off() {
     let server = RedisServer::start();
     let clock = Clock::system();
-    let redis = Redis::open(&server.url(), "ssogate:", Duration::from_secs(1)).unwrap();
+    let redis = Redis::open(&server.url(), None, "ssogate:", Duration::from_secs(1)).unwrap();
     let cache = Arc::new(SessionCache::new(60_000));
     let sessions = Cached::new(Arc::new(RedisSessions::new(redis.clone(), clock.clone(), ssogate::secret::Cipher::from_text(&"5".repeat(64)).unwrap())), cache.clone(), feed(&redis, cache.clone(), clock.clone()));
     until!(Duration::from_secs(5), "the feed is heard", cache.live());
@@ -427,4 +427,74 @@ async fn a_dropped_invalidation_feed_turns_the_session_cache_off() {
     assert_eq!(killed, 1);
     until!(Duration::from_millis(500), "the cache stops answering", sessions.touch(&id, now).await.unwrap().is_none());
     until!(Duration::from_secs(5), "the feed comes back by itself", cache.live());
+}
+
+/// A test CA and a certificate from it for `localhost` only (openssl CLI).
+fn tls_material(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl (scripts/test installs it)");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=ssogate test CA"]].concat());
+    run(&[&["req"][..], &ec, &["-keyout", "redis.key", "-out", "redis.csr", "-subj", "/CN=localhost"]].concat());
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
+    run(&["x509", "-req", "-in", "redis.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "redis.pem", "-days", "2", "-extfile", "san.ext"]);
+}
+
+/// `rediss://`: the state works over TLS when Redis's certificate chains to
+/// `state.tls_ca_file`, and a gateway that cannot verify it (the system's trust store
+/// does not know the test CA) talks to nobody: not ready, `/auth` 503.
+#[tokio::test]
+async fn state_over_tls_verifies_the_redis_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    tls_material(dir.path());
+    let p = |f: &str| dir.path().join(f).to_string_lossy().to_string();
+    let port = free_port();
+    let mut child = Command::new("redis-server")
+        .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--tls-cert-file", &p("redis.pem"), "--tls-key-file", &p("redis.key"), "--tls-ca-cert-file", &p("ca.pem"), "--tls-auth-clients", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _kill = Kill(&mut child);
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10), "redis-server with TLS did not listen");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+
+    let url = format!("rediss://localhost:{port}/0");
+    let ca = p("ca.pem");
+    let s = setup_with(&[("SSOGATE_STATE__URL", &url), ("SSOGATE_STATE__TLS_CA_FILE", &ca)], json!({}), json!({})).await;
+    let base = s.gw.base.clone();
+    until!(Duration::from_secs(10), "/readyz over TLS", get(&format!("{base}/readyz")).await.0 == StatusCode::OK);
+    let (status, _, session) = login_through(&Browser::new(), &format!("{base}/login/{}?login_hint=alice", s.conn)).await;
+    assert_eq!(status, StatusCode::OK, "a login whose state went through Redis over TLS");
+    assert_eq!(auth(&base, &session).await, StatusCode::OK);
+
+    // The same Redis, not verifiable: nothing is sent to it.
+    let gw = crate::support::Gateway::start_in(Arc::new(tempfile::tempdir().unwrap()), &[("SSOGATE_STATE__URL", &url)]).await;
+    let (st, body) = get(&format!("{}/readyz", gw.base)).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "an unverifiable Redis is not ready: {body}");
+    assert_eq!(auth(&gw.base, &session).await, StatusCode::SERVICE_UNAVAILABLE, "and /auth fails closed, even for a session Redis holds");
+    // Nor one whose certificate names another host (it names localhost, not 127.0.0.1).
+    let other = format!("rediss://127.0.0.1:{port}/0");
+    let gw = crate::support::Gateway::start_in(Arc::new(tempfile::tempdir().unwrap()), &[("SSOGATE_STATE__URL", &other), ("SSOGATE_STATE__TLS_CA_FILE", &ca)]).await;
+    assert_eq!(auth(&gw.base, &session).await, StatusCode::SERVICE_UNAVAILABLE, "a certificate for another name is refused");
+    // And the reason is the certificate, said in the error the logs carry.
+    let cipher = || ssogate::secret::Cipher::from_text(&"5".repeat(64)).unwrap();
+    for (url, ca, want) in [(&url, None, "UnknownIssuer"), (&other, Some(std::fs::read(&ca).unwrap()), "not valid for name")] {
+        let redis = Redis::open(url, ca, "ssogate:", Duration::from_secs(2)).unwrap();
+        let err = RedisSessions::new(redis, Clock::system(), cipher()).touch("x", 0).await.unwrap_err().to_string();
+        assert!(err.contains(want), "{url}: {err}");
+    }
 }
