@@ -96,22 +96,32 @@ pub struct AuthQuery {
 }
 
 impl AuthQuery {
-    /// Reads the query string (form encoding). Names this check does not know are left
-    /// alone (a proxy may add its own); a name given twice is refused, since two rule
-    /// lists could mean "either" or "both" and guessing would be a hole.
+    /// Reads the query string (form encoding), strictly: the query is the route's rule,
+    /// written by an admin in an annotation, so a slip must not open the route. An
+    /// unknown name (`allowed-groups`, `allowed_group`) is refused, not ignored; so is a
+    /// rule with nothing in it (an empty template variable) and a name given twice (two
+    /// lists could mean "either" or "both"). Each answer is a 400 naming the parameter.
     pub fn parse(query: Option<&str>) -> Result<Self, String> {
         let mut q = AuthQuery::default();
         for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            let slot = match &*name {
-                "allowed_groups" => &mut q.allowed_groups,
-                "allowed_emails" => &mut q.allowed_emails,
-                "allowed_connections" => &mut q.allowed_connections,
-                "redirect" => &mut q.redirect,
-                "set_authorization_header" => &mut q.set_authorization_header,
-                _ => continue,
+            let (slot, is_rule) = match &*name {
+                "allowed_groups" => (&mut q.allowed_groups, true),
+                "allowed_emails" => (&mut q.allowed_emails, true),
+                "allowed_connections" => (&mut q.allowed_connections, true),
+                "redirect" => (&mut q.redirect, false),
+                "set_authorization_header" => (&mut q.set_authorization_header, false),
+                _ => {
+                    let shown: String = name.chars().take(64).flat_map(char::escape_default).collect();
+                    return Err(format!(
+                        "unknown parameter `{shown}`: /auth takes allowed_groups, allowed_emails, allowed_connections, redirect and set_authorization_header"
+                    ));
+                }
             };
             if slot.is_some() {
                 return Err(format!("`{name}` is given twice: give one comma-separated list"));
+            }
+            if is_rule && value.split(',').all(|x| x.trim().is_empty()) {
+                return Err(format!("`{name}` is empty: list at least one name, or leave the rule out"));
             }
             *slot = Some(value.into_owned());
         }
@@ -119,19 +129,22 @@ impl AuthQuery {
     }
 }
 
-/// Whether a rule lets the session in: no rule (or an empty list) lets everyone in,
-/// otherwise one listed item must match.
+/// Whether a rule lets the session in: no rule lets everyone in, otherwise one listed
+/// item must match ([`AuthQuery::parse`] refuses a rule with no items).
 fn rule(list: &Option<String>, mut matches: impl FnMut(&str) -> bool) -> bool {
-    let mut items = list.as_deref().unwrap_or_default().split(',').map(str::trim).filter(|x| !x.is_empty()).peekable();
-    items.peek().is_none() || items.any(|x| matches(x))
+    match list {
+        None => true,
+        Some(l) => l.split(',').map(str::trim).filter(|x| !x.is_empty()).any(|x| matches(x)),
+    }
 }
 
-/// Equal without case (Unicode lowercase), without allocating.
+/// Equal without case: ASCII without allocating, anything else by Unicode lowercase of
+/// the whole string (which knows context, such as Greek final sigma).
 fn same(a: &str, b: &str) -> bool {
     if a.is_ascii() && b.is_ascii() {
         a.eq_ignore_ascii_case(b)
     } else {
-        a.chars().flat_map(char::to_lowercase).eq(b.chars().flat_map(char::to_lowercase))
+        a.to_lowercase() == b.to_lowercase()
     }
 }
 
@@ -498,9 +511,8 @@ mod tests {
             email: Some("Alice@Example.com".into()), email_verified: true, name: None, groups: vec!["Engineers".into()],
             created_at: 0, expires_at: 10, idle_timeout_ms: 10, last_seen: 0, upstream_token: None,
         };
-        let q = |g: &str, e: &str, c: &str| AuthQuery {
-            allowed_groups: Some(g.into()), allowed_emails: Some(e.into()), allowed_connections: Some(c.into()), ..Default::default()
-        };
+        let some = |x: &str| (!x.is_empty()).then(|| x.to_string());
+        let q = |g: &str, e: &str, c: &str| AuthQuery { allowed_groups: some(g), allowed_emails: some(e), allowed_connections: some(c), ..Default::default() };
         assert!(allows(&s, &q("admins, ENGINEERS", "alice@example.com", "con_a")));
         assert!(allows(&s, &q("", "", "")));
         assert!(!allows(&s, &q("admins", "", "")));
@@ -512,6 +524,38 @@ mod tests {
         assert_eq!(h["x-auth-request-email"], "Alice@Example.com");
         s.email_verified = false;
         assert!(!allows(&s, &q("", "alice@example.com", "")));
+    }
+
+    #[test]
+    fn the_query_is_read_strictly() {
+        let ok = AuthQuery::parse(Some("allowed_groups=a,%20b&redirect=1&allowed_emails=x%40y.test")).unwrap();
+        assert_eq!(ok.allowed_groups.as_deref(), Some("a, b"));
+        assert_eq!(ok.allowed_emails.as_deref(), Some("x@y.test"));
+        assert!(AuthQuery::parse(None).unwrap().allowed_groups.is_none());
+        for (query, names) in [
+            ("allowed-groups=admins", "unknown parameter `allowed-groups`"),
+            ("ALLOWED_GROUPS=admins", "unknown parameter `ALLOWED_GROUPS`"),
+            ("allowed_group=admins", "unknown parameter `allowed_group`"),
+            ("allowed_groups=", "`allowed_groups` is empty"),
+            ("allowed_emails=%20,%20", "`allowed_emails` is empty"),
+            ("allowed_groups=a&allowed%5Fgroups=b", "`allowed_groups` is given twice"),
+            ("x%0A%1B=1", "unknown parameter `x\\n\\u{1b}`"),
+        ] {
+            let err = AuthQuery::parse(Some(query)).unwrap_err();
+            assert!(err.contains(names), "{query}: {err}");
+        }
+    }
+
+    #[test]
+    fn unicode_rules_compare_as_whole_strings() {
+        let s = Session {
+            id: "sid".into(), user_id: "usr_1".into(), connection_id: "con_a".into(), username: "a".into(), email: None, email_verified: false,
+            name: None, groups: vec!["ΟΔΟΣ".into(), "Ärzte".into()], created_at: 0, expires_at: 10, idle_timeout_ms: 10, last_seen: 0, upstream_token: None,
+        };
+        let q = |g: &str| AuthQuery { allowed_groups: Some(g.into()), ..Default::default() };
+        assert!(allows(&s, &q("οδος")), "final sigma, as str::to_lowercase has it");
+        assert!(allows(&s, &q("ärzte")));
+        assert!(!allows(&s, &q("arzte")));
     }
 
     #[test]

@@ -437,7 +437,14 @@ async fn beat(redis: Redis, cache: Arc<SessionCache>, heartbeat: String, clock: 
 pub fn open(cfg: &StateConfig, url: &str, clock: &Clock, cipher: &Cipher) -> StateResult<super::Backends> {
     let ca = match &cfg.tls_ca_file {
         None => None,
-        Some(path) => Some(std::fs::read(path).map_err(|e| StateError(format!("redis: cannot read state.tls_ca_file {}: {e}", path.display())))?),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| StateError(format!("redis: cannot read state.tls_ca_file {}: {e}", path.display())))?;
+            // An empty trust list would make every connection fail later, less clearly.
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(StateError(format!("redis: state.tls_ca_file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display())));
+            }
+            Some(pem)
+        }
     };
     let redis = Redis::open(url, ca, &cfg.prefix, Duration::from_millis(cfg.timeout_ms))?;
     let ephemeral: Arc<dyn Ephemeral> = Arc::new(RedisEphemeral::new(redis.clone(), clock.clone(), cipher.clone()));
@@ -454,6 +461,22 @@ pub fn open(cfg: &StateConfig, url: &str, clock: &Clock, cipher: &Cipher) -> Sta
 mod tests {
     use super::*;
     use crate::state::conformance;
+
+    #[test]
+    fn a_ca_file_without_a_certificate_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let cipher = Cipher::from_text(&"5".repeat(64)).unwrap();
+        for (name, content) in [("key.pem", &b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"[..]), ("ca.der", &[0x30, 0x82, 0x01][..])] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).unwrap();
+            let cfg = StateConfig { tls_ca_file: Some(path), ..Default::default() };
+            let err = open(&cfg, "rediss://localhost:6380/0", &Clock::system(), &cipher).err().expect("refused").to_string();
+            assert!(err.contains("holds no PEM certificate") && err.contains(name), "{err}");
+        }
+        let cfg = StateConfig { tls_ca_file: Some(dir.path().join("missing.pem")), ..Default::default() };
+        let err = open(&cfg, "rediss://localhost:6380/0", &Clock::system(), &cipher).err().expect("refused").to_string();
+        assert!(err.contains("cannot read state.tls_ca_file"), "{err}");
+    }
 
     /// The Redis the tests use (scripts/test starts it at 127.0.0.1:6379).
     pub fn test_url() -> String {

@@ -155,9 +155,8 @@ async fn auth_enforces_idle_and_absolute_expiry() {
     assert_eq!(auth(&gw, "/auth", Some(&cookie), &[]).await.status(), StatusCode::UNAUTHORIZED, "and it stays ended");
 }
 
-/// The check is answered before the router: the same answers for HEAD, for names it
-/// does not know, for a rule given twice (refused, naming it), for rules in any case,
-/// and for methods it does not take.
+/// The check is answered before the router: the same answers for HEAD, for a slip in
+/// the query (refused, naming it), for rules in any case, and for methods it does not take.
 #[tokio::test]
 async fn auth_reads_its_query_strictly_and_answers_head() {
     let (gw, _clock, cookie, _) = gateway_with_session(&[], &["Engineers", "Ärzte"]).await;
@@ -166,7 +165,12 @@ async fn auth_reads_its_query_strictly_and_answers_head() {
     assert!(head.headers().contains_key("x-auth-request-user"));
     let head = no_redirects().head(format!("{}/oauth2/auth", gw.base)).send().await.unwrap();
     assert_eq!(head.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(auth(&gw, "/auth?proxy_added=1&allowed_groups=", Some(&cookie), &[]).await.status(), StatusCode::OK, "unknown names and empty rules");
+    // The query is the route's rule: a slip in it is a 400 naming it, never an open route.
+    for (q, says) in [("allowed-groups=admins", "unknown parameter `allowed-groups`"), ("allowed_groups=", "`allowed_groups` is empty")] {
+        let r = auth(&gw, &format!("/auth?{q}"), Some(&cookie), &[]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{q}");
+        assert!(r.text().await.unwrap().contains(says), "{q}");
+    }
     assert_eq!(auth(&gw, "/auth?allowed_groups=%C3%84RZTE", Some(&cookie), &[]).await.status(), StatusCode::OK, "Unicode case");
     assert_eq!(auth(&gw, "/auth?allowed_groups=%20admins%20,%20engineers", Some(&cookie), &[]).await.status(), StatusCode::OK);
     assert_eq!(auth(&gw, "/auth?allowed_groups=arzte", Some(&cookie), &[]).await.status(), StatusCode::FORBIDDEN, "no folding of accents");
