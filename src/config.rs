@@ -460,8 +460,7 @@ impl Config {
         }
         if let Some(url) = &self.state.url {
             let u = url.expose();
-            let tls = u.starts_with("rediss://");
-            if !(tls || u.starts_with("redis://") || u.starts_with("redis+unix://") || u.starts_with("unix://")) {
+            if !(u.starts_with("rediss://") || u.starts_with("redis://") || u.starts_with("redis+unix://") || u.starts_with("unix://")) {
                 bad("state.url", "must start with redis://, rediss:// (TLS) or redis+unix://");
             } else if u.contains('#') {
                 // `#insecure` would turn off the certificate check: never.
@@ -469,10 +468,8 @@ impl Config {
             } else if redis::Client::open(u).is_err() {
                 bad("state.url", "is not a valid Redis URL");
             }
-            if self.state.tls_ca_file.is_some() && !tls {
-                bad("state.tls_ca_file", "only applies to a rediss:// state.url");
-            }
-        } else if self.state.tls_ca_file.is_some() {
+        }
+        if self.state.tls_ca_file.is_some() && !self.state.url.as_ref().is_some_and(|u| u.expose().starts_with("rediss://")) {
             bad("state.tls_ca_file", "only applies to a rediss:// state.url");
         }
         if self.state.prefix.is_empty() || self.state.prefix.len() > 64 || self.state.prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {

@@ -11,14 +11,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, RawQuery, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use url::Url;
 
 use crate::clock::Millis;
-use crate::login::current_session;
+use crate::login::{browser_session, current_session};
 use crate::server::AppState;
 use crate::state::Session;
 use crate::web::page;
@@ -295,15 +295,13 @@ async fn bearer(app: &AppState, s: &Session, now: Millis) -> Option<HeaderValue>
 /// forwardAuth). 401: not logged in (or a 302 to the sign-in with `redirect=1`).
 /// 403: logged in but not allowed (never 401, which makes auth_request loop).
 /// 503 when the session store cannot answer.
-pub async fn forward_auth(State(app): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
-    match AuthQuery::parse(query.as_deref()) {
-        Ok(q) => check(&app, &q, &headers, None).await,
-        Err(why) => bad_query(why),
-    }
+pub async fn forward_auth(State(app): State<AppState>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    answer(&app, &parts).await
 }
 
-/// `/auth` and `/oauth2/auth` as the server's front answers them, before the router:
-/// the same check as [`forward_auth`], reading the request in place.
+/// `/auth` and `/oauth2/auth` as the server's front answers them before the router
+/// (and [`forward_auth`] behind it): the request read in place.
 pub async fn answer(app: &AppState, req: &axum::http::request::Parts) -> Response {
     match AuthQuery::parse(req.uri.query()) {
         Ok(q) => check(app, &q, &req.headers, None).await,
@@ -331,16 +329,13 @@ pub async fn forward_auth_envoy(State(app): State<AppState>, uri: Uri, headers: 
 
 async fn check(app: &AppState, q: &AuthQuery, headers: &HeaderMap, envoy_path: Option<&str>) -> Response {
     let now = app.clock.now();
-    let session = match crate::login::cookie(headers, crate::login::SESSION_COOKIE) {
-        None => None,
-        Some(id) => match app.sessions.touch(id, now).await {
-            Ok(s) => s,
-            Err(e) => {
-                // Fail closed: no answer from the store is never a yes.
-                tracing::error!(error = %e, "auth: the session store failed");
-                return StatusCode::SERVICE_UNAVAILABLE.into_response();
-            }
-        },
+    let session = match browser_session(app, headers, now).await {
+        Ok(s) => s,
+        Err(e) => {
+            // Fail closed: no answer from the store is never a yes.
+            tracing::error!(error = %e, "auth: the session store failed");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
     };
     let Some(session) = session else {
         return not_logged_in(app, q, headers, envoy_path);
@@ -432,16 +427,13 @@ pub async fn start(State(app): State<AppState>, Query(q): Query<StartQuery>, hea
 
 /// `/oauth2/userinfo`: who the session is, as JSON (oauth2-proxy's shape); 401 without one.
 pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    let session = match crate::login::cookie(&headers, crate::login::SESSION_COOKIE) {
-        None => None,
-        Some(id) => match app.sessions.touch(id, app.clock.now()).await {
-            Ok(s) => s,
-            Err(e) => {
-                // Not "signed out": the session may well be fine once the store answers.
-                tracing::error!(error = %e, "userinfo: the session store failed");
-                return StatusCode::SERVICE_UNAVAILABLE.into_response();
-            }
-        },
+    let session = match browser_session(&app, &headers, app.clock.now()).await {
+        Ok(s) => s,
+        Err(e) => {
+            // Not "signed out": the session may well be fine once the store answers.
+            tracing::error!(error = %e, "userinfo: the session store failed");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
     };
     match session {
         Some(s) => axum::Json(serde_json::json!({

@@ -327,10 +327,19 @@ fn upper_first(s: &str) -> String {
     c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
 }
 
-/// The session of this browser, if it has a live one.
+/// The session of this browser, if it has a live one, its last use moved to `now`; an
+/// error when the store did not answer (callers that must not take that for "signed
+/// out" answer 503).
+pub async fn browser_session(app: &AppState, headers: &HeaderMap, now: crate::clock::Millis) -> crate::state::StateResult<Option<std::sync::Arc<Session>>> {
+    match cookie(headers, SESSION_COOKIE) {
+        Some(id) => app.sessions.touch(id, now).await,
+        None => Ok(None),
+    }
+}
+
+/// The session of this browser, if it has a live one (a store failure counts as none).
 pub async fn current_session(app: &AppState, headers: &HeaderMap) -> Option<std::sync::Arc<Session>> {
-    let id = cookie(headers, SESSION_COOKIE)?;
-    app.sessions.touch(id, app.clock.now()).await.ok().flatten()
+    browser_session(app, headers, app.clock.now()).await.ok().flatten()
 }
 
 /// `/`: who is signed in, or the login page.

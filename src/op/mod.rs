@@ -201,6 +201,13 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     r
 }
 
+/// The state store did not answer: not "invalid", which would make the client drop a
+/// good code or token, but 503, try again.
+fn store_unavailable(endpoint: &'static str, e: crate::state::StateError) -> Response {
+    tracing::error!(error = %e, endpoint, "the state store failed");
+    oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "the session store is unreachable; try again shortly")
+}
+
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let raw = base64::engine::general_purpose::STANDARD.decode(v.strip_prefix("Basic ")?.trim()).ok()?;
@@ -229,7 +236,7 @@ pub async fn token(State(app): State<AppState>, headers: HeaderMap, Form(f): For
     // Single use: taken here; a second exchange finds nothing.
     let grant: Option<CodeGrant> = match app.ephemeral.take(&format!("code:{code}")).await {
         Ok(v) => v.and_then(|s| serde_json::from_str(&s).ok()),
-        Err(_) => return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again shortly"),
+        Err(e) => return store_unavailable("token", e),
     };
     let Some(grant) = grant else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the code is unknown, expired or already used");
@@ -250,10 +257,7 @@ pub async fn token(State(app): State<AppState>, headers: HeaderMap, Form(f): For
     let session = match app.sessions.touch(&grant.session_id, now).await {
         Ok(Some(s)) => s,
         Ok(None) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the session behind this code has ended"),
-        Err(e) => {
-            tracing::error!(error = %e, "token: the session store failed");
-            return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "the session store is unreachable; try again shortly");
-        }
+        Err(e) => return store_unavailable("token", e),
     };
     let exp = (now + TOKEN_TTL_MS).min(session.expires_at);
     let claims = id_token_claims(&app, &session, &client.client_id, grant.nonce.as_deref(), now, exp);
@@ -323,23 +327,17 @@ pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Respon
         r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer error=\"invalid_token\""));
         r
     };
-    // The state store not answering is not "invalid token": the client would drop a
-    // good token. 503 says try again.
-    let unavailable = |e: crate::state::StateError| {
-        tracing::error!(error = %e, "userinfo: the state store failed");
-        oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "the session store is unreachable; try again shortly")
-    };
     let Some(token) = bearer else { return unauthorized() };
     let info = match app.ephemeral.get(&format!("at:{token}")).await {
         Ok(Some(info)) => info,
         Ok(None) => return unauthorized(),
-        Err(e) => return unavailable(e),
+        Err(e) => return store_unavailable("userinfo", e),
     };
     let info: Value = serde_json::from_str(&info).unwrap_or_default();
     let Some(sid) = info.get("session_id").and_then(Value::as_str) else { return unauthorized() };
     match app.sessions.touch(sid, app.clock.now()).await {
         Ok(Some(s)) => Json(user_claims(&s)).into_response(),
         Ok(None) => unauthorized(),
-        Err(e) => unavailable(e),
+        Err(e) => store_unavailable("userinfo", e),
     }
 }

@@ -308,6 +308,11 @@ async fn redis_outage_fails_closed_and_recovers_by_itself() {
         }
     };
 
+    // An app of the gateway's OpenID Provider (its registration is in the SQL store).
+    let (st, app) = s.gw.admin(reqwest::Method::POST, "/clients", Some(json!({"client_id": "app", "name": "App", "redirect_uris": ["https://app.example.test/cb"]}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{app}");
+    let app_secret = app["client_secret"].as_str().unwrap().to_string();
+
     // Unreachable, data kept (SIGSTOP): 503, never 200 and never a redirect.
     server.freeze();
     until!(Duration::from_secs(3), "/auth answers 503 while Redis does not answer", auth(&base, &session).await == StatusCode::SERVICE_UNAVAILABLE);
@@ -322,6 +327,15 @@ async fn redis_outage_fails_closed_and_recovers_by_itself() {
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "oauth2-proxy userinfo");
     let r = reqwest::Client::new().get(format!("{base}/userinfo")).bearer_auth(ssogate::id::token(32)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "OpenID Provider userinfo");
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "temporarily_unavailable");
+    let r = reqwest::Client::new()
+        .post(format!("{base}/token"))
+        .basic_auth("app", Some(&app_secret))
+        .form(&[("grant_type", "authorization_code"), ("code", "any"), ("redirect_uri", "https://app.example.test/cb")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "OpenID Provider token endpoint: a code cannot be told unknown");
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "temporarily_unavailable");
     let (st, page) = get(&format!("{base}/login/{}", s.conn)).await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "a login cannot start: {page}");
