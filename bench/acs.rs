@@ -111,7 +111,10 @@ fn main() {
     let forge = |sign: &str| {
         let spec = json!({"keys": keys.path(), "now": now, "acs": ACS, "sp": SP, "idp": IDP, "in_response_to": REQUEST_ID,
             "name_id": "alice@example.test", "attributes": attributes, "friendly": friendly, "sign": sign});
-        let out = Command::new(&python).arg(format!("{root}/tests/peers/saml/forge.py")).arg(spec.to_string()).output()
+        let out = Command::new(&python)
+            .arg(format!("{root}/tests/peers/saml/forge.py"))
+            .arg(spec.to_string())
+            .output()
             .unwrap_or_else(|e| panic!("run {python} forge.py: {e}"));
         assert!(out.status.success(), "forge.py: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
@@ -126,13 +129,19 @@ fn main() {
         let v = saml_response::verify(&posted, &conn, &expect).unwrap_or_else(|e| panic!("{sign}: {e}"));
         assert_eq!(v.claims["NameID"], "alice@example.test");
         assert_eq!(v.claims["eduPersonEntitlement"].as_array().unwrap().len(), 20);
-        row(&format!("`verify`, {sign} signed ({} bytes of XML)", xml.len()), time(n, || {
-            std::hint::black_box(saml_response::verify(&posted, &conn, &expect).unwrap());
-        }));
+        row(
+            &format!("`verify`, {sign} signed ({} bytes of XML)", xml.len()),
+            time(n, || {
+                std::hint::black_box(saml_response::verify(&posted, &conn, &expect).unwrap());
+            }),
+        );
         if sign == "assertion" {
-            row("  of which `verify_xml` (after the pre-check)", time(n, || {
-                std::hint::black_box(saml_response::verify_xml(&xml, &conn, &expect).unwrap());
-            }));
+            row(
+                "  of which `verify_xml` (after the pre-check)",
+                time(n, || {
+                    std::hint::black_box(saml_response::verify_xml(&xml, &conn, &expect).unwrap());
+                }),
+            );
             reference_xml = xml;
         }
     }
@@ -140,34 +149,55 @@ fn main() {
     // References on the assertion-signed document.
     let xml = reference_xml;
     let posted = B64.encode(&xml);
-    row("reference: pre-check alone (`saml_precheck::check`: base64, parse, checks)", time(n, || {
-        std::hint::black_box(saml_precheck::check(&posted).unwrap());
-    }));
+    row(
+        "reference: pre-check alone (`saml_precheck::check`: base64, parse, checks)",
+        time(n, || {
+            std::hint::black_box(saml_precheck::check(&posted).unwrap());
+        }),
+    );
     let opts = || roxmltree::ParsingOptions { allow_dtd: false, nodes_limit: 50_000 };
-    row("reference: roxmltree parse of the XML", time(n, || {
-        std::hint::black_box(roxmltree::Document::parse_with_options(&xml, opts()).unwrap());
-    }));
+    row(
+        "reference: roxmltree parse of the XML",
+        time(n, || {
+            std::hint::black_box(roxmltree::Document::parse_with_options(&xml, opts()).unwrap());
+        }),
+    );
     let doc = roxmltree::Document::parse_with_options(&xml, opts()).unwrap();
     let assertion = doc.descendants().find(|e| e.tag_name().name() == "Assertion").unwrap();
     let sig = assertion.children().find(|e| e.tag_name().name() == "Signature").map(|s| s.id());
-    row("reference: exclusive c14n of the assertion (`xmldsig::canonicalize`)", time(n, || {
-        std::hint::black_box(xmldsig::canonicalize(&xml, assertion, sig, &["xs".into()]).unwrap());
-    }));
-    row("reference: SHA-256 of the XML", time(n, || {
-        std::hint::black_box(hash(MessageDigest::sha256(), xml.as_bytes()).unwrap());
-    }));
+    row(
+        "reference: exclusive c14n of the assertion (`xmldsig::canonicalize`)",
+        time(n, || {
+            std::hint::black_box(xmldsig::canonicalize(&xml, assertion, sig, &["xs".into()]).unwrap());
+        }),
+    );
+    row(
+        "reference: SHA-256 of the XML",
+        time(n, || {
+            std::hint::black_box(hash(MessageDigest::sha256(), xml.as_bytes()).unwrap());
+        }),
+    );
     let key = PKey::private_key_from_pem(key_pem.as_bytes()).unwrap();
     let public = PKey::public_key_from_pem(&key.public_key_to_pem().unwrap()).unwrap();
     let signed_info = vec![b'x'; 900];
     let signature = Signer::new(MessageDigest::sha256(), &key).unwrap().sign_oneshot_to_vec(&signed_info).unwrap();
-    row("reference: one raw RSA-2048 SHA-256 verification (OpenSSL)", time(n, || {
-        let ok = Verifier::new(MessageDigest::sha256(), &public).unwrap().verify_oneshot(&signature, &signed_info).unwrap();
-        assert!(ok);
-    }));
-    row("reference: one certificate decoded (PEM, X.509, public key), as before the per-process cache", time(n, || {
-        std::hint::black_box(openssl::x509::X509::from_pem(cert.as_bytes()).unwrap().public_key().unwrap());
-    }));
-    row("reference: `saml_response::pinned_keys` (cached)", time(n, || {
-        std::hint::black_box(saml_response::pinned_keys(&conn));
-    }));
+    row(
+        "reference: one raw RSA-2048 SHA-256 verification (OpenSSL)",
+        time(n, || {
+            let ok = Verifier::new(MessageDigest::sha256(), &public).unwrap().verify_oneshot(&signature, &signed_info).unwrap();
+            assert!(ok);
+        }),
+    );
+    row(
+        "reference: one certificate decoded (PEM, X.509, public key), as before the per-process cache",
+        time(n, || {
+            std::hint::black_box(openssl::x509::X509::from_pem(cert.as_bytes()).unwrap().public_key().unwrap());
+        }),
+    );
+    row(
+        "reference: `saml_response::pinned_keys` (cached)",
+        time(n, || {
+            std::hint::black_box(saml_response::pinned_keys(&conn));
+        }),
+    );
 }

@@ -135,9 +135,11 @@ fn wrk(url: &str, headers: &[String], seconds: u64, connections: u32, server: &S
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(!text.contains("Non-2xx"), "{url} answered errors under load:\n{text}");
-    let field = |prefix: &str| text.lines().map(str::trim).find_map(|l| l.strip_prefix(prefix)).map(str::trim).unwrap_or_else(|| panic!("no {prefix} in {text}"));
+    let field =
+        |prefix: &str| text.lines().map(str::trim).find_map(|l| l.strip_prefix(prefix)).map(str::trim).unwrap_or_else(|| panic!("no {prefix} in {text}"));
     let rps: f64 = field("Requests/sec:").parse().unwrap();
-    let requests: f64 = text.lines().find(|l| l.contains("requests in")).and_then(|l| l.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(f64::NAN);
+    let requests: f64 =
+        text.lines().find(|l| l.contains("requests in")).and_then(|l| l.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(f64::NAN);
     Run { rps, p50_ms: duration_ms(field("50%")), p99_ms: duration_ms(field("99%")), cpu_us: cpu / requests * 1e6 }
 }
 
@@ -160,23 +162,29 @@ async fn idp() -> String {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let iss = base.clone();
     let app = Router::new()
-        .route("/jwks", get(move || {
-            let j = jwk.clone();
-            async move { Json(json!({"keys": [j]})) }
-        }))
-        .route("/token", post(move |Form(f): Form<HashMap<String, String>>| {
-            let (key, kid, iss) = (key.clone(), kid.clone(), iss.clone());
-            async move {
-                let code = f.get("code").cloned().unwrap_or_default();
-                let (nonce, sub) = code.split_once('.').unwrap_or((&code, "user0"));
-                let now = chrono::Utc::now().timestamp();
-                let claims = json!({"iss": iss, "aud": "c", "sub": sub, "nonce": nonce, "iat": now, "exp": now + 300,
+        .route(
+            "/jwks",
+            get(move || {
+                let j = jwk.clone();
+                async move { Json(json!({"keys": [j]})) }
+            }),
+        )
+        .route(
+            "/token",
+            post(move |Form(f): Form<HashMap<String, String>>| {
+                let (key, kid, iss) = (key.clone(), kid.clone(), iss.clone());
+                async move {
+                    let code = f.get("code").cloned().unwrap_or_default();
+                    let (nonce, sub) = code.split_once('.').unwrap_or((&code, "user0"));
+                    let now = chrono::Utc::now().timestamp();
+                    let claims = json!({"iss": iss, "aud": "c", "sub": sub, "nonce": nonce, "iat": now, "exp": now + 300,
                     "email": format!("{sub}@bench.example"), "email_verified": true, "name": format!("User {sub}"),
                     "groups": ["eng", "staff", "bench-readers"]});
-                let t = ssogate::token::jws::sign(&key, "ES256", &kid, &claims).unwrap();
-                Json(json!({"id_token": t, "access_token": "at", "token_type": "Bearer"}))
-            }
-        }));
+                    let t = ssogate::token::jws::sign(&key, "ES256", &kid, &claims).unwrap();
+                    Json(json!({"id_token": t, "access_token": "at", "token_type": "Bearer"}))
+                }
+            }),
+        );
     tokio::spawn(async move { axum::serve(listener, app).await });
     base
 }
@@ -342,9 +350,13 @@ async fn main() {
         http.post(format!("{base}/api/v1/admin/groups")).bearer_auth(admin).json(&json!({"name": g})).send().await.unwrap();
     }
     let apache_port = free_port();
-    let r = http.post(format!("{base}/api/v1/admin/clients")).bearer_auth(admin)
+    let r = http
+        .post(format!("{base}/api/v1/admin/clients"))
+        .bearer_auth(admin)
         .json(&json!({"client_id": "apache", "name": "Apache", "redirect_uris": [format!("http://127.0.0.1:{apache_port}/protected/redirect_uri")]}))
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     let client: Value = r.json().await.unwrap();
     let secret = client["client_secret"].as_str().expect("client secret").to_string();
 
@@ -461,8 +473,14 @@ async fn main() {
     let rps = |i: usize| med(i, |r| r.rps);
     println!("| server (pinned to core 0; wrk -t1 -c{connections} on core 1, {seconds} s, median of {runs}) | req/s | p50 | p99 | server CPU µs/req |");
     println!("| --- | --- | --- | --- | --- |");
-    let names = ["axum hello world", "nginx `return 200`", "ssogate `/auth`, valid session", "ssogate `/oauth2/auth?allowed_groups=eng`",
-        "ssogate `/auth?set_authorization_header=1` (ES256 token, cached)", "Apache mod_auth_openidc, authenticated request"];
+    let names = [
+        "axum hello world",
+        "nginx `return 200`",
+        "ssogate `/auth`, valid session",
+        "ssogate `/oauth2/auth?allowed_groups=eng`",
+        "ssogate `/auth?set_authorization_header=1` (ES256 token, cached)",
+        "Apache mod_auth_openidc, authenticated request",
+    ];
     for (i, name) in names.iter().enumerate() {
         println!("| {name} | {:.1}k | {:.2} ms | {:.2} ms | {:.1} |", rps(i) / 1000.0, med(i, |r| r.p50_ms), med(i, |r| r.p99_ms), med(i, |r| r.cpu_us));
     }
@@ -480,7 +498,17 @@ async fn main() {
     println!("| `/auth` ≥ 5× Apache mod_auth_openidc | {:.1}× | {} |", auth / rps(5), yes(auth / rps(5) >= 5.0));
     println!("| `/auth` p99 < 1 ms at {connections} connections | {:.2} ms | {} |", med(2, |r| r.p99_ms), yes(med(2, |r| r.p99_ms) < 1.0));
     let mb = |kb: u64| kb as f64 / 1024.0;
-    println!("| RSS with {sessions} live sessions < 200 MB | {:.0} MB ({:.0} MB after each was used once through `/auth`) | {} |", mb(rss_sessions), mb(rss_used), yes(mb(rss_used) < 200.0));
+    println!(
+        "| RSS with {sessions} live sessions < 200 MB | {:.0} MB ({:.0} MB after each was used once through `/auth`) | {} |",
+        mb(rss_sessions),
+        mb(rss_used),
+        yes(mb(rss_used) < 200.0)
+    );
     println!();
-    println!("RSS of the gateway before the logins: {:.0} MB; after the wrk runs: {:.0} MB; {sessions} logins took {login_secs:.0} s. State: {}.", mb(rss_before), mb(rss_runs), state_url.as_deref().map(|_| "Redis (BENCH_STATE_URL)").unwrap_or("in memory"));
+    println!(
+        "RSS of the gateway before the logins: {:.0} MB; after the wrk runs: {:.0} MB; {sessions} logins took {login_secs:.0} s. State: {}.",
+        mb(rss_before),
+        mb(rss_runs),
+        state_url.as_deref().map(|_| "Redis (BENCH_STATE_URL)").unwrap_or("in memory")
+    );
 }

@@ -49,10 +49,19 @@ async fn main() {
     let token: Arc<Mutex<String>> = Arc::default();
     let t2 = token.clone();
     let app = Router::new()
-        .route("/jwks", get(move || { let j = jwk.clone(); async move { Json(json!({"keys": [j]})) } }))
-        .route("/token", post(|State(t): State<Arc<Mutex<String>>>| async move {
-            Json(json!({"id_token": t.lock().unwrap().clone(), "access_token": "at", "token_type": "Bearer"}))
-        }))
+        .route(
+            "/jwks",
+            get(move || {
+                let j = jwk.clone();
+                async move { Json(json!({"keys": [j]})) }
+            }),
+        )
+        .route(
+            "/token",
+            post(|State(t): State<Arc<Mutex<String>>>| async move {
+                Json(json!({"id_token": t.lock().unwrap().clone(), "access_token": "at", "token_type": "Bearer"}))
+            }),
+        )
         .with_state(t2);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let idp = format!("http://{}", listener.local_addr().unwrap());

@@ -36,16 +36,12 @@ impl Clock {
         match &self.fixed {
             Some(f) => f.load(Ordering::SeqCst),
             // Straight from the system clock: no calendar arithmetic on the hot path.
-            None => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as Millis),
+            None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis),
         }
     }
 }
 
 /// Formats epoch milliseconds as RFC 3339 (UTC), the form the API shows.
 pub fn rfc3339(at: Millis) -> String {
-    chrono::DateTime::from_timestamp_millis(at)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    chrono::DateTime::from_timestamp_millis(at).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

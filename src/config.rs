@@ -321,17 +321,12 @@ impl fmt::Display for Problem {
 impl Config {
     /// Loads the file (if any), overlays the `SSOGATE_*` variables of `env`, and
     /// validates. Every problem found is reported at once.
-    pub fn load(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let mut root = match file {
             Some(path) => {
                 let shown = path.display().to_string();
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
-                toml::from_str::<toml::Table>(&text)
-                    .map_err(|e| ConfigError::Syntax { path: shown, message: e.message().to_string() })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Syntax { path: shown, message: e.message().to_string() })?
             }
             None => toml::Table::new(),
         };
@@ -376,9 +371,7 @@ impl Config {
     /// Checks values that parse but cannot work; returns every problem found.
     pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
-        let mut bad = |key: &str, message: &str| {
-            problems.push(Problem { key: key.into(), message: message.into() })
-        };
+        let mut bad = |key: &str, message: &str| problems.push(Problem { key: key.into(), message: message.into() });
         if !matches!(self.public_url.scheme(), "http" | "https") {
             bad("public_url", "must be an http or https URL");
         }
@@ -592,11 +585,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
         std::fs::write(&f, "listen = \"127.0.0.1:9000\"\n[http]\nmax_body_bytes = 2048\n").unwrap();
-        let c = Config::load(
-            Some(&f),
-            env(&[("SSOGATE_HTTP__MAX_BODY_BYTES", "4096"), ("SSOGATE_STORE__URL", "postgres://x/y"), ("HOME", "/")]),
-        )
-        .unwrap();
+        let c = Config::load(Some(&f), env(&[("SSOGATE_HTTP__MAX_BODY_BYTES", "4096"), ("SSOGATE_STORE__URL", "postgres://x/y"), ("HOME", "/")])).unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.http.max_body_bytes, 4096);
         assert_eq!(c.store_url(), "postgres://x/y");
@@ -626,7 +615,12 @@ mod tests {
 
     #[test]
     fn cookie_domain_must_contain_the_public_host() {
-        let ok = [("https://sso.example.com", "example.com"), ("https://sso.example.com", ".example.com"), ("https://example.com", "example.com"), ("http://a.b.example.com:8080", "b.example.com")];
+        let ok = [
+            ("https://sso.example.com", "example.com"),
+            ("https://sso.example.com", ".example.com"),
+            ("https://example.com", "example.com"),
+            ("http://a.b.example.com:8080", "b.example.com"),
+        ];
         for (url, domain) in ok {
             let c = Config::load(None, env(&[("SSOGATE_PUBLIC_URL", url), ("SSOGATE_SESSION__COOKIE_DOMAIN", domain)])).unwrap();
             assert_eq!(c.cookie_domain(), Some(domain.trim_start_matches('.')));
@@ -663,7 +657,12 @@ mod tests {
         assert!(!format!("{c:?}").contains("pw@"), "the Redis password is a secret");
         let err = Config::load(
             None,
-            env(&[("SSOGATE_STATE__URL", "rediss://x#insecure"), ("SSOGATE_STATE__PREFIX", "a b"), ("SSOGATE_STATE__TIMEOUT_MS", "1"), ("SSOGATE_STATE__CACHE_SECONDS", "61")]),
+            env(&[
+                ("SSOGATE_STATE__URL", "rediss://x#insecure"),
+                ("SSOGATE_STATE__PREFIX", "a b"),
+                ("SSOGATE_STATE__TIMEOUT_MS", "1"),
+                ("SSOGATE_STATE__CACHE_SECONDS", "61"),
+            ]),
         )
         .unwrap_err()
         .to_string();
@@ -671,7 +670,9 @@ mod tests {
             assert!(err.contains(k), "{k} in {err}");
         }
         assert!(err.contains("always verified"), "turning the certificate check off is refused: {err}");
-        let tls = Config::load(None, env(&[("SSOGATE_STATE__URL", "rediss://redis.internal:6380/0"), ("SSOGATE_STATE__TLS_CA_FILE", "/etc/ssogate/redis-ca.pem")])).unwrap();
+        let tls =
+            Config::load(None, env(&[("SSOGATE_STATE__URL", "rediss://redis.internal:6380/0"), ("SSOGATE_STATE__TLS_CA_FILE", "/etc/ssogate/redis-ca.pem")]))
+                .unwrap();
         assert!(tls.state.tls_ca_file.is_some());
         let err = Config::load(None, env(&[("SSOGATE_STATE__URL", "redis://x"), ("SSOGATE_STATE__TLS_CA_FILE", "/ca.pem")])).unwrap_err().to_string();
         assert!(err.contains("state.tls_ca_file"), "a CA file without TLS is a mistake worth naming: {err}");

@@ -8,9 +8,7 @@ const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyz23456789";
 /// (80 random bits) from an alphabet without look-alike characters.
 pub fn new(prefix: &str) -> String {
     let mut rng = rand::thread_rng();
-    let body: String = (0..16)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect();
+    let body: String = (0..16).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
     format!("{prefix}_{body}")
 }
 
@@ -24,9 +22,7 @@ pub fn token(bytes: usize) -> String {
 
 /// Whether `s` looks like an id we could have made: short and URL-safe.
 pub fn is_wellformed(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]

@@ -131,10 +131,10 @@ impl AuthQuery {
 
 /// Whether a rule lets the session in: no rule lets everyone in, otherwise one listed
 /// item must match ([`AuthQuery::parse`] refuses a rule with no items).
-fn rule(list: &Option<String>, mut matches: impl FnMut(&str) -> bool) -> bool {
+fn rule(list: &Option<String>, matches: impl FnMut(&str) -> bool) -> bool {
     match list {
         None => true,
-        Some(l) => l.split(',').map(str::trim).filter(|x| !x.is_empty()).any(|x| matches(x)),
+        Some(l) => l.split(',').map(str::trim).filter(|x| !x.is_empty()).any(matches),
     }
 }
 
@@ -499,9 +499,19 @@ mod tests {
     #[test]
     fn rules_compare_lowercased_and_trust_only_verified_emails() {
         let mut s = Session {
-            id: "sid".into(), user_id: "usr_1".into(), connection_id: "con_A".into(), username: "alice".into(),
-            email: Some("Alice@Example.com".into()), email_verified: true, name: None, groups: vec!["Engineers".into()],
-            created_at: 0, expires_at: 10, idle_timeout_ms: 10, last_seen: 0, upstream_token: None,
+            id: "sid".into(),
+            user_id: "usr_1".into(),
+            connection_id: "con_A".into(),
+            username: "alice".into(),
+            email: Some("Alice@Example.com".into()),
+            email_verified: true,
+            name: None,
+            groups: vec!["Engineers".into()],
+            created_at: 0,
+            expires_at: 10,
+            idle_timeout_ms: 10,
+            last_seen: 0,
+            upstream_token: None,
         };
         let some = |x: &str| (!x.is_empty()).then(|| x.to_string());
         let q = |g: &str, e: &str, c: &str| AuthQuery { allowed_groups: some(g), allowed_emails: some(e), allowed_connections: some(c), ..Default::default() };
@@ -541,8 +551,19 @@ mod tests {
     #[test]
     fn unicode_rules_compare_as_whole_strings() {
         let s = Session {
-            id: "sid".into(), user_id: "usr_1".into(), connection_id: "con_a".into(), username: "a".into(), email: None, email_verified: false,
-            name: None, groups: vec!["ΟΔΟΣ".into(), "Ärzte".into()], created_at: 0, expires_at: 10, idle_timeout_ms: 10, last_seen: 0, upstream_token: None,
+            id: "sid".into(),
+            user_id: "usr_1".into(),
+            connection_id: "con_a".into(),
+            username: "a".into(),
+            email: None,
+            email_verified: false,
+            name: None,
+            groups: vec!["ΟΔΟΣ".into(), "Ärzte".into()],
+            created_at: 0,
+            expires_at: 10,
+            idle_timeout_ms: 10,
+            last_seen: 0,
+            upstream_token: None,
         };
         let q = |g: &str| AuthQuery { allowed_groups: Some(g.into()), ..Default::default() };
         assert!(allows(&s, &q("οδος")), "final sigma, as str::to_lowercase has it");

@@ -60,7 +60,11 @@ fn cookie_header(app: &AppState, name: &str, value: &str, max_age: u64, same_sit
 /// cookie only from this very host (Secure, no Domain), so a sibling subdomain cannot
 /// plant a flow id of its own choosing (login CSRF by cookie tossing).
 fn flow_cookie_name(app: &AppState) -> &'static str {
-    if app.config.secure_cookies() { "__Host-ssogate_flow" } else { FLOW_COOKIE }
+    if app.config.secure_cookies() {
+        "__Host-ssogate_flow"
+    } else {
+        FLOW_COOKIE
+    }
 }
 
 /// The flow cookie must come back on a SAML IdP's cross-site POST to the ACS, which
@@ -95,11 +99,7 @@ fn hash(s: &str) -> String {
 
 /// A local return path: absolute path on this host, no scheme-relative tricks.
 pub fn local_path(p: &str) -> Option<String> {
-    let ok = p.starts_with('/')
-        && !p.starts_with("//")
-        && !p.starts_with("/\\")
-        && p.len() <= 2048
-        && !p.chars().any(|c| c.is_control() || c == '\\');
+    let ok = p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/\\") && p.len() <= 2048 && !p.chars().any(|c| c.is_control() || c == '\\');
     ok.then(|| p.to_string())
 }
 
@@ -171,7 +171,8 @@ pub async fn login_start(State(app): State<AppState>, ApiPath(id): ApiPath<Strin
     };
 
     // Reuse the browser's flow cookie so two tabs can log in at once.
-    let browser = flow_cookie_value(&app, &headers).filter(|v| v.len() == 43 && crate::id::is_wellformed(v)).map(str::to_string).unwrap_or_else(|| crate::id::token(32));
+    let browser =
+        flow_cookie_value(&app, &headers).filter(|v| v.len() == 43 && crate::id::is_wellformed(v)).map(str::to_string).unwrap_or_else(|| crate::id::token(32));
     let return_to = q.return_to.as_deref().and_then(|p| return_target(&app, p));
     let base = app.config.public_base();
     let callback = conn.callback_url(&base);
@@ -275,7 +276,14 @@ fn upstream_error(conn: &Connection, e: UpstreamError) -> Response {
 }
 
 /// The shared steps after any upstream: directory, group sync, session, redirect.
-pub async fn complete(app: &AppState, conn: &Connection, identity: &Identity, require_verified_email: bool, upstream_token: Option<String>, return_to: Option<String>) -> Response {
+pub async fn complete(
+    app: &AppState,
+    conn: &Connection,
+    identity: &Identity,
+    require_verified_email: bool,
+    upstream_token: Option<String>,
+    return_to: Option<String>,
+) -> Response {
     let resolution = match app.directory.resolve(conn, identity, require_verified_email).await {
         Ok(r) => r,
         Err(Refusal::Store(e)) => {
@@ -407,8 +415,20 @@ mod tests {
         for ok in ["/", "/authorize?client_id=a&x=%2F%2Fevil", "/a/b"] {
             assert!(super::local_path(ok).is_some(), "{ok}");
         }
-        for bad in ["//evil.example", "/\\evil.example", "\\/evil.example", "https://evil.example", "https:evil.example",
-                    "evil.example", "/\tx", "/a\nb", "/a\rb", "//good@evil.example", "", "javascript:alert(1)"] {
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "\\/evil.example",
+            "https://evil.example",
+            "https:evil.example",
+            "evil.example",
+            "/\tx",
+            "/a\nb",
+            "/a\rb",
+            "//good@evil.example",
+            "",
+            "javascript:alert(1)",
+        ] {
             assert!(super::local_path(bad).is_none(), "{bad:?}");
         }
     }

@@ -159,12 +159,7 @@ mod tests {
     #[test]
     fn saml_style_multi_valued_attributes() {
         let attrs = json!({"NameID": ["n1"], "mail": ["m@x.example"], "memberOf": ["g1", "g2"]});
-        let m = ClaimMappings {
-            user_id: ClaimNames::one("NameID"),
-            email: ClaimNames::one("mail"),
-            groups: ClaimNames::one("memberOf"),
-            ..Default::default()
-        };
+        let m = ClaimMappings { user_id: ClaimNames::one("NameID"), email: ClaimNames::one("mail"), groups: ClaimNames::one("memberOf"), ..Default::default() };
         let id = map(&attrs, &m).unwrap();
         assert_eq!((id.subject.as_str(), id.email.as_deref()), ("n1", Some("m@x.example")));
         assert_eq!(id.groups, vec!["g1", "g2"]);

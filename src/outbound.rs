@@ -47,11 +47,7 @@ pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
 /// Reads a response body, refusing more than `limit` bytes.
 pub async fn read_capped(url: &str, mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, OutboundError> {
     let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| OutboundError::Unreachable { url: url.into(), reason: reason(&e) })?
-    {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| OutboundError::Unreachable { url: url.into(), reason: reason(&e) })? {
         if body.len() + chunk.len() > limit {
             return Err(OutboundError::TooLarge { url: url.into(), limit });
         }
@@ -72,11 +68,7 @@ fn reason(e: &reqwest::Error) -> String {
 
 /// GETs `url` and returns its body (at most `limit` bytes) when the answer is 200.
 pub async fn get_bytes(client: &reqwest::Client, url: &str, limit: usize) -> Result<Vec<u8>, OutboundError> {
-    let resp = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| OutboundError::Unreachable { url: url.into(), reason: reason(&e) })?;
+    let resp = client.get(url).send().await.map_err(|e| OutboundError::Unreachable { url: url.into(), reason: reason(&e) })?;
     if resp.status() != reqwest::StatusCode::OK {
         return Err(OutboundError::Status { url: url.into(), status: resp.status().as_u16() });
     }

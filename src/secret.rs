@@ -94,9 +94,7 @@ impl Cipher {
         let bytes = if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
             hex::decode(t).map_err(|_| CipherError::BadKey)?
         } else {
-            B64.decode(t)
-                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t))
-                .map_err(|_| CipherError::BadKey)?
+            B64.decode(t).or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t)).map_err(|_| CipherError::BadKey)?
         };
         if bytes.len() != 32 {
             return Err(CipherError::BadKey);
@@ -113,11 +111,7 @@ impl Cipher {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Aes256Gcm::generate_key(OsRng);
                 let text = B64.encode(key);
-                write_private(path, &text).map_err(|source| CipherError::KeyFile {
-                    action: "create",
-                    path: shown,
-                    source,
-                })?;
+                write_private(path, &text).map_err(|source| CipherError::KeyFile { action: "create", path: shown, source })?;
                 Ok((Self { key }, true))
             }
             Err(source) => Err(CipherError::KeyFile { action: "read", path: shown, source }),
@@ -129,9 +123,7 @@ impl Cipher {
         let cipher = Aes256Gcm::new(&self.key);
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         // Encryption with a valid key and a fresh nonce cannot fail for inputs this size.
-        let ct = cipher
-            .encrypt(&nonce, Payload { msg: plain, aad: context.as_bytes() })
-            .unwrap_or_default();
+        let ct = cipher.encrypt(&nonce, Payload { msg: plain, aad: context.as_bytes() }).unwrap_or_default();
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
         format!("{PREFIX}{}", B64.encode(out))
@@ -145,9 +137,7 @@ impl Cipher {
             return Err(CipherError::Format);
         }
         let (nonce, ct) = raw.split_at(12);
-        Aes256Gcm::new(&self.key)
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: context.as_bytes() })
-            .map_err(|_| CipherError::Decrypt)
+        Aes256Gcm::new(&self.key).decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: context.as_bytes() }).map_err(|_| CipherError::Decrypt)
     }
 }
 

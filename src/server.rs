@@ -142,10 +142,7 @@ impl App {
         let mut startup = Startup::default();
         let store_url = config.store_url();
         if store_url.starts_with("sqlite:") && config.store.url.is_none() {
-            std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
-                path: config.data_dir.display().to_string(),
-                source,
-            })?;
+            std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir { path: config.data_dir.display().to_string(), source })?;
         }
         let cipher = match &config.master_key {
             Some(k) => Cipher::from_text(k.expose()).map_err(StartupError::MasterKey)?,
@@ -156,9 +153,7 @@ impl App {
             }
         };
         let store: Arc<dyn Store> = Arc::new(
-            crate::store::open(&store_url, config.store.max_connections)
-                .await
-                .map_err(|source| StartupError::Store { url: redact_url(&store_url), source })?,
+            crate::store::open(&store_url, config.store.max_connections).await.map_err(|source| StartupError::Store { url: redact_url(&store_url), source })?,
         );
         check_master_key(store.as_ref(), &cipher).await?;
         let admin_token_sha256 = match &config.admin_token {
@@ -171,7 +166,10 @@ impl App {
         let directory = Directory::new(store.clone(), clock.clone());
         let (ephemeral, sessions) = state_backends(&config, &clock, &cipher)?;
         let jwks = crate::upstream::jwks::JwksCache::new(http.clone(), clock.clone(), (config.login.jwks_min_refetch_seconds * 1000) as i64);
-        Ok((App { config, store, registry, directory, cipher, clock, admin_token_sha256, ephemeral, sessions, jwks, http, ingress: Default::default() }, startup))
+        Ok((
+            App { config, store, registry, directory, cipher, clock, admin_token_sha256, ephemeral, sessions, jwks, http, ingress: Default::default() },
+            startup,
+        ))
     }
 }
 
@@ -220,19 +218,14 @@ async fn admin_token(store: &dyn Store, startup: &mut Startup) -> Result<[u8; 32
 }
 
 fn decode_hash(h: &str) -> Result<[u8; 32], StartupError> {
-    hex::decode(h)
-        .ok()
-        .and_then(|v| <[u8; 32]>::try_from(v).ok())
-        .ok_or_else(|| StoreError::Corrupt("admin token hash".into()).into())
+    hex::decode(h).ok().and_then(|v| <[u8; 32]>::try_from(v).ok()).ok_or_else(|| StoreError::Corrupt("admin token hash".into()).into())
 }
 
 /// Replaces the stored admin token with a new one and returns it (shown once).
 pub async fn reset_admin_token(store: &dyn Store, now: i64, actor: &str) -> Result<Secret, StoreError> {
     let token = format!("sgt_{}", crate::id::token(32));
     store.meta_put(ADMIN_TOKEN_HASH, &hex::encode(token_hash(&token))).await?;
-    store
-        .audit_append(&crate::audit::AuditEntry::new(now, actor, "admin_token.reset", "admin_token", serde_json::json!({})))
-        .await?;
+    store.audit_append(&crate::audit::AuditEntry::new(now, actor, "admin_token.reset", "admin_token", serde_json::json!({}))).await?;
     Ok(Secret::new(token))
 }
 
@@ -262,10 +255,13 @@ pub fn router(state: AppState) -> Router {
         .route("/userinfo", get(crate::op::userinfo).post(crate::op::userinfo))
         .route("/healthz", get(crate::web::public::healthz))
         .route("/readyz", get(crate::web::public::readyz))
-        .route("/api/v1/openapi.json", get(move || {
-            let doc = openapi.clone();
-            async move { axum::Json(doc.as_ref().clone()) }
-        }))
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = openapi.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
         .merge(api.with_state(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -38,7 +38,11 @@ pub async fn get_client(State(app): State<AppState>, ApiPath(id): ApiPath<String
 #[utoipa::path(patch, path = "/clients/{id}", tag = "clients", params(("id" = String, Path, description = "Client id")),
     request_body = ClientInput, security(("admin_token" = [])),
     responses((status = 200, body = ClientView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn update_client(State(app): State<AppState>, ApiPath(id): ApiPath<String>, ApiJson(input): ApiJson<ClientInput>) -> Result<Json<ClientView>, ApiError> {
+pub async fn update_client(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(input): ApiJson<ClientInput>,
+) -> Result<Json<ClientView>, ApiError> {
     Ok(Json(clients::update(&app, &id, &input, ACTOR).await?))
 }
 

@@ -93,9 +93,9 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         return Ok(None);
     }
     let text = text.trim_start_matches("W/").trim_matches('"');
-    text.parse().map(Some).map_err(|_| {
-        ApiError::invalid(vec![crate::connection::FieldError::new("If-Match", "must be the connection's ETag (its version), such as \"3\"")])
-    })
+    text.parse()
+        .map(Some)
+        .map_err(|_| ApiError::invalid(vec![crate::connection::FieldError::new("If-Match", "must be the connection's ETag (its version), such as \"3\"")]))
 }
 
 /// Changes a connection. Send `If-Match` (or `version`): a change based on an older
@@ -104,7 +104,12 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         ("If-Match" = String, Header, description = "The ETag read before the change, or * to overwrite")),
     request_body = ConnectionPatch, security(("admin_token" = [])),
     responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 428, body = ErrorBody)))]
-pub async fn update_connection(State(app): State<AppState>, ApiPath(id): ApiPath<String>, headers: HeaderMap, ApiJson(patch): ApiJson<ConnectionPatch>) -> Result<Response, ApiError> {
+pub async fn update_connection(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(patch): ApiJson<ConnectionPatch>,
+) -> Result<Response, ApiError> {
     let c = app.registry.update(&id, &patch, if_match(&headers)?, ACTOR).await?;
     Ok(with_etag(c.view(&app.config.public_base()), StatusCode::OK))
 }
@@ -156,13 +161,7 @@ pub async fn sp_certificate(State(app): State<AppState>, ApiPath(id): ApiPath<St
         .saml
         .and_then(|s| s.sp_certificate)
         .ok_or_else(|| ApiError::not_found(format!("SP certificate of connection {id} (generate one with POST .../sp-keypair)")))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/x-pem-file".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}-sp.crt\"")),
-        ],
-        pem,
-    )
+    Ok(([(header::CONTENT_TYPE, "application/x-pem-file".to_string()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}-sp.crt\""))], pem)
         .into_response())
 }
 
@@ -185,9 +184,10 @@ pub struct DiscoverRequest {
     responses((status = 200, body = Discovered), (status = 422, body = ErrorBody)))]
 pub async fn discover(State(app): State<AppState>, ApiJson(req): ApiJson<DiscoverRequest>) -> Result<Json<Discovered>, ApiError> {
     let preset = match &req.provider {
-        Some(p) => Some(preset::find(Protocol::Oidc, p).ok_or_else(|| {
-            ApiError::invalid(vec![crate::connection::FieldError::new("provider", format!("{p:?} is not an OIDC provider"))])
-        })?),
+        Some(p) => Some(
+            preset::find(Protocol::Oidc, p)
+                .ok_or_else(|| ApiError::invalid(vec![crate::connection::FieldError::new("provider", format!("{p:?} is not an OIDC provider"))]))?,
+        ),
         None => None,
     };
     let issuer = match (&req.issuer, preset.and_then(|p| p.oidc.as_ref()?.issuer.as_deref())) {

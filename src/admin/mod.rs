@@ -110,9 +110,7 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(clients::list_clients, clients::create_client))
         .routes(routes!(clients::get_client, clients::update_client, clients::delete_client))
         .route_layer(axum::middleware::from_fn_with_state(state, require_admin));
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(crate::web::public::list_providers))
-        .nest("/api/v1/admin", admin)
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(crate::web::public::list_providers)).nest("/api/v1/admin", admin)
 }
 
 /// The OpenAPI document, with the answers of the shared layers added.

@@ -71,8 +71,7 @@ pub fn default_url(issuer: &str) -> String {
 /// Fetches and checks a discovery document.
 pub async fn fetch(client: &reqwest::Client, url: &str, expected_issuer: &str) -> Result<Discovered, DiscoveryError> {
     let body = outbound::get_bytes(client, url, MAX_BYTES).await?;
-    let doc: Discovered = serde_json::from_slice(&body)
-        .map_err(|e| DiscoveryError::Invalid { url: url.into(), reason: e.to_string() })?;
+    let doc: Discovered = serde_json::from_slice(&body).map_err(|e| DiscoveryError::Invalid { url: url.into(), reason: e.to_string() })?;
     if doc.issuer != expected_issuer {
         return Err(DiscoveryError::IssuerMismatch { expected: expected_issuer.into(), found: doc.issuer });
     }

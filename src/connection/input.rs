@@ -172,8 +172,7 @@ impl<'de> Deserialize<'de> for ScopeList {
 
 /// ID token algorithms ssogate can verify. No `none`, no HMAC (its key would be the
 /// client secret, shared with whoever configured the IdP).
-pub const KNOWN_ALGORITHMS: &[&str] =
-    &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+pub const KNOWN_ALGORITHMS: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
 
 /// Whether `host` is a loopback name, where plain http is tolerated.
 fn is_loopback(u: &Url) -> bool {
@@ -329,29 +328,20 @@ fn validate_oidc(errors: &mut Vec<FieldError>, o: &OidcSettings, secrets: &Secre
     }
     match &o.userinfo_endpoint {
         Some(u) => check_url(errors, "oidc.userinfo_endpoint", u),
-        None if !o.userinfo_from_id_token => errors.push(FieldError::new(
-            "oidc.userinfo_endpoint",
-            "is required when userinfo_from_id_token is off",
-        )),
+        None if !o.userinfo_from_id_token => errors.push(FieldError::new("oidc.userinfo_endpoint", "is required when userinfo_from_id_token is off")),
         None => {}
     }
     match &o.jwks_uri {
         Some(u) => check_url(errors, "oidc.jwks_uri", u),
-        None if o.verify_signature => {
-            errors.push(FieldError::new("oidc.jwks_uri", "is required when verify_signature is on"))
-        }
+        None if o.verify_signature => errors.push(FieldError::new("oidc.jwks_uri", "is required when verify_signature is on")),
         None => {}
     }
     match o.token_endpoint_auth_method {
-        ClientAuth::None if o.code_challenge_method == Pkce::None => errors.push(FieldError::new(
-            "oidc.code_challenge_method",
-            "a public client (token_endpoint_auth_method none) must use PKCE",
-        )),
+        ClientAuth::None if o.code_challenge_method == Pkce::None => {
+            errors.push(FieldError::new("oidc.code_challenge_method", "a public client (token_endpoint_auth_method none) must use PKCE"))
+        }
         ClientAuth::None => {}
-        _ if secrets.client_secret.is_none() => errors.push(FieldError::new(
-            "oidc.client_secret",
-            "is required unless token_endpoint_auth_method is none",
-        )),
+        _ if secrets.client_secret.is_none() => errors.push(FieldError::new("oidc.client_secret", "is required unless token_endpoint_auth_method is none")),
         _ => {}
     }
     if !o.scopes.iter().any(|s| s == "openid") {
@@ -364,10 +354,7 @@ fn validate_oidc(errors: &mut Vec<FieldError>, o: &OidcSettings, secrets: &Secre
     }
     for a in &o.allowed_algorithms {
         if !KNOWN_ALGORITHMS.contains(&a.as_str()) {
-            errors.push(FieldError::new(
-                "oidc.allowed_algorithms",
-                format!("{a:?} is not accepted; choose from {}", KNOWN_ALGORITHMS.join(", ")),
-            ));
+            errors.push(FieldError::new("oidc.allowed_algorithms", format!("{a:?} is not accepted; choose from {}", KNOWN_ALGORITHMS.join(", "))));
         }
     }
 }
@@ -377,26 +364,17 @@ fn validate_saml(errors: &mut Vec<FieldError>, s: &SamlSettings, secrets: &Secre
         errors.push(FieldError::new("saml.entity_id", "is required"));
     }
     if s.idp.entity_id.is_empty() || s.idp.sso_url.is_empty() {
-        errors.push(FieldError::new(
-            "saml.idp_metadata_xml",
-            "is required: upload the IdP's metadata (or give idp_metadata_url)",
-        ));
+        errors.push(FieldError::new("saml.idp_metadata_xml", "is required: upload the IdP's metadata (or give idp_metadata_url)"));
     } else {
         check_url(errors, "saml.idp.sso_url", &s.idp.sso_url);
         if s.idp.certificates.is_empty() {
-            errors.push(FieldError::new(
-                "saml.idp_metadata_xml",
-                "has no signing certificate, so responses could not be verified",
-            ));
+            errors.push(FieldError::new("saml.idp_metadata_xml", "has no signing certificate, so responses could not be verified"));
         }
     }
     if let Some(u) = &s.idp_metadata_url {
         check_url(errors, "saml.idp_metadata_url", u);
     }
     if s.sign_requests && (s.sp_certificate.is_none() || secrets.sp_private_key.is_none()) {
-        errors.push(FieldError::new(
-            "saml.sign_requests",
-            "needs an SP key pair: upload sp_certificate and sp_private_key, or generate one",
-        ));
+        errors.push(FieldError::new("saml.sign_requests", "needs an SP key pair: upload sp_certificate and sp_private_key, or generate one"));
     }
 }

@@ -43,8 +43,7 @@ pub fn check_pair(cert_pem: &str, key_pem: &str) -> Result<(), String> {
         return Err("sp_private_key must not be encrypted: upload the key without a passphrase".into());
     }
     // No passphrase callback may ever reach the terminal: answer "no passphrase".
-    let key = PKey::private_key_from_pem_callback(key_pem.as_bytes(), |_| Ok(0))
-        .map_err(|_| "sp_private_key is not a PEM private key".to_string())?;
+    let key = PKey::private_key_from_pem_callback(key_pem.as_bytes(), |_| Ok(0)).map_err(|_| "sp_private_key is not a PEM private key".to_string())?;
     let public = cert.public_key().map_err(|_| "sp_certificate has no usable public key".to_string())?;
     if !public.public_eq(&key) {
         return Err("sp_private_key does not belong to sp_certificate".into());

@@ -41,10 +41,8 @@ pub fn parse(xml: &str) -> Result<IdpMetadata, String> {
     } else {
         return Err("is not SAML 2.0 metadata (no md:EntityDescriptor)".into());
     };
-    let idps: Vec<(roxmltree::Node, roxmltree::Node)> = entities
-        .iter()
-        .filter_map(|e| e.children().find(|c| is(c, "IDPSSODescriptor")).map(|d| (*e, d)))
-        .collect();
+    let idps: Vec<(roxmltree::Node, roxmltree::Node)> =
+        entities.iter().filter_map(|e| e.children().find(|c| is(c, "IDPSSODescriptor")).map(|d| (*e, d))).collect();
     let (entity, idp) = match idps.as_slice() {
         [] => return Err("describes no identity provider (no IDPSSODescriptor)".into()),
         [one] => *one,

@@ -272,10 +272,7 @@ pub struct Secrets {
 impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let set = |o: &Option<String>| if o.is_some() { "[redacted]" } else { "None" };
-        f.debug_struct("Secrets")
-            .field("client_secret", &set(&self.client_secret))
-            .field("sp_private_key", &set(&self.sp_private_key))
-            .finish()
+        f.debug_struct("Secrets").field("client_secret", &set(&self.client_secret)).field("sp_private_key", &set(&self.sp_private_key)).finish()
     }
 }
 
@@ -431,10 +428,7 @@ impl Connection {
             create_users: self.settings.create_users,
             group_sync: self.settings.group_sync,
             claims: self.settings.claims.clone(),
-            oidc: self.settings.oidc.as_ref().map(|o| OidcView {
-                settings: o.clone(),
-                client_secret_set: self.secrets.client_secret.is_some(),
-            }),
+            oidc: self.settings.oidc.as_ref().map(|o| OidcView { settings: o.clone(), client_secret_set: self.secrets.client_secret.is_some() }),
             saml,
         }
     }

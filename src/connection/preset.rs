@@ -163,14 +163,8 @@ impl Preset {
             }
             match values.get(&p.name).map(|v| v.trim()) {
                 Some(v) if safe_value(v) => out = out.replace(&key, v),
-                Some(_) => errors.push(FieldError::new(
-                    format!("placeholders.{}", p.name),
-                    "may hold only letters, digits, '.', '-' and '_'",
-                )),
-                None => errors.push(FieldError::new(
-                    format!("placeholders.{}", p.name),
-                    format!("is required: {} (for example {})", p.description, p.example),
-                )),
+                Some(_) => errors.push(FieldError::new(format!("placeholders.{}", p.name), "may hold only letters, digits, '.', '-' and '_'")),
+                None => errors.push(FieldError::new(format!("placeholders.{}", p.name), format!("is required: {} (for example {})", p.description, p.example))),
             }
         }
         if errors.is_empty() {
@@ -207,12 +201,7 @@ impl Preset {
             }),
             saml: self.saml.as_ref().map(|s| SamlSettings {
                 entity_id: String::new(),
-                idp: IdpMetadata {
-                    entity_id: String::new(),
-                    sso_url: String::new(),
-                    sso_binding: String::new(),
-                    certificates: vec![],
-                },
+                idp: IdpMetadata { entity_id: String::new(), sso_url: String::new(), sso_binding: String::new(), certificates: vec![] },
                 idp_metadata_url: None,
                 require_signed_assertions: s.require_signed_assertions,
                 sign_requests: s.sign_requests,
@@ -231,11 +220,8 @@ mod tests {
     #[test]
     fn every_file_in_providers_is_embedded_and_parses() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/providers");
-        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| n.ends_with(".toml"))
-            .collect();
+        let mut on_disk: Vec<String> =
+            std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.ends_with(".toml")).collect();
         on_disk.sort();
         let embedded: Vec<String> = FILES.iter().map(|(n, _)| n.to_string()).collect();
         assert_eq!(on_disk, embedded, "providers/ and preset::FILES differ");
@@ -255,8 +241,7 @@ mod tests {
                 p.oidc.as_ref().and_then(|o| o.discovery_url.clone()),
                 p.saml.as_ref().and_then(|s| s.metadata_url.clone()),
             ];
-            let values: BTreeMap<String, String> =
-                p.placeholders.iter().map(|ph| (ph.name.clone(), ph.example.clone())).collect();
+            let values: BTreeMap<String, String> = p.placeholders.iter().map(|ph| (ph.name.clone(), ph.example.clone())).collect();
             for pattern in patterns.into_iter().flatten() {
                 let filled = p.fill(&pattern, &values, Some("https://issuer.example")).unwrap();
                 assert!(!filled.contains('{'), "{}: {pattern} leaves {filled}", p.provider);

@@ -210,7 +210,13 @@ impl Registry {
         }
         self.apply(&mut c, patch, preset, true).await?;
         let stored = self.encode(&c);
-        let audit = AuditEntry::new(now, actor, "connection.create", &c.id, json!({"display_name": c.display_name, "protocol": protocol, "provider": c.provider, "fields": changed_fields(patch)}));
+        let audit = AuditEntry::new(
+            now,
+            actor,
+            "connection.create",
+            &c.id,
+            json!({"display_name": c.display_name, "protocol": protocol, "provider": c.provider, "fields": changed_fields(patch)}),
+        );
         self.store.connection_insert(&stored, &audit).await.map_err(|e| match e {
             StoreError::Conflict(m) if !m.contains("display_name") => ConnectionError::Conflict(format!("id: {} is taken", c.id)),
             other => other.into(),
@@ -238,8 +244,7 @@ impl Registry {
             return Err(invalid("id", "cannot change"));
         }
         let provider = patch.provider.clone().unwrap_or_else(|| c.provider.clone());
-        let preset = preset::find(c.protocol, &provider)
-            .ok_or_else(|| invalid("provider", format!("{provider:?} is not a {} provider", c.protocol)))?;
+        let preset = preset::find(c.protocol, &provider).ok_or_else(|| invalid("provider", format!("{provider:?} is not a {} provider", c.protocol)))?;
         c.provider = provider;
         let read_version = c.version;
         self.apply(&mut c, patch, preset, false).await?;
@@ -333,9 +338,7 @@ impl Registry {
             return Err(ConnectionError::Invalid(errors));
         }
         let url = discovery_url.map(str::to_string).unwrap_or_else(|| discovery::default_url(issuer));
-        discovery::fetch(&self.http, &url, issuer)
-            .await
-            .map_err(|e| invalid("oidc.issuer", format!("discovery failed: {e}")))
+        discovery::fetch(&self.http, &url, issuer).await.map_err(|e| invalid("oidc.issuer", format!("discovery failed: {e}")))
     }
 
     /// Applies a patch over `c` (preset values on create, stored values on update),
@@ -485,10 +488,7 @@ fn reread(idp: &IdpMetadata) -> Result<IdpMetadata, String> {
 }
 
 fn sp_common_name(c: &Connection, public_base: &str) -> String {
-    url::Url::parse(&c.webapp_base(public_base))
-        .ok()
-        .and_then(|u| u.host_str().map(|h| format!("ssogate SP {h}")))
-        .unwrap_or_else(|| "ssogate SP".into())
+    url::Url::parse(&c.webapp_base(public_base)).ok().and_then(|u| u.host_str().map(|h| format!("ssogate SP {h}"))).unwrap_or_else(|| "ssogate SP".into())
 }
 
 // Presets are checked at parse time to carry their protocol's section; these only

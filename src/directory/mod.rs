@@ -252,14 +252,8 @@ impl Directory {
             invited_at: u.invited_at.map(rfc3339),
             created_at: rfc3339(u.created_at),
             updated_at: rfc3339(u.updated_at),
-            groups: by_group
-                .into_iter()
-                .filter_map(|(id, sources)| Some(UserGroupView { name: groups.get(&id)?.name.clone(), id, sources }))
-                .collect(),
-            links: links
-                .into_iter()
-                .map(|l| LinkView { connection_id: l.connection_id, subject: l.subject, created_at: rfc3339(l.created_at) })
-                .collect(),
+            groups: by_group.into_iter().filter_map(|(id, sources)| Some(UserGroupView { name: groups.get(&id)?.name.clone(), id, sources })).collect(),
+            links: links.into_iter().map(|l| LinkView { connection_id: l.connection_id, subject: l.subject, created_at: rfc3339(l.created_at) }).collect(),
         })
     }
 
@@ -460,12 +454,18 @@ impl Directory {
             return Err(DirectoryError::Conflict("email: a user with this address already exists".into()));
         }
         let now = self.clock.now();
-        let user = User { id: crate::id::new("usr"), username: email.clone(), email: Some(email.clone()), status: UserStatus::Pending, invited_at: Some(now), created_at: now, updated_at: now };
+        let user = User {
+            id: crate::id::new("usr"),
+            username: email.clone(),
+            email: Some(email.clone()),
+            status: UserStatus::Pending,
+            invited_at: Some(now),
+            created_at: now,
+            updated_at: now,
+        };
         let inv = Invitation { id: crate::id::new("inv"), email, user_id: user.id.clone(), invited_by: actor.into(), created_at: now };
-        let adds: Vec<Membership> = groups
-            .iter()
-            .map(|g| Membership { group_id: g.clone(), user_id: user.id.clone(), source: Source::Manual, created_at: now })
-            .collect();
+        let adds: Vec<Membership> =
+            groups.iter().map(|g| Membership { group_id: g.clone(), user_id: user.id.clone(), source: Source::Manual, created_at: now }).collect();
         let mut audits = vec![self.audit(actor, "invitation.create", &inv.id, json!({"user_id": user.id, "groups": groups}))];
         audits.extend(groups.iter().map(|g| self.audit(actor, "membership.add", g, json!({"user_id": user.id, "source": "manual"}))));
         // One transaction: an invitation is never left without the memberships it promised.

@@ -131,11 +131,20 @@ impl Directory {
                 u
             }
             Found::New { username, email } => {
-                let mut u = User { id: crate::id::new("usr"), username: username.clone(), email, status: UserStatus::Active, invited_at: None, created_at: now, updated_at: now };
+                let mut u = User {
+                    id: crate::id::new("usr"),
+                    username: username.clone(),
+                    email,
+                    status: UserStatus::Active,
+                    invited_at: None,
+                    created_at: now,
+                    updated_at: now,
+                };
                 // A taken username gets a short random suffix rather than failing the login.
                 let mut tries = 0;
                 loop {
-                    match self.store.user_insert(&u, &self.audit(&actor, "user.create", &u.id, json!({"username": u.username, "connection_id": conn.id}))).await {
+                    match self.store.user_insert(&u, &self.audit(&actor, "user.create", &u.id, json!({"username": u.username, "connection_id": conn.id}))).await
+                    {
                         Ok(()) => break,
                         Err(StoreError::Conflict(m)) if m.starts_with("username") && tries < 3 => {
                             tries += 1;

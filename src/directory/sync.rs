@@ -43,11 +43,7 @@ pub fn plan(asserted: &[String], groups: &[Group], current: &[Membership], conne
     // Names match regardless of case. Built-in groups are never synced: `Users` is
     // everyone, and `Admins`/`Queue admins` would let whoever names a group in an IdP
     // grant themselves administration here. Admins are made by hand.
-    let by_name: BTreeMap<String, &Group> = groups
-        .iter()
-        .filter(|g| g.builtin.is_none())
-        .map(|g| (g.name.to_lowercase(), g))
-        .collect();
+    let by_name: BTreeMap<String, &Group> = groups.iter().filter(|g| g.builtin.is_none()).map(|g| (g.name.to_lowercase(), g)).collect();
     let source = Source::Connection(connection_id.to_string());
     let granted: BTreeSet<&str> = current.iter().filter(|m| m.source == source).map(|m| m.group_id.as_str()).collect();
     let mut wanted = BTreeSet::new();

@@ -114,7 +114,8 @@ pub async fn create(app: &AppState, input: &ClientInput, actor: &str) -> Result<
     }
     let secret = crate::id::token(32);
     let now = app.clock.now();
-    let c = Client { client_id, name: input.name.clone().unwrap_or_default(), secret_sha256: sha(&secret), redirect_uris: uris, created_at: now, updated_at: now };
+    let c =
+        Client { client_id, name: input.name.clone().unwrap_or_default(), secret_sha256: sha(&secret), redirect_uris: uris, created_at: now, updated_at: now };
     app.store.client_insert(&c, &AuditEntry::new(now, actor, "client.create", &c.client_id, json!({"redirect_uris": c.redirect_uris}))).await?;
     Ok(view(&c, Some(secret)))
 }

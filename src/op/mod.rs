@@ -55,11 +55,8 @@ pub async fn jwks(State(app): State<AppState>) -> Response {
         Err(e) => return crate::web::ApiError::from(e).into_response(),
     };
     let now = app.clock.now();
-    let live: Vec<Value> = keys
-        .iter()
-        .filter(|k| k.retired_at.is_none_or(|r| r + TOKEN_TTL_MS > now))
-        .filter_map(|k| serde_json::from_str(&k.public_jwk).ok())
-        .collect();
+    let live: Vec<Value> =
+        keys.iter().filter(|k| k.retired_at.is_none_or(|r| r + TOKEN_TTL_MS > now)).filter_map(|k| serde_json::from_str(&k.public_jwk).ok()).collect();
     ([(header::CACHE_CONTROL, "public, max-age=300")], Json(json!({"keys": live}))).into_response()
 }
 

@@ -318,7 +318,19 @@ impl Sessions for RedisSessions {
         let args = (data, s.user_id.clone(), s.last_seen, s.expires_at, s.idle_timeout_ms, ttl, h, user_ttl);
         self.redis
             .run(|mut c| async move {
-                script.key(k).key(uk).arg(args.0).arg(args.1).arg(args.2).arg(args.3).arg(args.4).arg(args.5).arg(args.6).arg(args.7).invoke_async::<i64>(&mut c).await
+                script
+                    .key(k)
+                    .key(uk)
+                    .arg(args.0)
+                    .arg(args.1)
+                    .arg(args.2)
+                    .arg(args.3)
+                    .arg(args.4)
+                    .arg(args.5)
+                    .arg(args.6)
+                    .arg(args.7)
+                    .invoke_async::<i64>(&mut c)
+                    .await
             })
             .await?;
         Ok(())
@@ -329,7 +341,8 @@ impl Sessions for RedisSessions {
         let k = self.redis.key("s", &h);
         let (script, prefix) = (&self.touch, self.redis.prefix.clone());
         let hh = h.clone();
-        let found: Option<(String, String)> = self.redis.run(|mut c| async move { script.key(k).arg(now).arg(prefix).arg(hh).invoke_async(&mut c).await }).await?;
+        let found: Option<(String, String)> =
+            self.redis.run(|mut c| async move { script.key(k).arg(now).arg(prefix).arg(hh).invoke_async(&mut c).await }).await?;
         Ok(self.decode(id, &h, found)?.map(Arc::new))
     }
 
@@ -338,7 +351,8 @@ impl Sessions for RedisSessions {
         let k = self.redis.key("s", &h);
         let (script, prefix, channel) = (&self.remove, self.redis.prefix.clone(), self.redis.channel());
         let hh = h.clone();
-        let found: Option<(String, String)> = self.redis.run(|mut c| async move { script.key(k).arg(prefix).arg(hh).arg(channel).invoke_async(&mut c).await }).await?;
+        let found: Option<(String, String)> =
+            self.redis.run(|mut c| async move { script.key(k).arg(prefix).arg(hh).arg(channel).invoke_async(&mut c).await }).await?;
         self.decode(id, &h, found)
     }
 
@@ -470,11 +484,13 @@ mod tests {
             let path = dir.path().join(name);
             std::fs::write(&path, content).unwrap();
             let cfg = StateConfig { tls_ca_file: Some(path), ..Default::default() };
-            let err = open(&cfg, "rediss://localhost:6380/0", &Clock::system(), &cipher).err().expect("refused").to_string();
+            let Err(err) = open(&cfg, "rediss://localhost:6380/0", &Clock::system(), &cipher) else { panic!("refused") };
+            let err = err.to_string();
             assert!(err.contains("holds no PEM certificate") && err.contains(name), "{err}");
         }
         let cfg = StateConfig { tls_ca_file: Some(dir.path().join("missing.pem")), ..Default::default() };
-        let err = open(&cfg, "rediss://localhost:6380/0", &Clock::system(), &cipher).err().expect("refused").to_string();
+        let Err(err) = open(&cfg, "rediss://localhost:6380/0", &Clock::system(), &cipher) else { panic!("refused") };
+        let err = err.to_string();
         assert!(err.contains("cannot read state.tls_ca_file"), "{err}");
     }
 
@@ -609,11 +625,7 @@ mod tests {
         let clock = Clock::system();
         let cfg = StateConfig { prefix: prefix.0.clone(), cache_seconds: 30, ..StateConfig::default() };
         let (_, a) = open(&cfg, &test_url(), &clock, &cipher()).unwrap();
-        let b = Cached::new(
-            Arc::new(RedisSessions::new(redis(&prefix), clock.clone(), cipher())),
-            Arc::new(SessionCache::new(30_000)),
-            Tasks::default(),
-        );
+        let b = Cached::new(Arc::new(RedisSessions::new(redis(&prefix), clock.clone(), cipher())), Arc::new(SessionCache::new(30_000)), Tasks::default());
         let b_cache = b.cache().clone();
         let b_tasks = feed(&redis(&prefix), b_cache.clone(), clock.clone());
         wait_live(&b_cache).await;

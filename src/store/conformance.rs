@@ -140,10 +140,7 @@ async fn connections(store: &dyn Store, tag: &str) -> StoreResult<()> {
     check(store.connection_get(&a.id).await?.is_none(), "deleted connection is gone")?;
     check(store.link_get(&a.id, "sub-1").await?.is_none(), "its links are gone")?;
     check(store.memberships_of_user(&u.id).await? == vec![manual], "its grants are gone, manual ones stay")?;
-    check(
-        matches!(store.connection_delete(&a.id, &audit("connection.delete", &a.id)).await, Err(StoreError::NotFound(_))),
-        "second delete is not found",
-    )?;
+    check(matches!(store.connection_delete(&a.id, &audit("connection.delete", &a.id)).await, Err(StoreError::NotFound(_))), "second delete is not found")?;
     store.user_delete(&u.id, &audit("user.delete", &u.id)).await
 }
 
@@ -161,10 +158,7 @@ async fn directory(store: &dyn Store, tag: &str) -> StoreResult<()> {
     let alice = user(&format!("{tag}_alice"), &format!("{tag}-Alice"), Some(&format!("{tag}-Alice@Example.com")));
     store.user_insert(&alice, &audit("user.create", &alice.id)).await?;
     check(store.user_get(&alice.id).await?.as_ref() == Some(&alice), "user reads back")?;
-    check(
-        store.user_by_email(&format!("{tag}-alice@example.COM")).await?.map(|u| u.id) == Some(alice.id.clone()),
-        "email lookup ignores case",
-    )?;
+    check(store.user_by_email(&format!("{tag}-alice@example.COM")).await?.map(|u| u.id) == Some(alice.id.clone()), "email lookup ignores case")?;
     let clash = user(&format!("{tag}_bob"), &format!("{tag}-bob"), Some(&format!("{tag}-alice@example.com")));
     check(
         matches!(store.user_insert(&clash, &audit("user.create", &clash.id)).await, Err(StoreError::Conflict(m)) if m.contains("email")),
@@ -185,26 +179,13 @@ async fn directory(store: &dyn Store, tag: &str) -> StoreResult<()> {
     check(store.user_by_link(&link.connection_id, "s").await?.as_ref() == Some(&alice), "user by link")?;
     check(store.user_by_link(&link.connection_id, "other").await?.is_none(), "no user for an unknown subject")?;
     let again = Link { user_id: bob.id.clone(), ..link.clone() };
-    check(
-        matches!(store.link_insert(&again, &audit("link.create", &bob.id)).await, Err(StoreError::Conflict(_))),
-        "an identity links to one user only",
-    )?;
+    check(matches!(store.link_insert(&again, &audit("link.create", &bob.id)).await, Err(StoreError::Conflict(_))), "an identity links to one user only")?;
     check(store.links_of_user(&alice.id).await? == vec![link.clone()], "links of user")?;
     let ghost = Link { user_id: format!("{tag}_ghost"), subject: "g".into(), ..link.clone() };
-    check(
-        matches!(store.link_insert(&ghost, &audit("link.create", "g")).await, Err(StoreError::NotFound(_))),
-        "link to a missing user is refused",
-    )?;
+    check(matches!(store.link_insert(&ghost, &audit("link.create", "g")).await, Err(StoreError::NotFound(_))), "link to a missing user is refused")?;
 
     // Groups, memberships with sources.
-    let g = Group {
-        id: format!("{tag}_g"),
-        name: format!("{tag} Engineers"),
-        description: "d".into(),
-        builtin: None,
-        created_at: 1,
-        updated_at: 1,
-    };
+    let g = Group { id: format!("{tag}_g"), name: format!("{tag} Engineers"), description: "d".into(), builtin: None, created_at: 1, updated_at: 1 };
     store.group_insert(&g, &audit("group.create", &g.id)).await?;
     let dup = Group { id: format!("{tag}_g2"), name: g.name.to_uppercase(), ..g.clone() };
     check(
@@ -233,8 +214,18 @@ async fn directory(store: &dyn Store, tag: &str) -> StoreResult<()> {
     check(store.memberships_of_user(&alice.id).await?.is_empty(), "group delete removes its memberships")?;
 
     // Invitations come with a pending user; deleting a pending invitation removes the user.
-    let invited = User { status: UserStatus::Pending, invited_at: Some(9), ..user(&format!("{tag}_inv"), &format!("{tag}-new@example.com"), Some(&format!("{tag}-new@example.com"))) };
-    let inv = Invitation { id: format!("{tag}_i"), email: invited.email.clone().unwrap_or_default(), user_id: invited.id.clone(), invited_by: "admin".into(), created_at: 9 };
+    let invited = User {
+        status: UserStatus::Pending,
+        invited_at: Some(9),
+        ..user(&format!("{tag}_inv"), &format!("{tag}-new@example.com"), Some(&format!("{tag}-new@example.com")))
+    };
+    let inv = Invitation {
+        id: format!("{tag}_i"),
+        email: invited.email.clone().unwrap_or_default(),
+        user_id: invited.id.clone(),
+        invited_by: "admin".into(),
+        created_at: 9,
+    };
     let grant = Membership { group_id: "grp_admins".into(), user_id: invited.id.clone(), source: Source::Manual, created_at: 9 };
     store.invitation_insert(&inv, &invited, &[grant], &[audit("invitation.create", &inv.id)]).await?;
     check(store.memberships_of_user(&invited.id).await?.len() == 1, "the invitation's memberships are written with it")?;
@@ -256,10 +247,7 @@ async fn directory(store: &dyn Store, tag: &str) -> StoreResult<()> {
     check(store.user_get(&alice.id).await?.is_none(), "user gone")?;
     check(store.links_of_user(&alice.id).await?.is_empty(), "links gone")?;
     check(store.memberships_of_user(&alice.id).await?.is_empty(), "memberships gone")?;
-    check(
-        matches!(store.user_delete(&alice.id, &audit("user.delete", &alice.id)).await, Err(StoreError::NotFound(_))),
-        "second delete is not found",
-    )?;
+    check(matches!(store.user_delete(&alice.id, &audit("user.delete", &alice.id)).await, Err(StoreError::NotFound(_))), "second delete is not found")?;
     let mut bob2 = bob.clone();
     bob2.email = Some(format!("{tag}-bob@example.com"));
     bob2.updated_at = 7;

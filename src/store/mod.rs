@@ -374,12 +374,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn memberships_of_group(&self, group_id: &str) -> StoreResult<Vec<Membership>>;
     /// Adds and removes memberships in one transaction, one audit entry per change.
     /// Adding one that exists and removing one that does not are no-ops.
-    async fn memberships_apply(
-        &self,
-        add: &[Membership],
-        remove: &[Membership],
-        audit: &[AuditEntry],
-    ) -> StoreResult<()>;
+    async fn memberships_apply(&self, add: &[Membership], remove: &[Membership], audit: &[AuditEntry]) -> StoreResult<()>;
 
     /// All invitations, newest first.
     async fn invitation_list(&self) -> StoreResult<Vec<Invitation>>;

@@ -30,7 +30,8 @@ pub struct Sql {
 }
 
 /// Schema migrations, in order. `{AUTO_ID}` is the dialect's auto-increment key.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE connections (
   id TEXT PRIMARY KEY, display_name TEXT NOT NULL, name_key TEXT NOT NULL UNIQUE,
@@ -62,11 +63,13 @@ CREATE TABLE audit_log (
 CREATE TABLE signing_keys (
   kid TEXT PRIMARY KEY, alg TEXT NOT NULL, private_key TEXT NOT NULL,
   public_jwk TEXT NOT NULL, created_at BIGINT NOT NULL, retired_at BIGINT)
-"#, r#"
+"#,
+    r#"
 CREATE TABLE clients (
   client_id TEXT PRIMARY KEY, name TEXT NOT NULL, secret_sha256 TEXT NOT NULL,
   redirect_uris TEXT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)
-"#];
+"#,
+];
 
 static DRIVERS: Once = Once::new();
 
@@ -109,12 +112,8 @@ impl Sql {
         if self.dialect == Dialect::Postgres {
             tx.execute("SELECT pg_advisory_xact_lock(551020)").await?;
         }
-        tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .await?;
-        let done: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("v")?;
+        tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)").await?;
+        let done: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations").fetch_one(&mut *tx).await?.try_get("v")?;
         let auto_id = match self.dialect {
             Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
             Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
@@ -132,16 +131,20 @@ impl Sql {
             }
             if version == 1 {
                 for (kind, id, name, description) in Builtin::ALL {
-                    sqlx::query("INSERT INTO user_groups (id, name, name_key, description, builtin, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)")
-                        .bind(id).bind(name).bind(name.to_lowercase()).bind(description).bind(kind.as_str()).bind(now)
-                        .execute(&mut *tx).await?;
+                    sqlx::query(
+                        "INSERT INTO user_groups (id, name, name_key, description, builtin, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                    )
+                    .bind(id)
+                    .bind(name)
+                    .bind(name.to_lowercase())
+                    .bind(description)
+                    .bind(kind.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
-            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
-                .bind(version)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)").bind(version).bind(now).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -167,12 +170,7 @@ fn conflict(e: sqlx::Error, keys: &[(&str, &str)]) -> StoreError {
 
 /// Ends a single-row change: `NotFound` when it touched nothing, else the audit entry
 /// and the commit.
-async fn commit_audited(
-    mut tx: sqlx::Transaction<'_, sqlx::Any>,
-    affected: u64,
-    missing: impl FnOnce() -> String,
-    audit: &AuditEntry,
-) -> StoreResult<()> {
+async fn commit_audited(mut tx: sqlx::Transaction<'_, sqlx::Any>, affected: u64, missing: impl FnOnce() -> String, audit: &AuditEntry) -> StoreResult<()> {
     if affected == 0 {
         return Err(StoreError::NotFound(missing()));
     }
@@ -299,12 +297,9 @@ fn client_row(r: &AnyRow) -> StoreResult<Client> {
     })
 }
 
-const CONNECTION_NAME_TAKEN: &[(&str, &str)] =
-    &[("name_key", "display_name: another connection already has this display name")];
-const USER_TAKEN: &[(&str, &str)] = &[
-    ("username_key", "username: another user already has this username"),
-    ("email_key", "email: another user already has this email address"),
-];
+const CONNECTION_NAME_TAKEN: &[(&str, &str)] = &[("name_key", "display_name: another connection already has this display name")];
+const USER_TAKEN: &[(&str, &str)] =
+    &[("username_key", "username: another user already has this username"), ("email_key", "email: another user already has this email address")];
 
 #[async_trait]
 impl Store for Sql {
@@ -322,11 +317,7 @@ impl Store for Sql {
     }
 
     async fn meta_put_if_absent(&self, key: &str, value: &str) -> StoreResult<bool> {
-        let done = sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
-            .bind(key)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING").bind(key).bind(value).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -374,11 +365,22 @@ impl Store for Sql {
 
     async fn connection_update(&self, c: &StoredConnection, expected_version: i64, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE connections SET display_name = $1, name_key = $2, provider = $3, active = $4, settings = $5, secrets = $6, updated_at = $7, version = $8 WHERE id = $9 AND version = $10")
-            .bind(&c.display_name).bind(c.display_name.to_lowercase()).bind(&c.provider).bind(c.active as i64)
-            .bind(&c.settings).bind(&c.secrets).bind(c.updated_at).bind(c.version).bind(&c.id).bind(expected_version)
-            .execute(&mut *tx).await
-            .map_err(|e| conflict(e, CONNECTION_NAME_TAKEN))?;
+        let done = sqlx::query(
+            "UPDATE connections SET display_name = $1, name_key = $2, provider = $3, active = $4, settings = $5, secrets = $6, updated_at = $7, version = $8 WHERE id = $9 AND version = $10",
+        )
+        .bind(&c.display_name)
+        .bind(c.display_name.to_lowercase())
+        .bind(&c.provider)
+        .bind(c.active as i64)
+        .bind(&c.settings)
+        .bind(&c.secrets)
+        .bind(c.updated_at)
+        .bind(c.version)
+        .bind(&c.id)
+        .bind(expected_version)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict(e, CONNECTION_NAME_TAKEN))?;
         if done.rows_affected() == 0 {
             let current = sqlx::query("SELECT version FROM connections WHERE id = $1").bind(&c.id).fetch_optional(&mut *tx).await?;
             return Err(match current {
@@ -398,10 +400,7 @@ impl Store for Sql {
             return Err(StoreError::NotFound(format!("connection {id}")));
         }
         sqlx::query("DELETE FROM user_links WHERE connection_id = $1").bind(id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM memberships WHERE source = $1")
-            .bind(Source::Connection(id.to_string()).encode())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM memberships WHERE source = $1").bind(Source::Connection(id.to_string()).encode()).execute(&mut *tx).await?;
         write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -417,10 +416,7 @@ impl Store for Sql {
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query("SELECT * FROM users WHERE email_key = $1")
-            .bind(email.to_lowercase())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query("SELECT * FROM users WHERE email_key = $1").bind(email.to_lowercase()).fetch_optional(&self.pool).await?;
         row.as_ref().map(user_row).transpose()
     }
 
@@ -434,11 +430,20 @@ impl Store for Sql {
 
     async fn user_update(&self, u: &User, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE users SET username = $1, username_key = $2, email = $3, email_key = $4, status = $5, invited_at = $6, updated_at = $7 WHERE id = $8")
-            .bind(&u.username).bind(u.username.to_lowercase()).bind(&u.email).bind(lower_opt(&u.email))
-            .bind(u.status.as_str()).bind(u.invited_at).bind(u.updated_at).bind(&u.id)
-            .execute(&mut *tx).await
-            .map_err(|e| conflict(e, USER_TAKEN))?;
+        let done = sqlx::query(
+            "UPDATE users SET username = $1, username_key = $2, email = $3, email_key = $4, status = $5, invited_at = $6, updated_at = $7 WHERE id = $8",
+        )
+        .bind(&u.username)
+        .bind(u.username.to_lowercase())
+        .bind(&u.email)
+        .bind(lower_opt(&u.email))
+        .bind(u.status.as_str())
+        .bind(u.invited_at)
+        .bind(u.updated_at)
+        .bind(&u.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict(e, USER_TAKEN))?;
         commit_audited(tx, done.rows_affected(), || format!("user {}", u.id), audit).await
     }
 
@@ -515,9 +520,15 @@ impl Store for Sql {
     async fn group_insert(&self, g: &Group, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO user_groups (id, name, name_key, description, builtin, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(&g.id).bind(&g.name).bind(g.name.to_lowercase()).bind(&g.description)
-            .bind(g.builtin.map(Builtin::as_str)).bind(g.created_at).bind(g.updated_at)
-            .execute(&mut *tx).await
+            .bind(&g.id)
+            .bind(&g.name)
+            .bind(g.name.to_lowercase())
+            .bind(&g.description)
+            .bind(g.builtin.map(Builtin::as_str))
+            .bind(g.created_at)
+            .bind(g.updated_at)
+            .execute(&mut *tx)
+            .await
             .map_err(|e| conflict(e, &[("name_key", "name: another group already has this name")]))?;
         write_audit(&mut tx, audit).await?;
         tx.commit().await?;
@@ -527,8 +538,13 @@ impl Store for Sql {
     async fn group_update(&self, g: &Group, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE user_groups SET name = $1, name_key = $2, description = $3, updated_at = $4 WHERE id = $5")
-            .bind(&g.name).bind(g.name.to_lowercase()).bind(&g.description).bind(g.updated_at).bind(&g.id)
-            .execute(&mut *tx).await
+            .bind(&g.name)
+            .bind(g.name.to_lowercase())
+            .bind(&g.description)
+            .bind(g.updated_at)
+            .bind(&g.id)
+            .execute(&mut *tx)
+            .await
             .map_err(|e| conflict(e, &[("name_key", "name: another group already has this name")]))?;
         commit_audited(tx, done.rows_affected(), || format!("group {}", g.id), audit).await
     }
@@ -539,10 +555,7 @@ impl Store for Sql {
         if done.rows_affected() == 0 {
             let builtin = sqlx::query("SELECT name FROM user_groups WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
             return Err(match builtin {
-                Some(r) => StoreError::Conflict(format!(
-                    "group {} is built in and cannot be deleted",
-                    r.try_get::<String, _>("name")?
-                )),
+                Some(r) => StoreError::Conflict(format!("group {} is built in and cannot be deleted", r.try_get::<String, _>("name")?)),
                 None => StoreError::NotFound(format!("group {id}")),
             });
         }
@@ -606,12 +619,7 @@ impl Store for Sql {
     }
 
     async fn invitation_list(&self) -> StoreResult<Vec<Invitation>> {
-        sqlx::query("SELECT * FROM invitations ORDER BY created_at DESC, id")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(invitation_row)
-            .collect()
+        sqlx::query("SELECT * FROM invitations ORDER BY created_at DESC, id").fetch_all(&self.pool).await?.iter().map(invitation_row).collect()
     }
 
     async fn invitation_insert(&self, inv: &Invitation, user: &User, memberships: &[Membership], audit: &[AuditEntry]) -> StoreResult<()> {
@@ -682,23 +690,21 @@ impl Store for Sql {
     }
 
     async fn signing_key_list(&self) -> StoreResult<Vec<SigningKey>> {
-        sqlx::query("SELECT * FROM signing_keys ORDER BY created_at DESC, kid")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(key_row)
-            .collect()
+        sqlx::query("SELECT * FROM signing_keys ORDER BY created_at DESC, kid").fetch_all(&self.pool).await?.iter().map(key_row).collect()
     }
 
     async fn signing_key_insert(&self, k: &SigningKey, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
+        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL").bind(k.created_at).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&k.kid)
+            .bind(&k.alg)
+            .bind(&k.private_key)
+            .bind(&k.public_jwk)
             .bind(k.created_at)
+            .bind(k.retired_at)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(&k.kid).bind(&k.alg).bind(&k.private_key).bind(&k.public_jwk).bind(k.created_at).bind(k.retired_at)
-            .execute(&mut *tx).await?;
         write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -716,9 +722,14 @@ impl Store for Sql {
     async fn client_insert(&self, c: &Client, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO clients (client_id, name, secret_sha256, redirect_uris, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(&c.client_id).bind(&c.name).bind(&c.secret_sha256)
-            .bind(serde_json::to_string(&c.redirect_uris).unwrap_or_default()).bind(c.created_at).bind(c.updated_at)
-            .execute(&mut *tx).await
+            .bind(&c.client_id)
+            .bind(&c.name)
+            .bind(&c.secret_sha256)
+            .bind(serde_json::to_string(&c.redirect_uris).unwrap_or_default())
+            .bind(c.created_at)
+            .bind(c.updated_at)
+            .execute(&mut *tx)
+            .await
             .map_err(|e| conflict(e, &[("", "client_id: another client has this id")]))?;
         write_audit(&mut tx, audit).await?;
         tx.commit().await?;
@@ -728,9 +739,13 @@ impl Store for Sql {
     async fn client_update(&self, c: &Client, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE clients SET name = $1, secret_sha256 = $2, redirect_uris = $3, updated_at = $4 WHERE client_id = $5")
-            .bind(&c.name).bind(&c.secret_sha256).bind(serde_json::to_string(&c.redirect_uris).unwrap_or_default())
-            .bind(c.updated_at).bind(&c.client_id)
-            .execute(&mut *tx).await?;
+            .bind(&c.name)
+            .bind(&c.secret_sha256)
+            .bind(serde_json::to_string(&c.redirect_uris).unwrap_or_default())
+            .bind(c.updated_at)
+            .bind(&c.client_id)
+            .execute(&mut *tx)
+            .await?;
         commit_audited(tx, done.rows_affected(), || format!("client {}", c.client_id), audit).await
     }
 
@@ -743,9 +758,17 @@ impl Store for Sql {
 
 async fn insert_user(conn: &mut AnyConnection, u: &User) -> StoreResult<()> {
     sqlx::query("INSERT INTO users (id, username, username_key, email, email_key, status, invited_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-        .bind(&u.id).bind(&u.username).bind(u.username.to_lowercase()).bind(&u.email).bind(lower_opt(&u.email))
-        .bind(u.status.as_str()).bind(u.invited_at).bind(u.created_at).bind(u.updated_at)
-        .execute(conn).await
+        .bind(&u.id)
+        .bind(&u.username)
+        .bind(u.username.to_lowercase())
+        .bind(&u.email)
+        .bind(lower_opt(&u.email))
+        .bind(u.status.as_str())
+        .bind(u.invited_at)
+        .bind(u.created_at)
+        .bind(u.updated_at)
+        .execute(conn)
+        .await
         .map_err(|e| conflict(e, USER_TAKEN))?;
     Ok(())
 }

@@ -129,9 +129,7 @@ pub fn key_fits(jwk: &Value, alg: &str) -> bool {
         "EdDSA" => "OKP",
         _ => return false,
     };
-    kty == family
-        && jwk.get("alg").and_then(Value::as_str).is_none_or(|a| a == alg)
-        && jwk.get("use").and_then(Value::as_str).is_none_or(|u| u == "sig")
+    kty == family && jwk.get("alg").and_then(Value::as_str).is_none_or(|a| a == alg) && jwk.get("use").and_then(Value::as_str).is_none_or(|u| u == "sig")
 }
 
 /// Verifies the signature of `parsed` with `key` for its (already allowed) algorithm.

@@ -29,7 +29,14 @@ fn settings(conn: &Connection) -> Result<&OidcSettings, UpstreamError> {
 
 /// Builds the authorization request. Returns the `state` (the flow state's key), the
 /// state to keep, and the URL to send the browser to.
-pub fn begin(conn: &Connection, callback_url: &str, browser: &str, return_to: Option<String>, login_hint: Option<&str>, now: Millis) -> Result<(String, FlowState, String), UpstreamError> {
+pub fn begin(
+    conn: &Connection,
+    callback_url: &str,
+    browser: &str,
+    return_to: Option<String>,
+    login_hint: Option<&str>,
+    now: Millis,
+) -> Result<(String, FlowState, String), UpstreamError> {
     let o = settings(conn)?;
     let state = random(32);
     let nonce = random(32);
@@ -55,7 +62,15 @@ pub fn begin(conn: &Connection, callback_url: &str, browser: &str, return_to: Op
             q.append_pair("code_challenge", &challenge).append_pair("code_challenge_method", method);
         }
     }
-    let flow = FlowState { connection_id: conn.id.clone(), browser: browser.into(), nonce, pkce_verifier: verifier, return_to, created_at: now, saml_request_id: None };
+    let flow = FlowState {
+        connection_id: conn.id.clone(),
+        browser: browser.into(),
+        nonce,
+        pkce_verifier: verifier,
+        return_to,
+        created_at: now,
+        saml_request_id: None,
+    };
     Ok((state, flow, url.into()))
 }
 
@@ -99,7 +114,15 @@ fn invalid(msg: impl Into<String>) -> UpstreamError {
 }
 
 /// Exchanges the code and verifies everything; returns the mapped identity.
-pub async fn finish(conn: &Connection, callback_url: &str, code: &str, flow: &FlowState, http: &reqwest::Client, jwks: &JwksCache, checks: Checks) -> Result<Verified, UpstreamError> {
+pub async fn finish(
+    conn: &Connection,
+    callback_url: &str,
+    code: &str,
+    flow: &FlowState,
+    http: &reqwest::Client,
+    jwks: &JwksCache,
+    checks: Checks,
+) -> Result<Verified, UpstreamError> {
     let o = settings(conn)?;
     let mut form = vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", callback_url)];
     if let Some(v) = &flow.pkce_verifier {
@@ -150,7 +173,12 @@ pub async fn finish(conn: &Connection, callback_url: &str, code: &str, flow: &Fl
 }
 
 async fn userinfo(http: &reqwest::Client, endpoint: &str, access: &str) -> Result<Value, UpstreamError> {
-    let resp = http.get(endpoint).bearer_auth(access).header("accept", "application/json").send().await
+    let resp = http
+        .get(endpoint)
+        .bearer_auth(access)
+        .header("accept", "application/json")
+        .send()
+        .await
         .map_err(|_| UpstreamError::Unavailable("the userinfo endpoint could not be reached".into()))?;
     if !resp.status().is_success() {
         return Err(UpstreamError::Unavailable(format!("the userinfo endpoint answered HTTP {}", resp.status().as_u16())));
@@ -170,7 +198,14 @@ fn number(claims: &Value, name: &str) -> Option<i64> {
 }
 
 /// Verifies an ID token; returns its claims and the kid of the key that verified it.
-pub async fn verify_id_token(o: &OidcSettings, token: &str, flow: &FlowState, access_token: Option<&str>, jwks: &JwksCache, checks: Checks) -> Result<(Value, Option<String>), UpstreamError> {
+pub async fn verify_id_token(
+    o: &OidcSettings,
+    token: &str,
+    flow: &FlowState,
+    access_token: Option<&str>,
+    jwks: &JwksCache,
+    checks: Checks,
+) -> Result<(Value, Option<String>), UpstreamError> {
     let parsed = jws::parse(token).map_err(|e| invalid(e.to_string()))?;
     let alg = parsed.header.alg.clone();
     // The allow-list comes first: `none` and HMAC are never on it.

@@ -40,17 +40,12 @@ fn pem_body(pem: &str) -> String {
 pub fn sp_metadata(conn: &Connection, public_base: &str) -> Option<String> {
     let s = conn.settings.saml.as_ref()?;
     let key = match (&s.sp_certificate, s.sign_requests) {
-        (Some(cert), true) => format!(
-            "<md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>",
-            pem_body(cert)
-        ),
+        (Some(cert), true) => {
+            format!("<md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>", pem_body(cert))
+        }
         _ => String::new(),
     };
-    let nameid = s
-        .name_id_format
-        .as_deref()
-        .map(|f| format!("<md:NameIDFormat>{}</md:NameIDFormat>", xml_escape(f)))
-        .unwrap_or_default();
+    let nameid = s.name_id_format.as_deref().map(|f| format!("<md:NameIDFormat>{}</md:NameIDFormat>", xml_escape(f))).unwrap_or_default();
     Some(format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
 <md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"{entity}\">\
@@ -87,17 +82,19 @@ fn sp_key(conn: &Connection) -> Result<openssl::pkey::PKey<openssl::pkey::Privat
 
 /// Builds the AuthnRequest. Returns the RelayState (the flow state's key), the state to
 /// keep (with the request id for InResponseTo), and how to send it.
-pub fn begin(conn: &Connection, public_base: &str, browser: &str, return_to: Option<String>, now: Millis) -> Result<(String, FlowState, Outbound), UpstreamError> {
+pub fn begin(
+    conn: &Connection,
+    public_base: &str,
+    browser: &str,
+    return_to: Option<String>,
+    now: Millis,
+) -> Result<(String, FlowState, Outbound), UpstreamError> {
     let s = conn.settings.saml.as_ref().ok_or_else(|| UpstreamError::Unavailable("the connection has no SAML settings".into()))?;
     let binding = if s.idp.sso_binding == POST { POST } else { REDIRECT };
     // 128 random bits; an XML ID must not start with a digit.
     let request_id = format!("_{}", hex::encode(rand::random::<[u8; 16]>()));
     let instant = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let nameid = s
-        .name_id_format
-        .as_deref()
-        .map(|f| format!("<samlp:NameIDPolicy Format=\"{}\" AllowCreate=\"true\"/>", xml_escape(f)))
-        .unwrap_or_default();
+    let nameid = s.name_id_format.as_deref().map(|f| format!("<samlp:NameIDPolicy Format=\"{}\" AllowCreate=\"true\"/>", xml_escape(f))).unwrap_or_default();
     let xml = format!(
         "<samlp:AuthnRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" \
 ID=\"{request_id}\" Version=\"2.0\" IssueInstant=\"{instant}\" Destination=\"{dest}\" AssertionConsumerServiceURL=\"{acs}\" \
@@ -127,10 +124,8 @@ ProtocolBinding=\"{POST}\"><saml:Issuer>{issuer}</saml:Issuer>{nameid}</samlp:Au
         return Ok((relay_state, flow, out));
     }
     let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-    let deflated = deflate
-        .write_all(xml.as_bytes())
-        .and_then(|_| deflate.finish())
-        .map_err(|_| UpstreamError::Unavailable("could not encode the AuthnRequest".into()))?;
+    let deflated =
+        deflate.write_all(xml.as_bytes()).and_then(|_| deflate.finish()).map_err(|_| UpstreamError::Unavailable("could not encode the AuthnRequest".into()))?;
     let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
     let mut query = format!("SAMLRequest={}&RelayState={}", enc(&B64.encode(deflated)), enc(&relay_state));
     if s.sign_requests {

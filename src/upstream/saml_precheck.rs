@@ -34,11 +34,8 @@ const SIGNATURE_ALGS: &[&str] = &[
     "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
     "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
 ];
-const DIGEST_ALGS: &[&str] = &[
-    "http://www.w3.org/2001/04/xmlenc#sha256",
-    "http://www.w3.org/2001/04/xmldsig-more#sha384",
-    "http://www.w3.org/2001/04/xmlenc#sha512",
-];
+const DIGEST_ALGS: &[&str] =
+    &["http://www.w3.org/2001/04/xmlenc#sha256", "http://www.w3.org/2001/04/xmldsig-more#sha384", "http://www.w3.org/2001/04/xmlenc#sha512"];
 
 /// Why a response was refused before verification. Each is a 400 for the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -189,7 +186,11 @@ pub fn shape_within(xml: &str, limits: &Limits) -> Result<(), String> {
 /// else (sentences an attacker could write for the victim to read) left out.
 pub fn shown(v: &str) -> String {
     let plain = v.len() <= 100 && v.chars().all(|c| c.is_ascii_alphanumeric() || ":/#._-?=&%~+@".contains(c));
-    if plain { format!("{v:?}") } else { "(a value not shown)".into() }
+    if plain {
+        format!("{v:?}")
+    } else {
+        "(a value not shown)".into()
+    }
 }
 
 /// Checks decoded XML (see the module text).

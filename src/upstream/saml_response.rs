@@ -117,7 +117,9 @@ fn failed_status(root: Node) -> Option<String> {
     if value == SUCCESS {
         return None;
     }
-    let short = |v: &str| v.strip_prefix("urn:oasis:names:tc:SAML:2.0:status:").filter(|s| s.chars().all(|c| c.is_ascii_alphanumeric())).unwrap_or("unknown").to_string();
+    let short = |v: &str| {
+        v.strip_prefix("urn:oasis:names:tc:SAML:2.0:status:").filter(|s| s.chars().all(|c| c.is_ascii_alphanumeric())).unwrap_or("unknown").to_string()
+    };
     let mut parts = vec![short(value)];
     if let Some(sub) = code.and_then(|c| one(c, PROTOCOL, "StatusCode")).and_then(|c| c.attribute("Value")) {
         parts.push(short(sub));
@@ -336,7 +338,16 @@ mod tests {
             sso_binding: "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect".into(),
             certificates: vec![crate::connection::metadata::describe(&cert).unwrap()],
         };
-        let saml = SamlSettings { entity_id: SP.into(), idp, idp_metadata_url: None, require_signed_assertions, sign_requests: false, sp_certificate: None, name_id_format: None, allow_idp_initiated: false };
+        let saml = SamlSettings {
+            entity_id: SP.into(),
+            idp,
+            idp_metadata_url: None,
+            require_signed_assertions,
+            sign_requests: false,
+            sp_certificate: None,
+            name_id_format: None,
+            allow_idp_initiated: false,
+        };
         Connection {
             id: "con_t".into(),
             display_name: "T".into(),

@@ -230,7 +230,15 @@ pub fn canonicalize(src: &str, apex: Node, exclude: Option<NodeId>, inclusive: &
     Ok(out)
 }
 
-fn element(src: &str, n: Node, exclude: Option<NodeId>, inclusive: &[String], rendered: &mut Vec<(String, String)>, out: &mut String, depth: usize) -> Result<(), DsigError> {
+fn element(
+    src: &str,
+    n: Node,
+    exclude: Option<NodeId>,
+    inclusive: &[String],
+    rendered: &mut Vec<(String, String)>,
+    out: &mut String,
+    depth: usize,
+) -> Result<(), DsigError> {
     if depth > MAX_DEPTH {
         return Err(DsigError::TooDeep);
     }
@@ -250,7 +258,9 @@ fn element(src: &str, n: Node, exclude: Option<NodeId>, inclusive: &[String], re
     let mark = rendered.len();
     let mut decls = String::new();
     for p in used {
-        let uri = if p.is_empty() { n.default_namespace().unwrap_or("") } else {
+        let uri = if p.is_empty() {
+            n.default_namespace().unwrap_or("")
+        } else {
             match n.lookup_namespace_uri(Some(p)) {
                 Some(u) => u,
                 None => continue, // an inclusive prefix not in scope here
@@ -432,7 +442,8 @@ mod tests {
 
     #[test]
     fn sign_then_verify_round_trips_and_tampering_fails() {
-        let ec = PKey::from_ec_key(openssl::ec::EcKey::generate(&openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap()).unwrap()).unwrap();
+        let ec = PKey::from_ec_key(openssl::ec::EcKey::generate(&openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap()).unwrap())
+            .unwrap();
         for key in [rsa(), ec] {
             let signed = sign_root(REQ, &key, None, true).unwrap();
             let doc = roxmltree::Document::parse(&signed).unwrap();

@@ -84,12 +84,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: self.kind.to_string(),
-            message: self.message,
-            fields: self.fields,
-            request_id: super::request_id::current(),
-        };
+        let body = ErrorBody { error: self.kind.to_string(), message: self.message, fields: self.fields, request_id: super::request_id::current() };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(v) = self.www_authenticate {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static(v));

@@ -29,7 +29,11 @@ where
             .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"))
             .unwrap_or(false);
         if !json {
-            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the body as JSON with Content-Type: application/json"));
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -115,17 +119,13 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let q = parts.uri.query().unwrap_or("");
-        serde_urlencoded::from_str(q)
-            .map(ApiQuery)
-            .map_err(|e| ApiError::bad_request(format!("the query string is not valid: {e}")))
+        serde_urlencoded::from_str(q).map(ApiQuery).map_err(|e| ApiError::bad_request(format!("the query string is not valid: {e}")))
     }
 }
 
 fn percent_decoded_has_control(path: &str) -> bool {
-    let bytes: Vec<u8> = url::form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned().into_bytes())
-        .unwrap_or_default();
+    let bytes: Vec<u8> =
+        url::form_urlencoded::parse(format!("p={}", path.replace('+', "%2B")).as_bytes()).next().map(|(_, v)| v.into_owned().into_bytes()).unwrap_or_default();
     bytes.iter().any(|b| b.is_ascii_control())
 }
 

@@ -28,13 +28,7 @@ fn acceptable(v: &str) -> bool {
 /// Middleware: assigns the id, logs one line per request (method, path, status,
 /// duration; never the query string, which can carry codes and tokens).
 pub async fn layer(req: Request, next: Next) -> Response {
-    let id = req
-        .headers()
-        .get(HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| acceptable(v))
-        .map(str::to_string)
-        .unwrap_or_else(|| crate::id::token(12));
+    let id = req.headers().get(HEADER).and_then(|v| v.to_str().ok()).filter(|v| acceptable(v)).map(str::to_string).unwrap_or_else(|| crate::id::token(12));
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let span = tracing::info_span!("request", request_id = %id, %method, %path);

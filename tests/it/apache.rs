@@ -97,7 +97,11 @@ OIDCCacheType shm
     let path = dir.join("apache.conf");
     std::fs::write(&path, conf).unwrap();
     use std::os::unix::process::CommandExt;
-    let mut child = Command::new("apache2").args(["-f", path.to_str().unwrap(), "-DFOREGROUND"]).process_group(0).spawn().expect("apache2 is installed (scripts/test installs it)");
+    let mut child = Command::new("apache2")
+        .args(["-f", path.to_str().unwrap(), "-DFOREGROUND"])
+        .process_group(0)
+        .spawn()
+        .expect("apache2 is installed (scripts/test installs it)");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
@@ -114,8 +118,14 @@ async fn mod_auth_openidc_logs_in_through_ssogate() {
     let s = setup(json!({}), json!({"group_sync": true})).await;
     s.gw.admin(Method::POST, "/groups", Some(json!({"name": "Engineers"}))).await;
     let port = free_port();
-    let (st, client) = s.gw.admin(Method::POST, "/clients", Some(json!({"client_id": "apache", "name": "Apache",
-        "redirect_uris": [format!("http://127.0.0.1:{port}/protected/redirect_uri")]}))).await;
+    let (st, client) =
+        s.gw.admin(
+            Method::POST,
+            "/clients",
+            Some(json!({"client_id": "apache", "name": "Apache",
+        "redirect_uris": [format!("http://127.0.0.1:{port}/protected/redirect_uri")]})),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{client}");
     let dir = tempfile::tempdir().unwrap();
     let _apache = start_apache(dir.path(), port, &s.gw.base, "apache", client["client_secret"].as_str().unwrap());

@@ -162,22 +162,103 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_changes_nothing() {
         (json!({"display_name": "N"}), 422, "protocol"),
         (json!({"protocol": "oidc"}), 422, "display_name"),
         (json!({"display_name": "N", "protocol": "oidc", "provider": "nope"}), 422, "provider"),
-        ({ let mut b = oidc_body("N"); b["oidc"]["token_endpoint"] = json!("not a url"); b }, 422, "oidc.token_endpoint"),
-        ({ let mut b = oidc_body("N"); b["oidc"]["authorization_endpoint"] = json!("http://idp.example.com/a"); b }, 422, "https"),
-        ({ let mut b = oidc_body("N"); b["oidc"]["jwks_uri"] = json!(""); b }, 422, "oidc.jwks_uri"),
-        ({ let mut b = oidc_body("N"); b["oidc"]["userinfo_from_id_token"] = json!(false); b }, 422, "oidc.userinfo_endpoint"),
-        ({ let mut b = oidc_body("N"); b["oidc"]["client_secret"] = json!(""); b }, 422, "oidc.client_secret"),
-        ({ let mut b = oidc_body("N"); b["oidc"]["scopes"] = json!("email,profile"); b }, 422, "openid"),
-        ({ let mut b = oidc_body("N"); b["oidc"]["allowed_algorithms"] = json!(["none"]); b }, 422, "allowed_algorithms"),
-        ({ let mut b = oidc_body("N"); b["group_sync"] = json!(true); b["claims"] = json!({"groups": ""}); b }, 422, "claims.groups"),
-        ({ let mut b = oidc_body("N"); b["webapp_url"] = json!("javascript:alert(1)"); b }, 422, "webapp_url"),
+        (
+            {
+                let mut b = oidc_body("N");
+                b["oidc"]["token_endpoint"] = json!("not a url");
+                b
+            },
+            422,
+            "oidc.token_endpoint",
+        ),
+        (
+            {
+                let mut b = oidc_body("N");
+                b["oidc"]["authorization_endpoint"] = json!("http://idp.example.com/a");
+                b
+            },
+            422,
+            "https",
+        ),
+        (
+            {
+                let mut b = oidc_body("N");
+                b["oidc"]["jwks_uri"] = json!("");
+                b
+            },
+            422,
+            "oidc.jwks_uri",
+        ),
+        (
+            {
+                let mut b = oidc_body("N");
+                b["oidc"]["userinfo_from_id_token"] = json!(false);
+                b
+            },
+            422,
+            "oidc.userinfo_endpoint",
+        ),
+        (
+            {
+                let mut b = oidc_body("N");
+                b["oidc"]["client_secret"] = json!("");
+                b
+            },
+            422,
+            "oidc.client_secret",
+        ),
+        (
+            {
+                let mut b = oidc_body("N");
+                b["oidc"]["scopes"] = json!("email,profile");
+                b
+            },
+            422,
+            "openid",
+        ),
+        (
+            {
+                let mut b = oidc_body("N");
+                b["oidc"]["allowed_algorithms"] = json!(["none"]);
+                b
+            },
+            422,
+            "allowed_algorithms",
+        ),
+        (
+            {
+                let mut b = oidc_body("N");
+                b["group_sync"] = json!(true);
+                b["claims"] = json!({"groups": ""});
+                b
+            },
+            422,
+            "claims.groups",
+        ),
+        (
+            {
+                let mut b = oidc_body("N");
+                b["webapp_url"] = json!("javascript:alert(1)");
+                b
+            },
+            422,
+            "webapp_url",
+        ),
         (oidc_body("EXISTING"), 409, "display_name"),
         (json!({"display_name": "S", "protocol": "saml", "saml": {"idp_metadata_xml": "<html/>"}}), 422, "not SAML 2.0 metadata"),
         (json!({"display_name": "S", "protocol": "saml", "saml": {"idp_metadata_xml": "<!DOCTYPE x [<!ENTITY a \"b\">]><x>&a;</x>"}}), 422, "DOCTYPE"),
         (json!({"display_name": "S", "protocol": "saml", "saml": {}}), 422, "saml.idp_metadata_xml"),
-        (json!({"display_name": "S", "protocol": "saml", "saml": {"idp_metadata_xml": saml_metadata("x").replace("use=\"signing\"", "use=\"encryption\"")}}), 422, "no signing certificate"),
+        (
+            json!({"display_name": "S", "protocol": "saml", "saml": {"idp_metadata_xml": saml_metadata("x").replace("use=\"signing\"", "use=\"encryption\"")}}),
+            422,
+            "no signing certificate",
+        ),
         (json!({"display_name": "S", "protocol": "saml", "oidc": {}, "saml": {"idp_metadata_xml": saml_metadata("x")}}), 422, "SAML connection"),
-        (json!({"display_name": "S", "protocol": "saml", "saml": {"idp_metadata_xml": saml_metadata("x"), "sp_certificate": "junk", "sp_private_key": "junk"}}), 422, "sp_certificate"),
+        (
+            json!({"display_name": "S", "protocol": "saml", "saml": {"idp_metadata_xml": saml_metadata("x"), "sp_certificate": "junk", "sp_private_key": "junk"}}),
+            422,
+            "sp_certificate",
+        ),
     ];
     for (body, status, needle) in cases {
         let (s, v) = gw.admin(Method::POST, "/connections", Some(body.clone())).await;
@@ -195,7 +276,15 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_changes_nothing() {
         assert_eq!(s.as_u16(), status, "{body} -> {v}");
         assert!(v.to_string().contains(needle), "{needle:?} not in {v}");
     }
-    let (s, _) = gw.request(Method::PATCH, &format!("{url}/{id}")).bearer_auth(TOKEN).header("If-Match", "yesterday").json(&json!({})).send().await.map(|r| (r.status(), ())).unwrap();
+    let (s, _) = gw
+        .request(Method::PATCH, &format!("{url}/{id}"))
+        .bearer_auth(TOKEN)
+        .header("If-Match", "yesterday")
+        .json(&json!({}))
+        .send()
+        .await
+        .map(|r| (r.status(), ()))
+        .unwrap();
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     // Arrays where objects belong are refused, not mapped by position.
     for body in [json!(["renamed", ""]), json!({"claims": ["sub", null]})] {
@@ -319,7 +408,9 @@ async fn secrets_are_write_only_sealed_at_rest_and_never_logged_or_audited() {
 #[tokio::test]
 async fn sp_key_pairs_are_generated_downloaded_and_checked() {
     let gw = Gateway::start().await;
-    let (_, c) = gw.admin(Method::POST, "/connections", Some(json!({"display_name": "SP", "protocol": "saml", "saml": {"idp_metadata_xml": saml_metadata("https://i")}}))).await;
+    let (_, c) = gw
+        .admin(Method::POST, "/connections", Some(json!({"display_name": "SP", "protocol": "saml", "saml": {"idp_metadata_xml": saml_metadata("https://i")}})))
+        .await;
     let id = c["id"].as_str().unwrap();
     let r = gw.request(Method::GET, &format!("/api/v1/admin/connections/{id}/sp-certificate")).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
@@ -413,7 +504,17 @@ async fn directory_users_groups_memberships_and_invitations() {
 
     let (_, audit) = gw.admin(Method::GET, "/audit?limit=1000", None).await;
     let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
-    for a in ["user.create", "group.create", "membership.add", "membership.remove", "group.delete", "invitation.create", "invitation.delete", "user.update", "user.delete"] {
+    for a in [
+        "user.create",
+        "group.create",
+        "membership.add",
+        "membership.remove",
+        "group.delete",
+        "invitation.create",
+        "invitation.delete",
+        "user.update",
+        "user.delete",
+    ] {
         assert!(actions.contains(&a), "{a} audited");
     }
     let by_admin: Vec<&Value> = audit.as_array().unwrap().iter().filter(|a| a["actor"] != "system").collect();

@@ -33,11 +33,21 @@ async fn a_real_browser_logs_in_through_a_saml_idp() {
     let keys = tempfile::tempdir().unwrap();
     let _ = crate::peers::saml_metadata(keys.path(), "http://127.0.0.1:9", &[]);
     let mut cmd = Command::new(peers_dir().join(".venv/bin/python"));
-    cmd.arg(peers_dir().join("saml/idp.py")).args(["serve", "--keys"]).arg(keys.path())
-        .args(["--sp-metadata-url", &format!("{}/saml/con_b/metadata", gw.base), "--sign", "both"]);
+    cmd.arg(peers_dir().join("saml/idp.py")).args(["serve", "--keys"]).arg(keys.path()).args([
+        "--sp-metadata-url",
+        &format!("{}/saml/con_b/metadata", gw.base),
+        "--sign",
+        "both",
+    ]);
     let idp = crate::peers::spawn(cmd);
-    let (s, c) = gw.admin(reqwest::Method::POST, "/connections", Some(json!({"id": "con_b", "display_name": "Test SAML", "protocol": "saml",
-        "create_users": true, "saml": {"idp_metadata_url": idp.ready["metadata_url"], "sign_requests": true}}))).await;
+    let (s, c) = gw
+        .admin(
+            reqwest::Method::POST,
+            "/connections",
+            Some(json!({"id": "con_b", "display_name": "Test SAML", "protocol": "saml",
+        "create_users": true, "saml": {"idp_metadata_url": idp.ready["metadata_url"], "sign_requests": true}})),
+        )
+        .await;
     assert_eq!(s, reqwest::StatusCode::CREATED, "{c}");
     let script = peers_dir().join("browser/login.mjs");
     let base = gw.base.clone();

@@ -145,7 +145,11 @@ async fn binary_runs_on_defaults_and_the_cli_shares_its_store() {
     std::fs::write(&yaml_file, "display_name: From YAML\nprotocol: oidc\noidc:\n  issuer: https://i.example\n  client_id: c\n  client_secret: s\n  authorization_endpoint: https://i.example/a\n  token_endpoint: https://i.example/t\n  jwks_uri: https://i.example/k\n").unwrap();
     let (ok, o, e) = cli(other.path(), &["connections", "create", yaml_file.to_str().unwrap()]);
     assert!(ok && o.contains("created connection"), "{o}{e}");
-    std::fs::write(&yaml_file, "display_name: Broken\nprotocol: oidc\noidc:\n  client_id: c\n  issuer: https://i.example\n  authorization_endpoint: nope\n  discover: true\n").unwrap();
+    std::fs::write(
+        &yaml_file,
+        "display_name: Broken\nprotocol: oidc\noidc:\n  client_id: c\n  issuer: https://i.example\n  authorization_endpoint: nope\n  discover: true\n",
+    )
+    .unwrap();
     let (ok, _, e) = cli(other.path(), &["connections", "create", yaml_file.to_str().unwrap()]);
     assert!(!ok && e.contains("discover"), "{e}");
 

@@ -50,21 +50,30 @@ async fn start_idp() -> Hostile {
     let (key, jwk, kid) = keypair(Alg::Rs256);
     let state: Shared = Arc::new(Mutex::new(Idp { keys: vec![jwk], access_token: "at-1".into(), ..Default::default() }));
     let app = Router::new()
-        .route("/jwks", get(|State(s): State<Shared>| async move {
-            let mut s = s.lock().unwrap();
-            s.jwks_hits += 1;
-            Json(json!({"keys": s.keys}))
-        }))
-        .route("/token", post(|State(s): State<Shared>, Form(form): Form<Vec<(String, String)>>| async move {
-            let mut s = s.lock().unwrap();
-            s.token_form = form;
-            Json(json!({"id_token": s.id_token, "access_token": s.access_token, "token_type": "Bearer"}))
-        }))
+        .route(
+            "/jwks",
+            get(|State(s): State<Shared>| async move {
+                let mut s = s.lock().unwrap();
+                s.jwks_hits += 1;
+                Json(json!({"keys": s.keys}))
+            }),
+        )
+        .route(
+            "/token",
+            post(|State(s): State<Shared>, Form(form): Form<Vec<(String, String)>>| async move {
+                let mut s = s.lock().unwrap();
+                s.token_form = form;
+                Json(json!({"id_token": s.id_token, "access_token": s.access_token, "token_type": "Bearer"}))
+            }),
+        )
         .route("/userinfo", get(|State(s): State<Shared>| async move { Json(s.lock().unwrap().userinfo.clone()) }))
-        .route("/revoke", post(|State(s): State<Shared>, Form(form): Form<Vec<(String, String)>>| async move {
-            s.lock().unwrap().revoked.extend(form);
-            axum::http::StatusCode::OK
-        }))
+        .route(
+            "/revoke",
+            post(|State(s): State<Shared>, Form(form): Form<Vec<(String, String)>>| async move {
+                s.lock().unwrap().revoked.extend(form);
+                axum::http::StatusCode::OK
+            }),
+        )
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -122,7 +131,12 @@ impl Case {
         let (b, state, nonce, _) = self.start().await;
         self.idp.state.lock().unwrap().id_token = make(self, &nonce);
         let r = b.http.get(format!("{}/oidc/con_h/callback?state={state}&code=c1", self.gw.base)).send().await.unwrap();
-        let cookie = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).find(|c| c.starts_with("ssogate_session=") && !c.starts_with("ssogate_session=;"));
+        let cookie = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|c| c.starts_with("ssogate_session=") && !c.starts_with("ssogate_session=;"));
         (r.status(), r.text().await.unwrap(), cookie)
     }
 
@@ -152,12 +166,14 @@ async fn forged_and_stale_id_tokens_are_refused() {
         let mut s = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key).unwrap();
         s.update(input.as_bytes()).unwrap();
         format!("{input}.{}", B64URL.encode(s.sign_to_vec().unwrap()))
-    }).await;
+    })
+    .await;
     c.refused("ES512, off the allow-list", "does not accept", |c, n| unsigned(json!({"alg": "ES512", "kid": c.idp.kid}), &c.claims(n), b"x")).await;
     c.refused("bad signature", "signature is invalid", |c, n| {
         let (other, _, _) = keypair(Alg::Rs256);
         jws::sign(&other, "RS256", &c.idp.kid, &c.claims(n)).unwrap()
-    }).await;
+    })
+    .await;
     c.refused("tampered payload", "signature is invalid", |c, n| {
         let good = c.sign(&c.claims(n));
         let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
@@ -165,29 +181,73 @@ async fn forged_and_stale_id_tokens_are_refused() {
         evil["sub"] = json!("admin");
         parts[1] = B64URL.encode(evil.to_string());
         parts.join(".")
-    }).await;
+    })
+    .await;
     c.refused("unknown kid", "no key", |c, n| {
         let (other, _, _) = keypair(Alg::Rs256);
         jws::sign(&other, "RS256", "not-published", &c.claims(n)).unwrap()
-    }).await;
-    c.refused("wrong issuer", "another issuer", |c, n| { let mut x = c.claims(n); x["iss"] = json!("https://evil.example"); c.sign(&x) }).await;
-    c.refused("audience without our client", "not meant for this client", |c, n| { let mut x = c.claims(n); x["aud"] = json!("someone-else"); c.sign(&x) }).await;
-    c.refused("extra untrusted audience", "untrusted audiences", |c, n| { let mut x = c.claims(n); x["aud"] = json!([CLIENT, "evil"]); c.sign(&x) }).await;
-    c.refused("wrong azp", "azp", |c, n| { let mut x = c.claims(n); x["azp"] = json!("evil"); c.sign(&x) }).await;
-    c.refused("missing nonce", "nonce", |c, n| { let mut x = c.claims(n); x.as_object_mut().unwrap().remove("nonce"); c.sign(&x) }).await;
+    })
+    .await;
+    c.refused("wrong issuer", "another issuer", |c, n| {
+        let mut x = c.claims(n);
+        x["iss"] = json!("https://evil.example");
+        c.sign(&x)
+    })
+    .await;
+    c.refused("audience without our client", "not meant for this client", |c, n| {
+        let mut x = c.claims(n);
+        x["aud"] = json!("someone-else");
+        c.sign(&x)
+    })
+    .await;
+    c.refused("extra untrusted audience", "untrusted audiences", |c, n| {
+        let mut x = c.claims(n);
+        x["aud"] = json!([CLIENT, "evil"]);
+        c.sign(&x)
+    })
+    .await;
+    c.refused("wrong azp", "azp", |c, n| {
+        let mut x = c.claims(n);
+        x["azp"] = json!("evil");
+        c.sign(&x)
+    })
+    .await;
+    c.refused("missing nonce", "nonce", |c, n| {
+        let mut x = c.claims(n);
+        x.as_object_mut().unwrap().remove("nonce");
+        c.sign(&x)
+    })
+    .await;
     c.refused("wrong nonce", "nonce", |c, _| c.sign(&c.claims("another-login"))).await;
-    c.refused("expired", "expired", |c, n| { let mut x = c.claims(n); x["exp"] = json!(chrono::Utc::now().timestamp() - 120); c.sign(&x) }).await;
-    c.refused("issued in the future", "future", |c, n| { let mut x = c.claims(n); x["iat"] = json!(chrono::Utc::now().timestamp() + 600); c.sign(&x) }).await;
-    c.refused("at_hash mismatch", "at_hash", |c, n| { let mut x = c.claims(n); x["at_hash"] = json!(jws::half_hash("RS256", "another-token").unwrap()); c.sign(&x) }).await;
+    c.refused("expired", "expired", |c, n| {
+        let mut x = c.claims(n);
+        x["exp"] = json!(chrono::Utc::now().timestamp() - 120);
+        c.sign(&x)
+    })
+    .await;
+    c.refused("issued in the future", "future", |c, n| {
+        let mut x = c.claims(n);
+        x["iat"] = json!(chrono::Utc::now().timestamp() + 600);
+        c.sign(&x)
+    })
+    .await;
+    c.refused("at_hash mismatch", "at_hash", |c, n| {
+        let mut x = c.claims(n);
+        x["at_hash"] = json!(jws::half_hash("RS256", "another-token").unwrap());
+        c.sign(&x)
+    })
+    .await;
 
     // Within the skew, with a matching at_hash: accepted (the checks are not simply always failing).
-    let (status, body, cookie) = c.attempt(|c, n| {
-        let mut x = c.claims(n);
-        x["exp"] = json!(chrono::Utc::now().timestamp() - 30);
-        x["at_hash"] = json!(jws::half_hash("RS256", "at-1").unwrap());
-        x["azp"] = json!(CLIENT);
-        c.sign(&x)
-    }).await;
+    let (status, body, cookie) = c
+        .attempt(|c, n| {
+            let mut x = c.claims(n);
+            x["exp"] = json!(chrono::Utc::now().timestamp() - 30);
+            x["at_hash"] = json!(jws::half_hash("RS256", "at-1").unwrap());
+            x["azp"] = json!(CLIENT);
+            c.sign(&x)
+        })
+        .await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
     assert!(cookie.is_some());
 }

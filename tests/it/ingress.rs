@@ -267,7 +267,8 @@ async fn auth_gives_the_app_a_short_lived_signed_token_cached_per_session() {
     assert_eq!(auth(&gw, "/auth?set_authorization_header=1", Some(&cookie), &[]).await.status(), StatusCode::UNAUTHORIZED);
 
     // Configured for every route.
-    let (gw, _clock, cookie, _) = gateway_with_session(&[("SSOGATE_INGRESS__SET_AUTHORIZATION_HEADER", "true"), ("SSOGATE_INGRESS__TOKEN_AUDIENCE", "apps")], &[]).await;
+    let (gw, _clock, cookie, _) =
+        gateway_with_session(&[("SSOGATE_INGRESS__SET_AUTHORIZATION_HEADER", "true"), ("SSOGATE_INGRESS__TOKEN_AUDIENCE", "apps")], &[]).await;
     let r = auth(&gw, "/auth", Some(&cookie), &[]).await;
     assert_eq!(jws::parse(&token_of(&r)).unwrap().claims["aud"], "apps");
 }
@@ -282,7 +283,10 @@ async fn sign_out_clears_the_cookie_on_its_domain_and_this_host() {
     assert!(cookies.iter().any(|c| c.starts_with("ssogate_session=;") && c.contains("Max-Age=0") && !c.contains("Domain")), "{cookies:?}");
 
     // A cookie domain that does not hold the gateway's own host stops the start.
-    let cfg = ssogate::config::Config::load(None, vec![("SSOGATE_PUBLIC_URL".into(), "https://sso.example.com".into()), ("SSOGATE_SESSION__COOKIE_DOMAIN".into(), "example.org".into())]);
+    let cfg = ssogate::config::Config::load(
+        None,
+        vec![("SSOGATE_PUBLIC_URL".into(), "https://sso.example.com".into()), ("SSOGATE_SESSION__COOKIE_DOMAIN".into(), "example.org".into())],
+    );
     let err = cfg.unwrap_err().to_string();
     assert!(err.contains("session.cookie_domain") && err.contains("sso.example.com"), "{err}");
 }

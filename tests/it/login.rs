@@ -100,7 +100,12 @@ impl Setup {
     }
 
     pub async fn set_account(&self, account: &str, claims: Value) {
-        let r = reqwest::Client::new().post(format!("{}/__test/accounts/{account}", self.idp.ready["issuer"].as_str().unwrap())).json(&claims).send().await.unwrap();
+        let r = reqwest::Client::new()
+            .post(format!("{}/__test/accounts/{account}", self.idp.ready["issuer"].as_str().unwrap()))
+            .json(&claims)
+            .send()
+            .await
+            .unwrap();
         assert!(r.status().is_success());
     }
 
@@ -110,7 +115,12 @@ impl Setup {
 }
 
 fn groups_of(user: &Value) -> Vec<(String, Vec<String>)> {
-    user["groups"].as_array().unwrap().iter().map(|g| (g["name"].as_str().unwrap().to_string(), serde_json::from_value(g["sources"].clone()).unwrap())).collect()
+    user["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["name"].as_str().unwrap().to_string(), serde_json::from_value(g["sources"].clone()).unwrap()))
+        .collect()
 }
 
 #[tokio::test]
@@ -135,7 +145,8 @@ async fn login_creates_the_user_syncs_groups_and_keeps_manual_memberships() {
     // A manual grant of a group the IdP also asserts, and one it does not.
     let uid = alice["id"].as_str().unwrap();
     s.gw.admin(Method::PUT, &format!("/groups/grp_admins/members/{uid}"), None).await;
-    let staff = s.gw.admin(Method::GET, "/groups", None).await.1.as_array().unwrap().iter().find(|g| g["name"] == "Staff").unwrap()["id"].as_str().unwrap().to_string();
+    let staff =
+        s.gw.admin(Method::GET, "/groups", None).await.1.as_array().unwrap().iter().find(|g| g["name"] == "Staff").unwrap()["id"].as_str().unwrap().to_string();
     s.gw.admin(Method::PUT, &format!("/groups/{staff}/members/{uid}"), None).await;
 
     // The IdP drops both groups: sync removes its own grants only.
@@ -148,12 +159,7 @@ async fn login_creates_the_user_syncs_groups_and_keeps_manual_memberships() {
     g.sort();
     assert_eq!(
         g,
-        vec![
-            ("Admins".into(), vec!["manual".into()]),
-            ("Ops".into(), vec![c.clone()]),
-            ("Staff".into(), vec!["manual".into()]),
-            ("Users".into(), vec![]),
-        ],
+        vec![("Admins".into(), vec!["manual".into()]), ("Ops".into(), vec![c.clone()]), ("Staff".into(), vec!["manual".into()]), ("Users".into(), vec![]),],
         "Engineers removed; Ops added; Staff stays by its manual grant; Admins only by hand"
     );
     let (_, audit) = s.gw.admin(Method::GET, "/audit?limit=1000", None).await;

@@ -59,9 +59,7 @@ events {{ worker_connections 1024; }}
 /// Temporary paths inside `dir` (the defaults are under /var/lib/nginx).
 pub fn nginx_http_paths(dir: &Path) -> String {
     let d = dir.display();
-    format!(
-        "client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy; fastcgi_temp_path {d}/tmp/fastcgi; uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;\n"
-    )
+    format!("client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy; fastcgi_temp_path {d}/tmp/fastcgi; uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;\n")
 }
 
 /// Starts `nginx` on `conf` (written to `dir`) and waits for `port`.
@@ -180,8 +178,14 @@ async fn nginx_auth_request_in_front_of_an_app_as_ingress_nginx_configures_it() 
         "pkce_methods": ["S256"]
     }));
     let issuer = idp.ready["issuer"].as_str().unwrap().to_string();
-    let (s, c) = gw.admin(Method::POST, "/connections", Some(json!({"id": "con_node", "display_name": "Node IdP", "protocol": "oidc",
-        "create_users": true, "group_sync": true, "oidc": {"issuer": issuer, "client_id": "gateway", "client_secret": "gateway-secret-0123456789"}}))).await;
+    let (s, c) = gw
+        .admin(
+            Method::POST,
+            "/connections",
+            Some(json!({"id": "con_node", "display_name": "Node IdP", "protocol": "oidc",
+        "create_users": true, "group_sync": true, "oidc": {"issuer": issuer, "client_id": "gateway", "client_secret": "gateway-secret-0123456789"}})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
     gw.admin(Method::POST, "/groups", Some(json!({"name": "Engineers"}))).await;
 

@@ -31,7 +31,11 @@ impl Rp {
 
     /// Runs /authorize in `b` up to the redirect back to the app; returns the code.
     async fn code(&self, b: &Browser, extra: &str) -> String {
-        let mut url = format!("{}/authorize?client_id=app&response_type=code&scope=openid%20email&redirect_uri={}&state=st1&nonce=n1&connection=con_node&login_hint=alice{extra}", self.s.gw.base, enc(APP_CB));
+        let mut url = format!(
+            "{}/authorize?client_id=app&response_type=code&scope=openid%20email&redirect_uri={}&state=st1&nonce=n1&connection=con_node&login_hint=alice{extra}",
+            self.s.gw.base,
+            enc(APP_CB)
+        );
         for _ in 0..15 {
             let r = b.http.get(&url).send().await.unwrap();
             assert!(r.status().is_redirection(), "{url}: {} {}", r.status(), r.text().await.unwrap());
@@ -125,7 +129,9 @@ async fn code_flow_with_pkce_issues_a_verifiable_session_token() {
     let v = rp.verifier().await;
     parsed.claims(&v, &Nonce::new("n1".into())).expect("tokens signed before the rotation still verify");
     let code = rp.code(&b, "").await;
-    let (st, tokens) = rp.exchange(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP_CB), ("client_id", "app"), ("client_secret", &rp.secret)], None).await;
+    let (st, tokens) = rp
+        .exchange(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP_CB), ("client_id", "app"), ("client_secret", &rp.secret)], None)
+        .await;
     assert_eq!(st, StatusCode::OK, "client_secret_post works too: {tokens}");
     let new_token = tokens["id_token"].as_str().unwrap();
     assert_ne!(kid(new_token), old_kid);
@@ -162,16 +168,25 @@ async fn token_endpoint_refuses_wrong_clients_uris_and_verifiers() {
     let (st, e) = rp.exchange(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP_CB)], Some(("app", &rp.secret))).await;
     assert_eq!((st, e["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
     let code = rp.code(&b, "").await;
-    let (st, _) = rp.exchange(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", "http://127.0.0.1:9/other")], Some(("app", &rp.secret))).await;
+    let (st, _) =
+        rp.exchange(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", "http://127.0.0.1:9/other")], Some(("app", &rp.secret))).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
 
     // /authorize never redirects to an unregistered URI, nor for an unknown client.
-    for q in [format!("client_id=app&response_type=code&scope=openid&redirect_uri={}", enc("https://evil.example/cb")), format!("client_id=nope&response_type=code&scope=openid&redirect_uri={}", enc(APP_CB))] {
+    for q in [
+        format!("client_id=app&response_type=code&scope=openid&redirect_uri={}", enc("https://evil.example/cb")),
+        format!("client_id=nope&response_type=code&scope=openid&redirect_uri={}", enc(APP_CB)),
+    ] {
         let r = b.http.get(format!("{}/authorize?{q}", rp.s.gw.base)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{q}");
     }
     // Registered URI, bad request: the error goes back to the app.
-    let r = b.http.get(format!("{}/authorize?client_id=app&response_type=token&scope=openid&state=s&redirect_uri={}", rp.s.gw.base, enc(APP_CB))).send().await.unwrap();
+    let r = b
+        .http
+        .get(format!("{}/authorize?client_id=app&response_type=token&scope=openid&state=s&redirect_uri={}", rp.s.gw.base, enc(APP_CB)))
+        .send()
+        .await
+        .unwrap();
     let loc = r.headers()["location"].to_str().unwrap();
     assert!(loc.starts_with(APP_CB) && loc.contains("error=unsupported_response_type") && loc.contains("state=s"), "{loc}");
 }

@@ -10,8 +10,7 @@ use crate::support::{saml_metadata, Gateway};
 async fn every_preset_builds_a_valid_connection() {
     let gw = Gateway::start().await;
     for p in preset::all() {
-        let placeholders: serde_json::Map<String, serde_json::Value> =
-            p.placeholders.iter().map(|ph| (ph.name.clone(), json!(ph.example))).collect();
+        let placeholders: serde_json::Map<String, serde_json::Value> = p.placeholders.iter().map(|ph| (ph.name.clone(), json!(ph.example))).collect();
         let name = format!("{} {}", p.protocol, p.name);
         let body = match p.protocol {
             Protocol::Oidc => {

@@ -273,7 +273,14 @@ async fn two_replicas_share_logins_logouts_and_connections() {
     // A connection turned off on A leaves B's login page, and B refuses to start it.
     let (_, page) = get(&format!("{base_b}/login")).await;
     assert!(page.contains("Sign in with Shared IdP"), "{page}");
-    let r = http.patch(format!("{base_a}/api/v1/admin/connections/{conn}")).bearer_auth(TOKEN).header("If-Match", "*").json(&json!({"active": false})).send().await.unwrap();
+    let r = http
+        .patch(format!("{base_a}/api/v1/admin/connections/{conn}"))
+        .bearer_auth(TOKEN)
+        .header("If-Match", "*")
+        .json(&json!({"active": false}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     until!(Duration::from_secs(1), "the login page of B drops the connection", !get(&format!("{base_b}/login")).await.1.contains("Shared IdP"));
     until!(Duration::from_secs(5), "B refuses to start a login with it", get(&format!("{base_b}/login/{conn}")).await.0 == StatusCode::NOT_FOUND);
@@ -309,7 +316,8 @@ async fn redis_outage_fails_closed_and_recovers_by_itself() {
     };
 
     // An app of the gateway's OpenID Provider (its registration is in the SQL store).
-    let (st, app) = s.gw.admin(reqwest::Method::POST, "/clients", Some(json!({"client_id": "app", "name": "App", "redirect_uris": ["https://app.example.test/cb"]}))).await;
+    let (st, app) =
+        s.gw.admin(reqwest::Method::POST, "/clients", Some(json!({"client_id": "app", "name": "App", "redirect_uris": ["https://app.example.test/cb"]}))).await;
     assert_eq!(st, StatusCode::CREATED, "{app}");
     let app_secret = app["client_secret"].as_str().unwrap().to_string();
 
@@ -408,7 +416,11 @@ async fn a_dropped_invalidation_feed_turns_the_session_cache_off() {
     let clock = Clock::system();
     let redis = Redis::open(&server.url(), None, "ssogate:", Duration::from_secs(1)).unwrap();
     let cache = Arc::new(SessionCache::new(60_000));
-    let sessions = Cached::new(Arc::new(RedisSessions::new(redis.clone(), clock.clone(), ssogate::secret::Cipher::from_text(&"5".repeat(64)).unwrap())), cache.clone(), feed(&redis, cache.clone(), clock.clone()));
+    let sessions = Cached::new(
+        Arc::new(RedisSessions::new(redis.clone(), clock.clone(), ssogate::secret::Cipher::from_text(&"5".repeat(64)).unwrap())),
+        cache.clone(),
+        feed(&redis, cache.clone(), clock.clone()),
+    );
     until!(Duration::from_secs(5), "the feed is heard", cache.live());
     let now = clock.now();
     let id = ssogate::id::token(32);
@@ -453,7 +465,23 @@ fn tls_material(dir: &std::path::Path) {
     run(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=ssogate test CA"]].concat());
     run(&[&["req"][..], &ec, &["-keyout", "redis.key", "-out", "redis.csr", "-subj", "/CN=localhost"]].concat());
     std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
-    run(&["x509", "-req", "-in", "redis.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "redis.pem", "-days", "2", "-extfile", "san.ext"]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "redis.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "redis.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
 }
 
 /// `rediss://`: the state works over TLS when Redis's certificate chains to
@@ -502,7 +530,8 @@ async fn state_over_tls_verifies_the_redis_certificate() {
     assert_eq!(auth(&gw.base, &session).await, StatusCode::SERVICE_UNAVAILABLE, "and /auth fails closed, even for a session Redis holds");
     // Nor one whose certificate names another host (it names localhost, not 127.0.0.1).
     let other = format!("rediss://127.0.0.1:{port}/0");
-    let gw = crate::support::Gateway::start_in(Arc::new(tempfile::tempdir().unwrap()), &[("SSOGATE_STATE__URL", &other), ("SSOGATE_STATE__TLS_CA_FILE", &ca)]).await;
+    let gw =
+        crate::support::Gateway::start_in(Arc::new(tempfile::tempdir().unwrap()), &[("SSOGATE_STATE__URL", &other), ("SSOGATE_STATE__TLS_CA_FILE", &ca)]).await;
     assert_eq!(auth(&gw.base, &session).await, StatusCode::SERVICE_UNAVAILABLE, "a certificate for another name is refused");
     // And the reason is the certificate, said in the error the logs carry.
     let cipher = || ssogate::secret::Cipher::from_text(&"5".repeat(64)).unwrap();

@@ -37,13 +37,22 @@ async fn authn_requests_reach_a_real_idp_unsigned_signed_and_tampered() {
     let mut cmd = Command::new(peers_dir().join(".venv/bin/python"));
     cmd.arg(peers_dir().join("saml/idp.py")).args(["serve", "--keys"]).arg(keys.path()).args(["--sp-metadata-url", &sp_metadata_url]);
     let idp = crate::peers::spawn(cmd);
-    let (s, c) = gw.admin(Method::POST, "/connections", Some(json!({"id": "con_s", "display_name": "pysaml2", "protocol": "saml",
-        "saml": {"idp_metadata_url": idp.ready["metadata_url"]}}))).await;
+    let (s, c) = gw
+        .admin(
+            Method::POST,
+            "/connections",
+            Some(json!({"id": "con_s", "display_name": "pysaml2", "protocol": "saml",
+        "saml": {"idp_metadata_url": idp.ready["metadata_url"]}})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
 
     // Our SP metadata says what we do.
     let md = reqwest::get(&sp_metadata_url).await.unwrap().text().await.unwrap();
-    assert!(md.contains(&format!("entityID=\"{sp_metadata_url}\"")) && md.contains("AuthnRequestsSigned=\"false\"") && md.contains("WantAssertionsSigned=\"true\""), "{md}");
+    assert!(
+        md.contains(&format!("entityID=\"{sp_metadata_url}\"")) && md.contains("AuthnRequestsSigned=\"false\"") && md.contains("WantAssertionsSigned=\"true\""),
+        "{md}"
+    );
     assert!(md.contains(&format!("Location=\"{}/saml/con_s/acs\"", gw.base)));
 
     let acs = format!("{}/saml/con_s/acs", gw.base);
@@ -55,10 +64,13 @@ async fn authn_requests_reach_a_real_idp_unsigned_signed_and_tampered() {
             assert_eq!(r.status(), StatusCode::SEE_OTHER);
             let mut url = reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
             if tamper {
-                let pairs: Vec<(String, String)> = url.query_pairs().map(|(k, v)| {
-                    let v = if k == "RelayState" { format!("{v}x") } else { v.to_string() };
-                    (k.to_string(), v)
-                }).collect();
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k == "RelayState" { format!("{v}x") } else { v.to_string() };
+                        (k.to_string(), v)
+                    })
+                    .collect();
                 url.query_pairs_mut().clear().extend_pairs(pairs);
             }
             let resp = b.http.get(url.clone()).send().await.unwrap();
@@ -80,7 +92,13 @@ async fn authn_requests_reach_a_real_idp_unsigned_signed_and_tampered() {
     assert!(response.contains(&format!("InResponseTo=\"{request_id}\"")), "{response}");
 
     // JIT is off: the verified response is still refused, and nothing is created.
-    let r = b.http.post(&acs).form(&[("SAMLResponse", hidden(&html, "SAMLResponse").unwrap()), ("RelayState", hidden(&html, "RelayState").unwrap())]).send().await.unwrap();
+    let r = b
+        .http
+        .post(&acs)
+        .form(&[("SAMLResponse", hidden(&html, "SAMLResponse").unwrap()), ("RelayState", hidden(&html, "RelayState").unwrap())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let body = r.text().await.unwrap();
     assert!(body.contains("no account for you"), "{body}");
@@ -113,7 +131,9 @@ async fn acs_precheck_refuses_hostile_posts_fast_and_offline() {
     bait.set_nonblocking(true).unwrap();
     let remote = format!("http://{}/steal", bait.local_addr().unwrap());
     let sig = |uri: &str, transform: &str| {
-        format!(r#"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="{uri}"><ds:Transforms><ds:Transform Algorithm="{transform}"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue>x</ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue>x</ds:SignatureValue></ds:Signature>"#)
+        format!(
+            r#"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="{uri}"><ds:Transforms><ds:Transform Algorithm="{transform}"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue>x</ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue>x</ds:SignatureValue></ds:Signature>"#
+        )
     };
     let response = |inner: &str| format!(r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_r">{inner}</samlp:Response>"#);
     let env = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
@@ -121,13 +141,28 @@ async fn acs_precheck_refuses_hostile_posts_fast_and_offline() {
         ("garbage base64", "!!not-base64!!".to_string(), "not base64"),
         ("remote reference", B64.encode(response(&sig(&remote, env))), "not an element of this response"),
         ("XSLT transform", B64.encode(response(&sig("#_r", "http://www.w3.org/TR/1999/REC-xslt-19991116"))), "not allowed"),
-        ("XXE", B64.encode(r#"<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol">&x;</samlp:Response>"#), "DOCTYPE"),
-        ("billion laughs", B64.encode(format!("<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"ha\">{}]><l>&j;</l>", (b'b'..=b'j').map(|c| format!("<!ENTITY {} \"{}\">", c as char, format!("&{};", (c - 1) as char).repeat(10))).collect::<String>())), "DOCTYPE"),
+        (
+            "XXE",
+            B64.encode(r#"<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol">&x;</samlp:Response>"#),
+            "DOCTYPE",
+        ),
+        (
+            "billion laughs",
+            B64.encode(format!(
+                "<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"ha\">{}]><l>&j;</l>",
+                (b'b'..=b'j').map(|c| format!("<!ENTITY {} \"{}\">", c as char, format!("&{};", (c - 1) as char).repeat(10))).collect::<String>()
+            )),
+            "DOCTYPE",
+        ),
         ("duplicate IDs", B64.encode(response(r#"<a ID="_r"/>"#)), "duplicate IDs"),
         // Parsers recurse per level: this would overflow the stack, taking the process down.
         ("deep nesting", B64.encode(response(&format!("{}{}", "<a>".repeat(30_000), "</a>".repeat(30_000)))), "nests elements more than 64 deep"),
         // Parsers copy every namespace in scope into each element: quadratic work.
-        ("namespace flood", B64.encode(response(&format!("<b {}>{}</b>", (0..40).map(|i| format!(" xmlns:n{i}=\"u\"")).collect::<String>(), "<c xmlns:z=\"u\"/>".repeat(2000)))), "namespace declarations in scope"),
+        (
+            "namespace flood",
+            B64.encode(response(&format!("<b {}>{}</b>", (0..40).map(|i| format!(" xmlns:n{i}=\"u\"")).collect::<String>(), "<c xmlns:z=\"u\"/>".repeat(2000)))),
+            "namespace declarations in scope",
+        ),
         ("attribute flood", B64.encode(response(&format!("<b {}/>", (0..20_000).map(|i| format!(" a{i}=\"\"")).collect::<String>()))), "more than 64 attributes"),
     ];
     for (what, value, needle) in cases {
@@ -164,11 +199,7 @@ pub struct Acs {
 
 /// Makes a response with tests/peers/saml/forge.py (signed by xmlsec1).
 pub fn forge(spec: &serde_json::Value) -> String {
-    let out = Command::new(crate::peers::peers_dir().join(".venv/bin/python"))
-        .arg(peers_dir().join("saml/forge.py"))
-        .arg(spec.to_string())
-        .output()
-        .unwrap();
+    let out = Command::new(crate::peers::peers_dir().join(".venv/bin/python")).arg(peers_dir().join("saml/forge.py")).arg(spec.to_string()).output().unwrap();
     assert!(out.status.success(), "forge.py: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -217,7 +248,11 @@ impl Acs {
             form.push(("RelayState", r.to_string()));
         }
         let r = b.http.post(&self.acs).form(&form).send().await.unwrap();
-        let session = r.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("ssogate_session=") && !c.to_str().unwrap().starts_with("ssogate_session=;"));
+        let session = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap().starts_with("ssogate_session=") && !c.to_str().unwrap().starts_with("ssogate_session=;"));
         (r.status(), r.text().await.unwrap(), session)
     }
 
@@ -289,7 +324,13 @@ refusal!(acs_refuses_subject_confirmation_expired, json!({}), json!({"scd_not_on
 refusal!(acs_refuses_wrong_audience, json!({}), json!({"audience": "https://other-sp.example/"}), FORBIDDEN, "Audience");
 refusal!(acs_refuses_missing_audience, json!({}), json!({"no_audience": true}), FORBIDDEN, "names no Audience");
 refusal!(acs_refuses_wrong_recipient, json!({}), json!({"recipient": "https://other-sp.example/acs"}), FORBIDDEN, "(Recipient)");
-refusal!(acs_refuses_wrong_destination, json!({"require_signed_assertions": false}), json!({"sign": "both", "destination": "https://other-sp.example/acs"}), FORBIDDEN, "addressed to");
+refusal!(
+    acs_refuses_wrong_destination,
+    json!({"require_signed_assertions": false}),
+    json!({"sign": "both", "destination": "https://other-sp.example/acs"}),
+    FORBIDDEN,
+    "addressed to"
+);
 refusal!(acs_refuses_wrong_issuer, json!({}), json!({"issuer": "https://evil-idp.example/"}), FORBIDDEN, "not by this connection&#39;s IdP");
 refusal!(acs_refuses_wrong_in_response_to, json!({}), json!({"in_response_to": "_someone_elses_request"}), FORBIDDEN, "answers another sign-in");
 refusal!(acs_refuses_status_not_success, json!({}), json!({"status": "urn:oasis:names:tc:SAML:2.0:status:Requester"}), FORBIDDEN, "SAML status Requester");
@@ -301,7 +342,13 @@ refusal!(acs_refuses_duplicate_ids, json!({}), json!({"attack": "duplicate_id"})
 refusal!(acs_refuses_nested_ids, json!({}), json!({"attack": "nested_id"}), FORBIDDEN, "does not sign the element that contains it");
 refusal!(acs_refuses_comment_in_name_id, json!({}), json!({"attack": "comment_nameid", "name_id": "alice@example.test.evil.example"}), BAD, "comments");
 refusal!(acs_refuses_xslt_transform, json!({}), json!({"attack": "xslt"}), BAD, "not allowed");
-refusal!(acs_refuses_sha1, json!({}), json!({"sig_alg": "http://www.w3.org/2000/09/xmldsig#rsa-sha1", "digest_alg": "http://www.w3.org/2000/09/xmldsig#sha1"}), BAD, "not allowed");
+refusal!(
+    acs_refuses_sha1,
+    json!({}),
+    json!({"sig_alg": "http://www.w3.org/2000/09/xmldsig#rsa-sha1", "digest_alg": "http://www.w3.org/2000/09/xmldsig#sha1"}),
+    BAD,
+    "not allowed"
+);
 
 #[tokio::test]
 async fn acs_refuses_a_foreign_key() {
@@ -418,19 +465,29 @@ async fn saml_login_through_a_real_idp_every_signing_mode_with_group_sync_and_ji
     let _ = idp_keys(keys.path(), "http://127.0.0.1:9", &[]);
     let users = keys.path().join("users.json");
     let write_users = |groups: &[&str]| {
-        std::fs::write(&users, json!({"alice": {"email": ["alice@example.test"], "givenName": ["Alice"], "sn": ["Example"], "groups": groups}}).to_string()).unwrap();
+        std::fs::write(&users, json!({"alice": {"email": ["alice@example.test"], "givenName": ["Alice"], "sn": ["Example"], "groups": groups}}).to_string())
+            .unwrap();
     };
     write_users(&["staff", "ops"]);
     let mut cmd = Command::new(peers_dir().join(".venv/bin/python"));
-    cmd.arg(peers_dir().join("saml/idp.py")).args(["serve", "--keys"]).arg(keys.path())
-        .args(["--sp-metadata-url", &format!("{}/saml/con_s/metadata", gw.base), "--users"]).arg(&users);
+    cmd.arg(peers_dir().join("saml/idp.py"))
+        .args(["serve", "--keys"])
+        .arg(keys.path())
+        .args(["--sp-metadata-url", &format!("{}/saml/con_s/metadata", gw.base), "--users"])
+        .arg(&users);
     let idp = crate::peers::spawn(cmd);
     for name in ["Staff", "Ops"] {
         gw.admin(Method::POST, "/groups", Some(json!({"name": name}))).await;
     }
-    let (s, c) = gw.admin(Method::POST, "/connections", Some(json!({"id": "con_s", "display_name": "pysaml2", "protocol": "saml",
+    let (s, c) = gw
+        .admin(
+            Method::POST,
+            "/connections",
+            Some(json!({"id": "con_s", "display_name": "pysaml2", "protocol": "saml",
         "provider": "custom", "group_sync": true, "create_users": false,
-        "saml": {"idp_metadata_url": idp.ready["metadata_url"], "require_signed_assertions": false}}))).await;
+        "saml": {"idp_metadata_url": idp.ready["metadata_url"], "require_signed_assertions": false}})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
 
     // JIT off: a verified login without an account is refused; nothing is created.
@@ -495,11 +552,19 @@ async fn metadata_by_url_is_refreshed_when_the_idp_rolls_its_key() {
     let keys = tempfile::tempdir().unwrap();
     let _ = idp_keys(keys.path(), "http://127.0.0.1:9", &[]);
     let mut cmd = Command::new(peers_dir().join(".venv/bin/python"));
-    cmd.arg(peers_dir().join("saml/idp.py")).args(["serve", "--keys"]).arg(keys.path())
+    cmd.arg(peers_dir().join("saml/idp.py"))
+        .args(["serve", "--keys"])
+        .arg(keys.path())
         .args(["--sp-metadata-url", &format!("{}/saml/con_s/metadata", gw.base)]);
     let mut idp = crate::peers::spawn(cmd);
-    let (s, c) = gw.admin(Method::POST, "/connections", Some(json!({"id": "con_s", "display_name": "pysaml2", "protocol": "saml",
-        "create_users": true, "saml": {"idp_metadata_url": idp.ready["metadata_url"]}}))).await;
+    let (s, c) = gw
+        .admin(
+            Method::POST,
+            "/connections",
+            Some(json!({"id": "con_s", "display_name": "pysaml2", "protocol": "saml",
+        "create_users": true, "saml": {"idp_metadata_url": idp.ready["metadata_url"]}})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
     let old_cert = c["saml"]["idp"]["certificates"][0]["sha256"].clone();
     assert!(c["saml"]["idp"]["certificates"][0]["not_after"].is_string(), "expiry shown: {c}");
@@ -532,5 +597,17 @@ async fn metadata_by_url_is_refreshed_when_the_idp_rolls_its_key() {
     assert_eq!(after["version"], c["version"]);
 }
 
-refusal!(acs_refuses_assertion_not_naming_the_request, json!({"require_signed_assertions": true}), json!({"scd_in_response_to": null}), FORBIDDEN, "no InResponseTo");
-refusal!(acs_refuses_a_huge_prefix_list, json!({}), json!({"prefix_list": (0..40).map(|i| format!("p{i}")).collect::<Vec<_>>().join(" ")}), FORBIDDEN, "PrefixList names too many prefixes");
+refusal!(
+    acs_refuses_assertion_not_naming_the_request,
+    json!({"require_signed_assertions": true}),
+    json!({"scd_in_response_to": null}),
+    FORBIDDEN,
+    "no InResponseTo"
+);
+refusal!(
+    acs_refuses_a_huge_prefix_list,
+    json!({}),
+    json!({"prefix_list": (0..40).map(|i| format!("p{i}")).collect::<Vec<_>>().join(" ")}),
+    FORBIDDEN,
+    "PrefixList names too many prefixes"
+);

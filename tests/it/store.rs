@@ -38,7 +38,10 @@ async fn wrong_master_key_is_a_clear_startup_error() {
     assert!(err.to_string().contains("master key does not match"), "{err}");
     // A malformed key is refused by configuration checks before anything opens.
     let dir2 = tempfile::tempdir().unwrap();
-    let bad = ssogate::config::Config::load(None, vec![("SSOGATE_MASTER_KEY".into(), "short".into()), ("SSOGATE_DATA_DIR".into(), dir2.path().display().to_string())]);
+    let bad = ssogate::config::Config::load(
+        None,
+        vec![("SSOGATE_MASTER_KEY".into(), "short".into()), ("SSOGATE_DATA_DIR".into(), dir2.path().display().to_string())],
+    );
     assert!(bad.unwrap_err().to_string().contains("master_key"));
 }
 
