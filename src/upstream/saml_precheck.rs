@@ -112,74 +112,108 @@ pub const RESPONSE_LIMITS: Limits = Limits { depth: MAX_DEPTH, elements: 20_000,
 
 /// Which limit the raw text broke, as a sentence.
 pub fn shape_within(xml: &str, limits: &Limits) -> Result<(), String> {
+    shape_counted(xml, limits).0
+}
+
+/// [`shape_within`], and how many steps the scan took: every byte is looked at a bounded
+/// number of times (at most twice: once by the scan, once by `skip_to`'s window), so the
+/// work is linear in the input, whatever its shape. The tests hold it to that.
+fn shape_counted(xml: &str, limits: &Limits) -> (Result<(), String>, usize) {
     let b = xml.as_bytes();
-    let skip_to = |from: usize, end: &[u8]| -> usize {
-        b.get(from..).and_then(|r| r.windows(end.len()).position(|w| w == end)).map(|p| from + p + end.len()).unwrap_or(b.len())
-    };
+    let mut steps = 0usize;
     let (mut i, mut elements) = (0usize, 0usize);
     // Namespace declarations per open element; their sum is what is in scope.
     let mut open: Vec<usize> = Vec::new();
     let mut in_scope = 0usize;
+    macro_rules! skip_to {
+        ($from:expr, $end:expr) => {{
+            let (from, end): (usize, &[u8]) = ($from, $end);
+            let found = b.get(from..).and_then(|r| r.windows(end.len()).position(|w| w == end));
+            steps += found.map_or(b.len().saturating_sub(from), |p| p + end.len());
+            found.map(|p| from + p + end.len()).unwrap_or(b.len())
+        }};
+    }
     while i < b.len() {
+        steps += 1;
         if b[i] != b'<' {
             i += 1;
             continue;
         }
         let rest = &b[i..];
         if rest.starts_with(b"<!--") {
-            i = skip_to(i + 4, b"-->");
+            i = skip_to!(i + 4, b"-->");
         } else if rest.starts_with(b"<![CDATA[") {
-            i = skip_to(i + 9, b"]]>");
+            i = skip_to!(i + 9, b"]]>");
         } else if rest.starts_with(b"<?") {
-            i = skip_to(i + 2, b"?>");
+            i = skip_to!(i + 2, b"?>");
         } else if rest.starts_with(b"<!") {
-            i = skip_to(i + 2, b">");
+            i = skip_to!(i + 2, b">");
         } else if rest.starts_with(b"</") {
             in_scope -= open.pop().unwrap_or(0);
-            i = skip_to(i + 2, b">");
+            i = skip_to!(i + 2, b">");
         } else {
-            // A start tag: to its '>', outside quoted values; "/>" closes it at once.
+            // A start tag: to its '>', outside quoted values; "/>" closes it at once. The
+            // name before each '=' is the last run of non-space bytes, tracked while moving
+            // forward (never by looking back), and each limit is checked as soon as it is
+            // passed, not when the tag ends.
             let (mut j, mut quote, mut attributes, mut declared) = (i + 1, 0u8, 0usize, 0usize);
+            // The last name-like run outside quotes: [run_start, run_end).
+            let (mut run_start, mut run_end, mut in_run) = (j, j, false);
+            elements += 1;
+            if elements > limits.elements {
+                return (Err(format!("has more than {} elements", limits.elements)), steps);
+            }
             while j < b.len() {
-                match (quote, b[j]) {
-                    (0, q @ (b'"' | b'\'')) => quote = q,
+                steps += 1;
+                let c = b[j];
+                match (quote, c) {
+                    (0, q @ (b'"' | b'\'')) => {
+                        quote = q;
+                        in_run = false;
+                    }
                     (0, b'>') => break,
                     (0, b'=') => {
+                        in_run = false;
                         attributes += 1;
-                        // The name before '=': is it a namespace declaration?
-                        let name_end = b[..j].iter().rposition(|c| !c.is_ascii_whitespace()).map(|p| p + 1).unwrap_or(0);
-                        let name_start = b[..name_end].iter().rposition(|c| c.is_ascii_whitespace()).map(|p| p + 1).unwrap_or(0);
-                        let name = &b[name_start..name_end];
+                        if attributes > limits.attributes {
+                            return (Err(format!("has an element with more than {} attributes", limits.attributes)), steps);
+                        }
+                        // Is the name before '=' a namespace declaration?
+                        let name = &b[run_start..run_end];
                         if name == b"xmlns" || name.starts_with(b"xmlns:") {
                             declared += 1;
+                            if in_scope + declared > limits.namespaces {
+                                return (Err(format!("has more than {} namespace declarations in scope", limits.namespaces)), steps);
+                            }
                         }
+                        // A second '=' without a new name names nothing.
+                        run_start = j + 1;
+                        run_end = j + 1;
                     }
-                    (q, c) if q != 0 && c == q => quote = 0,
+                    (0, c) if c.is_ascii_whitespace() => in_run = false,
+                    (0, _) => {
+                        if !in_run {
+                            run_start = j;
+                            in_run = true;
+                        }
+                        run_end = j + 1;
+                    }
+                    (q, c) if c == q => quote = 0,
                     _ => {}
                 }
                 j += 1;
-            }
-            elements += 1;
-            if elements > limits.elements {
-                return Err(format!("has more than {} elements", limits.elements));
-            }
-            if attributes > limits.attributes {
-                return Err(format!("has an element with more than {} attributes", limits.attributes));
-            }
-            if in_scope + declared > limits.namespaces {
-                return Err(format!("has more than {} namespace declarations in scope", limits.namespaces));
             }
             if j < b.len() && b[j - 1] != b'/' {
                 open.push(declared);
                 in_scope += declared;
                 if open.len() > limits.depth {
-                    return Err(format!("nests elements more than {} deep", limits.depth));
+                    return (Err(format!("nests elements more than {} deep", limits.depth)), steps);
                 }
             }
             i = j + 1;
         }
     }
-    Ok(())
+    (Ok(()), steps)
 }
 
 /// A value from the message, fit to show on a page: short URI-like text as it is, anything

