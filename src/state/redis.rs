@@ -412,8 +412,7 @@ impl Sessions for RedisSessions {
         if now - s.last_seen >= LAST_SEEN_STEP_MS {
             let ttl = s.expires_at.min(now.saturating_add(s.idle_timeout_ms)) - now;
             let (script, k, m) = (&self.record, self.redis.key("s", &h), self.seal_last_use(&h, now));
-            let recorded: i64 =
-                self.redis.run(|mut c| async move { script.key(k).arg(checked).arg(now).arg(m).arg(ttl).invoke_async(&mut c).await }).await?;
+            let recorded: i64 = self.redis.run(|mut c| async move { script.key(k).arg(checked).arg(now).arg(m).arg(ttl).invoke_async(&mut c).await }).await?;
             if recorded == 1 {
                 s.last_seen = now;
             }
