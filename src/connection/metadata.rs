@@ -1,9 +1,13 @@
 //! SAML IdP metadata: parsed into the IdP's entity id, its SSO URL and binding, and
 //! every signing certificate. Parsing refuses DTDs (no entity expansion, no XXE) and
-//! anything that is not SAML 2.0 metadata.
+//! anything that is not SAML 2.0 metadata. Signing certificates are pinned only with a
+//! key strong enough to trust a signature from: RSA of at least [`MIN_RSA_BITS`] bits,
+//! or ECDSA on P-256, P-384 or P-521.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use openssl::nid::Nid;
+use openssl::pkey::Id;
 use openssl::x509::X509;
 
 use super::{Certificate, IdpMetadata};
@@ -18,6 +22,9 @@ pub const POST: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
 
 /// Largest metadata document accepted.
 pub const MAX_BYTES: usize = 512 * 1024;
+
+/// Smallest RSA key accepted in a pinned signing certificate.
+pub const MIN_RSA_BITS: u32 = 2048;
 
 /// Parses IdP metadata; the error says what is missing or wrong.
 pub fn parse(xml: &str) -> Result<IdpMetadata, String> {
@@ -62,6 +69,7 @@ pub fn parse(xml: &str) -> Result<IdpMetadata, String> {
         .find_map(|b| sso.iter().find(|(binding, _)| binding == b).cloned())
         .ok_or("has no SingleSignOnService with the HTTP-Redirect or HTTP-POST binding")?;
     let mut certificates = Vec::new();
+    let mut position = 0;
     for kd in idp.children().filter(|c| is(c, "KeyDescriptor")) {
         if !matches!(kd.attribute("use"), None | Some("signing")) {
             continue;
@@ -69,7 +77,9 @@ pub fn parse(xml: &str) -> Result<IdpMetadata, String> {
         for cert in kd.descendants().filter(|n| n.is_element() && n.tag_name().name() == "X509Certificate" && n.tag_name().namespace() == Some(DS)) {
             let text: String = cert.text().unwrap_or_default().chars().filter(|c| !c.is_whitespace()).collect();
             let der = B64.decode(text).map_err(|_| "has an X509Certificate that is not base64".to_string())?;
-            certificates.push(certificate(&der)?);
+            position += 1;
+            let x = X509::from_der(&der).map_err(|_| "has an X509Certificate that is not a certificate".to_string())?;
+            certificates.push(pinned(&x, position)?);
         }
     }
     certificates.dedup_by(|a, b| a.sha256 == b.sha256);
@@ -79,10 +89,35 @@ pub fn parse(xml: &str) -> Result<IdpMetadata, String> {
     Ok(IdpMetadata { entity_id: entity_id.to_string(), sso_url, sso_binding, certificates })
 }
 
-/// Describes a DER certificate: PEM, subject, expiry, fingerprint.
-pub fn certificate(der: &[u8]) -> Result<Certificate, String> {
-    let x = X509::from_der(der).map_err(|_| "has an X509Certificate that is not a certificate".to_string())?;
-    describe(&x)
+/// Describes signing certificate number `position` (from 1, in document order) if its
+/// key is strong enough; else says which certificate it is and what is wrong with it.
+pub fn pinned(x: &X509, position: usize) -> Result<Certificate, String> {
+    let c = describe(x)?;
+    match weak_key(x) {
+        None => Ok(c),
+        Some(why) => {
+            let subject: String = if c.subject.is_empty() { "no subject".into() } else { c.subject.chars().take(200).collect() };
+            Err(format!("has signing certificate {position} ({subject}, expires {}) with {why}", c.not_after))
+        }
+    }
+}
+
+/// Why the key of `x` is not trusted to sign, if it is not.
+pub fn weak_key(x: &X509) -> Option<String> {
+    let Ok(key) = x.public_key() else { return Some("a public key that cannot be read".into()) };
+    match key.id() {
+        Id::RSA if key.bits() >= MIN_RSA_BITS => None,
+        Id::RSA => Some(format!("a {}-bit RSA key; at least {MIN_RSA_BITS} bits are required", key.bits())),
+        Id::EC => match key.ec_key().ok().and_then(|k| k.group().curve_name()) {
+            Some(Nid::X9_62_PRIME256V1 | Nid::SECP384R1 | Nid::SECP521R1) => None,
+            Some(nid) => Some(format!("an EC key on the curve {}; only P-256, P-384 and P-521 are accepted", nid.short_name().unwrap_or("(unnamed)"))),
+            None => Some("an EC key on a curve given by explicit parameters; only the named curves P-256, P-384 and P-521 are accepted".into()),
+        },
+        other => {
+            let name = Nid::from_raw(other.as_raw()).short_name().unwrap_or("unknown");
+            Some(format!("a {name} key; only RSA ({MIN_RSA_BITS} bits or more) and ECDSA (P-256, P-384, P-521) keys are accepted"))
+        }
+    }
 }
 
 /// Describes a parsed certificate.
@@ -149,5 +184,78 @@ mod tests {
         assert!(parse(xxe).unwrap_err().contains("DOCTYPE"));
         let sp_only = r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="x"><md:SPSSODescriptor/></md:EntityDescriptor>"#;
         assert!(parse(sp_only).unwrap_err().contains("IDPSSODescriptor"));
+    }
+
+    /// A self-signed certificate for `key` (DER, base64) named `cn`.
+    fn signed_by(key: &openssl::pkey::PKey<openssl::pkey::Private>, cn: &str) -> String {
+        use openssl::hash::MessageDigest;
+        let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", cn).unwrap();
+        let name = name.build();
+        let mut b = openssl::x509::X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(key).unwrap();
+        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap()).unwrap();
+        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap()).unwrap();
+        let digest = if key.id() == openssl::pkey::Id::ED25519 { MessageDigest::null() } else { MessageDigest::sha256() };
+        b.sign(key, digest).unwrap();
+        B64.encode(b.build().to_der().unwrap())
+    }
+
+    fn rsa(bits: u32) -> openssl::pkey::PKey<openssl::pkey::Private> {
+        openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(bits).unwrap()).unwrap()
+    }
+
+    fn ec(curve: openssl::nid::Nid) -> openssl::pkey::PKey<openssl::pkey::Private> {
+        let group = openssl::ec::EcGroup::from_curve_name(curve).unwrap();
+        openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap()
+    }
+
+    fn signing(certs: &[&str]) -> String {
+        certs
+            .iter()
+            .map(|c| format!("<md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{c}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"))
+            .collect()
+    }
+
+    #[test]
+    fn accepts_rsa_2048_and_the_nist_curves() {
+        use openssl::nid::Nid;
+        let certs = [
+            signed_by(&rsa(2048), "rsa2048"),
+            signed_by(&ec(Nid::X9_62_PRIME256V1), "p256"),
+            signed_by(&ec(Nid::SECP384R1), "p384"),
+            signed_by(&ec(Nid::SECP521R1), "p521"),
+        ];
+        let m = parse(&metadata(&signing(&certs.iter().map(String::as_str).collect::<Vec<_>>()))).unwrap();
+        assert_eq!(m.certificates.len(), 4);
+    }
+
+    #[test]
+    fn refuses_weak_or_unsupported_signing_keys_naming_the_certificate() {
+        use openssl::nid::Nid;
+        let good = signed_by(&rsa(2048), "good.idp.example");
+        let dsa = openssl::pkey::PKey::from_dsa(openssl::dsa::Dsa::generate(1024).unwrap()).unwrap();
+        for (weak, why) in [
+            (signed_by(&rsa(1024), "weak.idp.example"), "1024-bit RSA key"),
+            (signed_by(&rsa(2047), "weak.idp.example"), "2047-bit RSA key"),
+            (signed_by(&ec(Nid::SECP256K1), "weak.idp.example"), "secp256k1"),
+            (signed_by(&ec(Nid::SECP224R1), "weak.idp.example"), "secp224r1"),
+            (signed_by(&dsa, "weak.idp.example"), "DSA key"),
+            (signed_by(&openssl::pkey::PKey::generate_ed25519().unwrap(), "weak.idp.example"), "ED25519 key"),
+        ] {
+            let err = parse(&metadata(&signing(&[&good, &weak]))).unwrap_err();
+            assert!(err.contains("signing certificate 2") && err.contains("CN=weak.idp.example") && err.contains("expires"), "{err}");
+            assert!(err.contains(why), "{why} not in {err}");
+            assert!(!err.contains("good.idp.example"), "{err}");
+        }
+        let err = parse(&metadata(&signing(&[&signed_by(&rsa(1024), "only")]))).unwrap_err();
+        assert!(err.contains("signing certificate 1 (CN=only") && err.contains("at least 2048"), "{err}");
+        // An encryption key is not pinned, so it is not judged.
+        let enc = signed_by(&rsa(1024), "enc");
+        let keys = format!("{}<md:KeyDescriptor use=\"encryption\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{enc}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>", signing(&[&good]));
+        assert_eq!(parse(&metadata(&keys)).unwrap().certificates.len(), 1);
     }
 }

@@ -476,9 +476,10 @@ fn reread(idp: &IdpMetadata) -> Result<IdpMetadata, String> {
     out.certificates = idp
         .certificates
         .iter()
-        .map(|c| {
+        .enumerate()
+        .map(|(i, c)| {
             let x = openssl::x509::X509::from_pem(c.pem.as_bytes()).map_err(|_| "certificates[].pem is not a PEM certificate".to_string())?;
-            metadata::describe(&x)
+            metadata::pinned(&x, i + 1)
         })
         .collect::<Result<_, _>>()?;
     if out.certificates.is_empty() {

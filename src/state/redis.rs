@@ -8,14 +8,34 @@
 //! it cannot make a session or a code the gateway accepts.
 //! - `P e:{hash}`: an ephemeral value, `{expiry ms}:{sealed value}`, with a Redis TTL;
 //! - `P s:{hash}`: a session, a hash of `d` (the session without its id, JSON, sealed),
-//!   `u` (user id), `l` (last use), `x` (absolute expiry), `i` (idle timeout), with a
-//!   Redis TTL at whichever expiry comes first;
+//!   `m` (its last use, sealed), and `u` (user id), `l` (last use), `x` (absolute
+//!   expiry), `i` (idle timeout) in the clear for the scripts, with a Redis TTL at
+//!   whichever expiry comes first;
 //! - `P u:{user id}`: the set of a user's session hashes, for "end every session";
 //! - channel `P events`: `s:{hash}` and `u:{user id}` revocations, `h:{replica}` heartbeats.
 //!
+//! The sealed values are the truth; what the scripts read in the clear (and the TTLs)
+//! only lets Redis drop a session early. A Redis writer (without the master key) may
+//! therefore end sessions, which it could anyway with DEL, but not keep one alive:
+//! - expiry: a session read from Redis is live only by its sealed absolute expiry, idle
+//!   timeout and last use (`m`, sealed by the gateway at each recorded use and bound to
+//!   the session's key), so raising `x`, `i`, `l` or the TTL extends nothing. A replayed
+//!   or deleted `m` can only be older: the session idles out sooner, never later;
+//! - owner: a session is read only if it is in the index set of the user it was sealed
+//!   for (`u` must equal the sealed user id, and the session must be a member of
+//!   `P u:{u}`), so a session taken out of its user's index, or moved to another user's,
+//!   is refused rather than missed by "end every session" (which deletes the index).
+//!
+//! What this cannot stop: a writer who saved a session's fields earlier can put them
+//! back after it was removed (Redis holds no history to tell a restored session from a
+//! live one). Keeping that out needs a revocation record outside Redis.
+//!
 //! Every multi-step operation is one Lua script, so it is atomic on the server and
-//! costs one round trip; a script rather than WATCH/MULTI because touch must read,
-//! decide and write, and a WATCH loop would retry under contention. Expiry is checked
+//! costs one round trip; a script rather than WATCH/MULTI because a WATCH loop would
+//! retry under contention. Touch is the exception: the decision needs the sealed
+//! values, which only the gateway opens, so it reads (one script), checks, and records
+//! the use with a second script that writes only if nothing changed in between (at most
+//! once per [`super::LAST_SEEN_STEP_MS`] per session, and only on a cache miss). Expiry is checked
 //! against the gateway's clock (the stored expiry) as well as kept by Redis TTLs, so
 //! the conformance suite can move time without sleeping.
 //!
@@ -36,7 +56,7 @@ use redis::{AsyncCommands, Script};
 use sha2::{Digest, Sha256};
 
 use super::cache::{self, Cached, SessionCache, Tasks};
-use super::{Ephemeral, Session, Sessions, StateError, StateResult};
+use super::{Ephemeral, Session, Sessions, StateError, StateResult, LAST_SEEN_STEP_MS};
 use crate::clock::{Clock, Millis};
 use crate::config::StateConfig;
 use crate::secret::Cipher;
@@ -55,17 +75,20 @@ return 1
 /// Replaces a session and adds it to its user's set (whose TTL only grows).
 const CREATE: &str = r"
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 'u', ARGV[2], 'l', ARGV[3], 'x', ARGV[4], 'i', ARGV[5])
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 'u', ARGV[2], 'l', ARGV[3], 'x', ARGV[4], 'i', ARGV[5], 'm', ARGV[9])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('SADD', KEYS[2], ARGV[7])
 if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[8]) then redis.call('PEXPIRE', KEYS[2], ARGV[8]) end
 return 1
 ";
 
-/// A live session gets its last use moved to now (never back) and its TTL renewed;
-/// an expired one is removed. Returns {data, last use} or nil.
+/// Reads a session that is live by its fields in the clear and filed in the index of
+/// the user `u` names; an expired one, or one missing from that index, is removed.
+/// Returns {data, sealed last use or '', user id} or nil. Writes nothing else: the
+/// caller checks the sealed values (the fields read here may have been altered) and
+/// only then records the use with RECORD.
 const TOUCH: &str = r"
-local v = redis.call('HMGET', KEYS[1], 'd', 'u', 'l', 'x', 'i')
+local v = redis.call('HMGET', KEYS[1], 'd', 'u', 'l', 'x', 'i', 'm')
 if not v[1] then return false end
 local now, last, exp, idle = tonumber(ARGV[1]), tonumber(v[3]), tonumber(v[4]), tonumber(v[5])
 if now >= exp or now >= last + idle then
@@ -73,26 +96,37 @@ if now >= exp or now >= last + idle then
   redis.call('SREM', ARGV[2] .. 'u:' .. v[2], ARGV[3])
   return false
 end
-if now > last then
-  redis.call('HSET', KEYS[1], 'l', ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], math.min(exp, now + idle) - now)
-  return {v[1], ARGV[1]}
+if redis.call('SISMEMBER', ARGV[2] .. 'u:' .. v[2], ARGV[3]) == 0 then
+  redis.call('DEL', KEYS[1])
+  return false
 end
-return {v[1], v[3]}
+return {v[1], v[6] or '', v[2]}
 ";
 
-/// Removes a session and tells every replica. Returns {data, last use} or nil.
+/// Records a use the gateway checked: last use `l` = ARGV[2] and `m` = ARGV[3] (the
+/// same, sealed), TTL ARGV[4], if the session is still there with the sealed last use
+/// ARGV[1] that was checked (else a concurrent use or a removal came first).
+const RECORD: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 or (redis.call('HGET', KEYS[1], 'm') or '') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'l', ARGV[2], 'm', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+";
+
+/// Removes a session and tells every replica. Returns {data, sealed last use or '',
+/// user id} or nil.
 const REMOVE: &str = r"
-local v = redis.call('HMGET', KEYS[1], 'd', 'u', 'l')
+local v = redis.call('HMGET', KEYS[1], 'd', 'u', 'm')
 if not v[1] then return false end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', ARGV[1] .. 'u:' .. v[2], ARGV[2])
 redis.call('PUBLISH', ARGV[3], 's:' .. ARGV[2])
-return {v[1], v[3]}
+return {v[1], v[3] or '', v[2]}
 ";
 
 /// Removes every session of a user (checking each still belongs to them) and tells
-/// every replica. Returns how many existed.
+/// every replica. Returns how many existed. A session kept out of the index (or with
+/// another owner in `u`) is not found here, but is refused when read: see TOUCH.
 const REMOVE_USER: &str = r"
 local n = 0
 for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -271,6 +305,7 @@ pub struct RedisSessions {
     cipher: Cipher,
     create: Script,
     touch: Script,
+    record: Script,
     remove: Script,
     remove_user: Script,
 }
@@ -284,19 +319,33 @@ impl RedisSessions {
             cipher,
             create: Script::new(CREATE),
             touch: Script::new(TOUCH),
+            record: Script::new(RECORD),
             remove: Script::new(REMOVE),
             remove_user: Script::new(REMOVE_USER),
         }
     }
 
-    fn decode(&self, id: &str, h: &str, found: Option<(String, String)>) -> StateResult<Option<Session>> {
-        let Some((sealed, last)) = found else { return Ok(None) };
+    /// The sealed last use `m` of session `h` at `at`.
+    fn seal_last_use(&self, h: &str, at: Millis) -> String {
+        self.cipher.seal(&context("l", h), at.to_string().as_bytes())
+    }
+
+    /// The session from what a script returned: {sealed data, sealed last use or '',
+    /// user id in the clear}. Its last use is the later of the sealed ones (`m`, else
+    /// the one at creation inside `d`): both were written by the gateway, so neither is
+    /// later than the real last use.
+    fn decode(&self, id: &str, h: &str, found: Option<(String, String, String)>) -> StateResult<Option<(Session, String)>> {
+        let Some((sealed, last, owner)) = found else { return Ok(None) };
         // Altered in Redis: no session, not an error (which would answer 503).
         let Some(data) = unseal(&self.cipher, "s", h, &sealed) else { return Ok(None) };
         let mut s: Session = serde_json::from_str(&data).map_err(|_| StateError("redis: a stored session is unreadable".into()))?;
         s.id = id.to_string();
-        s.last_seen = last.parse().map_err(|_| StateError("redis: a stored session is unreadable".into()))?;
-        Ok(Some(s))
+        if !last.is_empty() {
+            if let Some(at) = unseal(&self.cipher, "l", h, &last).and_then(|v| v.parse::<Millis>().ok()) {
+                s.last_seen = s.last_seen.max(at);
+            }
+        }
+        Ok(Some((s, owner)))
     }
 }
 
@@ -315,7 +364,8 @@ impl Sessions for RedisSessions {
         let (k, uk) = (self.redis.key("s", &h), self.redis.key("u", &s.user_id));
         let user_ttl = (s.expires_at - now).max(ttl);
         let script = &self.create;
-        let args = (data, s.user_id.clone(), s.last_seen, s.expires_at, s.idle_timeout_ms, ttl, h, user_ttl);
+        let last = self.seal_last_use(&h, s.last_seen);
+        let args = (data, s.user_id.clone(), s.last_seen, s.expires_at, s.idle_timeout_ms, ttl, h, user_ttl, last);
         self.redis
             .run(|mut c| async move {
                 script
@@ -329,6 +379,7 @@ impl Sessions for RedisSessions {
                     .arg(args.5)
                     .arg(args.6)
                     .arg(args.7)
+                    .arg(args.8)
                     .invoke_async::<i64>(&mut c)
                     .await
             })
@@ -339,11 +390,34 @@ impl Sessions for RedisSessions {
     async fn touch(&self, id: &str, now: Millis) -> StateResult<Option<Arc<Session>>> {
         let h = hash(id);
         let k = self.redis.key("s", &h);
-        let (script, prefix) = (&self.touch, self.redis.prefix.clone());
-        let hh = h.clone();
-        let found: Option<(String, String)> =
+        let (script, prefix, hh) = (&self.touch, self.redis.prefix.clone(), h.clone());
+        let found: Option<(String, String, String)> =
             self.redis.run(|mut c| async move { script.key(k).arg(now).arg(prefix).arg(hh).invoke_async(&mut c).await }).await?;
-        Ok(self.decode(id, &h, found)?.map(Arc::new))
+        let checked = found.as_ref().map(|(_, m, _)| m.clone()).unwrap_or_default();
+        let Some((mut s, owner)) = self.decode(id, &h, found)? else { return Ok(None) };
+        // The script judged by fields in the clear and by the index of the user they
+        // name; a session passes only if its sealed values agree. They differ only when
+        // someone else wrote to Redis.
+        if owner != s.user_id {
+            tracing::warn!("a session in redis is filed under another user than its own; refused");
+            return Ok(None);
+        }
+        if !s.live(now) {
+            tracing::warn!("a session in redis was kept past its sealed expiry or idle timeout; refused");
+            return Ok(None);
+        }
+        // Recorded only now that the sealed values said it is live (a second round
+        // trip, at most once per LAST_SEEN_STEP_MS per session): a script that moved the
+        // last use by itself would renew whatever the fields in the clear let through.
+        if now - s.last_seen >= LAST_SEEN_STEP_MS {
+            let ttl = s.expires_at.min(now.saturating_add(s.idle_timeout_ms)) - now;
+            let (script, k, m) = (&self.record, self.redis.key("s", &h), self.seal_last_use(&h, now));
+            let recorded: i64 = self.redis.run(|mut c| async move { script.key(k).arg(checked).arg(now).arg(m).arg(ttl).invoke_async(&mut c).await }).await?;
+            if recorded == 1 {
+                s.last_seen = now;
+            }
+        }
+        Ok(Some(Arc::new(s)))
     }
 
     async fn remove(&self, id: &str) -> StateResult<Option<Session>> {
@@ -351,9 +425,9 @@ impl Sessions for RedisSessions {
         let k = self.redis.key("s", &h);
         let (script, prefix, channel) = (&self.remove, self.redis.prefix.clone(), self.redis.channel());
         let hh = h.clone();
-        let found: Option<(String, String)> =
+        let found: Option<(String, String, String)> =
             self.redis.run(|mut c| async move { script.key(k).arg(prefix).arg(hh).arg(channel).invoke_async(&mut c).await }).await?;
-        self.decode(id, &h, found)
+        Ok(self.decode(id, &h, found)?.map(|(s, _)| s))
     }
 
     async fn remove_user(&self, user_id: &str) -> StateResult<usize> {
@@ -617,6 +691,116 @@ mod tests {
         let _: () = redis::cmd("SET").arg(r.key("e", &hash("code:forged"))).arg(v).query(&mut c).unwrap();
         assert!(e.take("code:forged").await.unwrap().is_none());
         assert!(e.take("code:the-code-value").await.unwrap().is_some());
+    }
+
+    /// A session of `user` for the tamper tests: absolute expiry `life` and idle
+    /// timeout `idle` from `now`.
+    fn session(id: &str, user: &str, now: Millis, life: Millis, idle: Millis) -> Session {
+        Session {
+            id: id.into(),
+            user_id: user.into(),
+            connection_id: "c".into(),
+            username: "u".into(),
+            email: None,
+            email_verified: false,
+            name: None,
+            groups: vec![],
+            created_at: now,
+            expires_at: now + life,
+            idle_timeout_ms: idle,
+            last_seen: now,
+            upstream_token: None,
+        }
+    }
+
+    fn raw() -> redis::Connection {
+        redis::Client::open(test_url()).unwrap().get_connection().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_redis_writer_cannot_extend_a_session_past_its_sealed_expiry() {
+        let prefix = Prefix::new();
+        let clock = Clock::system();
+        let r = redis(&prefix);
+        let s = RedisSessions::new(r.clone(), clock.clone(), cipher());
+        let now = clock.now();
+        let id = crate::id::token(32);
+        s.create(&session(&id, "usr_x", now, 10_000, 60_000)).await.unwrap();
+        assert!(s.touch(&id, now + 1_000).await.unwrap().is_some());
+        // The writer pushes every unsealed expiry far out: the fields the scripts read
+        // and the key's TTL.
+        let mut c = raw();
+        let skey = r.key("s", &hash(&id));
+        let far = now + 1_000_000_000;
+        let _: i64 = redis::cmd("HSET").arg(&skey).arg("x").arg(far).arg("i").arg(far).arg("l").arg(now + 9_000).query(&mut c).unwrap();
+        let _: i64 = redis::cmd("PEXPIRE").arg(&skey).arg(600_000).query(&mut c).unwrap();
+        assert!(s.touch(&id, now + 9_500).await.unwrap().is_some(), "still inside its sealed lifetime");
+        assert!(s.touch(&id, now + 10_000).await.unwrap().is_none(), "the sealed absolute expiry ends it");
+        assert!(s.touch(&id, now + 500_000).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_redis_writer_cannot_renew_an_idle_session() {
+        let prefix = Prefix::new();
+        let clock = Clock::system();
+        let r = redis(&prefix);
+        let s = RedisSessions::new(r.clone(), clock.clone(), cipher());
+        let now = clock.now();
+        let id = crate::id::token(32);
+        s.create(&session(&id, "usr_x", now, 60_000, 5_000)).await.unwrap();
+        assert!(s.touch(&id, now + 1_000).await.unwrap().is_some_and(|x| x.last_seen == now + 1_000));
+        // Its last use is raised (and the idle timeout) in Redis: it was last used at
+        // now + 1 s, so it ends at now + 6 s whatever Redis says.
+        let mut c = raw();
+        let skey = r.key("s", &hash(&id));
+        let _: i64 = redis::cmd("HSET").arg(&skey).arg("l").arg(now + 5_900).arg("i").arg(50_000).query(&mut c).unwrap();
+        assert!(s.touch(&id, now + 6_000).await.unwrap().is_none(), "idle by its sealed last use");
+        // Nor does deleting the sealed last use fall back to anything newer.
+        let id = crate::id::token(32);
+        s.create(&session(&id, "usr_x", now, 60_000, 5_000)).await.unwrap();
+        assert!(s.touch(&id, now + 4_000).await.unwrap().is_some());
+        let skey = r.key("s", &hash(&id));
+        let _: i64 = redis::cmd("HDEL").arg(&skey).arg("m").query(&mut c).unwrap();
+        let _: i64 = redis::cmd("HSET").arg(&skey).arg("l").arg(now + 5_900).query(&mut c).unwrap();
+        assert!(s.touch(&id, now + 6_000).await.unwrap().is_none(), "idle since its creation, the last sealed use");
+    }
+
+    #[tokio::test]
+    async fn remove_user_ends_sessions_hidden_from_its_index() {
+        let prefix = Prefix::new();
+        let clock = Clock::system();
+        let r = redis(&prefix);
+        let plain = RedisSessions::new(r.clone(), clock.clone(), cipher());
+        let cfg = StateConfig { prefix: prefix.0.clone(), cache_seconds: 30, ..StateConfig::default() };
+        let (_, cached) = open(&cfg, &test_url(), &clock, &cipher()).unwrap();
+        let mut c = raw();
+        for (store, victim) in [(&plain as &dyn Sessions, "usr_v1"), (cached.as_ref(), "usr_v2")] {
+            let now = clock.now();
+            let ids: Vec<String> = (0..4).map(|_| crate::id::token(32)).collect();
+            for id in &ids {
+                store.create(&session(id, victim, now, 60_000, 60_000)).await.unwrap();
+                assert!(store.touch(id, now).await.unwrap().is_some());
+            }
+            let bystander = crate::id::token(32);
+            store.create(&session(&bystander, "usr_other", now, 60_000, 60_000)).await.unwrap();
+            let (uk, other) = (r.key("u", victim), r.key("u", "usr_other"));
+            let sk = |id: &str| r.key("s", &hash(id));
+            let h = |id: &str| hash(id);
+            // 0: taken out of the user's index.
+            let _: i64 = redis::cmd("SREM").arg(&uk).arg(h(&ids[0])).query(&mut c).unwrap();
+            // 1: its owner field names someone else.
+            let _: i64 = redis::cmd("HSET").arg(sk(&ids[1])).arg("u").arg("usr_other").query(&mut c).unwrap();
+            // 2: moved to another user's index, owner field and all.
+            let _: i64 = redis::cmd("SREM").arg(&uk).arg(h(&ids[2])).query(&mut c).unwrap();
+            let _: i64 = redis::cmd("SADD").arg(&other).arg(h(&ids[2])).query(&mut c).unwrap();
+            let _: i64 = redis::cmd("HSET").arg(sk(&ids[2])).arg("u").arg("usr_other").query(&mut c).unwrap();
+            // 3: left alone.
+            store.remove_user(victim).await.unwrap();
+            for (n, id) in ids.iter().enumerate() {
+                assert!(store.touch(id, now + 10).await.unwrap().is_none(), "session {n} of {victim} survived remove_user");
+            }
+            assert!(store.touch(&bystander, now + 10).await.unwrap().is_some(), "another user's session stays");
+        }
     }
 
     #[tokio::test]

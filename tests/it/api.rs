@@ -537,3 +537,80 @@ async fn presets_are_listed_and_keys_rotate() {
     let (s, _) = gw.admin(Method::POST, "/keys", Some(json!({"alg": "HS256"}))).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// IdP metadata whose one signing certificate is self-signed for `key`, named `cn`.
+fn metadata_with_key(key: &openssl::pkey::PKey<openssl::pkey::Private>, cn: &str) -> String {
+    use base64::Engine;
+    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
+    let name = name.build();
+    let mut b = openssl::x509::X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(key).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap()).unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(365).unwrap()).unwrap();
+    b.sign(key, openssl::hash::MessageDigest::sha256()).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(b.build().to_der().unwrap());
+    let md = saml_metadata("https://idp.weak.test/saml");
+    let (start, end) = (md.find("<ds:X509Certificate>").unwrap() + "<ds:X509Certificate>".len(), md.find("</ds:X509Certificate>").unwrap());
+    format!("{}{b64}{}", &md[..start], &md[end..])
+}
+
+fn rsa_key(bits: u32) -> openssl::pkey::PKey<openssl::pkey::Private> {
+    openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(bits).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn saml_metadata_with_a_weak_signing_key_is_refused_naming_the_certificate() {
+    let gw = Gateway::start().await;
+    let before = snapshot(&gw).await;
+    let weak = metadata_with_key(&rsa_key(1024), "weak-signer.idp.test");
+    let (s, v) = gw.admin(Method::POST, "/connections", Some(json!({"display_name": "Weak", "protocol": "saml", "saml": {"idp_metadata_xml": weak}}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let text = v.to_string();
+    for needle in ["saml.idp_metadata_xml", "signing certificate 1", "CN=weak-signer.idp.test", "1024-bit RSA key", "at least 2048"] {
+        assert!(text.contains(needle), "{needle:?} not in {v}");
+    }
+    assert_eq!(snapshot(&gw).await, before, "nothing stored");
+
+    // Metadata by URL: refused when the connection is made, and when the hourly refresh
+    // finds a weak certificate there later the connection keeps the certificates it has.
+    let served = Arc::new(std::sync::Mutex::new(weak));
+    let body = served.clone();
+    let app = axum::Router::new().route("/metadata", axum::routing::get(move || async move { body.lock().unwrap().clone() }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/metadata", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let by_url = json!({"id": "con_weak", "display_name": "By URL", "protocol": "saml", "saml": {"idp_metadata_url": url}});
+    let (s, v) = gw.admin(Method::POST, "/connections", Some(by_url.clone())).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v.to_string().contains("saml.idp_metadata_url") && v.to_string().contains("1024-bit RSA key"), "{v}");
+    *served.lock().unwrap() = metadata_with_key(&rsa_key(2048), "strong.idp.test");
+    let (s, created) = gw.admin(Method::POST, "/connections", Some(by_url)).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    *served.lock().unwrap() = metadata_with_key(&rsa_key(1024), "rolled-weak.idp.test");
+    let result = gw.app.registry.refresh_saml_metadata().await;
+    assert_eq!(result.len(), 1, "{result:?}");
+    assert!(result[0].1.as_ref().is_err_and(|e| e.contains("CN=rolled-weak.idp.test") && e.contains("1024-bit RSA key")), "{result:?}");
+    let (_, after) = gw.admin(Method::GET, "/connections/con_weak", None).await;
+    assert_eq!(after["saml"]["idp"], created["saml"]["idp"], "the pinned certificate stays");
+    assert_eq!(after["version"], created["version"]);
+
+    // An imported `idp` (the export format) is held to the same rule.
+    let mut idp = created["saml"]["idp"].clone();
+    let weak_pem = openssl::x509::X509::from_der(&{
+        use base64::Engine;
+        let md = metadata_with_key(&rsa_key(1024), "imported-weak.idp.test");
+        let (start, end) = (md.find("<ds:X509Certificate>").unwrap() + "<ds:X509Certificate>".len(), md.find("</ds:X509Certificate>").unwrap());
+        base64::engine::general_purpose::STANDARD.decode(&md[start..end]).unwrap()
+    })
+    .unwrap()
+    .to_pem()
+    .unwrap();
+    idp["certificates"][0]["pem"] = json!(String::from_utf8(weak_pem).unwrap());
+    let (s, v) = gw.admin(Method::POST, "/connections", Some(json!({"display_name": "Imported", "protocol": "saml", "saml": {"idp": idp}}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v.to_string().contains("saml.idp") && v.to_string().contains("CN=imported-weak.idp.test") && v.to_string().contains("1024-bit RSA key"), "{v}");
+}
