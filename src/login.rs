@@ -310,7 +310,7 @@ pub async fn complete(
         connection_id: conn.id.clone(),
         username: user.username.clone(),
         email: user.email.clone(),
-        email_verified: identity.email_verified == Some(true),
+        email_verified: session_email_verified(identity, user.email.as_deref()),
         name: identity.name.clone(),
         groups,
         created_at: now,
@@ -328,6 +328,11 @@ pub async fn complete(
     resp.headers_mut().append(header::SET_COOKIE, set_cookie(app, SESSION_COOKIE, &session.id, app.config.session.lifetime_seconds));
     resp.headers_mut().append(header::SET_COOKIE, flow_cookie(app, "", 0));
     resp
+}
+
+/// Whether the session's email (the stored user's) counts as verified by this login.
+fn session_email_verified(identity: &Identity, _stored: Option<&str>) -> bool {
+    identity.email_verified == Some(true)
 }
 
 fn upper_first(s: &str) -> String {
@@ -410,6 +415,26 @@ async fn revoke_upstream(app: &AppState, s: &Session) {
 
 #[cfg(test)]
 mod tests {
+    use crate::mapping::Identity;
+
+    #[test]
+    fn session_email_is_verified_only_when_this_login_verified_that_very_address() {
+        let id = |email: Option<&str>, verified: Option<bool>| Identity { subject: "s".into(), email: email.map(str::to_string), email_verified: verified, ..Default::default() };
+        for (email, verified, stored, want) in [
+            (Some("a@x.test"), Some(true), Some("a@x.test"), true),
+            (Some("A@X.test"), Some(true), Some("a@x.test"), true),
+            (Some("b@x.test"), Some(true), Some("a@x.test"), false),
+            (Some("a@x.test"), Some(false), Some("a@x.test"), false),
+            (Some("a@x.test"), None, Some("a@x.test"), false),
+            (None, Some(true), Some("a@x.test"), false),
+            (Some("a@x.test"), Some(true), None, false),
+            (Some("\u{212A}@x.test"), Some(true), Some("k@x.test"), false),
+            (Some("a@x.test\u{A0}"), Some(true), Some("a@x.test"), false),
+        ] {
+            assert_eq!(super::session_email_verified(&id(email, verified), stored), want, "{email:?} {verified:?} {stored:?}");
+        }
+    }
+
     #[test]
     fn return_paths_stay_on_this_host() {
         for ok in ["/", "/authorize?client_id=a&x=%2F%2Fevil", "/a/b"] {

@@ -37,6 +37,10 @@ pub enum MappingError {
     /// The user id claim is absent or empty.
     #[error("the identity provider sent no {0} claim, which this connection uses as the user id")]
     NoSubject(String),
+    /// A claim that would become an identity field carries a control character (the
+    /// value is not repeated: it is the IdP's, and may be built to break a log or a header).
+    #[error("the identity provider's {0} claim contains a control character, which is refused")]
+    ControlCharacter(String),
 }
 
 /// Finds a claim by exact name, then by dotted path.
@@ -163,5 +167,62 @@ mod tests {
         let id = map(&attrs, &m).unwrap();
         assert_eq!((id.subject.as_str(), id.email.as_deref()), ("n1", Some("m@x.example")));
         assert_eq!(id.groups, vec!["g1", "g2"]);
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_every_identity_field() {
+        let base = json!({"sub": "u1", "email": "u1@example.test", "name": "U One", "given_name": "U", "family_name": "One",
+            "picture": "https://pics.example/u1.png", "groups": ["a", "b"]});
+        for (claim, value) in [
+            ("sub", json!("u1\u{0}")),
+            ("sub", json!("u1\nX-Injected: yes")),
+            ("sub", json!(["u1\u{2028}x"])),
+            ("email", json!("crlf@example.test\r\nX-Injected: yes")),
+            ("email", json!("a\u{0}@example.test")),
+            ("email", json!("a@example.test\u{2029}b")),
+            ("name", json!("Mallory\u{0}Admin")),
+            ("name", json!("\u{1b}[31mred")),
+            ("given_name", json!("G\u{7}")),
+            ("family_name", json!("F\u{7f}x")),
+            ("picture", json!("https://pics.example/\u{85}x.png")),
+            ("groups", json!(["ok", "bad\ngroup"])),
+            ("groups", json!("solo\tgroup")),
+            ("groups", json!(["x\u{9f}"])),
+        ] {
+            let mut claims = base.clone();
+            claims[claim] = value.clone();
+            let err = map(&claims, &mappings(&["groups"])).unwrap_err();
+            assert_eq!(err, MappingError::ControlCharacter(claim.into()), "{claim}: {value}");
+            let msg = err.to_string();
+            assert!(msg.contains(&format!("{claim} claim")) && !msg.contains("X-Injected") && !msg.contains("Mallory"), "{msg}");
+        }
+        // Surrounding XML whitespace (a pretty-printed SAML value) is trimmed, not refused.
+        let mut claims = base.clone();
+        claims["sub"] = json!("\n  u1\t\r\n");
+        claims["groups"] = json!([" a\n", "b"]);
+        let id = map(&claims, &mappings(&["groups"])).unwrap();
+        assert_eq!((id.subject.as_str(), id.groups.clone()), ("u1", vec!["a".to_string(), "b".to_string()]));
+        // Other Unicode is kept as is.
+        claims["name"] = json!("Zoë \u{200d} Ω");
+        assert_eq!(map(&claims, &mappings(&[])).unwrap().name.as_deref(), Some("Zoë \u{200d} Ω"));
+    }
+
+    #[test]
+    fn only_xml_whitespace_is_trimmed_so_distinct_identifiers_stay_distinct() {
+        for (raw, want) in [
+            ("victim\u{A0}", "victim\u{A0}"),
+            ("\u{A0}victim", "\u{A0}victim"),
+            ("victim\u{2003}", "victim\u{2003}"),
+            ("victim\u{1680}", "victim\u{1680}"),
+            ("victim\u{3000}", "victim\u{3000}"),
+            ("victim\u{FEFF}", "victim\u{FEFF}"),
+            (" victim ", "victim"),
+            ("\tvictim\r\n", "victim"),
+        ] {
+            let id = map(&json!({"sub": raw, "email": format!("{raw}@example.test")}), &mappings(&[])).unwrap();
+            assert_eq!(id.subject, want, "{raw:?}");
+        }
+        let id = map(&json!({"sub": "a", "email": "victim@example.test\u{A0}"}), &mappings(&[])).unwrap();
+        assert_eq!(id.email.as_deref(), Some("victim@example.test\u{A0}"));
     }
 }

@@ -241,4 +241,107 @@ mod tests {
         assert!(!key_fits(&ec, "none"));
         assert_eq!(half_hash("RS256", "x").unwrap().len(), 22);
     }
+
+    /// An EC key on `nid` and its JWK (no `alg`, as many IdPs publish them).
+    fn ec_pair(nid: Nid, width: usize) -> (PKey<Private>, Value) {
+        let group = EcGroup::from_curve_name(nid).unwrap();
+        let ec = EcKey::generate(&group).unwrap();
+        let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+        let (mut x, mut y) = (BigNum::new().unwrap(), BigNum::new().unwrap());
+        ec.public_key().affine_coordinates(&group, &mut x, &mut y, &mut ctx).unwrap();
+        let crv = match nid {
+            Nid::X9_62_PRIME256V1 => "P-256",
+            Nid::SECP384R1 => "P-384",
+            _ => "P-521",
+        };
+        let jwk = serde_json::json!({"kty": "EC", "crv": crv, "x": B64URL.encode(x.to_vec_padded(width as i32).unwrap()),
+            "y": B64URL.encode(y.to_vec_padded(width as i32).unwrap())});
+        (PKey::from_ec_key(ec).unwrap(), jwk)
+    }
+
+    /// A token with header `alg`, signed with `md` by `key`, r and s each `width` bytes
+    /// (zero-padded). With `width` under the usual size, signs again until both fit
+    /// (a valid signature of that shorter length; `s` may be replaced by `n - s`).
+    fn ec_token(key: &PKey<Private>, alg: &str, md: MessageDigest, width: usize) -> String {
+        let input = format!("{}.{}", B64URL.encode(format!(r#"{{"alg":"{alg}"}}"#)), B64URL.encode(r#"{"sub":"a"}"#));
+        let ec = key.ec_key().unwrap();
+        let mut order = BigNum::new().unwrap();
+        ec.group().order(&mut order, &mut openssl::bn::BigNumContext::new().unwrap()).unwrap();
+        for _ in 0..1_000_000 {
+            let mut signer = Signer::new(md, key).unwrap();
+            signer.update(input.as_bytes()).unwrap();
+            let sig = EcdsaSig::from_der(&signer.sign_to_vec().unwrap()).unwrap();
+            let r = sig.r().to_owned().unwrap();
+            let mut s = sig.s().to_owned().unwrap();
+            if s.num_bytes() as usize > width {
+                let mut flipped = BigNum::new().unwrap();
+                flipped.checked_sub(&order, &s).unwrap();
+                s = flipped;
+            }
+            if r.num_bytes() as usize <= width && s.num_bytes() as usize <= width {
+                let mut raw = r.to_vec_padded(width as i32).unwrap();
+                raw.extend(s.to_vec_padded(width as i32).unwrap());
+                return format!("{input}.{}", B64URL.encode(raw));
+            }
+        }
+        panic!("no signature of width {width}");
+    }
+
+    #[test]
+    fn ecdsa_curve_is_bound_to_the_algorithm_and_the_signature_has_its_exact_size() {
+        let (p256, j256) = ec_pair(Nid::X9_62_PRIME256V1, 32);
+        let (p384, j384) = ec_pair(Nid::SECP384R1, 48);
+        let (p521, j521) = ec_pair(Nid::SECP521R1, 66);
+        let (sha256, sha384, sha512) = (MessageDigest::sha256(), MessageDigest::sha384(), MessageDigest::sha512());
+        let cases: Vec<(&str, &PKey<Private>, &Value, &str, MessageDigest, usize, bool)> = vec![
+            ("ES256 on P-256, 64 bytes", &p256, &j256, "ES256", sha256, 32, true),
+            ("ES384 on P-384, 96 bytes", &p384, &j384, "ES384", sha384, 48, true),
+            ("ES512 on P-521, 132 bytes", &p521, &j521, "ES512", sha512, 66, true),
+            ("ES256 with a P-384 key", &p384, &j384, "ES256", sha256, 48, false),
+            ("ES256 with a P-521 key", &p521, &j521, "ES256", sha256, 66, false),
+            ("ES384 with a P-256 key", &p256, &j256, "ES384", sha384, 32, false),
+            ("ES512 with a P-384 key", &p384, &j384, "ES512", sha512, 48, false),
+            ("ES256, 66 bytes (zero-padded)", &p256, &j256, "ES256", sha256, 33, false),
+            ("ES256, 62 bytes (leading zeros dropped)", &p256, &j256, "ES256", sha256, 31, false),
+            ("ES384, 98 bytes", &p384, &j384, "ES384", sha384, 49, false),
+            ("ES512, 134 bytes", &p521, &j521, "ES512", sha512, 67, false),
+            ("ES512, 130 bytes", &p521, &j521, "ES512", sha512, 65, false),
+        ];
+        for (what, key, jwk, alg, md, width, ok) in cases {
+            let token = ec_token(key, alg, md, width);
+            let verdict = verify(&parse(&token).unwrap(), &public_key(jwk).unwrap());
+            assert_eq!(verdict.is_ok(), ok, "{what}: {verdict:?}");
+        }
+        // Our own signer makes the exact size for each curve.
+        for (key, jwk, alg) in [(&p256, &j256, "ES256"), (&p384, &j384, "ES384"), (&p521, &j521, "ES512")] {
+            let t = sign(key, alg, "k", &serde_json::json!({"sub": "a"})).unwrap();
+            verify(&parse(&t).unwrap(), &public_key(jwk).unwrap()).unwrap_or_else(|e| panic!("{alg}: {e}"));
+        }
+    }
+
+    #[test]
+    fn jwks_candidates_fit_the_algorithms_curve() {
+        let (_, j256) = ec_pair(Nid::X9_62_PRIME256V1, 32);
+        let (_, j384) = ec_pair(Nid::SECP384R1, 48);
+        let (_, j521) = ec_pair(Nid::SECP521R1, 66);
+        let mut no_crv = j256.clone();
+        no_crv.as_object_mut().unwrap().remove("crv");
+        let mut labelled = j384.clone();
+        labelled["alg"] = serde_json::json!("ES256");
+        for (what, jwk, alg, fits) in [
+            ("P-256 for ES256", &j256, "ES256", true),
+            ("P-384 for ES384", &j384, "ES384", true),
+            ("P-521 for ES512", &j521, "ES512", true),
+            ("P-384 without alg for ES256", &j384, "ES256", false),
+            ("P-521 without alg for ES256", &j521, "ES256", false),
+            ("P-256 without alg for ES384", &j256, "ES384", false),
+            ("P-384 labelled ES256", &labelled, "ES256", false),
+            ("EC without crv", &no_crv, "ES256", false),
+            ("P-256 for EdDSA", &j256, "EdDSA", false),
+            ("P-256 for ES", &j256, "ES", false),
+            ("P-256 for ES256K", &j256, "ES256K", false),
+        ] {
+            assert_eq!(key_fits(jwk, alg), fits, "{what}");
+        }
+    }
 }
