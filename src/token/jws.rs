@@ -80,6 +80,17 @@ fn digest(alg: &str) -> Option<MessageDigest> {
     }
 }
 
+/// The curve an ECDSA algorithm is defined on (RFC 7518 3.4), its JWK name, and the size
+/// in bytes of one coordinate (so of `r` and of `s`).
+fn ec_curve(alg: &str) -> Option<(Nid, &'static str, usize)> {
+    match alg {
+        "ES256" => Some((Nid::X9_62_PRIME256V1, "P-256", 32)),
+        "ES384" => Some((Nid::SECP384R1, "P-384", 48)),
+        "ES512" => Some((Nid::SECP521R1, "P-521", 66)),
+        _ => None,
+    }
+}
+
 fn b64_field(jwk: &Value, name: &str) -> Result<Vec<u8>, JwsError> {
     let s = jwk.get(name).and_then(Value::as_str).ok_or_else(|| JwsError::Key(format!("no {name}")))?;
     B64URL.decode(s.trim_end_matches('=')).map_err(|_| JwsError::Key(format!("{name} is not base64url")))
@@ -120,12 +131,17 @@ pub fn public_key(jwk: &Value) -> Result<PKey<Public>, JwsError> {
     }
 }
 
-/// Whether a JWK may verify `alg` (its `kty`, and its own `alg` and `use` when set).
+/// Whether a JWK may verify `alg`: its `kty`, for ECDSA its curve (ES256 only on P-256,
+/// ES384 on P-384, ES512 on P-521, whether or not the key names an `alg`), and its own
+/// `alg` and `use` when set.
 pub fn key_fits(jwk: &Value, alg: &str) -> bool {
     let kty = jwk.get("kty").and_then(Value::as_str).unwrap_or_default();
     let family = match alg {
         a if a.starts_with("RS") || a.starts_with("PS") => "RSA",
-        a if a.starts_with("ES") => "EC",
+        a if a.starts_with("ES") => match ec_curve(a) {
+            Some((_, crv, _)) if jwk.get("crv").and_then(Value::as_str) == Some(crv) => "EC",
+            _ => return false,
+        },
         "EdDSA" => "OKP",
         _ => return false,
     };
@@ -138,6 +154,17 @@ pub fn verify(parsed: &Parsed, key: &PKey<Public>) -> Result<(), JwsError> {
     let input = parsed.signing_input.as_bytes();
     let sig = &parsed.signature;
     let err = |_| JwsError::Signature;
+    // The key's type is the algorithm's (an EC key never verifies an "RS256" token).
+    let id = key.id();
+    let fits = match alg {
+        "EdDSA" => id == openssl::pkey::Id::ED25519,
+        a if a.starts_with("RS") || a.starts_with("PS") => id == openssl::pkey::Id::RSA,
+        a if a.starts_with("ES") => id == openssl::pkey::Id::EC,
+        _ => false,
+    };
+    if !fits {
+        return Err(JwsError::Key(format!("{alg} needs a key of its own type")));
+    }
     let ok = if alg == "EdDSA" {
         let mut v = Verifier::new_without_digest(key).map_err(err)?;
         v.verify_oneshot(sig, input).map_err(err)?
@@ -150,11 +177,17 @@ pub fn verify(parsed: &Parsed, key: &PKey<Public>) -> Result<(), JwsError> {
         }
         let der;
         let sig: &[u8] = if alg.starts_with("ES") {
-            // JWS carries r || s; openssl wants DER.
-            let half = sig.len() / 2;
-            if sig.len() % 2 != 0 || half == 0 {
+            // RFC 7518 3.4: the key is on the algorithm's curve, and the signature is r || s,
+            // each exactly one coordinate long (64, 96 or 132 bytes). openssl wants DER.
+            let (nid, _, size) = ec_curve(alg).ok_or_else(|| JwsError::Algorithm(alg.into()))?;
+            let on_curve = key.ec_key().ok().and_then(|k| k.group().curve_name()) == Some(nid);
+            if !on_curve {
+                return Err(JwsError::Key(format!("{alg} needs a key on its own curve")));
+            }
+            if sig.len() != 2 * size {
                 return Err(JwsError::Signature);
             }
+            let half = size;
             let r = BigNum::from_slice(&sig[..half]).map_err(err)?;
             let s = BigNum::from_slice(&sig[half..]).map_err(err)?;
             der = EcdsaSig::from_private_components(r, s).and_then(|x| x.to_der()).map_err(err)?;
@@ -172,7 +205,7 @@ pub fn verify(parsed: &Parsed, key: &PKey<Public>) -> Result<(), JwsError> {
     }
 }
 
-/// Signs `claims` as a compact JWS with `alg` (`ES256` or `RS256`) and `kid`.
+/// Signs `claims` as a compact JWS with `alg` (`ES256`/`ES384`/`ES512` or `RS256`) and `kid`.
 pub fn sign(key: &PKey<Private>, alg: &str, kid: &str, claims: &Value) -> Result<String, JwsError> {
     let header = serde_json::json!({"alg": alg, "typ": "JWT", "kid": kid});
     let input = format!("{}.{}", B64URL.encode(header.to_string()), B64URL.encode(claims.to_string()));
@@ -181,9 +214,9 @@ pub fn sign(key: &PKey<Private>, alg: &str, kid: &str, claims: &Value) -> Result
     let mut signer = Signer::new(md, key).map_err(err)?;
     signer.update(input.as_bytes()).map_err(err)?;
     let mut sig = signer.sign_to_vec().map_err(err)?;
-    if alg.starts_with("ES") {
+    if let Some((_, _, size)) = ec_curve(alg) {
         let parsed = EcdsaSig::from_der(&sig).map_err(err)?;
-        let size = 32;
+        let size = size as i32;
         let mut raw = parsed.r().to_vec_padded(size).map_err(err)?;
         raw.extend(parsed.s().to_vec_padded(size).map_err(err)?);
         sig = raw;
@@ -312,6 +345,12 @@ mod tests {
             let verdict = verify(&parse(&token).unwrap(), &public_key(jwk).unwrap());
             assert_eq!(verdict.is_ok(), ok, "{what}: {verdict:?}");
         }
+        // An EC key never verifies a token that says RS256 (openssl would take a DER ECDSA signature).
+        let input = format!("{}.{}", B64URL.encode(r#"{"alg":"RS256"}"#), B64URL.encode(r#"{"sub":"a"}"#));
+        let mut signer = Signer::new(MessageDigest::sha256(), &p256).unwrap();
+        signer.update(input.as_bytes()).unwrap();
+        let der = format!("{input}.{}", B64URL.encode(signer.sign_to_vec().unwrap()));
+        assert!(verify(&parse(&der).unwrap(), &public_key(&j256).unwrap()).is_err(), "RS256 with an EC key");
         // Our own signer makes the exact size for each curve.
         for (key, jwk, alg) in [(&p256, &j256, "ES256"), (&p384, &j384, "ES384"), (&p521, &j521, "ES512")] {
             let t = sign(key, alg, "k", &serde_json::json!({"sub": "a"})).unwrap();

@@ -1,6 +1,6 @@
 //! OIDC relying party: the authorization request (state, nonce, PKCE), the code
 //! exchange, and ID token verification — signature against the JWKS with an algorithm
-//! allow-list, `iss`, `aud`, `azp`, `nonce`, `exp`/`iat` with a bounded skew, `at_hash`
+//! allow-list, `iss`, `aud`, `azp`, `nonce`, `exp`/`iat`/`nbf` with a bounded skew, `at_hash`
 //! — then claims from the ID token or the userinfo endpoint (whose `sub` must match).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -113,6 +113,20 @@ fn invalid(msg: impl Into<String>) -> UpstreamError {
     UpstreamError::Invalid(msg.into())
 }
 
+/// RFC 9207: the authorization response's `iss`, when present, is the connection's issuer
+/// byte for byte; when the IdP's discovery says it sends one, it must be there.
+pub fn check_response_issuer(conn: &Connection, iss: Option<&str>) -> Result<(), UpstreamError> {
+    let o = settings(conn)?;
+    match iss {
+        Some(iss) if iss != o.issuer => Err(invalid("the sign-in reply's iss names another issuer (RFC 9207)")),
+        Some(_) => Ok(()),
+        None if o.authorization_response_iss_parameter_supported => {
+            Err(invalid("the sign-in reply has no iss, which this identity provider says it always sends (RFC 9207)"))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Exchanges the code and verifies everything; returns the mapped identity.
 pub async fn finish(
     conn: &Connection,
@@ -192,39 +206,93 @@ async fn userinfo(http: &reqwest::Client, endpoint: &str, access: &str) -> Resul
     Ok(v)
 }
 
-fn number(claims: &Value, name: &str) -> Option<i64> {
-    claims.get(name).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+/// Whether two sources name the same address: ASCII case-insensitively, anything else
+/// exactly (the directory's comparison).
+fn same_address(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
 }
 
-/// The userinfo answer laid over the ID token's claims.
+fn says_true(v: Option<&Value>) -> bool {
+    v.and_then(mapping::boolean) == Some(true)
+}
+
+/// The userinfo answer laid over the ID token's claims, except that an `email` and its
+/// `email_verified` always come from the same source: userinfo's address keeps userinfo's
+/// verification alone, unless both sources name the same address, when either one's
+/// `true` counts. A userinfo `email_verified` without an `email` says nothing about the
+/// ID token's address and is dropped.
 fn merge_userinfo(mut claims: Value, info: Value) -> Value {
-    if let (Value::Object(target), Value::Object(extra)) = (&mut claims, info) {
-        target.extend(extra);
+    let (Value::Object(target), Value::Object(mut extra)) = (&mut claims, info) else {
+        return claims;
+    };
+    let info_verified = extra.remove("email_verified");
+    match extra.get("email").and_then(Value::as_str) {
+        Some(info_email) => {
+            let same = target.get("email").and_then(Value::as_str).is_some_and(|mine| same_address(mine, info_email));
+            let verified = if same && (says_true(target.get("email_verified")) || says_true(info_verified.as_ref())) {
+                Some(Value::Bool(true))
+            } else if same {
+                info_verified.or_else(|| target.get("email_verified").cloned())
+            } else {
+                info_verified
+            };
+            match verified {
+                Some(v) => target.insert("email_verified".into(), v),
+                None => target.remove("email_verified"),
+            };
+        }
+        // Userinfo's `email` is there but not a string (a list, a number): no one vouches for it.
+        None if extra.contains_key("email") => {
+            target.remove("email_verified");
+        }
+        None => {}
     }
+    target.extend(extra);
     claims
 }
 
 /// The claims (userinfo laid over the ID token's, when there is userinfo) and the identity mapped from them.
 fn claims_and_identity(claims: Value, info: Option<Value>, m: &ClaimMappings) -> Result<(Value, Identity), UpstreamError> {
+    let merged = info.is_some();
     let claims = match info {
         Some(info) => merge_userinfo(claims, info),
         None => claims,
     };
-    let identity = mapping::map(&claims, m).map_err(|e| invalid(e.to_string()))?;
+    let mut identity = mapping::map(&claims, m).map_err(|e| invalid(e.to_string()))?;
+    // With two sources, `email_verified` describes the merged `email` claim only: an
+    // address mapped from another claim (say userinfo's `upn`) is not what it vouches for.
+    if merged {
+        let described = claims.get("email").and_then(Value::as_str).map(|d| d.trim_matches([' ', '\t', '\r', '\n']));
+        if identity.email.as_deref().is_some_and(|e| !described.is_some_and(|d| same_address(d, e))) {
+            identity.email_verified = None;
+        }
+    }
     Ok((claims, identity))
 }
 
-/// `exp`, `iat` with the skew.
+/// A time claim in seconds: a JSON number (fractions cut, values beyond `i64` saturated).
+fn number(claims: &Value, name: &str) -> Option<i64> {
+    claims.get(name).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+}
+
+/// `exp`, `iat` and `nbf` (when present) with the skew, in saturating arithmetic: no
+/// claim value, clock or skew can overflow.
 fn check_times(c: &Value, checks: Checks) -> Result<(), UpstreamError> {
     let now_s = checks.now / 1000;
-    let skew_s = checks.skew_ms / 1000;
+    let skew_s = (checks.skew_ms / 1000).max(0);
     let exp = number(c, "exp").ok_or_else(|| invalid("the ID token has no exp"))?;
-    if now_s > exp + skew_s {
+    if now_s > exp.saturating_add(skew_s) {
         return Err(invalid("the ID token has expired"));
     }
     let iat = number(c, "iat").ok_or_else(|| invalid("the ID token has no iat"))?;
-    if iat > now_s + skew_s {
+    if iat > now_s.saturating_add(skew_s) {
         return Err(invalid("the ID token was issued in the future (check the clocks)"));
+    }
+    if c.get("nbf").is_some() {
+        let nbf = number(c, "nbf").ok_or_else(|| invalid("the ID token's nbf is not a number"))?;
+        if nbf > now_s.saturating_add(skew_s) {
+            return Err(invalid("the ID token is not valid yet (nbf is in the future; check the clocks)"));
+        }
     }
     Ok(())
 }
@@ -249,7 +317,7 @@ pub async fn verify_id_token(
         let uri = o.jwks_uri.as_deref().ok_or_else(|| UpstreamError::Unavailable("no JWKS URI is configured".into()))?;
         let keys = jwks.candidates(uri, parsed.header.kid.as_deref(), &alg).await?;
         if keys.is_empty() {
-            return Err(invalid("no key of the IdP's JWKS matches the ID token's kid"));
+            return Err(invalid("no key of the IdP's JWKS matches the ID token's kid and algorithm"));
         }
         let ok = keys.iter().find(|k| jws::public_key(k).ok().is_some_and(|pk| jws::verify(&parsed, &pk).is_ok()));
         let key = ok.ok_or_else(|| invalid("the ID token's signature is invalid"))?;
