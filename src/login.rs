@@ -431,7 +431,12 @@ mod tests {
 
     #[test]
     fn session_email_is_verified_only_when_this_login_verified_that_very_address() {
-        let id = |email: Option<&str>, verified: Option<bool>| Identity { subject: "s".into(), email: email.map(str::to_string), email_verified: verified, ..Default::default() };
+        let id = |email: Option<&str>, verified: Option<bool>| Identity {
+            subject: "s".into(),
+            email: email.map(str::to_string),
+            email_verified: verified,
+            ..Default::default()
+        };
         for (email, verified, stored, want) in [
             (Some("a@x.test"), Some(true), Some("a@x.test"), true),
             (Some("A@X.test"), Some(true), Some("a@x.test"), true),

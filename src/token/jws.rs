@@ -326,7 +326,9 @@ mod tests {
         let (p384, j384) = ec_pair(Nid::SECP384R1, 48);
         let (p521, j521) = ec_pair(Nid::SECP521R1, 66);
         let (sha256, sha384, sha512) = (MessageDigest::sha256(), MessageDigest::sha384(), MessageDigest::sha512());
-        let cases: Vec<(&str, &PKey<Private>, &Value, &str, MessageDigest, usize, bool)> = vec![
+        // (what, key, its JWK, header alg, digest, width of r and of s, accepted)
+        type Case<'a> = (&'a str, &'a PKey<Private>, &'a Value, &'a str, MessageDigest, usize, bool);
+        let cases: Vec<Case> = vec![
             ("ES256 on P-256, 64 bytes", &p256, &j256, "ES256", sha256, 32, true),
             ("ES384 on P-384, 96 bytes", &p384, &j384, "ES384", sha384, 48, true),
             ("ES512 on P-521, 132 bytes", &p521, &j521, "ES512", sha512, 66, true),

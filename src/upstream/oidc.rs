@@ -433,7 +433,8 @@ mod tests {
         let t = || Some(json!(true));
         let f = || Some(json!(false));
         // (ID token email, its verification, userinfo email, its verification) -> (email, verified)
-        let table: Vec<(Option<&str>, Option<Value>, Option<&str>, Option<Value>, Option<&str>, Option<bool>)> = vec![
+        type Row<'a> = (Option<&'a str>, Option<Value>, Option<&'a str>, Option<Value>, Option<&'a str>, Option<bool>);
+        let table: Vec<Row> = vec![
             (Some("dave@x.test"), t(), Some("victim@x.test"), None, Some("victim@x.test"), None),
             (Some("dave@x.test"), t(), Some("victim@x.test"), f(), Some("victim@x.test"), Some(false)),
             (Some("dave@x.test"), t(), Some("victim@x.test"), Some(json!("yes")), Some("victim@x.test"), None),
