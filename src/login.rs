@@ -218,6 +218,8 @@ fn post_form(url: &str, fields: &[(&str, &str)]) -> Response {
 pub struct CallbackQuery {
     state: Option<String>,
     code: Option<String>,
+    /// RFC 9207: the issuer of the authorization response.
+    iss: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
 }
@@ -244,16 +246,20 @@ pub async fn oidc_callback(State(app): State<AppState>, ApiPath(id): ApiPath<Str
         tracing::warn!(connection = %id, "callback state bound to another browser or connection");
         return page::error(StatusCode::BAD_REQUEST, "This sign-in was started in another browser. Start the sign-in again here.");
     }
+    let conn = match active_connection(&app, &id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    // RFC 9207 (mix-up defence), before anything of the reply is used, errors included.
+    if let Err(e) = oidc::check_response_issuer(&conn, q.iss.as_deref()) {
+        return upstream_error(&conn, e);
+    }
     if let Some(err) = &q.error {
         let detail = q.error_description.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
         return page::error(StatusCode::FORBIDDEN, &format!("Your identity provider refused the sign-in ({err}{detail})."));
     }
     let Some(code) = q.code.as_deref().filter(|c| !c.is_empty()) else {
         return page::error(StatusCode::BAD_REQUEST, "The sign-in reply has no code. Start the sign-in again.");
-    };
-    let conn = match active_connection(&app, &id).await {
-        Ok(c) => c,
-        Err(r) => return r,
     };
     let checks = oidc::Checks { now: app.clock.now(), skew_ms: (app.config.login.clock_skew_seconds * 1000) as i64 };
     let callback = conn.callback_url(&app.config.public_base());
@@ -310,7 +316,7 @@ pub async fn complete(
         connection_id: conn.id.clone(),
         username: user.username.clone(),
         email: user.email.clone(),
-        email_verified: identity.email_verified == Some(true),
+        email_verified: session_email_verified(identity, user.email.as_deref()),
         name: identity.name.clone(),
         groups,
         created_at: now,
@@ -328,6 +334,17 @@ pub async fn complete(
     resp.headers_mut().append(header::SET_COOKIE, set_cookie(app, SESSION_COOKIE, &session.id, app.config.session.lifetime_seconds));
     resp.headers_mut().append(header::SET_COOKIE, flow_cookie(app, "", 0));
     resp
+}
+
+/// Whether the session's email counts as verified by this login.
+///
+/// Decision: the session's `email` stays the stored user's address (what the directory,
+/// and so every app, knows the user by); its `email_verified` is true only when this
+/// login's identity carries that same address (ASCII case-insensitively, anything else
+/// exactly, as the directory compares) and the IdP verified it in this login. A linked
+/// user whose IdP now vouches for another address keeps the stored address, unverified.
+fn session_email_verified(identity: &Identity, stored: Option<&str>) -> bool {
+    identity.email_verified == Some(true) && matches!((identity.email.as_deref(), stored), (Some(mine), Some(stored)) if mine.eq_ignore_ascii_case(stored))
 }
 
 fn upper_first(s: &str) -> String {
@@ -410,6 +427,31 @@ async fn revoke_upstream(app: &AppState, s: &Session) {
 
 #[cfg(test)]
 mod tests {
+    use crate::mapping::Identity;
+
+    #[test]
+    fn session_email_is_verified_only_when_this_login_verified_that_very_address() {
+        let id = |email: Option<&str>, verified: Option<bool>| Identity {
+            subject: "s".into(),
+            email: email.map(str::to_string),
+            email_verified: verified,
+            ..Default::default()
+        };
+        for (email, verified, stored, want) in [
+            (Some("a@x.test"), Some(true), Some("a@x.test"), true),
+            (Some("A@X.test"), Some(true), Some("a@x.test"), true),
+            (Some("b@x.test"), Some(true), Some("a@x.test"), false),
+            (Some("a@x.test"), Some(false), Some("a@x.test"), false),
+            (Some("a@x.test"), None, Some("a@x.test"), false),
+            (None, Some(true), Some("a@x.test"), false),
+            (Some("a@x.test"), Some(true), None, false),
+            (Some("\u{212A}@x.test"), Some(true), Some("k@x.test"), false),
+            (Some("a@x.test\u{A0}"), Some(true), Some("a@x.test"), false),
+        ] {
+            assert_eq!(super::session_email_verified(&id(email, verified), stored), want, "{email:?} {verified:?} {stored:?}");
+        }
+    }
+
     #[test]
     fn return_paths_stay_on_this_host() {
         for ok in ["/", "/authorize?client_id=a&x=%2F%2Fevil", "/a/b"] {

@@ -37,6 +37,10 @@ pub enum MappingError {
     /// The user id claim is absent or empty.
     #[error("the identity provider sent no {0} claim, which this connection uses as the user id")]
     NoSubject(String),
+    /// A claim that would become an identity field carries a control character (the
+    /// value is not repeated: it is the IdP's, and may be built to break a log or a header).
+    #[error("the identity provider's {0} claim contains a control character, which is refused")]
+    ControlCharacter(String),
 }
 
 /// Finds a claim by exact name, then by dotted path.
@@ -54,25 +58,52 @@ pub fn lookup<'a>(claims: &'a Value, name: &str) -> Option<&'a Value> {
     Some(cur)
 }
 
-fn first<'a>(claims: &'a Value, names: &ClaimNames) -> Option<&'a Value> {
-    names.0.iter().find_map(|n| lookup(claims, n).filter(|v| !v.is_null()))
+/// The first of `names` present (and not null): its name and value.
+fn first<'a, 'n>(claims: &'a Value, names: &'n ClaimNames) -> Option<(&'n str, &'a Value)> {
+    names.0.iter().find_map(|n| lookup(claims, n).filter(|v| !v.is_null()).map(|v| (n.as_str(), v)))
+}
+
+/// XML whitespace (space, tab, CR, LF): the only characters trimmed from a value. A
+/// Unicode `trim()` would also take U+00A0 and the like, merging `victim\u{A0}` with
+/// `victim`; identifiers compare exactly.
+fn xml_trim(s: &str) -> &str {
+    s.trim_matches([' ', '\t', '\r', '\n'])
+}
+
+/// Characters refused in an identity field: Unicode category Cc (C0, DEL, C1: NUL, CR,
+/// LF, ESC...), and the line and paragraph separators U+2028/U+2029, which some
+/// consumers (JavaScript, log viewers) also take for line ends.
+pub fn is_refused_char(c: char) -> bool {
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
 }
 
 /// A scalar claim as text: strings as they are, numbers and booleans printed; the
-/// first element of a list (SAML attributes are lists).
-fn text(v: &Value) -> Option<String> {
+/// first element of a list (SAML attributes are lists). Surrounding XML whitespace is
+/// trimmed; `Err(())` when what remains has a refused character.
+fn text(v: &Value) -> Result<Option<String>, ()> {
     let s = match v {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
-        Value::Array(items) => return items.iter().find_map(text),
-        _ => return None,
+        Value::Array(items) => {
+            for item in items {
+                if let Some(t) = text(item)? {
+                    return Ok(Some(t));
+                }
+            }
+            return Ok(None);
+        }
+        _ => return Ok(None),
     };
-    let s = s.trim().to_string();
-    (!s.is_empty()).then_some(s)
+    let s = xml_trim(&s);
+    if s.chars().any(is_refused_char) {
+        return Err(());
+    }
+    Ok((!s.is_empty()).then(|| s.to_string()))
 }
 
-fn boolean(v: &Value) -> Option<bool> {
+/// `email_verified` and the like: `true`/`false`, or those words as strings.
+pub fn boolean(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
         // Some IdPs send "true"/"false" as strings; anything else is not a yes.
@@ -83,30 +114,49 @@ fn boolean(v: &Value) -> Option<bool> {
     }
 }
 
-/// Groups from a list of strings, or a single string (one group).
-fn groups(v: &Value) -> Vec<String> {
+/// Groups from a list of strings, or a single string (one group). `Err(())` when any
+/// group name has a refused character (one bad name refuses them all: none is dropped
+/// silently).
+fn groups(v: &Value) -> Result<Vec<String>, ()> {
     let mut out: Vec<String> = match v {
-        Value::Array(items) => items.iter().filter_map(text).collect(),
-        other => text(other).into_iter().collect(),
+        Value::Array(items) => {
+            let mut out = Vec::new();
+            for item in items {
+                out.extend(text(item)?);
+            }
+            out
+        }
+        other => text(other)?.into_iter().collect(),
     };
     out.sort();
     out.dedup();
-    out
+    Ok(out)
 }
 
-/// Maps raw claims to an identity.
+/// Maps raw claims to an identity. Every field that reaches the directory, a session or
+/// an app's headers is refused with a control character in it (naming the claim, never
+/// repeating the value).
 pub fn map(claims: &Value, m: &ClaimMappings) -> Result<Identity, MappingError> {
-    let get = |names: &ClaimNames| first(claims, names).and_then(text);
-    let subject = get(&m.user_id).ok_or_else(|| MappingError::NoSubject(m.user_id.0.join(" or ")))?;
+    let get = |names: &ClaimNames| -> Result<Option<String>, MappingError> {
+        match first(claims, names) {
+            Some((name, v)) => text(v).map_err(|()| MappingError::ControlCharacter(name.to_string())),
+            None => Ok(None),
+        }
+    };
+    let subject = get(&m.user_id)?.ok_or_else(|| MappingError::NoSubject(m.user_id.0.join(" or ")))?;
+    let groups = match first(claims, &m.groups) {
+        Some((name, v)) if !m.groups.is_empty() => groups(v).map_err(|()| MappingError::ControlCharacter(name.to_string()))?,
+        _ => vec![],
+    };
     Ok(Identity {
         subject,
-        email: get(&m.email),
+        email: get(&m.email)?,
         email_verified: claims.get("email_verified").and_then(boolean),
-        name: get(&m.name),
-        given_name: get(&m.given_name),
-        family_name: get(&m.family_name),
-        picture: get(&m.picture),
-        groups: if m.groups.is_empty() { vec![] } else { first(claims, &m.groups).map(groups).unwrap_or_default() },
+        name: get(&m.name)?,
+        given_name: get(&m.given_name)?,
+        family_name: get(&m.family_name)?,
+        picture: get(&m.picture)?,
+        groups,
     })
 }
 
@@ -163,5 +213,62 @@ mod tests {
         let id = map(&attrs, &m).unwrap();
         assert_eq!((id.subject.as_str(), id.email.as_deref()), ("n1", Some("m@x.example")));
         assert_eq!(id.groups, vec!["g1", "g2"]);
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_every_identity_field() {
+        let base = json!({"sub": "u1", "email": "u1@example.test", "name": "U One", "given_name": "U", "family_name": "One",
+            "picture": "https://pics.example/u1.png", "groups": ["a", "b"]});
+        for (claim, value) in [
+            ("sub", json!("u1\u{0}")),
+            ("sub", json!("u1\nX-Injected: yes")),
+            ("sub", json!(["u1\u{2028}x"])),
+            ("email", json!("crlf@example.test\r\nX-Injected: yes")),
+            ("email", json!("a\u{0}@example.test")),
+            ("email", json!("a@example.test\u{2029}b")),
+            ("name", json!("Mallory\u{0}Admin")),
+            ("name", json!("\u{1b}[31mred")),
+            ("given_name", json!("G\u{7}")),
+            ("family_name", json!("F\u{7f}x")),
+            ("picture", json!("https://pics.example/\u{85}x.png")),
+            ("groups", json!(["ok", "bad\ngroup"])),
+            ("groups", json!("solo\tgroup")),
+            ("groups", json!(["x\u{9f}"])),
+        ] {
+            let mut claims = base.clone();
+            claims[claim] = value.clone();
+            let err = map(&claims, &mappings(&["groups"])).unwrap_err();
+            assert_eq!(err, MappingError::ControlCharacter(claim.into()), "{claim}: {value}");
+            let msg = err.to_string();
+            assert!(msg.contains(&format!("{claim} claim")) && !msg.contains("X-Injected") && !msg.contains("Mallory"), "{msg}");
+        }
+        // Surrounding XML whitespace (a pretty-printed SAML value) is trimmed, not refused.
+        let mut claims = base.clone();
+        claims["sub"] = json!("\n  u1\t\r\n");
+        claims["groups"] = json!([" a\n", "b"]);
+        let id = map(&claims, &mappings(&["groups"])).unwrap();
+        assert_eq!((id.subject.as_str(), id.groups.clone()), ("u1", vec!["a".to_string(), "b".to_string()]));
+        // Other Unicode is kept as is.
+        claims["name"] = json!("Zoë \u{200d} Ω");
+        assert_eq!(map(&claims, &mappings(&[])).unwrap().name.as_deref(), Some("Zoë \u{200d} Ω"));
+    }
+
+    #[test]
+    fn only_xml_whitespace_is_trimmed_so_distinct_identifiers_stay_distinct() {
+        for (raw, want) in [
+            ("victim\u{A0}", "victim\u{A0}"),
+            ("\u{A0}victim", "\u{A0}victim"),
+            ("victim\u{2003}", "victim\u{2003}"),
+            ("victim\u{1680}", "victim\u{1680}"),
+            ("victim\u{3000}", "victim\u{3000}"),
+            ("victim\u{FEFF}", "victim\u{FEFF}"),
+            (" victim ", "victim"),
+            ("\tvictim\r\n", "victim"),
+        ] {
+            let id = map(&json!({"sub": raw}), &mappings(&[])).unwrap();
+            assert_eq!(id.subject, want, "{raw:?}");
+        }
+        let id = map(&json!({"sub": "a", "email": "victim@example.test\u{A0}"}), &mappings(&[])).unwrap();
+        assert_eq!(id.email.as_deref(), Some("victim@example.test\u{A0}"));
     }
 }

@@ -37,6 +37,9 @@ pub struct Discovered {
     /// ID token signature algorithms.
     #[serde(default)]
     pub id_token_signing_alg_values_supported: Vec<String>,
+    /// Whether the IdP puts `iss` in every authorization response (RFC 9207).
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 /// Discovery failed.
@@ -79,8 +82,8 @@ pub async fn fetch(client: &reqwest::Client, url: &str, expected_issuer: &str) -
 }
 
 impl Discovered {
-    /// Fills endpoints the admin has not set, and adjusts PKCE to what the IdP
-    /// supports when it says.
+    /// Fills endpoints (and whether the IdP sends `iss` with its authorization responses)
+    /// the admin has not set, and adjusts PKCE to what the IdP supports when it says.
     pub fn fill(&self, o: &mut OidcSettings, keep_explicit: &super::OidcPatch) {
         let fill = |target: &mut String, explicit: &Option<String>, found: &str| {
             if explicit.is_none() {
@@ -97,6 +100,9 @@ impl Discovered {
         fill_opt(&mut o.userinfo_endpoint, &keep_explicit.userinfo_endpoint, &self.userinfo_endpoint);
         fill_opt(&mut o.jwks_uri, &keep_explicit.jwks_uri, &self.jwks_uri);
         fill_opt(&mut o.revocation_endpoint, &keep_explicit.revocation_endpoint, &self.revocation_endpoint);
+        if keep_explicit.authorization_response_iss_parameter_supported.is_none() {
+            o.authorization_response_iss_parameter_supported = self.authorization_response_iss_parameter_supported;
+        }
         let methods = &self.code_challenge_methods_supported;
         if keep_explicit.code_challenge_method.is_none() && !methods.is_empty() {
             let has = |m: &str| methods.iter().any(|x| x == m);

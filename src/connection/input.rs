@@ -121,6 +121,9 @@ pub struct OidcPatch {
     pub additional_scopes: Option<ScopeList>,
     /// Accepted ID token algorithms.
     pub allowed_algorithms: Option<Vec<String>>,
+    /// The IdP sends `iss` in every authorization response (RFC 9207): require it. Filled
+    /// by discovery unless set here.
+    pub authorization_response_iss_parameter_supported: Option<bool>,
 }
 
 /// SAML settings to change.
@@ -266,6 +269,7 @@ impl OidcPatch {
         set(&mut o.scopes, &self.scopes.as_ref().map(|s| s.0.clone()));
         set(&mut o.additional_scopes, &self.additional_scopes.as_ref().map(|s| s.0.clone()));
         set(&mut o.allowed_algorithms, &self.allowed_algorithms);
+        set(&mut o.authorization_response_iss_parameter_supported, &self.authorization_response_iss_parameter_supported);
     }
 }
 

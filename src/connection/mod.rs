@@ -194,6 +194,11 @@ pub struct OidcSettings {
     pub additional_scopes: Vec<String>,
     /// ID token signature algorithms accepted.
     pub allowed_algorithms: Vec<String>,
+    /// The IdP sends `iss` in every authorization response (RFC 9207; its discovery's
+    /// `authorization_response_iss_parameter_supported`): the callback then requires it.
+    /// Present or not, an `iss` in the callback must be the issuer.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 /// A signing certificate of a SAML IdP, pinned from its metadata.

@@ -198,6 +198,7 @@ impl Preset {
                 scopes: o.scopes.clone(),
                 additional_scopes: o.additional_scopes.clone(),
                 allowed_algorithms: vec!["RS256".into(), "ES256".into(), "PS256".into()],
+                authorization_response_iss_parameter_supported: false,
             }),
             saml: self.saml.as_ref().map(|s| SamlSettings {
                 entity_id: String::new(),

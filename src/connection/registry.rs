@@ -511,6 +511,7 @@ fn unreachable_oidc() -> OidcSettings {
         scopes: vec!["openid".into()],
         additional_scopes: vec![],
         allowed_algorithms: vec!["RS256".into()],
+        authorization_response_iss_parameter_supported: false,
     })
 }
 
@@ -567,6 +568,7 @@ pub fn export(c: &Connection, include_secrets: bool) -> ConnectionPatch {
         scopes: Some(input::ScopeList(o.scopes.clone())),
         additional_scopes: Some(input::ScopeList(o.additional_scopes.clone())),
         allowed_algorithms: Some(o.allowed_algorithms.clone()),
+        authorization_response_iss_parameter_supported: Some(o.authorization_response_iss_parameter_supported),
     });
     let saml = c.settings.saml.as_ref().map(|s| {
         let with_key = include_secrets && c.secrets.sp_private_key.is_some();

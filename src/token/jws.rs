@@ -80,6 +80,17 @@ fn digest(alg: &str) -> Option<MessageDigest> {
     }
 }
 
+/// The curve an ECDSA algorithm is defined on (RFC 7518 3.4), its JWK name, and the size
+/// in bytes of one coordinate (so of `r` and of `s`).
+fn ec_curve(alg: &str) -> Option<(Nid, &'static str, usize)> {
+    match alg {
+        "ES256" => Some((Nid::X9_62_PRIME256V1, "P-256", 32)),
+        "ES384" => Some((Nid::SECP384R1, "P-384", 48)),
+        "ES512" => Some((Nid::SECP521R1, "P-521", 66)),
+        _ => None,
+    }
+}
+
 fn b64_field(jwk: &Value, name: &str) -> Result<Vec<u8>, JwsError> {
     let s = jwk.get(name).and_then(Value::as_str).ok_or_else(|| JwsError::Key(format!("no {name}")))?;
     B64URL.decode(s.trim_end_matches('=')).map_err(|_| JwsError::Key(format!("{name} is not base64url")))
@@ -120,12 +131,17 @@ pub fn public_key(jwk: &Value) -> Result<PKey<Public>, JwsError> {
     }
 }
 
-/// Whether a JWK may verify `alg` (its `kty`, and its own `alg` and `use` when set).
+/// Whether a JWK may verify `alg`: its `kty`, for ECDSA its curve (ES256 only on P-256,
+/// ES384 on P-384, ES512 on P-521, whether or not the key names an `alg`), and its own
+/// `alg` and `use` when set.
 pub fn key_fits(jwk: &Value, alg: &str) -> bool {
     let kty = jwk.get("kty").and_then(Value::as_str).unwrap_or_default();
     let family = match alg {
         a if a.starts_with("RS") || a.starts_with("PS") => "RSA",
-        a if a.starts_with("ES") => "EC",
+        a if a.starts_with("ES") => match ec_curve(a) {
+            Some((_, crv, _)) if jwk.get("crv").and_then(Value::as_str) == Some(crv) => "EC",
+            _ => return false,
+        },
         "EdDSA" => "OKP",
         _ => return false,
     };
@@ -138,6 +154,17 @@ pub fn verify(parsed: &Parsed, key: &PKey<Public>) -> Result<(), JwsError> {
     let input = parsed.signing_input.as_bytes();
     let sig = &parsed.signature;
     let err = |_| JwsError::Signature;
+    // The key's type is the algorithm's (an EC key never verifies an "RS256" token).
+    let id = key.id();
+    let fits = match alg {
+        "EdDSA" => id == openssl::pkey::Id::ED25519,
+        a if a.starts_with("RS") || a.starts_with("PS") => id == openssl::pkey::Id::RSA,
+        a if a.starts_with("ES") => id == openssl::pkey::Id::EC,
+        _ => false,
+    };
+    if !fits {
+        return Err(JwsError::Key(format!("{alg} needs a key of its own type")));
+    }
     let ok = if alg == "EdDSA" {
         let mut v = Verifier::new_without_digest(key).map_err(err)?;
         v.verify_oneshot(sig, input).map_err(err)?
@@ -150,11 +177,17 @@ pub fn verify(parsed: &Parsed, key: &PKey<Public>) -> Result<(), JwsError> {
         }
         let der;
         let sig: &[u8] = if alg.starts_with("ES") {
-            // JWS carries r || s; openssl wants DER.
-            let half = sig.len() / 2;
-            if sig.len() % 2 != 0 || half == 0 {
+            // RFC 7518 3.4: the key is on the algorithm's curve, and the signature is r || s,
+            // each exactly one coordinate long (64, 96 or 132 bytes). openssl wants DER.
+            let (nid, _, size) = ec_curve(alg).ok_or_else(|| JwsError::Algorithm(alg.into()))?;
+            let on_curve = key.ec_key().ok().and_then(|k| k.group().curve_name()) == Some(nid);
+            if !on_curve {
+                return Err(JwsError::Key(format!("{alg} needs a key on its own curve")));
+            }
+            if sig.len() != 2 * size {
                 return Err(JwsError::Signature);
             }
+            let half = size;
             let r = BigNum::from_slice(&sig[..half]).map_err(err)?;
             let s = BigNum::from_slice(&sig[half..]).map_err(err)?;
             der = EcdsaSig::from_private_components(r, s).and_then(|x| x.to_der()).map_err(err)?;
@@ -172,7 +205,7 @@ pub fn verify(parsed: &Parsed, key: &PKey<Public>) -> Result<(), JwsError> {
     }
 }
 
-/// Signs `claims` as a compact JWS with `alg` (`ES256` or `RS256`) and `kid`.
+/// Signs `claims` as a compact JWS with `alg` (`ES256`/`ES384`/`ES512` or `RS256`) and `kid`.
 pub fn sign(key: &PKey<Private>, alg: &str, kid: &str, claims: &Value) -> Result<String, JwsError> {
     let header = serde_json::json!({"alg": alg, "typ": "JWT", "kid": kid});
     let input = format!("{}.{}", B64URL.encode(header.to_string()), B64URL.encode(claims.to_string()));
@@ -181,9 +214,9 @@ pub fn sign(key: &PKey<Private>, alg: &str, kid: &str, claims: &Value) -> Result
     let mut signer = Signer::new(md, key).map_err(err)?;
     signer.update(input.as_bytes()).map_err(err)?;
     let mut sig = signer.sign_to_vec().map_err(err)?;
-    if alg.starts_with("ES") {
+    if let Some((_, _, size)) = ec_curve(alg) {
         let parsed = EcdsaSig::from_der(&sig).map_err(err)?;
-        let size = 32;
+        let size = size as i32;
         let mut raw = parsed.r().to_vec_padded(size).map_err(err)?;
         raw.extend(parsed.s().to_vec_padded(size).map_err(err)?);
         sig = raw;
@@ -240,5 +273,116 @@ mod tests {
         assert!(!key_fits(&ec, "HS256"));
         assert!(!key_fits(&ec, "none"));
         assert_eq!(half_hash("RS256", "x").unwrap().len(), 22);
+    }
+
+    /// An EC key on `nid` and its JWK (no `alg`, as many IdPs publish them).
+    fn ec_pair(nid: Nid, width: usize) -> (PKey<Private>, Value) {
+        let group = EcGroup::from_curve_name(nid).unwrap();
+        let ec = EcKey::generate(&group).unwrap();
+        let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+        let (mut x, mut y) = (BigNum::new().unwrap(), BigNum::new().unwrap());
+        ec.public_key().affine_coordinates(&group, &mut x, &mut y, &mut ctx).unwrap();
+        let crv = match nid {
+            Nid::X9_62_PRIME256V1 => "P-256",
+            Nid::SECP384R1 => "P-384",
+            _ => "P-521",
+        };
+        let jwk = serde_json::json!({"kty": "EC", "crv": crv, "x": B64URL.encode(x.to_vec_padded(width as i32).unwrap()),
+            "y": B64URL.encode(y.to_vec_padded(width as i32).unwrap())});
+        (PKey::from_ec_key(ec).unwrap(), jwk)
+    }
+
+    /// A token with header `alg`, signed with `md` by `key`, r and s each `width` bytes
+    /// (zero-padded). With `width` under the usual size, signs again until both fit
+    /// (a valid signature of that shorter length; `s` may be replaced by `n - s`).
+    fn ec_token(key: &PKey<Private>, alg: &str, md: MessageDigest, width: usize) -> String {
+        let input = format!("{}.{}", B64URL.encode(format!(r#"{{"alg":"{alg}"}}"#)), B64URL.encode(r#"{"sub":"a"}"#));
+        let ec = key.ec_key().unwrap();
+        let mut order = BigNum::new().unwrap();
+        ec.group().order(&mut order, &mut openssl::bn::BigNumContext::new().unwrap()).unwrap();
+        for _ in 0..1_000_000 {
+            let mut signer = Signer::new(md, key).unwrap();
+            signer.update(input.as_bytes()).unwrap();
+            let sig = EcdsaSig::from_der(&signer.sign_to_vec().unwrap()).unwrap();
+            let r = sig.r().to_owned().unwrap();
+            let mut s = sig.s().to_owned().unwrap();
+            if s.num_bytes() as usize > width {
+                let mut flipped = BigNum::new().unwrap();
+                flipped.checked_sub(&order, &s).unwrap();
+                s = flipped;
+            }
+            if r.num_bytes() as usize <= width && s.num_bytes() as usize <= width {
+                let mut raw = r.to_vec_padded(width as i32).unwrap();
+                raw.extend(s.to_vec_padded(width as i32).unwrap());
+                return format!("{input}.{}", B64URL.encode(raw));
+            }
+        }
+        panic!("no signature of width {width}");
+    }
+
+    #[test]
+    fn ecdsa_curve_is_bound_to_the_algorithm_and_the_signature_has_its_exact_size() {
+        let (p256, j256) = ec_pair(Nid::X9_62_PRIME256V1, 32);
+        let (p384, j384) = ec_pair(Nid::SECP384R1, 48);
+        let (p521, j521) = ec_pair(Nid::SECP521R1, 66);
+        let (sha256, sha384, sha512) = (MessageDigest::sha256(), MessageDigest::sha384(), MessageDigest::sha512());
+        // (what, key, its JWK, header alg, digest, width of r and of s, accepted)
+        type Case<'a> = (&'a str, &'a PKey<Private>, &'a Value, &'a str, MessageDigest, usize, bool);
+        let cases: Vec<Case> = vec![
+            ("ES256 on P-256, 64 bytes", &p256, &j256, "ES256", sha256, 32, true),
+            ("ES384 on P-384, 96 bytes", &p384, &j384, "ES384", sha384, 48, true),
+            ("ES512 on P-521, 132 bytes", &p521, &j521, "ES512", sha512, 66, true),
+            ("ES256 with a P-384 key", &p384, &j384, "ES256", sha256, 48, false),
+            ("ES256 with a P-521 key", &p521, &j521, "ES256", sha256, 66, false),
+            ("ES384 with a P-256 key", &p256, &j256, "ES384", sha384, 32, false),
+            ("ES512 with a P-384 key", &p384, &j384, "ES512", sha512, 48, false),
+            ("ES256, 66 bytes (zero-padded)", &p256, &j256, "ES256", sha256, 33, false),
+            ("ES256, 62 bytes (leading zeros dropped)", &p256, &j256, "ES256", sha256, 31, false),
+            ("ES384, 98 bytes", &p384, &j384, "ES384", sha384, 49, false),
+            ("ES512, 134 bytes", &p521, &j521, "ES512", sha512, 67, false),
+            ("ES512, 130 bytes", &p521, &j521, "ES512", sha512, 65, false),
+        ];
+        for (what, key, jwk, alg, md, width, ok) in cases {
+            let token = ec_token(key, alg, md, width);
+            let verdict = verify(&parse(&token).unwrap(), &public_key(jwk).unwrap());
+            assert_eq!(verdict.is_ok(), ok, "{what}: {verdict:?}");
+        }
+        // An EC key never verifies a token that says RS256 (openssl would take a DER ECDSA signature).
+        let input = format!("{}.{}", B64URL.encode(r#"{"alg":"RS256"}"#), B64URL.encode(r#"{"sub":"a"}"#));
+        let mut signer = Signer::new(MessageDigest::sha256(), &p256).unwrap();
+        signer.update(input.as_bytes()).unwrap();
+        let der = format!("{input}.{}", B64URL.encode(signer.sign_to_vec().unwrap()));
+        assert!(verify(&parse(&der).unwrap(), &public_key(&j256).unwrap()).is_err(), "RS256 with an EC key");
+        // Our own signer makes the exact size for each curve.
+        for (key, jwk, alg) in [(&p256, &j256, "ES256"), (&p384, &j384, "ES384"), (&p521, &j521, "ES512")] {
+            let t = sign(key, alg, "k", &serde_json::json!({"sub": "a"})).unwrap();
+            verify(&parse(&t).unwrap(), &public_key(jwk).unwrap()).unwrap_or_else(|e| panic!("{alg}: {e}"));
+        }
+    }
+
+    #[test]
+    fn jwks_candidates_fit_the_algorithms_curve() {
+        let (_, j256) = ec_pair(Nid::X9_62_PRIME256V1, 32);
+        let (_, j384) = ec_pair(Nid::SECP384R1, 48);
+        let (_, j521) = ec_pair(Nid::SECP521R1, 66);
+        let mut no_crv = j256.clone();
+        no_crv.as_object_mut().unwrap().remove("crv");
+        let mut labelled = j384.clone();
+        labelled["alg"] = serde_json::json!("ES256");
+        for (what, jwk, alg, fits) in [
+            ("P-256 for ES256", &j256, "ES256", true),
+            ("P-384 for ES384", &j384, "ES384", true),
+            ("P-521 for ES512", &j521, "ES512", true),
+            ("P-384 without alg for ES256", &j384, "ES256", false),
+            ("P-521 without alg for ES256", &j521, "ES256", false),
+            ("P-256 without alg for ES384", &j256, "ES384", false),
+            ("P-384 labelled ES256", &labelled, "ES256", false),
+            ("EC without crv", &no_crv, "ES256", false),
+            ("P-256 for EdDSA", &j256, "EdDSA", false),
+            ("P-256 for ES", &j256, "ES", false),
+            ("P-256 for ES256K", &j256, "ES256K", false),
+        ] {
+            assert_eq!(key_fits(jwk, alg), fits, "{what}");
+        }
     }
 }

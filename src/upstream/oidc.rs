@@ -1,6 +1,6 @@
 //! OIDC relying party: the authorization request (state, nonce, PKCE), the code
 //! exchange, and ID token verification — signature against the JWKS with an algorithm
-//! allow-list, `iss`, `aud`, `azp`, `nonce`, `exp`/`iat` with a bounded skew, `at_hash`
+//! allow-list, `iss`, `aud`, `azp`, `nonce`, `exp`/`iat`/`nbf` with a bounded skew, `at_hash`
 //! — then claims from the ID token or the userinfo endpoint (whose `sub` must match).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::jwks::JwksCache;
 use super::{FlowState, UpstreamError};
 use crate::clock::Millis;
-use crate::connection::{ClientAuth, Connection, OidcSettings, Pkce};
+use crate::connection::{ClaimMappings, ClientAuth, Connection, OidcSettings, Pkce};
 use crate::mapping::{self, Identity};
 use crate::token::jws;
 
@@ -113,6 +113,20 @@ fn invalid(msg: impl Into<String>) -> UpstreamError {
     UpstreamError::Invalid(msg.into())
 }
 
+/// RFC 9207: the authorization response's `iss`, when present, is the connection's issuer
+/// byte for byte; when the IdP's discovery says it sends one, it must be there.
+pub fn check_response_issuer(conn: &Connection, iss: Option<&str>) -> Result<(), UpstreamError> {
+    let o = settings(conn)?;
+    match iss {
+        Some(iss) if iss != o.issuer => Err(invalid("the sign-in reply's iss names another issuer (RFC 9207)")),
+        Some(_) => Ok(()),
+        None if o.authorization_response_iss_parameter_supported => {
+            Err(invalid("the sign-in reply has no iss, which this identity provider says it always sends (RFC 9207)"))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Exchanges the code and verifies everything; returns the mapped identity.
 pub async fn finish(
     conn: &Connection,
@@ -155,7 +169,8 @@ pub async fn finish(
     }
     let tokens: TokenResponse = serde_json::from_slice(&body).map_err(|_| invalid("the token endpoint did not answer with JSON tokens"))?;
     let id_token = tokens.id_token.ok_or_else(|| invalid("the token endpoint sent no ID token (is the openid scope allowed?)"))?;
-    let (mut claims, kid) = verify_id_token(o, &id_token, flow, tokens.access_token.as_deref(), jwks, checks).await?;
+    let mut info_claims = None;
+    let (claims, kid) = verify_id_token(o, &id_token, flow, tokens.access_token.as_deref(), jwks, checks).await?;
     if !o.userinfo_from_id_token {
         let endpoint = o.userinfo_endpoint.as_deref().ok_or_else(|| UpstreamError::Unavailable("no userinfo endpoint is configured".into()))?;
         let access = tokens.access_token.as_deref().ok_or_else(|| invalid("the token endpoint sent no access token for the userinfo call"))?;
@@ -164,11 +179,9 @@ pub async fn finish(
         if info.get("sub") != claims.get("sub") {
             return Err(invalid("the userinfo sub differs from the ID token's sub"));
         }
-        if let (Value::Object(target), Value::Object(extra)) = (&mut claims, info) {
-            target.extend(extra);
-        }
+        info_claims = Some(info);
     }
-    let identity = mapping::map(&claims, &conn.settings.claims).map_err(|e| invalid(e.to_string()))?;
+    let (claims, identity) = claims_and_identity(claims, info_claims, &conn.settings.claims)?;
     Ok(Verified { identity, claims, access_token: tokens.access_token, verified_with: kid })
 }
 
@@ -193,8 +206,95 @@ async fn userinfo(http: &reqwest::Client, endpoint: &str, access: &str) -> Resul
     Ok(v)
 }
 
+/// Whether two sources name the same address: ASCII case-insensitively, anything else
+/// exactly (the directory's comparison).
+fn same_address(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+fn says_true(v: Option<&Value>) -> bool {
+    v.and_then(mapping::boolean) == Some(true)
+}
+
+/// The userinfo answer laid over the ID token's claims, except that an `email` and its
+/// `email_verified` always come from the same source: userinfo's address keeps userinfo's
+/// verification alone, unless both sources name the same address, when either one's
+/// `true` counts. A userinfo `email_verified` without an `email` says nothing about the
+/// ID token's address and is dropped.
+fn merge_userinfo(mut claims: Value, info: Value) -> Value {
+    let (Value::Object(target), Value::Object(mut extra)) = (&mut claims, info) else {
+        return claims;
+    };
+    let info_verified = extra.remove("email_verified");
+    match extra.get("email").and_then(Value::as_str) {
+        Some(info_email) => {
+            let same = target.get("email").and_then(Value::as_str).is_some_and(|mine| same_address(mine, info_email));
+            let verified = if same && (says_true(target.get("email_verified")) || says_true(info_verified.as_ref())) {
+                Some(Value::Bool(true))
+            } else if same {
+                info_verified.or_else(|| target.get("email_verified").cloned())
+            } else {
+                info_verified
+            };
+            match verified {
+                Some(v) => target.insert("email_verified".into(), v),
+                None => target.remove("email_verified"),
+            };
+        }
+        // Userinfo's `email` is there but not a string (a list, a number): no one vouches for it.
+        None if extra.contains_key("email") => {
+            target.remove("email_verified");
+        }
+        None => {}
+    }
+    target.extend(extra);
+    claims
+}
+
+/// The claims (userinfo laid over the ID token's, when there is userinfo) and the identity mapped from them.
+fn claims_and_identity(claims: Value, info: Option<Value>, m: &ClaimMappings) -> Result<(Value, Identity), UpstreamError> {
+    let merged = info.is_some();
+    let claims = match info {
+        Some(info) => merge_userinfo(claims, info),
+        None => claims,
+    };
+    let mut identity = mapping::map(&claims, m).map_err(|e| invalid(e.to_string()))?;
+    // With two sources, `email_verified` describes the merged `email` claim only: an
+    // address mapped from another claim (say userinfo's `upn`) is not what it vouches for.
+    if merged {
+        let described = claims.get("email").and_then(Value::as_str).map(|d| d.trim_matches([' ', '\t', '\r', '\n']));
+        if identity.email.as_deref().is_some_and(|e| !described.is_some_and(|d| same_address(d, e))) {
+            identity.email_verified = None;
+        }
+    }
+    Ok((claims, identity))
+}
+
+/// A time claim in seconds: a JSON number (fractions cut, values beyond `i64` saturated).
 fn number(claims: &Value, name: &str) -> Option<i64> {
     claims.get(name).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+}
+
+/// `exp`, `iat` and `nbf` (when present) with the skew, in saturating arithmetic: no
+/// claim value, clock or skew can overflow.
+fn check_times(c: &Value, checks: Checks) -> Result<(), UpstreamError> {
+    let now_s = checks.now / 1000;
+    let skew_s = (checks.skew_ms / 1000).max(0);
+    let exp = number(c, "exp").ok_or_else(|| invalid("the ID token has no exp"))?;
+    if now_s > exp.saturating_add(skew_s) {
+        return Err(invalid("the ID token has expired"));
+    }
+    let iat = number(c, "iat").ok_or_else(|| invalid("the ID token has no iat"))?;
+    if iat > now_s.saturating_add(skew_s) {
+        return Err(invalid("the ID token was issued in the future (check the clocks)"));
+    }
+    if c.get("nbf").is_some() {
+        let nbf = number(c, "nbf").ok_or_else(|| invalid("the ID token's nbf is not a number"))?;
+        if nbf > now_s.saturating_add(skew_s) {
+            return Err(invalid("the ID token is not valid yet (nbf is in the future; check the clocks)"));
+        }
+    }
+    Ok(())
 }
 
 /// Verifies an ID token; returns its claims and the kid of the key that verified it.
@@ -217,7 +317,7 @@ pub async fn verify_id_token(
         let uri = o.jwks_uri.as_deref().ok_or_else(|| UpstreamError::Unavailable("no JWKS URI is configured".into()))?;
         let keys = jwks.candidates(uri, parsed.header.kid.as_deref(), &alg).await?;
         if keys.is_empty() {
-            return Err(invalid("no key of the IdP's JWKS matches the ID token's kid"));
+            return Err(invalid("no key of the IdP's JWKS matches the ID token's kid and algorithm"));
         }
         let ok = keys.iter().find(|k| jws::public_key(k).ok().is_some_and(|pk| jws::verify(&parsed, &pk).is_ok()));
         let key = ok.ok_or_else(|| invalid("the ID token's signature is invalid"))?;
@@ -246,16 +346,7 @@ pub async fn verify_id_token(
     if c.get("nonce").and_then(Value::as_str) != Some(flow.nonce.as_str()) {
         return Err(invalid("the ID token's nonce does not match this login"));
     }
-    let now_s = checks.now / 1000;
-    let skew_s = checks.skew_ms / 1000;
-    let exp = number(c, "exp").ok_or_else(|| invalid("the ID token has no exp"))?;
-    if now_s > exp + skew_s {
-        return Err(invalid("the ID token has expired"));
-    }
-    let iat = number(c, "iat").ok_or_else(|| invalid("the ID token has no iat"))?;
-    if iat > now_s + skew_s {
-        return Err(invalid("the ID token was issued in the future (check the clocks)"));
-    }
+    check_times(c, checks)?;
     if let (Some(at_hash), Some(access)) = (c.get("at_hash").and_then(Value::as_str), access_token) {
         if jws::half_hash(&alg, access).as_deref() != Some(at_hash) {
             return Err(invalid("the ID token's at_hash does not match the access token"));
@@ -265,4 +356,113 @@ pub async fn verify_id_token(
         return Err(invalid("the ID token has no sub"));
     }
     Ok((parsed.claims, verified_with))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::connection::ClaimNames;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn at(now_s: i64, skew_s: i64) -> Checks {
+        Checks { now: now_s.saturating_mul(1000), skew_ms: skew_s.saturating_mul(1000) }
+    }
+
+    #[test]
+    fn time_checks_never_overflow() {
+        let ok = |c: Value, checks: Checks| check_times(&c, checks).is_ok();
+        for (what, claims, want) in [
+            ("exp at i64::MAX", json!({"exp": i64::MAX, "iat": NOW}), true),
+            ("exp at i64::MIN", json!({"exp": i64::MIN, "iat": NOW}), false),
+            ("iat at i64::MIN", json!({"exp": NOW + 10, "iat": i64::MIN}), true),
+            ("iat at i64::MAX", json!({"exp": NOW + 10, "iat": i64::MAX}), false),
+            ("nbf at i64::MAX", json!({"exp": NOW + 10, "iat": NOW, "nbf": i64::MAX}), false),
+            ("nbf at i64::MIN", json!({"exp": NOW + 10, "iat": NOW, "nbf": i64::MIN}), true),
+            ("exp beyond i64", json!({"exp": u64::MAX, "iat": NOW}), true),
+            ("exp 1e300", json!({"exp": 1e300, "iat": NOW}), true),
+            ("exp -1e300", json!({"exp": -1e300, "iat": NOW}), false),
+            ("all at i64::MAX", json!({"exp": i64::MAX, "iat": i64::MAX, "nbf": i64::MAX}), false),
+        ] {
+            assert_eq!(ok(claims.clone(), at(NOW, 60)), want, "{what}");
+        }
+        // Extreme clocks and skews do not panic either.
+        for checks in [at(i64::MAX / 1000, i64::MAX / 1000), at(i64::MIN / 1000, i64::MAX / 1000), at(0, 0), Checks { now: i64::MAX, skew_ms: i64::MAX }] {
+            for claims in [json!({"exp": i64::MAX, "iat": i64::MIN, "nbf": i64::MIN}), json!({"exp": i64::MIN, "iat": i64::MAX, "nbf": i64::MAX})] {
+                let _ = check_times(&claims, checks);
+            }
+        }
+    }
+
+    #[test]
+    fn nbf_is_checked_with_the_skew_and_must_be_a_number() {
+        let base = json!({"exp": NOW + 300, "iat": NOW});
+        let with = |nbf: Value| {
+            let mut c = base.clone();
+            c["nbf"] = nbf;
+            check_times(&c, at(NOW, 60)).map_err(|e| e.to_string())
+        };
+        assert!(with(json!(NOW + 3600)).unwrap_err().contains("not valid yet"));
+        assert!(with(json!(NOW + 61)).unwrap_err().contains("not valid yet"));
+        assert!(with(json!(NOW + 60)).is_ok(), "within the skew");
+        assert!(with(json!(NOW - 10)).is_ok());
+        assert!(with(json!(NOW as f64 + 0.5)).is_ok());
+        for bad in [json!("soon"), json!(null), json!(true), json!([NOW]), json!({})] {
+            assert!(with(bad.clone()).unwrap_err().contains("nbf"), "{bad}");
+        }
+        assert!(check_times(&base, at(NOW, 60)).is_ok(), "nbf is optional");
+    }
+
+    fn mappings(email: &[&str]) -> ClaimMappings {
+        ClaimMappings { user_id: ClaimNames::one("sub"), email: ClaimNames(email.iter().map(|s| s.to_string()).collect()), ..Default::default() }
+    }
+
+    #[test]
+    fn an_email_keeps_the_verification_of_the_source_that_sent_it() {
+        let ev = |v: Option<Value>| v.map(|v| json!({"email_verified": v})).unwrap_or(json!({}));
+        let src = |email: Option<&str>, v: Option<Value>| {
+            let mut o = json!({"sub": "s"});
+            if let Some(e) = email {
+                o["email"] = json!(e);
+            }
+            o.as_object_mut().unwrap().extend(ev(v).as_object().unwrap().clone());
+            o
+        };
+        let t = || Some(json!(true));
+        let f = || Some(json!(false));
+        // (ID token email, its verification, userinfo email, its verification) -> (email, verified)
+        type Row<'a> = (Option<&'a str>, Option<Value>, Option<&'a str>, Option<Value>, Option<&'a str>, Option<bool>);
+        let table: Vec<Row> = vec![
+            (Some("dave@x.test"), t(), Some("victim@x.test"), None, Some("victim@x.test"), None),
+            (Some("dave@x.test"), t(), Some("victim@x.test"), f(), Some("victim@x.test"), Some(false)),
+            (Some("dave@x.test"), t(), Some("victim@x.test"), Some(json!("yes")), Some("victim@x.test"), None),
+            (Some("dave@x.test"), f(), Some("victim@x.test"), t(), Some("victim@x.test"), Some(true)),
+            (Some("dave@x.test"), t(), Some("dave@x.test"), None, Some("dave@x.test"), Some(true)),
+            (Some("dave@x.test"), f(), Some("dave@x.test"), t(), Some("dave@x.test"), Some(true)),
+            (Some("dave@x.test"), None, Some("dave@x.test"), Some(json!("true")), Some("dave@x.test"), Some(true)),
+            (Some("dave@x.test"), f(), Some("dave@x.test"), None, Some("dave@x.test"), Some(false)),
+            (Some("Dave@X.test"), t(), Some("dave@x.test"), None, Some("dave@x.test"), Some(true)),
+            (Some("kim@x.test"), t(), Some("\u{212A}im@x.test"), None, Some("\u{212A}im@x.test"), None),
+            (Some("dave@x.test"), t(), None, f(), Some("dave@x.test"), Some(true)),
+            (Some("dave@x.test"), t(), None, None, Some("dave@x.test"), Some(true)),
+            (None, t(), Some("victim@x.test"), None, Some("victim@x.test"), None),
+            (None, None, Some("victim@x.test"), t(), Some("victim@x.test"), Some(true)),
+        ];
+        for (i, (id_email, id_v, ui_email, ui_v, want_email, want_v)) in table.into_iter().enumerate() {
+            let (_, identity) = claims_and_identity(src(id_email, id_v), Some(src(ui_email, ui_v)), &mappings(&["email"])).unwrap();
+            assert_eq!((identity.email.as_deref(), identity.email_verified), (want_email, want_v), "case {i}");
+        }
+        // Without userinfo the ID token's pair stands as it is.
+        let (_, identity) = claims_and_identity(src(Some("dave@x.test"), t()), None, &mappings(&["email"])).unwrap();
+        assert_eq!(identity.email_verified, Some(true));
+        // An address mapped from another claim of userinfo is not what email_verified describes.
+        let info = json!({"sub": "s", "upn": "victim@x.test"});
+        let (_, identity) = claims_and_identity(src(Some("dave@x.test"), t()), Some(info), &mappings(&["upn", "email"])).unwrap();
+        assert_eq!((identity.email.as_deref(), identity.email_verified), (Some("victim@x.test"), None));
+        // Other userinfo claims are still laid over the ID token's.
+        let (claims, _) = claims_and_identity(json!({"sub": "s", "name": "a"}), Some(json!({"sub": "s", "name": "b"})), &mappings(&["email"])).unwrap();
+        assert_eq!(claims["name"], "b");
+    }
 }

@@ -49,6 +49,9 @@ fn keypair(alg: Alg) -> (PKey<Private>, Value, String) {
 async fn start_idp() -> Hostile {
     let (key, jwk, kid) = keypair(Alg::Rs256);
     let state: Shared = Arc::new(Mutex::new(Idp { keys: vec![jwk], access_token: "at-1".into(), ..Default::default() }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let b = base.clone();
     let app = Router::new()
         .route(
             "/jwks",
@@ -74,9 +77,16 @@ async fn start_idp() -> Hostile {
                 axum::http::StatusCode::OK
             }),
         )
+        // RFC 8414 / OIDC Discovery, saying that the authorization response carries `iss` (RFC 9207).
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || async move {
+                Json(json!({"issuer": b, "authorization_endpoint": format!("{b}/authorize"), "token_endpoint": format!("{b}/token"),
+                    "jwks_uri": format!("{b}/jwks"), "userinfo_endpoint": format!("{b}/userinfo"), "revocation_endpoint": format!("{b}/revoke"),
+                    "authorization_response_iss_parameter_supported": true}))
+            }),
+        )
         .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     Hostile { base, state, key, kid }
 }
@@ -128,20 +138,32 @@ impl Case {
 
     /// One login where the IdP answers with the token `make` builds from the nonce.
     async fn attempt(&self, make: impl Fn(&Case, &str) -> String) -> (StatusCode, String, Option<String>) {
+        let (_, status, body, cookie) = self.callback("", make).await;
+        (status, body, cookie)
+    }
+
+    /// One login, `extra` appended to the callback's query; returns the browser too.
+    async fn callback(&self, extra: &str, make: impl Fn(&Case, &str) -> String) -> (Browser, StatusCode, String, Option<String>) {
         let (b, state, nonce, _) = self.start().await;
         self.idp.state.lock().unwrap().id_token = make(self, &nonce);
-        let r = b.http.get(format!("{}/oidc/con_h/callback?state={state}&code=c1", self.gw.base)).send().await.unwrap();
+        let r = b.http.get(format!("{}/oidc/con_h/callback?state={state}&code=c1{extra}", self.gw.base)).send().await.unwrap();
         let cookie = r
             .headers()
             .get_all("set-cookie")
             .iter()
             .map(|v| v.to_str().unwrap().to_string())
             .find(|c| c.starts_with("ssogate_session=") && !c.starts_with("ssogate_session=;"));
-        (r.status(), r.text().await.unwrap(), cookie)
+        let status = r.status();
+        (b, status, r.text().await.unwrap(), cookie)
     }
 
     async fn refused(&self, what: &str, needle: &str, make: impl Fn(&Case, &str) -> String) {
-        let (status, body, cookie) = self.attempt(make).await;
+        self.refused_with("", what, needle, make).await
+    }
+
+    /// A refusal (403, naming `needle`) with `extra` in the callback's query: no session, no user.
+    async fn refused_with(&self, extra: &str, what: &str, needle: &str, make: impl Fn(&Case, &str) -> String) {
+        let (_, status, body, cookie) = self.callback(extra, make).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{what}: {body}");
         assert!(body.contains(needle), "{what}: {needle:?} not in {body}");
         assert!(body.contains("Request id"), "{what}");
@@ -366,4 +388,216 @@ async fn concurrent_first_logins_of_one_identity_make_one_user() {
     assert!(ok >= 1);
     let (_, users) = c.gw.admin(Method::GET, "/users", None).await;
     assert_eq!(users.as_array().unwrap().len(), 1, "one identity, one user: {users}");
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// An ECDSA JWS with any header, signed with `md` by `key`, r and s each `width` bytes
+/// (left-padded with zeros, or with leading zero bytes dropped when `width` is short).
+fn ec_token(key: &PKey<Private>, header: Value, claims: &Value, md: openssl::hash::MessageDigest, width: usize) -> String {
+    let input = format!("{}.{}", B64URL.encode(header.to_string()), B64URL.encode(claims.to_string()));
+    let mut signer = openssl::sign::Signer::new(md, key).unwrap();
+    signer.update(input.as_bytes()).unwrap();
+    let der = openssl::ecdsa::EcdsaSig::from_der(&signer.sign_to_vec().unwrap()).unwrap();
+    let (mut r, mut s) = (der.r().to_vec(), der.s().to_vec());
+    assert!(r.len() <= width && s.len() <= width, "pick a width the values fit in");
+    r.splice(0..0, std::iter::repeat_n(0, width - r.len()));
+    s.splice(0..0, std::iter::repeat_n(0, width - s.len()));
+    r.extend(s);
+    format!("{input}.{}", B64URL.encode(r))
+}
+
+/// A P-384 key pair and its JWK, which names no `alg`.
+fn p384(kid: &str) -> (PKey<Private>, Value) {
+    let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::SECP384R1).unwrap();
+    let ec = openssl::ec::EcKey::generate(&group).unwrap();
+    let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+    let (mut x, mut y) = (openssl::bn::BigNum::new().unwrap(), openssl::bn::BigNum::new().unwrap());
+    ec.public_key().affine_coordinates(&group, &mut x, &mut y, &mut ctx).unwrap();
+    let jwk = json!({"kty": "EC", "crv": "P-384", "kid": kid, "use": "sig",
+        "x": B64URL.encode(x.to_vec_padded(48).unwrap()), "y": B64URL.encode(y.to_vec_padded(48).unwrap())});
+    (PKey::from_ec_key(ec).unwrap(), jwk)
+}
+
+#[tokio::test]
+async fn userinfo_email_does_not_inherit_the_id_tokens_verification() {
+    let c = Case::new(&[], json!({"oidc": {"userinfo_from_id_token": false}})).await;
+    let (s, victim) = c.gw.admin(Method::POST, "/users", Some(json!({"username": "victim", "email": "victim@example.test"}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{victim}");
+    let victim_id = victim["id"].as_str().unwrap().to_string();
+    // The ID token vouches for dave@; userinfo (same sub) names the victim's address and says nothing of it.
+    c.idp.state.lock().unwrap().userinfo = json!({"sub": "mallory", "email": "victim@example.test"});
+    let dave = |c: &Case, n: &str| {
+        let mut x = c.claims(n);
+        x["email"] = json!("dave@example.test");
+        c.sign(&x)
+    };
+    let (b, status, body, _) = c.callback("", dave).await;
+    assert!(status == StatusCode::SEE_OTHER || status == StatusCode::FORBIDDEN, "{body}");
+    let (_, audit) = c.gw.admin(Method::GET, "/audit?limit=1000", None).await;
+    let onto_victim = audit.as_array().unwrap().iter().any(|a| a["action"] == "link.create" && a["target"] == victim_id.as_str());
+    assert!(!onto_victim, "the login was linked to the victim's account: {audit}");
+    let (home, _) = b.visit(&format!("{}/", c.gw.base)).await;
+    assert!(!home.text().await.unwrap().contains("victim"), "signed in as the victim");
+
+    // The same reply where userinfo itself says the address is verified: it may claim the account.
+    c.idp.state.lock().unwrap().userinfo = json!({"sub": "mallory2", "email": "victim@example.test", "email_verified": true});
+    let (b, status, body, _) = c
+        .callback("", |c, n| {
+            let mut x = c.claims(n);
+            x["sub"] = json!("mallory2");
+            x["email"] = json!("dave@example.test");
+            c.sign(&x)
+        })
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let (home, _) = b.visit(&format!("{}/", c.gw.base)).await;
+    assert!(home.text().await.unwrap().contains("<strong>victim</strong>"), "userinfo vouched for its own address");
+}
+
+#[tokio::test]
+async fn ecdsa_keys_must_fit_the_algorithm_and_signatures_their_exact_size() {
+    let c = Case::new(&[], json!({})).await;
+    let (k384, j384) = p384("p384");
+    let (k256, j256, kid256) = keypair(Alg::Es256);
+    c.idp.state.lock().unwrap().keys.extend([j384, j256]);
+    let sha256 = openssl::hash::MessageDigest::sha256;
+    c.refused("ES256 with a P-384 key from a JWKS entry without alg", "no key", |c, n| {
+        ec_token(&k384, json!({"alg": "ES256", "kid": "p384"}), &c.claims(n), sha256(), 48)
+    })
+    .await;
+    c.refused("ES256 with a 66-byte signature", "signature is invalid", |c, n| {
+        ec_token(&k256, json!({"alg": "ES256", "kid": kid256}), &c.claims(n), sha256(), 33)
+    })
+    .await;
+    // The right size with the right curve: accepted.
+    let (status, body, cookie) = c.attempt(|c, n| ec_token(&k256, json!({"alg": "ES256", "kid": kid256}), &c.claims(n), sha256(), 32)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert!(cookie.is_some());
+}
+
+#[tokio::test]
+async fn id_token_not_valid_yet_is_refused() {
+    let c = Case::new(&[], json!({})).await;
+    c.refused("nbf an hour ahead", "not valid yet", |c, n| {
+        let mut x = c.claims(n);
+        x["nbf"] = json!(chrono::Utc::now().timestamp() + 3600);
+        c.sign(&x)
+    })
+    .await;
+    c.refused("nbf not a number", "nbf", |c, n| {
+        let mut x = c.claims(n);
+        x["nbf"] = json!("soon");
+        c.sign(&x)
+    })
+    .await;
+    // Within the skew: accepted.
+    let (status, body, _) = c
+        .attempt(|c, n| {
+            let mut x = c.claims(n);
+            x["nbf"] = json!(chrono::Utc::now().timestamp() + 30);
+            c.sign(&x)
+        })
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+}
+
+#[tokio::test]
+async fn authorization_response_iss_must_name_the_issuer() {
+    let c = Case::new(&[], json!({})).await;
+    let good = format!("&iss={}", enc(&c.idp.base));
+    let sign = |c: &Case, n: &str| c.sign(&c.claims(n));
+    // Not required by this connection: when present it must still be exact.
+    c.refused_with("&iss=https%3A%2F%2Fevil.example", "wrong iss", "iss", sign).await;
+    c.refused_with(&format!("&iss={}", enc(&format!("{}/", c.idp.base))), "iss with a trailing slash", "iss", sign).await;
+    let (_, status, body, _) = c.callback("&iss=", sign).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "an empty iss is not the issuer: {body}");
+    let (_, users) = c.gw.admin(Method::GET, "/users", None).await;
+    assert_eq!(users, json!([]));
+    let (_, status, body, _) = c.callback("", sign).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "no iss, not required: {body}");
+    c.gw.admin(Method::DELETE, &format!("/users/{}", c.gw.admin(Method::GET, "/users", None).await.1[0]["id"].as_str().unwrap()), None).await;
+    let (_, status, body, _) = c.callback(&good, sign).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "the right iss: {body}");
+    c.gw.admin(Method::DELETE, &format!("/users/{}", c.gw.admin(Method::GET, "/users", None).await.1[0]["id"].as_str().unwrap()), None).await;
+
+    // Discovery says the IdP sends iss: the connection requires it from then on.
+    let (s, doc) = c.gw.admin(Method::POST, "/discovery", Some(json!({"issuer": c.idp.base}))).await;
+    assert_eq!(s, StatusCode::OK, "{doc}");
+    assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
+    let (s, conn) = c.gw.admin(Method::PATCH, "/connections/con_h", Some(json!({"discover": true}))).await;
+    assert_eq!(s, StatusCode::OK, "{conn}");
+    assert_eq!(conn["oidc"]["authorization_response_iss_parameter_supported"], true, "{conn}");
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    c.refused("iss missing when the IdP says it sends one", "iss", sign).await;
+    c.refused_with("&iss=https%3A%2F%2Fevil.example", "wrong iss when required", "iss", sign).await;
+    let (_, status, body, cookie) = c.callback(&good, sign).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "the right iss when required: {body}");
+    assert!(cookie.is_some());
+}
+
+#[tokio::test]
+async fn control_characters_from_the_idp_never_reach_the_directory() {
+    let c = Case::new(&[], json!({})).await;
+    c.refused("CRLF in the email", "email claim", |c, n| {
+        let mut x = c.claims(n);
+        x["email"] = json!("crlf@example.test\r\nX-Injected: yes");
+        c.sign(&x)
+    })
+    .await;
+    c.refused("NUL in the name", "name claim", |c, n| {
+        let mut x = c.claims(n);
+        x["name"] = json!("Mallory\u{0}Admin");
+        c.sign(&x)
+    })
+    .await;
+    c.refused("LF in the subject", "sub claim", |c, n| {
+        let mut x = c.claims(n);
+        x["sub"] = json!("mallory\nX-Injected: yes");
+        c.sign(&x)
+    })
+    .await;
+    // The page names the claim, never the value.
+    let (_, _, body, _) = c
+        .callback("", |c, n| {
+            let mut x = c.claims(n);
+            x["email"] = json!("crlf@example.test\r\nX-Injected: yes");
+            c.sign(&x)
+        })
+        .await;
+    assert!(!body.contains("X-Injected"), "{body}");
+}
+
+#[tokio::test]
+async fn session_email_verified_describes_the_session_email() {
+    let c = Case::new(&[], json!({})).await;
+    let (b, status, body, _) = c.callback("", |c, n| c.sign(&c.claims(n))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let auth = |b: &Browser, email: &str| b.http.get(format!("{}/auth?allowed_emails={}", c.gw.base, enc(email))).send();
+    assert_eq!(auth(&b, "m@example.test").await.unwrap().status(), StatusCode::OK, "the stored address, verified by this login");
+    // Later the IdP vouches for another address: the session still carries the stored
+    // one, which this login did not verify.
+    let (b, status, body, _) = c
+        .callback("", |c, n| {
+            let mut x = c.claims(n);
+            x["email"] = json!("other@example.test");
+            c.sign(&x)
+        })
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let info: Value = b.http.get(format!("{}/oauth2/userinfo", c.gw.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(info["email"], "m@example.test", "{info}");
+    assert_eq!(auth(&b, "m@example.test").await.unwrap().status(), StatusCode::FORBIDDEN, "m@ was not verified by this login");
+    assert_eq!(auth(&b, "other@example.test").await.unwrap().status(), StatusCode::FORBIDDEN);
+    // Same address in another ASCII case: verified.
+    let (b, _, _, _) = c
+        .callback("", |c, n| {
+            let mut x = c.claims(n);
+            x["email"] = json!("M@Example.Test");
+            c.sign(&x)
+        })
+        .await;
+    assert_eq!(auth(&b, "m@example.test").await.unwrap().status(), StatusCode::OK);
 }

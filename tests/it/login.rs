@@ -265,11 +265,13 @@ async fn state_must_exist_be_single_use_and_belong_to_this_browser() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "the state was consumed by the first attempt");
     assert!(s.users().await.is_empty());
 
-    // The IdP's error= is shown, and nothing is created.
+    // The IdP's error= is shown, and nothing is created. (oidc-provider's discovery says it
+    // sends `iss` with every authorization response, errors included: RFC 9207.)
     let start = b.http.get(format!("{}/login/{}", s.gw.base, s.conn)).send().await.unwrap();
     let loc = reqwest::Url::parse(start.headers()["location"].to_str().unwrap()).unwrap();
     let state = loc.query_pairs().find(|(k, _)| k == "state").unwrap().1.to_string();
-    let (r, _) = b.visit(&format!("{cb}?state={state}&error=access_denied&error_description=User+cancelled")).await;
+    let iss: String = url::form_urlencoded::byte_serialize(s.idp.ready["issuer"].as_str().unwrap().as_bytes()).collect();
+    let (r, _) = b.visit(&format!("{cb}?state={state}&iss={iss}&error=access_denied&error_description=User+cancelled")).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let body = r.text().await.unwrap();
     assert!(body.contains("access_denied") && body.contains("User cancelled"), "{body}");

@@ -611,3 +611,19 @@ refusal!(
     FORBIDDEN,
     "PrefixList names too many prefixes"
 );
+
+/// Control characters in a signed NameID or attribute value never reach the directory:
+/// the ACS refuses the login, naming the claim, and nothing is created.
+#[tokio::test]
+async fn acs_refuses_control_characters_in_identity_fields() {
+    let acs = Acs::new(json!({}), json!({"create_users": true})).await;
+    acs.refuses(
+        json!({"attributes": {"email": ["alice@example.test\nX-Injected: yes"], "groups": ["staff"]}}),
+        FORBIDDEN,
+        "email claim contains a control character",
+    )
+    .await;
+    acs.refuses(json!({"name_id": "alice\u{85}admin"}), FORBIDDEN, "NameID claim contains a control character").await;
+    acs.refuses(json!({"attributes": {"email": ["alice@example.test"], "groups": ["staff\nadmins"]}}), FORBIDDEN, "groups claim contains a control character")
+        .await;
+}
