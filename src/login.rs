@@ -268,7 +268,7 @@ pub async fn oidc_callback(State(app): State<AppState>, ApiPath(id): ApiPath<Str
         Err(e) => return upstream_error(&conn, e),
     };
     let require_verified = conn.settings.oidc.as_ref().is_some_and(|o| o.email_verification);
-    complete(&app, &conn, &verified.identity, require_verified, verified.access_token, flow.return_to).await
+    complete(&app, &conn, &verified.identity, require_verified, verified.access_token, flow.return_to, None).await
 }
 
 fn upstream_error(conn: &Connection, e: UpstreamError) -> Response {
@@ -282,6 +282,8 @@ fn upstream_error(conn: &Connection, e: UpstreamError) -> Response {
 }
 
 /// The shared steps after any upstream: directory, group sync, session, redirect.
+/// `session_until` is the IdP's own end for the session (SAML `SessionNotOnOrAfter`):
+/// the session and its cookie never outlive it.
 pub async fn complete(
     app: &AppState,
     conn: &Connection,
@@ -289,6 +291,7 @@ pub async fn complete(
     require_verified_email: bool,
     upstream_token: Option<String>,
     return_to: Option<String>,
+    session_until: Option<crate::clock::Millis>,
 ) -> Response {
     let resolution = match app.directory.resolve(conn, identity, require_verified_email).await {
         Ok(r) => r,
@@ -310,6 +313,8 @@ pub async fn complete(
     };
     let groups = resolution.group_names();
     let now = app.clock.now();
+    let lifetime_ms = (app.config.session.lifetime_seconds * 1000) as i64;
+    let expires_at = session_until.map_or(now + lifetime_ms, |until| until.min(now + lifetime_ms));
     let session = Session {
         id: crate::id::token(32),
         user_id: user.id.clone(),
@@ -320,7 +325,7 @@ pub async fn complete(
         name: identity.name.clone(),
         groups,
         created_at: now,
-        expires_at: now + (app.config.session.lifetime_seconds * 1000) as i64,
+        expires_at,
         idle_timeout_ms: (app.config.session.idle_seconds * 1000) as i64,
         last_seen: now,
         upstream_token,
@@ -331,7 +336,7 @@ pub async fn complete(
     }
     tracing::info!(user_id = %user.id, connection = %conn.id, "login");
     let mut resp = Redirect::to(return_to.as_deref().unwrap_or("/")).into_response();
-    resp.headers_mut().append(header::SET_COOKIE, set_cookie(app, SESSION_COOKIE, &session.id, app.config.session.lifetime_seconds));
+    resp.headers_mut().append(header::SET_COOKIE, set_cookie(app, SESSION_COOKIE, &session.id, ((expires_at - now) / 1000).max(1) as u64));
     resp.headers_mut().append(header::SET_COOKIE, flow_cookie(app, "", 0));
     resp
 }
@@ -580,10 +585,12 @@ pub async fn saml_acs(State(app): State<AppState>, ApiPath(id): ApiPath<String>,
             return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly.");
         }
     }
-    let identity = match crate::mapping::map(&verified.claims, &conn.settings.claims) {
+    let mut identity = match crate::mapping::map(&verified.claims, &conn.settings.claims) {
         Ok(i) => i,
         Err(e) => return refused(StatusCode::FORBIDDEN, &id, &e.to_string()),
     };
-    // SAML says nothing of email verification: the email never claims an existing account.
-    complete(&app, &conn, &identity, false, None, return_to).await
+    // SAML says nothing of email verification: the email never claims an existing account,
+    // whatever an attribute named `email_verified` says.
+    identity.email_verified = None;
+    complete(&app, &conn, &identity, false, None, return_to, verified.session_until).await
 }

@@ -313,6 +313,46 @@ mod tests {
         assert_eq!(shape_within("<a x='a=b>c' y=\"=\"/>", &l(5, 0)), Ok(()));
     }
 
+    /// The scan looks at each byte a bounded number of times, whatever the shape: the
+    /// shapes that made the old backwards scan quadratic (every '=' looking back to the
+    /// previous space, in a tag with none), at the size limit, each within 3 steps a byte.
+    #[test]
+    fn the_scan_is_linear_in_the_worst_shapes() {
+        let fill = |head: &str, unit: &str| {
+            let mut s = head.to_string();
+            while s.len() + unit.len() <= MAX_XML {
+                s.push_str(unit);
+            }
+            s
+        };
+        let shapes = [
+            fill("<a", "="),
+            fill("<a x", "x") + "==",
+            fill("<a", "x=''"),
+            fill("<a", "xmlns:p=''"),
+            fill("<a x='", "="),
+            fill("", "<a"),
+            fill("", "</"),
+            fill("", "<!--"),
+            fill("", "<![CDATA["),
+            fill("", "<?"),
+            fill("", "<!"),
+            fill("<r>", "<a/>"),
+            fill("<r>", "<a x='1' y='2'>"),
+        ];
+        let loose = Limits { depth: usize::MAX, elements: usize::MAX, attributes: usize::MAX, namespaces: usize::MAX };
+        for xml in &shapes {
+            for limits in [&RESPONSE_LIMITS, &loose] {
+                let (_, steps) = shape_counted(xml, limits);
+                assert!(steps <= 3 * xml.len() + 16, "{} bytes starting {:?}: {steps} steps", xml.len(), &xml[..20]);
+            }
+        }
+        // Refused as soon as a limit is passed, not at the end of the tag.
+        let (got, steps) = shape_counted(&shapes[0], &RESPONSE_LIMITS);
+        assert!(got.unwrap_err().contains("attributes"));
+        assert!(steps < 200, "{steps}");
+    }
+
     #[test]
     fn values_from_a_message_are_shown_only_when_plain() {
         assert_eq!(shown("http://www.w3.org/2000/09/xmldsig#sha1"), "\"http://www.w3.org/2000/09/xmldsig#sha1\"");

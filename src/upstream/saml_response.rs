@@ -20,7 +20,7 @@ use roxmltree::Node;
 use serde_json::{Map, Value};
 
 use super::saml_precheck::{self, shown};
-use super::xmldsig::{self, text_of};
+use super::xmldsig::{self, text_of, xml_trim};
 use super::UpstreamError;
 use crate::clock::Millis;
 use crate::connection::Connection;
@@ -56,6 +56,9 @@ pub struct Verified {
     pub assertion_id: String,
     /// Until when the assertion could be presented (the replay marker lives this long).
     pub valid_until: Millis,
+    /// The earliest `SessionNotOnOrAfter` of the AuthnStatements: the IdP's end for the
+    /// session this login starts (the gateway's session never outlives it).
+    pub session_until: Option<Millis>,
 }
 
 fn invalid(msg: impl Into<String>) -> UpstreamError {
@@ -78,7 +81,7 @@ fn one<'a, 'i>(n: Node<'a, 'i>, ns: &'static str, name: &'static str) -> Option<
 fn instant(n: Node, attr: &str) -> Result<Option<Millis>, UpstreamError> {
     match n.attribute(attr) {
         None => Ok(None),
-        Some(v) => chrono::DateTime::parse_from_rfc3339(v.trim())
+        Some(v) => chrono::DateTime::parse_from_rfc3339(xml_trim(v))
             .map(|t| Some(t.timestamp_millis()))
             .map_err(|_| invalid(format!("the {} {attr} {} is not a UTC date-time", n.tag_name().name(), shown(v)))),
     }
@@ -216,8 +219,8 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
     }
     let idp = s.idp.entity_id.as_str();
     if let Some(issuer) = one(root, ASSERTION, "Issuer") {
-        if text_of(issuer).trim() != idp {
-            return Err(invalid(format!("the response was issued by {}, not by this connection's IdP", shown(text_of(issuer).trim()))));
+        if xml_trim(&text_of(issuer)) != idp {
+            return Err(invalid(format!("the response was issued by {}, not by this connection's IdP", shown(xml_trim(&text_of(issuer))))));
         }
     }
     in_response_to(root, expect)?;
@@ -226,8 +229,8 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
     let now = expect.now;
     let skew = expect.skew_ms;
     let issuer = one(assertion, ASSERTION, "Issuer").ok_or_else(|| invalid("the assertion has no Issuer"))?;
-    if text_of(issuer).trim() != idp {
-        return Err(invalid(format!("the assertion was issued by {}, not by this connection's IdP", shown(text_of(issuer).trim()))));
+    if xml_trim(&text_of(issuer)) != idp {
+        return Err(invalid(format!("the assertion was issued by {}, not by this connection's IdP", shown(xml_trim(&text_of(issuer))))));
     }
     let assertion_id = assertion.attribute("ID").filter(|i| !i.is_empty()).ok_or_else(|| invalid("the assertion has no ID"))?;
     let issued = instant(assertion, "IssueInstant")?.ok_or_else(|| invalid("the assertion has no IssueInstant"))?;
@@ -262,12 +265,13 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
         }
         valid_until = valid_until.max(until);
     }
+    conditions_understood(conditions)?;
     let restrictions: Vec<_> = children(conditions, ASSERTION, "AudienceRestriction").collect();
     if restrictions.is_empty() {
         return Err(invalid("the assertion names no Audience"));
     }
     for r in restrictions {
-        if !children(r, ASSERTION, "Audience").any(|a| text_of(a).trim() == s.entity_id) {
+        if !children(r, ASSERTION, "Audience").any(|a| xml_trim(&text_of(a)) == s.entity_id) {
             return Err(invalid(format!("the assertion is meant for another service provider (Audience is not {:?})", s.entity_id)));
         }
     }
@@ -277,11 +281,22 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
     if one(assertion, ASSERTION, "AuthnStatement").is_none() {
         return Err(invalid("the assertion has no AuthnStatement"));
     }
+    // The IdP's end of the session: the earliest of the statements'. One already past
+    // means the IdP says this session is over before it starts.
+    let mut session_until: Option<Millis> = None;
+    for statement in children(assertion, ASSERTION, "AuthnStatement") {
+        if let Some(until) = instant(statement, "SessionNotOnOrAfter")? {
+            session_until = Some(session_until.map_or(until, |u| u.min(until)));
+        }
+    }
+    if session_until.is_some_and(|until| until <= now) {
+        return Err(invalid("the IdP's session for this sign-in has already ended (AuthnStatement SessionNotOnOrAfter)"));
+    }
 
     // Attributes: by Name, and by FriendlyName where that name is free; always lists.
     let mut claims = Map::new();
     if let Some(n) = name_id {
-        claims.insert(NAME_ID.into(), Value::String(text_of(n).trim().to_string()));
+        claims.insert(NAME_ID.into(), Value::String(xml_trim(&text_of(n)).to_string()));
         if let Some(f) = n.attribute("Format") {
             claims.insert("NameIDFormat".into(), Value::String(f.into()));
         }
@@ -294,7 +309,7 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
         for attr in children(statement, ASSERTION, "Attribute") {
             let values: Vec<Value> = children(attr, ASSERTION, "AttributeValue")
                 .filter(|v| !matches!(v.attribute(("http://www.w3.org/2001/XMLSchema-instance", "nil")), Some("true" | "1")))
-                .map(|v| Value::String(text_of(v).trim().to_string()))
+                .map(|v| Value::String(xml_trim(&text_of(v)).to_string()))
                 .collect();
             if let Some(name) = attr.attribute("Name").filter(|n| !n.is_empty() && *n != NAME_ID) {
                 let entry = claims.entry(name.to_string()).or_insert_with(|| Value::Array(vec![]));
@@ -310,7 +325,39 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
     for (name, values) in friendly {
         claims.entry(name).or_insert(Value::Array(values));
     }
-    Ok(Verified { claims: Value::Object(claims), assertion_id: assertion_id.to_string(), valid_until })
+    Ok(Verified { claims: Value::Object(claims), assertion_id: assertion_id.to_string(), valid_until, session_until })
+}
+
+/// SAML core 2.5.1: a condition the relying party does not understand makes the
+/// assertion's validity Indeterminate, and an indeterminate assertion is not accepted.
+/// Understood here: `AudienceRestriction` (checked by the caller), `OneTimeUse` (the
+/// replay cache makes every assertion single use), and `ProxyRestriction` unless its
+/// `Count` is 0: the gateway hands every login on (a session, tokens for the app), which
+/// a `Count` of 0 forbids. Everything else — `Condition` with an `xsi:type`, elements of
+/// other namespaces — is refused, named.
+fn conditions_understood(conditions: Node) -> Result<(), UpstreamError> {
+    for c in conditions.children().filter(Node::is_element) {
+        if is(&c, ASSERTION, "AudienceRestriction") || is(&c, ASSERTION, "OneTimeUse") {
+            continue;
+        }
+        if is(&c, ASSERTION, "ProxyRestriction") {
+            match c.attribute("Count").map(|n| xml_trim(n).parse::<u32>()) {
+                None | Some(Ok(1..)) => continue,
+                Some(Ok(0)) => {
+                    return Err(invalid(
+                        "the IdP forbids passing this sign-in on (ProxyRestriction Count=\"0\"), and the gateway always passes it on to applications",
+                    ))
+                }
+                Some(Err(_)) => return Err(invalid("the assertion's ProxyRestriction Count is not a number")),
+            }
+        }
+        let name = c.tag_name().name();
+        return Err(invalid(format!(
+            "the assertion carries a condition this gateway does not understand ({}), so it cannot be accepted (SAML core 2.5.1.1)",
+            shown(name)
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -428,8 +475,55 @@ mod tests {
             for a in n.attributes() {
                 out.push(cut(a.range_value().start, a.range_value().end, ""));
             }
+            // The name with a Unicode space and more after it, in both tags: U+1680 is an
+            // XML name character (the parser reads one longer name); the others are not.
+            let name_len = me[1..].find(|c: char| " \t\r\n/>".contains(c)).unwrap_or(0);
+            let name = &me[1..1 + name_len];
+            for sp in ["\u{1680}", "\u{1680}X", "\u{A0}X", "\u{2000}"] {
+                let mut bent = me.replacen(name, &format!("{name}{sp}"), 1);
+                if let Some(close) = bent.rfind(&format!("</{name}>")) {
+                    bent.replace_range(close..close + name.len() + 3, &format!("</{name}{sp}>"));
+                }
+                out.push(cut(r.start, r.end, &bent));
+            }
         }
         out
+    }
+
+    /// A fixture assertion changed by `edit`, signed, in a response.
+    fn signed_with(key: &PKey<Private>, edit: impl Fn(String) -> String) -> String {
+        response(&sign_root(&edit(assertion()), key, None, true).unwrap())
+    }
+
+    #[test]
+    fn conditions_not_understood_are_refused_and_session_not_on_or_after_is_kept() {
+        let (cert, key) = crate::connection::keypair::generate("idp").unwrap();
+        let key = PKey::private_key_from_pem(key.as_bytes()).unwrap();
+        let conn = connection(&cert, true);
+        let with_condition = |c: &'static str| move |a: String| a.replace("</saml:AudienceRestriction>", &format!("</saml:AudienceRestriction>{c}"));
+        let cases: [(&str, Option<&str>); 7] = [
+            ("<saml:OneTimeUse/>", None),
+            ("<saml:ProxyRestriction Count=\"2\"><saml:Audience>urn:x</saml:Audience></saml:ProxyRestriction>", None),
+            ("<saml:ProxyRestriction/>", None),
+            ("<saml:ProxyRestriction Count=\"0\"/>", Some("ProxyRestriction Count")),
+            ("<saml:ProxyRestriction Count=\"many\"/>", Some("not a number")),
+            ("<saml:Condition xmlns:g=\"urn:g\" xsi:type=\"g:Geo\"/>", Some("does not understand (\"Condition\")")),
+            ("<g:Geo xmlns:g=\"urn:g\"/>", Some("does not understand (\"Geo\")")),
+        ];
+        for (condition, refusal) in cases {
+            let got = verify_xml(&signed_with(&key, with_condition(condition)), &conn, &expect());
+            match refusal {
+                None => assert!(got.is_ok(), "{condition}: {got:?}"),
+                Some(needle) => assert!(got.as_ref().unwrap_err().to_string().contains(needle), "{condition}: {got:?}"),
+            }
+        }
+        let plain = verify_xml(&signed_with(&key, |a| a), &conn, &expect()).unwrap();
+        assert_eq!(plain.session_until, None);
+        let session_end = |at: &'static str| move |a: String| a.replace("SessionIndex=\"_a1\"", &format!("SessionIndex=\"_a1\" SessionNotOnOrAfter=\"{at}\""));
+        let capped = verify_xml(&signed_with(&key, session_end("2027-01-15T09:00:00Z")), &conn, &expect()).unwrap();
+        assert_eq!(capped.session_until, Some(NOW + 3_600_000));
+        let ended = verify_xml(&signed_with(&key, session_end("2027-01-15T08:00:05Z")), &conn, &expect()).unwrap_err();
+        assert!(ended.to_string().contains("SessionNotOnOrAfter"), "{ended}");
     }
 
     #[test]

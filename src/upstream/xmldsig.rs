@@ -20,6 +20,7 @@ use base64::Engine;
 use openssl::bn::BigNum;
 use openssl::ecdsa::EcdsaSig;
 use openssl::hash::{hash, MessageDigest};
+use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, Private, Public};
 use openssl::sign::{Signer, Verifier};
 use roxmltree::{Node, NodeId};
@@ -60,6 +61,24 @@ pub enum DsigError {
     /// Comments or processing instructions inside signed content.
     #[error("the signed content contains comments or processing instructions")]
     Comment,
+    /// A name that the canonical form and the XML reader would see differently (a Unicode
+    /// space inside an element or attribute name, say): what is signed would not be what
+    /// is read.
+    #[error("the signed content has an element or attribute name that does not read the same way twice (a Unicode space inside a name?)")]
+    Name,
+}
+
+/// XML's own whitespace (XML 1.0 `S`): space, tab, CR, LF. Nothing else separates names,
+/// prefixes or base64 in XML, and treating any other Unicode space as a separator makes
+/// two different documents share one canonical form.
+pub fn is_xml_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
+/// Trims XML whitespace only (never a no-break space or another Unicode space: those are
+/// part of the value, and trimming them would merge distinct identifiers).
+pub fn xml_trim(s: &str) -> &str {
+    s.trim_matches(is_xml_space)
 }
 
 fn is_ds(n: &Node, name: &str) -> bool {
@@ -79,18 +98,35 @@ fn digest_of(alg: &str) -> Option<MessageDigest> {
     }
 }
 
-/// (digest, is ECDSA) for a signature method URI on the allow-list.
-fn signature_of(alg: &str) -> Option<(MessageDigest, bool)> {
-    let (md, ec) = match alg.strip_prefix("http://www.w3.org/2001/04/xmldsig-more#")? {
-        "rsa-sha256" => (MessageDigest::sha256(), false),
-        "rsa-sha384" => (MessageDigest::sha384(), false),
-        "rsa-sha512" => (MessageDigest::sha512(), false),
-        "ecdsa-sha256" => (MessageDigest::sha256(), true),
-        "ecdsa-sha384" => (MessageDigest::sha384(), true),
-        "ecdsa-sha512" => (MessageDigest::sha512(), true),
+/// (digest, the curve for ECDSA) for a signature method URI on the allow-list. Each ECDSA
+/// method is bound to the curve of its strength (as JWS binds ES256 to P-256): a key on
+/// another curve does not verify it.
+fn signature_of(alg: &str) -> Option<(MessageDigest, Option<Nid>)> {
+    let (md, curve) = match alg.strip_prefix("http://www.w3.org/2001/04/xmldsig-more#")? {
+        "rsa-sha256" => (MessageDigest::sha256(), None),
+        "rsa-sha384" => (MessageDigest::sha384(), None),
+        "rsa-sha512" => (MessageDigest::sha512(), None),
+        "ecdsa-sha256" => (MessageDigest::sha256(), Some(Nid::X9_62_PRIME256V1)),
+        "ecdsa-sha384" => (MessageDigest::sha384(), Some(Nid::SECP384R1)),
+        "ecdsa-sha512" => (MessageDigest::sha512(), Some(Nid::SECP521R1)),
         _ => return None,
     };
-    Some((md, ec))
+    Some((md, curve))
+}
+
+/// Whether `key` may verify a signature made with this method: RSA for RSA methods; for
+/// ECDSA, a key on the method's curve and a value of exactly twice the curve's size
+/// (XML-DSig 1.1: r and s, each padded to the size of the curve's order).
+fn key_fits(key: &PKey<Public>, curve: Option<Nid>, raw_len: usize) -> bool {
+    match curve {
+        None => key.id() == Id::RSA,
+        Some(want) => {
+            let Ok(ec) = key.ec_key() else { return false };
+            let group = ec.group();
+            let size = (group.degree() as usize).div_ceil(8);
+            group.curve_name() == Some(want) && raw_len == 2 * size
+        }
+    }
 }
 
 /// Most prefixes an `InclusiveNamespaces PrefixList` may name (real ones name one to three).
@@ -102,7 +138,7 @@ fn prefix_list(method: Node) -> Result<Vec<String>, DsigError> {
         .children()
         .find(|c| c.is_element() && c.tag_name().name() == "InclusiveNamespaces" && c.tag_name().namespace() == Some(EXC_C14N))
         .and_then(|n| n.attribute("PrefixList"))
-        .map(|l| l.split_whitespace().map(|p| if p == "#default" { String::new() } else { p.to_string() }).collect())
+        .map(|l| l.split(is_xml_space).filter(|p| !p.is_empty()).map(|p| if p == "#default" { String::new() } else { p.to_string() }).collect())
         .unwrap_or_default();
     list.sort_unstable();
     list.dedup();
@@ -113,7 +149,7 @@ fn prefix_list(method: Node) -> Result<Vec<String>, DsigError> {
 }
 
 fn compact_b64(s: &str) -> Result<Vec<u8>, DsigError> {
-    let c: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    let c: String = s.chars().filter(|c| !is_xml_space(*c)).collect();
     B64.decode(c).map_err(|_| DsigError::Malformed("a digest or signature value is not base64"))
 }
 
@@ -135,7 +171,7 @@ pub fn verify_element(elem: Node, keys: &[PKey<Public>]) -> Result<bool, DsigErr
         return Err(DsigError::Algorithm(c14n_alg.into()));
     }
     let method = child(signed_info, "SignatureMethod").and_then(|m| m.attribute("Algorithm")).ok_or(DsigError::Malformed("no SignatureMethod"))?;
-    let (sig_md, ecdsa) = signature_of(method).ok_or_else(|| DsigError::Algorithm(method.into()))?;
+    let (sig_md, curve) = signature_of(method).ok_or_else(|| DsigError::Algorithm(method.into()))?;
 
     let mut refs = signed_info.children().filter(|c| is_ds(c, "Reference"));
     let reference = refs.next().ok_or(DsigError::Malformed("no Reference"))?;
@@ -177,10 +213,11 @@ pub fn verify_element(elem: Node, keys: &[PKey<Public>]) -> Result<bool, DsigErr
     // the reference (a prefix list, the size of the signed content) is trusted with work.
     let info = canonicalize(src, signed_info, None, &prefix_list(c14n)?)?;
     let raw = compact_b64(&text_of(value))?;
-    let raw = if ecdsa { ecdsa_der(&raw).ok_or(DsigError::Malformed("an ECDSA signature value has an odd length"))? } else { raw };
+    let raw_len = raw.len();
+    let raw = if curve.is_some() { ecdsa_der(&raw).ok_or(DsigError::Malformed("an ECDSA signature value has an odd length"))? } else { raw };
     let signed = keys
         .iter()
-        .filter(|k| (k.id() == Id::EC) == ecdsa)
+        .filter(|k| key_fits(k, curve, raw_len))
         .any(|key| Verifier::new(sig_md, key).and_then(|mut v| v.verify_oneshot(&raw, info.as_bytes())).unwrap_or(false));
     if !signed {
         return Err(DsigError::Signature);
@@ -209,11 +246,31 @@ pub fn text_of(n: Node) -> String {
     n.descendants().filter(|d| d.is_text()).filter_map(|d| d.text()).collect()
 }
 
-/// The element's qualified name as written in the source.
+/// The element's qualified name as written in the source: up to XML whitespace, `/` or
+/// `>` (never another Unicode space: U+1680 is both Unicode whitespace and an XML name
+/// character).
 fn qname<'i>(src: &'i str, n: Node) -> &'i str {
     let s = src.get(n.range().start + 1..).unwrap_or_default();
-    let end = s.find(|c: char| c.is_whitespace() || c == '/' || c == '>').unwrap_or(s.len());
+    let end = s.find(|c: char| is_xml_space(c) || c == '/' || c == '>').unwrap_or(s.len());
     &s[..end]
+}
+
+/// Whether a name as written (`prefix:local` or `local`) is the name the parser reports:
+/// the same local part, and the prefix bound to the same namespace. Anything else means
+/// the text canonicalized and the tree read disagree, and the signature is refused.
+fn reads_alike(written: &str, local: &str, namespace: Option<&str>, resolve: impl Fn(&str) -> Option<String>) -> bool {
+    let (prefix, written_local) = match written.split_once(':') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, written),
+    };
+    if written_local != local {
+        return false;
+    }
+    match prefix {
+        Some("xml") => namespace == Some("http://www.w3.org/XML/1998/namespace"),
+        Some(p) => !p.is_empty() && resolve(p).as_deref() == namespace && namespace.is_some(),
+        None => true,
+    }
 }
 
 fn prefix_of(qname: &str) -> &str {
@@ -243,6 +300,17 @@ fn element(
         return Err(DsigError::TooDeep);
     }
     let name = qname(src, n);
+    let resolve = |p: &str| n.lookup_namespace_uri(Some(p)).map(str::to_string);
+    if !reads_alike(name, n.tag_name().name(), n.tag_name().namespace(), resolve) || (!name.contains(':') && n.tag_name().namespace() != n.default_namespace())
+    {
+        return Err(DsigError::Name);
+    }
+    for a in n.attributes() {
+        let q = src.get(a.range_qname()).unwrap_or_default();
+        if !reads_alike(q, a.name(), a.namespace(), resolve) || (!q.contains(':') && a.namespace().is_some()) {
+            return Err(DsigError::Name);
+        }
+    }
     // Prefixes this element visibly uses, then the inclusive ones in scope.
     let mut used: Vec<&str> = vec![prefix_of(name)];
     for a in n.attributes() {
@@ -349,7 +417,14 @@ pub fn sign_root(xml: &str, key: &PKey<Private>, cert_pem: Option<&str>, after_f
     let content = canonicalize(xml, root, None, &[])?;
     let digest = hash(MessageDigest::sha256(), content.as_bytes()).map_err(bad)?;
     let ec = key.id() == Id::EC;
-    let method = if ec { "ecdsa-sha256" } else { "rsa-sha256" };
+    // ECDSA with the hash of the curve's strength (the pairing `signature_of` requires).
+    let curve = key.ec_key().ok().and_then(|k| k.group().curve_name());
+    let (method, md) = match curve {
+        _ if !ec => ("rsa-sha256", MessageDigest::sha256()),
+        Some(Nid::SECP384R1) => ("ecdsa-sha384", MessageDigest::sha384()),
+        Some(Nid::SECP521R1) => ("ecdsa-sha512", MessageDigest::sha512()),
+        _ => ("ecdsa-sha256", MessageDigest::sha256()),
+    };
     let signed_info = format!(
         "<ds:SignedInfo xmlns:ds=\"{DS}\"><ds:CanonicalizationMethod Algorithm=\"{EXC_C14N}\"></ds:CanonicalizationMethod>\
 <ds:SignatureMethod Algorithm=\"http://www.w3.org/2001/04/xmldsig-more#{method}\"></ds:SignatureMethod>\
@@ -360,7 +435,7 @@ pub fn sign_root(xml: &str, key: &PKey<Private>, cert_pem: Option<&str>, after_f
     // Already canonical: parse it only to be sure.
     let info_doc = roxmltree::Document::parse(&signed_info).map_err(|_| DsigError::Malformed("could not sign"))?;
     let info = canonicalize(&signed_info, info_doc.root_element(), None, &[])?;
-    let mut signer = Signer::new(MessageDigest::sha256(), key).map_err(bad)?;
+    let mut signer = Signer::new(md, key).map_err(bad)?;
     let mut sig = signer.sign_oneshot_to_vec(info.as_bytes()).map_err(bad)?;
     if ec {
         let parsed = EcdsaSig::from_der(&sig).map_err(bad)?;
@@ -414,6 +489,96 @@ mod tests {
         // An inclusive prefix is rendered even when unused.
         assert_eq!(canonicalize(xml, c, None, &["z".into()]).unwrap(), "<b:c xmlns:b=\"urn:b\" xmlns:z=\"urn:unused\"></b:c>");
         assert_eq!(c14n("<r>\r\n<x a=\"&#13;\"/></r>"), "<r>\n<x a=\"&#xD;\"></x></r>");
+    }
+
+    /// Names end at XML whitespace only: U+1680 (OGHAM SPACE MARK) is Unicode whitespace
+    /// and an XML name character, so a name with it inside is one name, canonicalized
+    /// whole (it was `<p:Local>`, a name the reader never saw, so the renamed element kept
+    /// the digest of the signed one). Nor may a Unicode space split a PrefixList or a
+    /// base64 value. A name the canonical form and the parser read differently is refused.
+    #[test]
+    fn unicode_spaces_never_end_a_name() {
+        let mut parsed = 0;
+        for sp in ['\u{1680}', '\u{00A0}', '\u{2000}', '\u{200A}', '\u{3000}', '\u{FEFF}', '\u{0085}', '\u{180E}', '\u{200B}', '\u{2028}', '\u{0301}'] {
+            let docs = [
+                (format!("<p:Local{sp}X xmlns:p=\"urn:p\">v</p:Local{sp}X>"), format!("<p:Local{sp}X xmlns:p=\"urn:p\">v</p:Local{sp}X>")),
+                (format!("<r><b{sp}:c xmlns:b{sp}=\"urn:z\"/><b/></r>"), format!("<r><b{sp}:c xmlns:b{sp}=\"urn:z\"></b{sp}:c><b></b></r>")),
+                (format!("<r a{sp}x=\"1\"/>"), format!("<r a{sp}x=\"1\"></r>")),
+                (format!("<r xmlns:p=\"urn:p\" p:a{sp}x=\"1\"/>"), format!("<r xmlns:p=\"urn:p\" p:a{sp}x=\"1\"></r>")),
+            ];
+            for (xml, want) in docs {
+                // Either the parser refuses the name (not an XML name character), or the
+                // whole name is canonicalized.
+                let Ok(doc) = roxmltree::Document::parse(&xml) else { continue };
+                parsed += 1;
+                assert_eq!(canonicalize(&xml, doc.root_element(), None, &[]).as_deref(), Ok(want.as_str()), "U+{:04X}", sp as u32);
+            }
+        }
+        assert!(parsed >= 8, "U+1680 and the combining mark are name characters: {parsed}");
+        assert_eq!(qname("<a\u{1680}b c='1'/>", roxmltree::Document::parse("<a\u{1680}b c='1'/>").unwrap().root_element()), "a\u{1680}b");
+        assert!(reads_alike("p:a", "a", Some("urn:p"), |_| Some("urn:p".into())));
+        assert!(!reads_alike("p:a", "a", Some("urn:q"), |_| Some("urn:p".into())));
+        assert!(!reads_alike("p:ab", "a", Some("urn:p"), |_| Some("urn:p".into())));
+        assert!(!reads_alike(":a", "a", None, |_| None));
+        assert!(reads_alike("xml:lang", "lang", Some("http://www.w3.org/XML/1998/namespace"), |_| None));
+        // Plain names and the usual SAML shapes still read alike.
+        assert_eq!(c14n("<r xmlns=\"urn:d\" xml:lang=\"en\"><x a=\"1\"/></r>"), "<r xmlns=\"urn:d\" xml:lang=\"en\"><x a=\"1\"></x></r>");
+        // A PrefixList splits at XML whitespace only.
+        let xml = "<m><ec:InclusiveNamespaces xmlns:ec=\"http://www.w3.org/2001/10/xml-exc-c14n#\" PrefixList=\"a\u{1680}b  c\td\"/></m>";
+        let doc = roxmltree::Document::parse(xml).unwrap();
+        assert_eq!(prefix_list(doc.root_element()).unwrap(), vec!["a\u{1680}b", "c", "d"]);
+        assert!(compact_b64("QU\u{00A0}JD").is_err());
+        assert_eq!(compact_b64("QU\r\n JD\t").unwrap(), b"ABC");
+        assert_eq!(xml_trim("\u{A0}victim\u{A0} \n"), "\u{A0}victim\u{A0}");
+    }
+
+    fn ec(nid: openssl::nid::Nid) -> PKey<Private> {
+        PKey::from_ec_key(openssl::ec::EcKey::generate(&openssl::ec::EcGroup::from_curve_name(nid).unwrap()).unwrap()).unwrap()
+    }
+
+    /// Each ECDSA method is bound to its curve, and its value is exactly twice the curve's
+    /// size: a P-384 key does not verify ecdsa-sha256, and a value of 62 or 66 bytes is
+    /// refused even where OpenSSL would take the numbers.
+    #[test]
+    fn ecdsa_values_fit_the_curve_of_the_method() {
+        use openssl::nid::Nid;
+        let (p256, p384, p521) = (ec(Nid::X9_62_PRIME256V1), ec(Nid::SECP384R1), ec(Nid::SECP521R1));
+        let fits = |k: &PKey<Private>, c: Option<Nid>, n: usize| key_fits(&public(k), c, n);
+        assert!(fits(&p256, Some(Nid::X9_62_PRIME256V1), 64));
+        assert!(fits(&p384, Some(Nid::SECP384R1), 96));
+        assert!(fits(&p521, Some(Nid::SECP521R1), 132));
+        for n in [0, 62, 63, 65, 66, 96, 128] {
+            assert!(!fits(&p256, Some(Nid::X9_62_PRIME256V1), n), "{n}");
+        }
+        assert!(!fits(&p384, Some(Nid::X9_62_PRIME256V1), 96));
+        assert!(!fits(&p384, Some(Nid::X9_62_PRIME256V1), 64));
+        assert!(!fits(&p256, None, 64), "an EC key never verifies an RSA method");
+        assert!(!fits(&rsa(), Some(Nid::X9_62_PRIME256V1), 64));
+        assert!(fits(&rsa(), None, 256));
+
+        // End to end: a P-384 signature relabelled ecdsa-sha256 is refused, and so is a
+        // valid P-256 value with a leading zero byte added to r and s (66 bytes) or removed.
+        for key in [&p384, &p521] {
+            let signed = sign_root(REQ, key, None, true).unwrap();
+            let doc = roxmltree::Document::parse(&signed).unwrap();
+            assert_eq!(verify_element(doc.root_element(), &[public(key)]), Ok(true), "{signed}");
+        }
+        let p384_as_es256 = {
+            let signed = sign_root(REQ, &p384, None, true).unwrap();
+            signed.replace("xmldsig-more#ecdsa-sha384", "xmldsig-more#ecdsa-sha256")
+        };
+        let doc = roxmltree::Document::parse(&p384_as_es256).unwrap();
+        assert_eq!(verify_element(doc.root_element(), &[public(&p384)]), Err(DsigError::Signature));
+        let signed = sign_root(REQ, &p256, None, true).unwrap();
+        let doc = roxmltree::Document::parse(&signed).unwrap();
+        assert_eq!(verify_element(doc.root_element(), &[public(&p256)]), Ok(true));
+        let value = text_of(doc.descendants().find(|n| is_ds(n, "SignatureValue")).unwrap());
+        let raw = B64.decode(&value).unwrap();
+        let (r, s) = raw.split_at(32);
+        let padded = B64.encode([&[0u8][..], r, &[0u8][..], s].concat());
+        let bent = signed.replace(&value, &padded);
+        let doc = roxmltree::Document::parse(&bent).unwrap();
+        assert_eq!(verify_element(doc.root_element(), &[public(&p256)]), Err(DsigError::Signature));
     }
 
     #[test]

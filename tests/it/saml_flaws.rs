@@ -33,7 +33,7 @@ async fn acs_precheck_refuses_the_worst_shapes_at_the_size_limit_quickly() {
     };
     let cases = [
         ("'=' after '=' in one tag", fill("<a", "="), "attributes"),
-        ("'=' after a long name", fill("<a x", "x") + "==", "not well-formed"),
+        ("'=' after a long name", fill("<a x", "x")[..MAX_XML - 2].to_string() + "==", "not well-formed"),
         ("name=value without spaces", fill("<a", "x=''"), "attributes"),
         ("declarations without spaces", fill("<a", "xmlns:p=''"), "namespace"),
         ("an unclosed quote", fill("<a x='", "="), "not well-formed"),
@@ -47,8 +47,9 @@ async fn acs_precheck_refuses_the_worst_shapes_at_the_size_limit_quickly() {
         let started = Instant::now();
         let r = http.post(&acs).form(&[("SAMLResponse", B64.encode(&xml))]).send().await.unwrap();
         let took = started.elapsed();
-        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{what}");
+        let status = r.status();
         let body = r.text().await.unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {body}");
         assert!(body.contains(needle), "{what}: expected {needle:?} in {body}");
         assert!(took < Duration::from_secs(10), "{what}: took {took:?}");
     }
@@ -107,4 +108,22 @@ async fn acs_caps_the_session_at_session_not_on_or_after() {
     let now = acs.gw.app.clock.now();
     let session = acs.gw.app.sessions.touch(sid, now).await.unwrap().expect("the session");
     assert!(session.expires_at <= now + 121_000, "expires_at {} is capped at SessionNotOnOrAfter", session.expires_at - now);
+}
+
+/// SAML IdPs do not vouch for emails: an attribute named `email_verified` does not turn
+/// linking by email back on (issue #10, 2), so the admin's user is not claimed.
+#[tokio::test]
+async fn a_saml_email_verified_attribute_never_claims_an_account() {
+    let acs = Acs::new(json!({}), json!({"create_users": true})).await;
+    let (st, victim) = acs.gw.admin(reqwest::Method::POST, "/users", Some(json!({"username": "victim", "email": "victim@example.test"}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{victim}");
+    let (b, relay, id) = acs.start().await;
+    let attributes = json!({"email": ["victim@example.test"], "email_verified": ["true"], "groups": []});
+    let (st, body, session) = acs.post(&b, Some(&relay), &forge(&acs.spec(Some(&id), json!({"attributes": attributes})))).await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "{body}");
+    assert!(session);
+    let users = acs.users().await;
+    assert_eq!(users.len(), 2, "a new user, not the victim: {users:?}");
+    let (_, audit) = acs.gw.admin(reqwest::Method::GET, "/audit?limit=1000", None).await;
+    assert!(!audit.to_string().contains("verified email"), "no link by email: {audit}");
 }
