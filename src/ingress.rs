@@ -138,14 +138,10 @@ fn rule(list: &Option<String>, matches: impl FnMut(&str) -> bool) -> bool {
     }
 }
 
-/// Equal without case: ASCII without allocating, anything else by Unicode lowercase of
-/// the whole string (which knows context, such as Greek final sigma).
+/// Equal by the directory's rule (`store::name_key`): ASCII letters without case,
+/// anything else exactly, so a rule never admits a lookalike of a listed name.
 fn same(a: &str, b: &str) -> bool {
-    if a.is_ascii() && b.is_ascii() {
-        a.eq_ignore_ascii_case(b)
-    } else {
-        a.to_lowercase() == b.to_lowercase()
-    }
+    crate::store::same_name(a, b)
 }
 
 fn flag(s: &Option<String>) -> bool {
@@ -558,7 +554,7 @@ mod tests {
             email: None,
             email_verified: false,
             name: None,
-            groups: vec!["ΟΔΟΣ".into(), "Ärzte".into()],
+            groups: vec!["ΟΔΟΣ".into(), "Ärzte".into(), "Kube-Admins".into()],
             created_at: 0,
             expires_at: 10,
             idle_timeout_ms: 10,
@@ -566,9 +562,15 @@ mod tests {
             upstream_token: None,
         };
         let q = |g: &str| AuthQuery { allowed_groups: Some(g.into()), ..Default::default() };
-        assert!(allows(&s, &q("οδος")), "final sigma, as str::to_lowercase has it");
-        assert!(allows(&s, &q("ärzte")));
+        // ASCII letters without case; anything else exactly (SECURITY.md: distinct strings
+        // never merge, and Unicode case mapping merges some: the Kelvin sign is not a `k`).
+        assert!(allows(&s, &q("ΟΔΟΣ")));
+        assert!(!allows(&s, &q("οδος")));
+        assert!(allows(&s, &q("ÄRZTE")));
+        assert!(!allows(&s, &q("ärzte")));
         assert!(!allows(&s, &q("arzte")));
+        assert!(allows(&s, &q("kube-ADMINS")));
+        assert!(!allows(&s, &q("\u{212A}ube-admins")));
     }
 
     #[test]

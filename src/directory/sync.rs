@@ -40,16 +40,16 @@ impl Plan {
 /// Computes the plan. `asserted` are the group names from the IdP, `groups` the
 /// directory's groups, `current` the user's memberships (every source).
 pub fn plan(asserted: &[String], groups: &[Group], current: &[Membership], connection_id: &str) -> Plan {
-    // Names match regardless of case. Built-in groups are never synced: `Users` is
+    // Names match regardless of ASCII case, anything else exactly (`store::name_key`). Built-in groups are never synced: `Users` is
     // everyone, and `Admins`/`Queue admins` would let whoever names a group in an IdP
     // grant themselves administration here. Admins are made by hand.
-    let by_name: BTreeMap<String, &Group> = groups.iter().filter(|g| g.builtin.is_none()).map(|g| (g.name.to_lowercase(), g)).collect();
+    let by_name: BTreeMap<String, &Group> = groups.iter().filter(|g| g.builtin.is_none()).map(|g| (crate::store::name_key(&g.name), g)).collect();
     let source = Source::Connection(connection_id.to_string());
     let granted: BTreeSet<&str> = current.iter().filter(|m| m.source == source).map(|m| m.group_id.as_str()).collect();
     let mut wanted = BTreeSet::new();
     let mut out = Plan::default();
     for name in asserted {
-        match by_name.get(&name.trim().to_lowercase()) {
+        match by_name.get(&crate::store::name_key(crate::upstream::xmldsig::xml_trim(name))) {
             Some(g) => {
                 if wanted.insert(g.id.as_str()) && !granted.contains(g.id.as_str()) {
                     out.add.push(PlannedGroup { id: g.id.clone(), name: g.name.clone() });

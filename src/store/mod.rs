@@ -406,6 +406,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn client_delete(&self, client_id: &str, audit: &AuditEntry) -> StoreResult<()>;
 }
 
+/// The key a name or an email is unique by and looked up by: ASCII letters without case,
+/// every other character exactly as given. Unicode case mapping would merge distinct
+/// strings (the Kelvin sign lowercases to `k`, `ß` uppercases to `SS`), so that an IdP
+/// asserting `\u{212A}ate@example.test` would claim `kate@example.test`'s account or an
+/// asserted `\u{212A}ube-admins` would grant `Kube-Admins`. SECURITY.md: distinct strings
+/// never merge. [`same_name`] is the same rule as a comparison.
+pub fn name_key(s: &str) -> String {
+    s.to_ascii_lowercase()
+}
+
+/// Whether two names or emails are the same by [`name_key`]'s rule, without allocating.
+pub fn same_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
 /// Opens the store named by `url` and runs its migrations.
 pub async fn open(url: &str, max_connections: u32) -> StoreResult<sql::Sql> {
     sql::Sql::connect(url, max_connections).await

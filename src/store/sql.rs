@@ -69,7 +69,35 @@ CREATE TABLE clients (
   client_id TEXT PRIMARY KEY, name TEXT NOT NULL, secret_sha256 TEXT NOT NULL,
   redirect_uris TEXT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)
 "#,
+    // 3: the unique keys of names and emails become ASCII-only case folds (`name_key`);
+    // stores written before kept Unicode lowercase. No SQL: `rekey` rewrites them.
+    "",
 ];
+
+/// The columns keyed by [`name_key`]: (table, value column, key column).
+const KEYED: &[(&str, &str, &str)] = &[
+    ("connections", "display_name", "name_key"),
+    ("users", "username", "username_key"),
+    ("users", "email", "email_key"),
+    ("user_groups", "name", "name_key"),
+    ("invitations", "email", "email_key"),
+];
+
+/// Recomputes every key with [`name_key`] (migration 3). ASCII folding only tells apart
+/// what Unicode lowercase merged, so no two rows can end up with one key.
+async fn rekey(tx: &mut AnyConnection) -> StoreResult<()> {
+    for (table, column, key) in KEYED {
+        let rows = sqlx::query(&format!("SELECT id, {column} AS v, {key} AS k FROM {table}")).fetch_all(&mut *tx).await?;
+        for row in rows {
+            let (id, value, old): (String, Option<String>, Option<String>) = (row.try_get("id")?, row.try_get("v")?, row.try_get("k")?);
+            let new = value.as_deref().map(name_key);
+            if new != old {
+                sqlx::query(&format!("UPDATE {table} SET {key} = $1 WHERE id = $2")).bind(new).bind(id).execute(&mut *tx).await?;
+            }
+        }
+    }
+    Ok(())
+}
 
 static DRIVERS: Once = Once::new();
 
@@ -129,6 +157,9 @@ impl Sql {
                     tx.execute(stmt).await?;
                 }
             }
+            if version == 3 {
+                rekey(&mut tx).await?;
+            }
             if version == 1 {
                 for (kind, id, name, description) in Builtin::ALL {
                     sqlx::query(
@@ -136,7 +167,7 @@ impl Sql {
                     )
                     .bind(id)
                     .bind(name)
-                    .bind(name.to_lowercase())
+                    .bind(name_key(name))
                     .bind(description)
                     .bind(kind.as_str())
                     .bind(now)
@@ -193,7 +224,7 @@ async fn write_audit(conn: &mut AnyConnection, e: &AuditEntry) -> StoreResult<()
 }
 
 fn lower_opt(s: &Option<String>) -> Option<String> {
-    s.as_ref().map(|s| s.to_lowercase())
+    s.as_deref().map(name_key)
 }
 
 fn connection_row(r: &AnyRow) -> StoreResult<StoredConnection> {
@@ -353,7 +384,7 @@ impl Store for Sql {
     async fn connection_insert(&self, c: &StoredConnection, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO connections (id, display_name, name_key, protocol, provider, active, settings, secrets, created_at, updated_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
-            .bind(&c.id).bind(&c.display_name).bind(c.display_name.to_lowercase()).bind(&c.protocol)
+            .bind(&c.id).bind(&c.display_name).bind(name_key(&c.display_name)).bind(&c.protocol)
             .bind(&c.provider).bind(c.active as i64).bind(&c.settings).bind(&c.secrets)
             .bind(c.created_at).bind(c.updated_at).bind(c.version)
             .execute(&mut *tx).await
@@ -369,7 +400,7 @@ impl Store for Sql {
             "UPDATE connections SET display_name = $1, name_key = $2, provider = $3, active = $4, settings = $5, secrets = $6, updated_at = $7, version = $8 WHERE id = $9 AND version = $10",
         )
         .bind(&c.display_name)
-        .bind(c.display_name.to_lowercase())
+        .bind(name_key(&c.display_name))
         .bind(&c.provider)
         .bind(c.active as i64)
         .bind(&c.settings)
@@ -416,7 +447,7 @@ impl Store for Sql {
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query("SELECT * FROM users WHERE email_key = $1").bind(email.to_lowercase()).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM users WHERE email_key = $1").bind(name_key(&email)).fetch_optional(&self.pool).await?;
         row.as_ref().map(user_row).transpose()
     }
 
@@ -434,7 +465,7 @@ impl Store for Sql {
             "UPDATE users SET username = $1, username_key = $2, email = $3, email_key = $4, status = $5, invited_at = $6, updated_at = $7 WHERE id = $8",
         )
         .bind(&u.username)
-        .bind(u.username.to_lowercase())
+        .bind(name_key(&u.username))
         .bind(&u.email)
         .bind(lower_opt(&u.email))
         .bind(u.status.as_str())
@@ -522,7 +553,7 @@ impl Store for Sql {
         sqlx::query("INSERT INTO user_groups (id, name, name_key, description, builtin, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(&g.id)
             .bind(&g.name)
-            .bind(g.name.to_lowercase())
+            .bind(name_key(&g.name))
             .bind(&g.description)
             .bind(g.builtin.map(Builtin::as_str))
             .bind(g.created_at)
@@ -539,7 +570,7 @@ impl Store for Sql {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE user_groups SET name = $1, name_key = $2, description = $3, updated_at = $4 WHERE id = $5")
             .bind(&g.name)
-            .bind(g.name.to_lowercase())
+            .bind(name_key(&g.name))
             .bind(&g.description)
             .bind(g.updated_at)
             .bind(&g.id)
@@ -628,7 +659,7 @@ impl Store for Sql {
         sqlx::query("INSERT INTO invitations (id, email, email_key, user_id, invited_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&inv.id)
             .bind(&inv.email)
-            .bind(inv.email.to_lowercase())
+            .bind(name_key(&inv.email))
             .bind(&inv.user_id)
             .bind(&inv.invited_by)
             .bind(inv.created_at)
@@ -760,7 +791,7 @@ async fn insert_user(conn: &mut AnyConnection, u: &User) -> StoreResult<()> {
     sqlx::query("INSERT INTO users (id, username, username_key, email, email_key, status, invited_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
         .bind(&u.id)
         .bind(&u.username)
-        .bind(u.username.to_lowercase())
+        .bind(name_key(&u.username))
         .bind(&u.email)
         .bind(lower_opt(&u.email))
         .bind(u.status.as_str())

@@ -601,3 +601,26 @@ async fn session_email_verified_describes_the_session_email() {
         .await;
     assert_eq!(auth(&b, "m@example.test").await.unwrap().status(), StatusCode::OK);
 }
+
+/// Issue #10, 3: a verified `\u{212A}ate@` (KELVIN SIGN, which Unicode lowercases to `k`)
+/// is another address than `kate@`: it never claims her account.
+#[tokio::test]
+async fn a_kelvin_sign_email_never_claims_the_ascii_account() {
+    let c = Case::new(&[], json!({})).await;
+    let (s, kate) = c.gw.admin(Method::POST, "/users", Some(json!({"username": "kate", "email": "kate@example.test"}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{kate}");
+    let kate_id = kate["id"].as_str().unwrap().to_string();
+    let (b, status, body, _) = c
+        .callback("", |c, n| {
+            let mut x = c.claims(n);
+            x["email"] = json!("\u{212A}ate@example.test");
+            c.sign(&x)
+        })
+        .await;
+    assert!(status == StatusCode::SEE_OTHER || status == StatusCode::FORBIDDEN, "{body}");
+    let (_, audit) = c.gw.admin(Method::GET, "/audit?limit=1000", None).await;
+    let onto_kate = audit.as_array().unwrap().iter().any(|a| a["action"] == "link.create" && a["target"] == kate_id.as_str());
+    assert!(!onto_kate, "the Kelvin-sign login was linked to kate: {audit}");
+    let (home, _) = b.visit(&format!("{}/", c.gw.base)).await;
+    assert!(!home.text().await.unwrap().contains("<strong>kate</strong>"), "signed in as kate");
+}

@@ -127,3 +127,28 @@ async fn a_saml_email_verified_attribute_never_claims_an_account() {
     let (_, audit) = acs.gw.admin(reqwest::Method::GET, "/audit?limit=1000", None).await;
     assert!(!audit.to_string().contains("verified email"), "no link by email: {audit}");
 }
+
+/// Issue #10, 3: group names compare ASCII case-insensitively and otherwise exactly: an
+/// asserted `\u{212A}ube-admins` (KELVIN SIGN) is not `Kube-Admins`, `kube-ADMINS` is.
+#[tokio::test]
+async fn group_sync_never_merges_a_unicode_lookalike() {
+    let acs = Acs::new(json!({}), json!({"create_users": true, "group_sync": true})).await;
+    let (st, g) = acs.gw.admin(reqwest::Method::POST, "/groups", Some(json!({"name": "Kube-Admins"}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{g}");
+    let login = |groups: serde_json::Value, name_id: &'static str| {
+        let acs = &acs;
+        async move {
+            let (b, relay, id) = acs.start().await;
+            let attributes = json!({"email": [format!("{name_id}@example.test")], "groups": groups});
+            let spec = acs.spec(Some(&id), json!({"attributes": attributes, "name_id": name_id}));
+            let (st, body, _) = acs.post(&b, Some(&relay), &forge(&spec)).await;
+            assert_eq!(st, StatusCode::SEE_OTHER, "{body}");
+        }
+    };
+    login(json!(["\u{212A}ube-admins"]), "mallory").await;
+    login(json!(["kube-ADMINS"]), "kate").await;
+    let users = acs.users().await;
+    let groups_of = |u: &str| users.iter().find(|(n, _)| n.starts_with(u)).map(|(_, g)| g.clone()).unwrap();
+    assert!(!groups_of("mallory").contains(&"Kube-Admins".to_string()), "{users:?}");
+    assert!(groups_of("kate").contains(&"Kube-Admins".to_string()), "{users:?}");
+}

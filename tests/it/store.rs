@@ -60,3 +60,43 @@ async fn gateway_on_postgres_keeps_data_across_restarts() {
     assert_eq!(list[0]["oidc"]["client_secret_set"], true);
     gw.stop().await;
 }
+
+/// Migration 3 on a store written before it (keys by Unicode lowercase): every key is
+/// refolded by ASCII case only, so a lookup finds the same row by its own spelling and
+/// never by a Unicode case variant (issue #10, 3). On SQLite and PostgreSQL.
+#[tokio::test]
+async fn migration_3_refolds_keys_by_ascii_case_only() {
+    use sqlx::Connection;
+    use ssogate::store::{Store, User, UserStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let pg = PgDb::new().await;
+    for url in [format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display()), pg.url.clone()] {
+        let store = ssogate::store::open(&url, 2).await.unwrap();
+        let user = User {
+            id: "usr_jose".into(),
+            username: "JOSÉ".into(),
+            email: Some("JOSÉ@Example.test".into()),
+            status: UserStatus::Active,
+            invited_at: None,
+            created_at: 1,
+            updated_at: 1,
+        };
+        store.user_insert(&user, &ssogate::audit::AuditEntry::new(1, "test", "user.create", "usr_jose", serde_json::json!({}))).await.unwrap();
+        drop(store);
+        // What the version before wrote: Unicode lowercase keys, and no migration 3.
+        sqlx::any::install_default_drivers();
+        let mut raw = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::query("UPDATE users SET email_key = 'josé@example.test', username_key = 'josé' WHERE id = 'usr_jose'").execute(&mut raw).await.unwrap();
+        sqlx::query("DELETE FROM schema_migrations WHERE version = 3").execute(&mut raw).await.unwrap();
+        raw.close().await.unwrap();
+
+        let store = ssogate::store::open(&url, 2).await.unwrap();
+        let found = store.user_by_email("josÉ@EXAMPLE.TEST").await.unwrap();
+        assert_eq!(found.map(|u| u.id).as_deref(), Some("usr_jose"), "{url}: found by ASCII case variants of its own spelling");
+        assert!(store.user_by_email("josé@example.test").await.unwrap().is_none(), "{url}: É and é are different letters here");
+        // The migration ran once; reopening changes nothing.
+        drop(store);
+        let store = ssogate::store::open(&url, 2).await.unwrap();
+        assert!(store.user_by_email("JOSÉ@example.test").await.unwrap().is_some(), "{url}");
+    }
+}
