@@ -71,10 +71,16 @@ fn xml_trim(s: &str) -> &str {
 }
 
 /// Characters refused in an identity field: Unicode category Cc (C0, DEL, C1: NUL, CR,
-/// LF, ESC...), and the line and paragraph separators U+2028/U+2029, which some
-/// consumers (JavaScript, log viewers) also take for line ends.
+/// LF, ESC...); the line and paragraph separators U+2028/U+2029, which some consumers
+/// (JavaScript, log viewers) also take for line ends; the bidirectional controls
+/// (U+061C, U+200E/F, U+202A–U+202E, U+2066–U+2069), which make a name or an email show
+/// as another in the console and in logs; and the invisible U+200B, U+2060 and U+FEFF,
+/// which make two identifiers that look alike differ. ZWJ/ZWNJ (U+200C/D) stay: scripts
+/// and emoji need them in names.
 pub fn is_refused_char(c: char) -> bool {
-    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        || matches!(c, '\u{200B}' | '\u{2060}' | '\u{FEFF}')
 }
 
 /// A scalar claim as text: strings as they are, numbers and booleans printed; the
@@ -148,10 +154,21 @@ pub fn map(claims: &Value, m: &ClaimMappings) -> Result<Identity, MappingError> 
         Some((name, v)) if !m.groups.is_empty() => groups(v).map_err(|()| MappingError::ControlCharacter(name.to_string()))?,
         _ => vec![],
     };
+    let email = get(&m.email)?;
+    // `email_verified` vouches for the `email` claim and nothing else: an address mapped
+    // from another claim (`upn`, `preferred_username`, a SAML attribute) is unverified,
+    // whatever `email_verified` says (an IdP whose `preferred_username` is free text would
+    // otherwise vouch for any address a user types there).
+    let described = claims.get("email").and_then(|v| text(v).ok().flatten());
+    let email_verified = match (&email, described) {
+        (Some(e), Some(d)) if crate::store::same_name(e, &d) => claims.get("email_verified").and_then(boolean),
+        (Some(_), _) => None,
+        (None, _) => claims.get("email_verified").and_then(boolean),
+    };
     Ok(Identity {
         subject,
-        email: get(&m.email)?,
-        email_verified: claims.get("email_verified").and_then(boolean),
+        email,
+        email_verified,
         name: get(&m.name)?,
         given_name: get(&m.given_name)?,
         family_name: get(&m.family_name)?,
@@ -189,7 +206,12 @@ mod tests {
         let id = map(&claims, &mappings(&["cognito:groups"])).unwrap();
         assert_eq!(id.subject, "u1");
         assert_eq!(id.email.as_deref(), Some("u1@corp.example"), "falls back to the second name");
-        assert_eq!(id.email_verified, Some(true));
+        assert_eq!(id.email_verified, None, "email_verified vouches for the email claim, not for upn");
+        let with_email = json!({"sub": "u1", "email": "U1@corp.example", "upn": "x@corp.example", "email_verified": true});
+        assert_eq!(map(&with_email, &mappings(&[])).unwrap().email_verified, Some(true));
+        let attack = json!({"sub": "att", "preferred_username": "victim@x.test", "email_verified": true});
+        let m = ClaimMappings { email: ClaimNames(vec!["email".into(), "preferred_username".into()]), ..mappings(&[]) };
+        assert_eq!(map(&attack, &m).unwrap().email_verified, None, "the Entra ID shape: preferred_username is not what email_verified vouches for");
         assert_eq!(id.groups, vec!["a", "b"]);
         assert_eq!(map(&claims, &mappings(&["realm_access.roles"])).unwrap().groups, vec!["admin"]);
         assert_eq!(map(&claims, &mappings(&["https://ssogate/groups"])).unwrap().groups, vec!["solo"], "a single string is one group");
@@ -234,6 +256,10 @@ mod tests {
             ("groups", json!(["ok", "bad\ngroup"])),
             ("groups", json!("solo\tgroup")),
             ("groups", json!(["x\u{9f}"])),
+            ("name", json!("Eve\u{202E}nimda")),
+            ("email", json!("admin\u{200B}@example.test")),
+            ("groups", json!(["\u{FEFF}admins"])),
+            ("sub", json!("u\u{2066}1")),
         ] {
             let mut claims = base.clone();
             claims[claim] = value.clone();
@@ -261,7 +287,6 @@ mod tests {
             ("victim\u{2003}", "victim\u{2003}"),
             ("victim\u{1680}", "victim\u{1680}"),
             ("victim\u{3000}", "victim\u{3000}"),
-            ("victim\u{FEFF}", "victim\u{FEFF}"),
             (" victim ", "victim"),
             ("\tvictim\r\n", "victim"),
         ] {

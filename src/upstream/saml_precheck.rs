@@ -104,11 +104,15 @@ pub struct Limits {
     pub attributes: usize,
     /// Namespace declarations in scope at any element.
     pub namespaces: usize,
+    /// CDATA sections in all: roxmltree rebuilds the text before each one it joins to a
+    /// text node, so text and CDATA in turn cost quadratic copying. Real responses have
+    /// none or a few.
+    pub cdata: usize,
 }
 
 /// Limits for SAML responses: real ones nest about ten deep, have a few hundred elements,
 /// a handful of attributes per element and of namespaces.
-pub const RESPONSE_LIMITS: Limits = Limits { depth: MAX_DEPTH, elements: 20_000, attributes: 64, namespaces: 32 };
+pub const RESPONSE_LIMITS: Limits = Limits { depth: MAX_DEPTH, elements: 20_000, attributes: 64, namespaces: 32, cdata: 16 };
 
 /// Which limit the raw text broke, as a sentence.
 pub fn shape_within(xml: &str, limits: &Limits) -> Result<(), String> {
@@ -121,7 +125,7 @@ pub fn shape_within(xml: &str, limits: &Limits) -> Result<(), String> {
 fn shape_counted(xml: &str, limits: &Limits) -> (Result<(), String>, usize) {
     let b = xml.as_bytes();
     let mut steps = 0usize;
-    let (mut i, mut elements) = (0usize, 0usize);
+    let (mut i, mut elements, mut cdata) = (0usize, 0usize, 0usize);
     // Namespace declarations per open element; their sum is what is in scope.
     let mut open: Vec<usize> = Vec::new();
     let mut in_scope = 0usize;
@@ -143,6 +147,10 @@ fn shape_counted(xml: &str, limits: &Limits) -> (Result<(), String>, usize) {
         if rest.starts_with(b"<!--") {
             i = skip_to!(i + 4, b"-->");
         } else if rest.starts_with(b"<![CDATA[") {
+            cdata += 1;
+            if cdata > limits.cdata {
+                return (Err(format!("has more than {} CDATA sections", limits.cdata)), steps);
+            }
             i = skip_to!(i + 9, b"]]>");
         } else if rest.starts_with(b"<?") {
             i = skip_to!(i + 2, b"?>");
@@ -180,6 +188,12 @@ fn shape_counted(xml: &str, limits: &Limits) -> (Result<(), String>, usize) {
                         }
                         // Is the name before '=' a namespace declaration?
                         let name = &b[run_start..run_end];
+                        // `p:xmlns` is an attribute to XML Namespaces (and libxml2), but
+                        // roxmltree takes it for a default namespace declaration: a name
+                        // two readers see differently is never allowed.
+                        if name.ends_with(b":xmlns") {
+                            return (Err("has an attribute named prefix:xmlns, which XML readers disagree on".into()), steps);
+                        }
                         if name == b"xmlns" || name.starts_with(b"xmlns:") {
                             declared += 1;
                             if in_scope + declared > limits.namespaces {
@@ -300,7 +314,7 @@ mod tests {
 
     #[test]
     fn shape_is_measured_on_the_raw_text() {
-        let l = |depth, namespaces| Limits { depth, elements: 100, attributes: 3, namespaces };
+        let l = |depth, namespaces| Limits { depth, elements: 100, attributes: 3, namespaces, cdata: 2 };
         assert_eq!(shape_within("<a><b/><c x='>' y=\"/>\"><!-- <d><d><d> --><![CDATA[<e><e>]]><?p <f>?></c></a>", &l(2, 0)), Ok(()));
         assert!(shape_within("<a><b><c></c></b></a>", &l(2, 0)).unwrap_err().contains("deep"));
         assert_eq!(shape_within("<a></a><a></a><a></a>", &l(1, 0)), Ok(()));
@@ -339,14 +353,24 @@ mod tests {
             fill("", "<!"),
             fill("<r>", "<a/>"),
             fill("<r>", "<a x='1' y='2'>"),
+            fill("<r>", "aaaaaaaa<![CDATA[]]>"),
         ];
-        let loose = Limits { depth: usize::MAX, elements: usize::MAX, attributes: usize::MAX, namespaces: usize::MAX };
+        let loose = Limits { depth: usize::MAX, elements: usize::MAX, attributes: usize::MAX, namespaces: usize::MAX, cdata: usize::MAX };
         for xml in &shapes {
             for limits in [&RESPONSE_LIMITS, &loose] {
                 let (_, steps) = shape_counted(xml, limits);
                 assert!(steps <= 3 * xml.len() + 16, "{} bytes starting {:?}: {steps} steps", xml.len(), &xml[..20]);
             }
         }
+        // Text and CDATA in turn: roxmltree's join of the two is quadratic; bounded here.
+        let mut alternating = format!("<samlp:Response xmlns:samlp=\"{PROTOCOL}\">{}", "a".repeat(128 * 1024));
+        alternating.push_str(&"<![CDATA[]]>".repeat(10_900));
+        alternating.push_str("</samlp:Response>");
+        assert!(check_xml(&alternating).unwrap_err().to_string().contains("CDATA sections"));
+        assert!(check_xml(&format!("<samlp:Response xmlns:samlp=\"{PROTOCOL}\"><a><![CDATA[x]]></a></samlp:Response>")).is_ok());
+        // `p:xmlns` reads as a declaration to roxmltree and as an attribute to libxml2.
+        let bent = format!("<samlp:Response xmlns:samlp=\"{PROTOCOL}\"><a q:xmlns=\"urn:x\"/></samlp:Response>");
+        assert!(check_xml(&bent).unwrap_err().to_string().contains("prefix:xmlns"));
         // Refused as soon as a limit is passed, not at the end of the tag.
         let (got, steps) = shape_counted(&shapes[0], &RESPONSE_LIMITS);
         assert!(got.unwrap_err().contains("attributes"));

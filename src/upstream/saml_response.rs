@@ -101,7 +101,14 @@ fn public_key(pem: &str) -> Option<PKey<Public>> {
     if let Some(k) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(pem) {
         return Some(k.clone());
     }
-    let key = openssl::x509::X509::from_pem(pem.as_bytes()).ok()?.public_key().ok()?;
+    let cert = openssl::x509::X509::from_pem(pem.as_bytes()).ok()?;
+    // A weak key pinned before the import refused them (or kept by a refresh) never
+    // verifies anything: the same rule as the import's.
+    if let Some(why) = crate::connection::metadata::weak_key(&cert) {
+        tracing::warn!(reason = %why, "a pinned IdP certificate is not used: its key is too weak; import the IdP metadata again");
+        return None;
+    }
+    let key = cert.public_key().ok()?;
     let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
     // Certificates come from admins' metadata: few. Bounded all the same.
     if map.len() >= 256 {
@@ -255,7 +262,11 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
     }
     let mut valid_until = confirmed?;
 
-    let conditions = one(assertion, ASSERTION, "Conditions").ok_or_else(|| invalid("the assertion has no Conditions, so no Audience"))?;
+    let mut all_conditions = children(assertion, ASSERTION, "Conditions");
+    let conditions = all_conditions.next().ok_or_else(|| invalid("the assertion has no Conditions, so no Audience"))?;
+    if all_conditions.next().is_some() {
+        return Err(invalid("the assertion has more than one Conditions element"));
+    }
     if instant(conditions, "NotBefore")?.is_some_and(|nb| now + skew < nb) {
         return Err(invalid("the assertion is not valid yet (Conditions NotBefore)"));
     }
@@ -501,7 +512,7 @@ mod tests {
         let key = PKey::private_key_from_pem(key.as_bytes()).unwrap();
         let conn = connection(&cert, true);
         let with_condition = |c: &'static str| move |a: String| a.replace("</saml:AudienceRestriction>", &format!("</saml:AudienceRestriction>{c}"));
-        let cases: [(&str, Option<&str>); 7] = [
+        let cases: [(&str, Option<&str>); 8] = [
             ("<saml:OneTimeUse/>", None),
             ("<saml:ProxyRestriction Count=\"2\"><saml:Audience>urn:x</saml:Audience></saml:ProxyRestriction>", None),
             ("<saml:ProxyRestriction/>", None),
@@ -509,6 +520,7 @@ mod tests {
             ("<saml:ProxyRestriction Count=\"many\"/>", Some("not a number")),
             ("<saml:Condition xmlns:g=\"urn:g\" xsi:type=\"g:Geo\"/>", Some("does not understand (\"Condition\")")),
             ("<g:Geo xmlns:g=\"urn:g\"/>", Some("does not understand (\"Geo\")")),
+            ("</saml:Conditions><saml:Conditions><saml:Condition/>", Some("more than one Conditions")),
         ];
         for (condition, refusal) in cases {
             let got = verify_xml(&signed_with(&key, with_condition(condition)), &conn, &expect());
@@ -554,6 +566,32 @@ mod tests {
         }
         // Bends outside what is signed (whitespace, the unsigned envelope) still verify.
         assert!(verified > 0);
+    }
+
+    /// A weak key pinned before the import refused them is never used to verify.
+    #[test]
+    fn weak_pinned_keys_are_not_used() {
+        use openssl::x509::{X509Builder, X509NameBuilder};
+        let key = PKey::from_rsa(openssl::rsa::Rsa::generate(1024).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "weak").unwrap();
+        let name = name.build();
+        let mut b = X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap()).unwrap();
+        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap()).unwrap();
+        b.sign(&key, openssl::hash::MessageDigest::sha256()).unwrap();
+        let pem = String::from_utf8(b.build().to_pem().unwrap()).unwrap();
+        let (strong, _) = crate::connection::keypair::generate("strong").unwrap();
+        let mut conn = connection(&strong, true);
+        conn.settings.saml.as_mut().unwrap().idp.certificates[0].pem = pem;
+        assert!(pinned_keys(&conn).is_empty());
+        let xml = response(&sign_root(&assertion(), &key, None, true).unwrap());
+        let err = verify_xml(&xml, &conn, &expect()).unwrap_err();
+        assert!(err.to_string().contains("no usable IdP signing certificate"), "{err}");
     }
 
     #[test]

@@ -110,8 +110,12 @@ impl Case {
                 oidc[k] = v.clone();
             }
         }
+        let mut claims = json!({"user_id": "sub"});
+        if let Some(c) = conn_extra.get("claims").and_then(Value::as_object) {
+            claims.as_object_mut().unwrap().extend(c.clone());
+        }
         let body = json!({"id": "con_h", "display_name": "Hostile", "protocol": "oidc", "create_users": true, "discover": false,
-            "oidc": oidc, "claims": {"user_id": "sub"}});
+            "oidc": oidc, "claims": claims});
         let (s, c) = gw.admin(Method::POST, "/connections", Some(body)).await;
         assert_eq!(s, StatusCode::CREATED, "{c}");
         Case { gw, idp }
@@ -623,4 +627,32 @@ async fn a_kelvin_sign_email_never_claims_the_ascii_account() {
     assert!(!onto_kate, "the Kelvin-sign login was linked to kate: {audit}");
     let (home, _) = b.visit(&format!("{}/", c.gw.base)).await;
     assert!(!home.text().await.unwrap().contains("<strong>kate</strong>"), "signed in as kate");
+}
+
+/// `email_verified` vouches for the `email` claim only: with the email mapped from
+/// `preferred_username` (Entra ID's shape) and no `email` claim, a verified flag never
+/// lets that free-text field claim an account, with or without userinfo.
+#[tokio::test]
+async fn email_verified_never_vouches_for_an_email_mapped_from_another_claim() {
+    for from_id_token in [true, false] {
+        let extra = json!({"claims": {"email": ["email", "preferred_username"]}, "oidc": {"userinfo_from_id_token": from_id_token}});
+        let c = Case::new(&[], extra).await;
+        let (s, victim) = c.gw.admin(Method::POST, "/users", Some(json!({"username": "victim", "email": "victim@example.test"}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{victim}");
+        let victim_id = victim["id"].as_str().unwrap().to_string();
+        c.idp.state.lock().unwrap().userinfo = json!({"sub": "mallory", "preferred_username": "victim@example.test", "email_verified": true});
+        let (_, status, body, _) = c
+            .callback("", |c, n| {
+                let mut x = c.claims(n);
+                x.as_object_mut().unwrap().remove("email");
+                x["preferred_username"] = json!("victim@example.test");
+                x["email_verified"] = json!(true);
+                c.sign(&x)
+            })
+            .await;
+        assert!(status == StatusCode::SEE_OTHER || status == StatusCode::FORBIDDEN, "{body}");
+        let (_, audit) = c.gw.admin(Method::GET, "/audit?limit=1000", None).await;
+        let onto_victim = audit.as_array().unwrap().iter().any(|a| a["action"] == "link.create" && a["target"] == victim_id.as_str());
+        assert!(!onto_victim, "userinfo_from_id_token={from_id_token}: linked to the victim: {audit}");
+    }
 }
