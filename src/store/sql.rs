@@ -447,7 +447,7 @@ impl Store for Sql {
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query("SELECT * FROM users WHERE email_key = $1").bind(name_key(&email)).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM users WHERE email_key = $1").bind(name_key(email)).fetch_optional(&self.pool).await?;
         row.as_ref().map(user_row).transpose()
     }
 
