@@ -198,8 +198,15 @@ fn identity_headers(s: &Session, h: &mut HeaderMap) {
     set("x-auth-request-user", &s.user_id);
     set("x-auth-request-email", s.email.as_deref().unwrap_or(""));
     set("x-auth-request-preferred-username", &s.username);
-    // Joined once and handed over, not copied again.
-    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(s.groups.join(","))) {
+    // Joined once and handed over, not copied again. A group whose name has a comma (the
+    // directory refuses those now; a store may hold older ones) is left out: listed, it
+    // would reach the app as two groups.
+    let joined = if s.groups.iter().any(|g| g.contains(',')) {
+        s.groups.iter().map(String::as_str).filter(|g| !g.contains(',')).collect::<Vec<_>>().join(",")
+    } else {
+        s.groups.join(",")
+    };
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(joined)) {
         h.insert(HeaderName::from_static("x-auth-request-groups"), v);
     }
 }
@@ -518,6 +525,11 @@ mod tests {
         assert!(!allows(&s, &q("", "", "con_b")));
         let mut h = HeaderMap::new();
         identity_headers(&s, &mut h);
+        assert_eq!(h["x-auth-request-groups"], "Engineers");
+        // A legacy group named with a comma is left out, never split into two.
+        let legacy = Session { groups: vec!["Eng,admins".into(), "Engineers".into()], ..s.clone() };
+        let mut h = HeaderMap::new();
+        identity_headers(&legacy, &mut h);
         assert_eq!(h["x-auth-request-groups"], "Engineers");
         assert_eq!(h["x-auth-request-email"], "Alice@Example.com");
         s.email_verified = false;

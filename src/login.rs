@@ -268,7 +268,15 @@ pub async fn oidc_callback(State(app): State<AppState>, ApiPath(id): ApiPath<Str
         Err(e) => return upstream_error(&conn, e),
     };
     let require_verified = conn.settings.oidc.as_ref().is_some_and(|o| o.email_verification);
-    complete(&app, &conn, &verified.identity, require_verified, verified.access_token, flow.return_to, None).await
+    let finish = Finish {
+        identity: &verified.identity,
+        require_verified_email: require_verified,
+        upstream_token: verified.access_token,
+        return_to: flow.return_to,
+        session_until: None,
+        previous_session: previous_session(&headers),
+    };
+    complete(&app, &conn, finish).await
 }
 
 fn upstream_error(conn: &Connection, e: UpstreamError) -> Response {
@@ -281,18 +289,33 @@ fn upstream_error(conn: &Connection, e: UpstreamError) -> Response {
     page::error(status, &format!("{}.", upper_first(&e.to_string())))
 }
 
+/// What a verified upstream reply hands to [`complete`].
+pub struct Finish<'a> {
+    /// Who the IdP says the user is.
+    pub identity: &'a Identity,
+    /// Refuse unless the IdP verified the email.
+    pub require_verified_email: bool,
+    /// The upstream access token, for revocation at logout.
+    pub upstream_token: Option<String>,
+    /// Where to go after the login.
+    pub return_to: Option<String>,
+    /// The IdP's own end for the session (SAML `SessionNotOnOrAfter`): the session and its
+    /// cookie never outlive it.
+    pub session_until: Option<crate::clock::Millis>,
+    /// The session this browser had before this login: it ends when the new one starts,
+    /// so a login in the same browser (another user, another connection) never leaves the
+    /// previous session alive.
+    pub previous_session: Option<String>,
+}
+
+/// The session cookie a request carries, for [`Finish::previous_session`].
+fn previous_session(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, SESSION_COOKIE).filter(|v| !v.is_empty()).map(str::to_string)
+}
+
 /// The shared steps after any upstream: directory, group sync, session, redirect.
-/// `session_until` is the IdP's own end for the session (SAML `SessionNotOnOrAfter`):
-/// the session and its cookie never outlive it.
-pub async fn complete(
-    app: &AppState,
-    conn: &Connection,
-    identity: &Identity,
-    require_verified_email: bool,
-    upstream_token: Option<String>,
-    return_to: Option<String>,
-    session_until: Option<crate::clock::Millis>,
-) -> Response {
+pub async fn complete(app: &AppState, conn: &Connection, finish: Finish<'_>) -> Response {
+    let Finish { identity, require_verified_email, upstream_token, return_to, session_until, previous_session } = finish;
     let resolution = match app.directory.resolve(conn, identity, require_verified_email).await {
         Ok(r) => r,
         Err(Refusal::Store(e)) => {
@@ -333,6 +356,11 @@ pub async fn complete(
     if let Err(e) = app.sessions.create(&session).await {
         tracing::error!(error = %e, "session store failed");
         return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly.");
+    }
+    if let Some(previous) = previous_session.filter(|p| *p != session.id) {
+        if let Err(e) = app.sessions.remove(&previous).await {
+            tracing::warn!(error = %e, "the previous session of this browser could not be ended");
+        }
     }
     tracing::info!(user_id = %user.id, connection = %conn.id, "login");
     let mut resp = Redirect::to(return_to.as_deref().unwrap_or("/")).into_response();
@@ -592,5 +620,13 @@ pub async fn saml_acs(State(app): State<AppState>, ApiPath(id): ApiPath<String>,
     // SAML says nothing of email verification: the email never claims an existing account,
     // whatever an attribute named `email_verified` says.
     identity.email_verified = None;
-    complete(&app, &conn, &identity, false, None, return_to, verified.session_until).await
+    let finish = Finish {
+        identity: &identity,
+        require_verified_email: false,
+        upstream_token: None,
+        return_to,
+        session_until: verified.session_until,
+        previous_session: previous_session(&headers),
+    };
+    complete(&app, &conn, finish).await
 }

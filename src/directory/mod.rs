@@ -198,6 +198,17 @@ fn check_name(field: &str, value: &str, max: usize) -> Result<String, DirectoryE
     Ok(v.to_string())
 }
 
+/// Checks a group name: a name (see [`check_name`]) without a comma, because ingress
+/// headers (`X-Auth-Request-Groups`) and `/auth?allowed_groups=` list groups separated by
+/// commas: `Eng,admins` would reach an app as the two groups `Eng` and `admins`.
+fn check_group_name(value: &str) -> Result<String, DirectoryError> {
+    let name = check_name("name", value, 128)?;
+    if name.contains(',') {
+        return Err(invalid("name", "must not contain a comma (ingress headers list groups separated by commas)"));
+    }
+    Ok(name)
+}
+
 /// Checks an email address's shape: one `@`, a dotless-or-dotted domain, no spaces.
 pub fn check_email(field: &str, value: &str) -> Result<String, DirectoryError> {
     let v = value.trim();
@@ -337,7 +348,7 @@ impl Directory {
 
     /// Creates a group.
     pub async fn create_group(&self, input: &GroupInput, actor: &str) -> Result<GroupView, DirectoryError> {
-        let name = check_name("name", input.name.as_deref().unwrap_or_default(), 128)?;
+        let name = check_group_name(input.name.as_deref().unwrap_or_default())?;
         let description = input.description.clone().unwrap_or_default();
         if description.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
             return Err(invalid("description", "must not contain control characters"));
@@ -363,7 +374,7 @@ impl Directory {
             _ => {}
         }
         if let Some(name) = &input.name {
-            g.name = check_name("name", name, 128)?;
+            g.name = check_group_name(name)?;
         }
         if let Some(d) = &input.description {
             if d.chars().count() > 1024 {

@@ -303,6 +303,8 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_changes_nothing() {
         (Method::PATCH, "/groups/grp_admins".to_string(), Some(json!({"name": "Root"})), 409, "renamed"),
         (Method::POST, "/groups".to_string(), Some(json!({"name": "admins"})), 409, "name"),
         (Method::POST, "/groups".to_string(), Some(json!({"name": " "})), 422, "name"),
+        // X-Auth-Request-Groups separates groups with commas: `Eng,admins` would reach the app as two.
+        (Method::POST, "/groups".to_string(), Some(json!({"name": "Eng,admins"})), 422, "comma"),
         (Method::POST, "/users".to_string(), Some(json!({"username": "u", "email": "not-an-email"})), 422, "email"),
         (Method::POST, "/users".to_string(), Some(json!({"username": "u", "extra": true})), 422, "extra"),
         (Method::POST, "/invitations".to_string(), Some(json!({"email": "a@b.example", "groups": ["grp_nope"]})), 422, "groups[0]"),

@@ -6,6 +6,7 @@ mod api;
 mod browser;
 mod cli;
 mod hostile;
+mod identity;
 mod ingress;
 mod login;
 mod nginx;

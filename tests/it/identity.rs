@@ -1,0 +1,55 @@
+//! Identity integrity (issue #10), through the real endpoints: a login in a browser that
+//! already has a session ends that session.
+
+use std::io::Read;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::login::Browser;
+use crate::saml::{forge, Acs};
+
+/// Starts a SAML login in `b`: (RelayState, AuthnRequest id).
+async fn start_in(acs: &Acs, b: &Browser) -> (String, String) {
+    let r = b.http.get(format!("{}/login/con_s", acs.gw.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let url = reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let q = |k: &str| url.query_pairs().find(|(n, _)| n == k).unwrap().1.to_string();
+    let mut xml = String::new();
+    flate2::read::DeflateDecoder::new(&B64.decode(q("SAMLRequest")).unwrap()[..]).read_to_string(&mut xml).unwrap();
+    let start = xml.find("ID=\"").unwrap() + 4;
+    (q("RelayState"), xml[start..start + xml[start..].find('"').unwrap()].to_string())
+}
+
+/// Logs `name_id` in through `b`; returns the new session id.
+async fn login(acs: &Acs, b: &Browser, name_id: &str) -> String {
+    let (relay, id) = start_in(acs, b).await;
+    let spec = acs.spec(Some(&id), json!({"name_id": name_id, "attributes": {"email": [format!("{name_id}@example.test")]}}));
+    let r = b.http.post(&acs.acs).form(&[("SAMLResponse", forge(&spec)), ("RelayState", relay)]).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("ssogate_session=") && !c.starts_with("ssogate_session=;"))
+        .and_then(|c| c.trim_start_matches("ssogate_session=").split(';').next().map(str::to_string))
+        .expect("a session cookie")
+}
+
+/// Issue #10, 7: logging in again in the same browser (as another user here) ends the
+/// session the browser had; another browser's session is untouched.
+#[tokio::test]
+async fn a_new_login_in_the_same_browser_ends_its_previous_session() {
+    let acs = Acs::new(json!({}), json!({"create_users": true})).await;
+    let (b, other) = (Browser::new(), Browser::new());
+    let first = login(&acs, &b, "alice").await;
+    let others = login(&acs, &other, "carol").await;
+    let second = login(&acs, &b, "bob").await;
+    assert_ne!(first, second);
+    let now = acs.gw.app.clock.now();
+    assert!(acs.gw.app.sessions.touch(&first, now).await.unwrap().is_none(), "the previous session ended");
+    assert!(acs.gw.app.sessions.touch(&second, now).await.unwrap().is_some());
+    assert!(acs.gw.app.sessions.touch(&others, now).await.unwrap().is_some(), "another browser's session stays");
+}
