@@ -349,7 +349,13 @@ fn xmlsec_ids() -> [String; 4] {
 fn sign_xmlsec(dir: &Path, xml: &str, holder: Holder, key_file: &str) -> Option<String> {
     let file = dir.join(format!("to-sign-{}.xml", std::process::id()));
     std::fs::write(&file, xml).unwrap();
-    let out = Command::new(XMLSEC).args(["--sign", "--privkey-pem", key_file]).args(xmlsec_ids()).args(["--node-xpath", &holder.xpath()]).arg(&file).output().unwrap();
+    let out = Command::new(XMLSEC)
+        .args(["--sign", "--privkey-pem", key_file])
+        .args(xmlsec_ids())
+        .args(["--node-xpath", &holder.xpath()])
+        .arg(&file)
+        .output()
+        .unwrap();
     out.status.success().then(|| String::from_utf8(out.stdout).ok()).flatten()
 }
 
@@ -576,16 +582,36 @@ fn content_bends(xml: &str) -> Vec<(String, Option<String>)> {
         ("attr value: U+00A0".into(), replace_after(xml, "FriendlyName=\"", "mail", "ma\u{a0}il")),
         ("text: U+200B between Response children".into(), replace_after(xml, "<samlp:Status>", "<samlp:Status>", "\u{200b}<samlp:Status>")),
         // Namespace games.
-        ("ns: prefix redeclared to another URI on Subject".into(), replace_after(xml, "<saml:Subject", "<saml:Subject", "<saml:Subject xmlns:saml=\"urn:other\"")),
-        ("ns: prefix redeclared to the same URI on Subject".into(), replace_after(xml, "<saml:Subject", "<saml:Subject", &format!("<saml:Subject xmlns:saml=\"{ASSERTION}\""))),
-        ("ns: default namespace added on Assertion".into(), replace_after(xml, "<saml:Assertion", "<saml:Assertion", "<saml:Assertion xmlns=\"urn:x:default\"")),
+        (
+            "ns: prefix redeclared to another URI on Subject".into(),
+            replace_after(xml, "<saml:Subject", "<saml:Subject", "<saml:Subject xmlns:saml=\"urn:other\""),
+        ),
+        (
+            "ns: prefix redeclared to the same URI on Subject".into(),
+            replace_after(xml, "<saml:Subject", "<saml:Subject", &format!("<saml:Subject xmlns:saml=\"{ASSERTION}\"")),
+        ),
+        (
+            "ns: default namespace added on Assertion".into(),
+            replace_after(xml, "<saml:Assertion", "<saml:Assertion", "<saml:Assertion xmlns=\"urn:x:default\""),
+        ),
         ("ns: default namespace undeclared on Subject".into(), replace_after(xml, "<saml:Subject", "<saml:Subject", "<saml:Subject xmlns=\"\"")),
-        ("ns: unused prefix declared on Assertion".into(), replace_after(xml, "<saml:Assertion", "<saml:Assertion", "<saml:Assertion xmlns:unused=\"urn:x:unused\"")),
+        (
+            "ns: unused prefix declared on Assertion".into(),
+            replace_after(xml, "<saml:Assertion", "<saml:Assertion", "<saml:Assertion xmlns:unused=\"urn:x:unused\""),
+        ),
         ("ns: unused prefix declared on NameID".into(), replace_after(xml, "<saml:NameID", "<saml:NameID", "<saml:NameID xmlns:u=\"urn:x:u\"")),
         ("ns: xmlns:foo on the Signature".into(), replace_after(xml, "<ds:Signature", "<ds:Signature", "<ds:Signature xmlns:foo=\"urn:foo\"")),
         ("ns: default xmlns on the Signature".into(), replace_after(xml, "<ds:Signature", "<ds:Signature", "<ds:Signature xmlns=\"urn:d\"")),
         ("ns: ds redeclared on SignedInfo".into(), replace_after(xml, "<ds:SignedInfo", "<ds:SignedInfo", &format!("<ds:SignedInfo xmlns:ds=\"{DS}\""))),
-        ("ns: xsi declared again on AttributeValue".into(), replace_after(xml, "<saml:AttributeValue xsi:type", "<saml:AttributeValue", "<saml:AttributeValue xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"")),
+        (
+            "ns: xsi declared again on AttributeValue".into(),
+            replace_after(
+                xml,
+                "<saml:AttributeValue xsi:type",
+                "<saml:AttributeValue",
+                "<saml:AttributeValue xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"",
+            ),
+        ),
         // Whitespace.
         ("ws: every LF as CRLF".into(), Some(xml.replace('\n', "\r\n"))),
         ("ws: every LF as CR".into(), Some(xml.replace('\n', "\r"))),
@@ -649,7 +675,8 @@ fn signed_bases<'k>(dir: &Path, keys: &'k [Key]) -> Vec<(String, String, Vec<Hol
 /// Every bent document, both ways in.
 fn cases<'k>(dir: &Path, keys: &'k [Key]) -> Vec<Case<'k>> {
     let mut cases = Vec::new();
-    let candidates = ["AuthnContextClassRef", "NameID", "Audience", "AttributeValue", "SubjectConfirmationData", "Conditions", "Issuer", "Attribute", "Subject"];
+    let candidates =
+        ["AuthnContextClassRef", "NameID", "Audience", "AttributeValue", "SubjectConfirmationData", "Conditions", "Issuer", "Attribute", "Subject"];
 
     // After signing.
     for (b, (base, xml, holders, key)) in signed_bases(dir, keys).into_iter().enumerate() {
@@ -794,8 +821,20 @@ fn harness_agrees_on_untouched_and_tampered_and_ignores_key_info() {
         assert!(signed.contains("<ds:X509Certificate>"), "{signed}");
         signed
     };
-    cases.push(Case { label: "foreign key, its cert in KeyInfo".into(), detail: String::new(), xml: with_cert(foreign), holders: vec![Holder::Assertion], key: &keys[0] });
-    cases.push(Case { label: "pinned key, foreign cert in KeyInfo".into(), detail: String::new(), xml: with_cert(&keys[0]), holders: vec![Holder::Assertion], key: &keys[0] });
+    cases.push(Case {
+        label: "foreign key, its cert in KeyInfo".into(),
+        detail: String::new(),
+        xml: with_cert(foreign),
+        holders: vec![Holder::Assertion],
+        key: &keys[0],
+    });
+    cases.push(Case {
+        label: "pinned key, foreign cert in KeyInfo".into(),
+        detail: String::new(),
+        xml: with_cert(&keys[0]),
+        holders: vec![Holder::Assertion],
+        key: &keys[0],
+    });
     let report = judge(dir.path(), &cases);
     print(&report);
     let t = |l: &str| (report.signatures[l].both_accept, report.signatures[l].both_reject, report.signatures[l].ours_only, report.signatures[l].xmlsec_only);
