@@ -231,8 +231,8 @@ impl Key {
             b.set_subject_name(&subject).unwrap();
             b.set_issuer_name(&subject).unwrap();
             b.set_pubkey(&key).unwrap();
-            b.set_not_before(&*openssl::asn1::Asn1Time::from_unix(0).unwrap()).unwrap();
-            b.set_not_after(&*openssl::asn1::Asn1Time::days_from_now(3650).unwrap()).unwrap();
+            b.set_not_before(&openssl::asn1::Asn1Time::from_unix(0).unwrap()).unwrap();
+            b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(3650).unwrap()).unwrap();
             b.sign(&key, MessageDigest::sha256()).unwrap();
             (String::from_utf8(b.build().to_pem().unwrap()).unwrap(), key)
         } else {
