@@ -12,7 +12,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/ssogate-fuzz-target}
 # settings than `cargo fuzz build`, which would rebuild everything.
 cargo +nightly fuzz build
 bin=$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release
-for target in precheck response response_signed; do
+for target in precheck response response_signed dsig_differential; do
   echo "== $target, ${secs}s"
   mkdir -p "fuzz/artifacts/$target"
   # -timeout: any input taking over 2 s is a stall, reported like a crash.

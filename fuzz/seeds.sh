@@ -5,7 +5,7 @@
 # this when the corpus is missing. Needs python3 (stdlib), openssl and /usr/bin/xmlsec1.
 set -euo pipefail
 cd "$(dirname "$0")"
-mkdir -p keys corpus/precheck corpus/response corpus/response_signed
+mkdir -p keys corpus/precheck corpus/response corpus/response_signed corpus/dsig_differential
 if [ ! -f keys/idp.crt ]; then
   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=fuzz-idp \
     -keyout keys/idp.key -out keys/idp.crt 2>/dev/null
@@ -60,6 +60,22 @@ for name, extra in SIGNED.items():
 for name, extra in PROFILE.items():
     put("response", "profile_" + name, forge({**BASE, **extra}))
     put("response_signed", name, forge({**BASE, **extra, "sign": "none"}))
+# dsig_differential: the xmlsec1-signed seeds as they are, the profile seeds unsigned
+# (signed there by sign_root), and names with U+1680 (Unicode whitespace, yet an XML name
+# character): after signing (forge.py's ogham_name) and before (signed there).
+for name, extra in SIGNED.items():
+    put("dsig_differential", "signed_" + name, forge({**BASE, **extra}))
+for name, extra in PROFILE.items():
+    put("dsig_differential", "unsigned_" + name, forge({**BASE, **extra, "sign": "none"}))
+put("dsig_differential", "signed_ogham_name", forge({**BASE, "attack": "ogham_name"}))
+put("dsig_differential", "signed_both_ogham_name", forge({**BASE, "sign": "both", "attack": "ogham_name"}))
+ok = forge({**BASE, "sign": "none"}).decode()
+for tag in ["saml:AuthnContextClassRef", "saml:Audience", "saml:NameID"]:
+    local = tag.split(":")[1]
+    renamed = ok.replace("<" + tag, "<" + tag + "\u1680X", 1).replace("</" + tag + ">", "</" + tag + "\u1680X>", 1)
+    put("dsig_differential", "unsigned_ogham_" + local, renamed.encode())
+    prefixed = ok.replace("<" + tag, "<saml\u1680X:" + local + ' xmlns:saml\u1680X="urn:oasis:names:tc:SAML:2.0:assertion"', 1)
+    put("dsig_differential", "unsigned_ogham_prefix_" + local, prefixed.replace("</" + tag + ">", "</saml\u1680X:" + local + ">", 1).encode())
 put("precheck", "doctype", b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aa">]><r>&a;</r>')
 PY
-echo "seeds: $(ls corpus/response | wc -l) response, $(ls corpus/response_signed | wc -l) response_signed, $(ls corpus/precheck | wc -l) precheck; key in fuzz/keys"
+echo "seeds: $(ls corpus/response | wc -l) response, $(ls corpus/response_signed | wc -l) response_signed, $(ls corpus/dsig_differential | wc -l) dsig_differential, $(ls corpus/precheck | wc -l) precheck; key in fuzz/keys"

@@ -10,6 +10,9 @@ pub mod saml_precheck;
 pub mod saml_response;
 pub mod xmldsig;
 
+#[cfg(test)]
+mod dsig_differential;
+
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
