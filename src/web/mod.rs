@@ -2,6 +2,7 @@
 //! that turn bad input into a 4xx naming what is wrong, health checks, and the public
 //! list of providers for login buttons.
 
+pub mod cookie;
 pub mod error;
 pub mod extract;
 pub mod page;

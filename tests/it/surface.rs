@@ -252,8 +252,8 @@ async fn request_ids_are_taken_only_from_trusted_proxies() {
         let r = gw.request(Method::GET, "/healthz").header("x-request-id", "proxy-id-1").send().await.unwrap();
         assert_eq!(id_of(&r) == "proxy-id-1", trusted, "{proxies}");
         // Even a trusted proxy's id must be well formed.
-        let r = gw.request(Method::GET, "/healthz").header("x-request-id", "bad id\u{7f}").send().await.unwrap();
-        assert!(id_of(&r).bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+        let r = gw.request(Method::GET, "/healthz").header("x-request-id", "bad id/../x").send().await.unwrap();
+        assert!(id_of(&r) != "bad id/../x" && id_of(&r).bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
     }
 }
 
