@@ -481,7 +481,7 @@ pub async fn sign_out_post(State(app): State<AppState>, Query(q): Query<StartQue
         Ok(u) => u,
         Err(page) => return *page,
     };
-    if let Err(refusal) = crate::login::check_sign_out_post(&app, &headers, &body) {
+    if let Some(refusal) = crate::login::sign_out_refusal(&app, &headers, &body) {
         return refusal;
     }
     signed_out(&app, &headers, &target).await

@@ -421,12 +421,13 @@ pub fn sign_out_token(session_id: &str) -> String {
     hex::encode(Sha256::digest(format!("ssogate sign-out\0{session_id}").as_bytes()))
 }
 
-/// Whether a POST that ends the session may: refused (403, naming why) from another
-/// site, and when it carries a `csrf` field that is not this session's token.
-pub fn check_sign_out_post(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), Response> {
+/// The refusal (403, naming why) of a POST that ends the session: when another site
+/// sends it, or when it carries a `csrf` field that is not this session's token. None
+/// lets it through.
+pub fn sign_out_refusal(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
     if let Site::Other(why) = request_site(app, headers) {
         tracing::info!(reason = %why, "sign-out refused: the request came from another site");
-        return Err(page::error(
+        return Some(page::error(
             StatusCode::FORBIDDEN,
             &format!("Sign-out refused: the request came from another site ({why}). To sign out, use the sign-out button of this service or of your app."),
         ));
@@ -436,15 +437,15 @@ pub fn check_sign_out_post(app: &AppState, headers: &HeaderMap, body: &[u8]) -> 
         let want = cookie(headers, SESSION_COOKIE).map(sign_out_token).unwrap_or_default();
         if !bool::from(subtle::ConstantTimeEq::ct_eq(sent.as_bytes(), want.as_bytes())) {
             tracing::info!("sign-out refused: the form's token is not this session's");
-            return Err(page::error(StatusCode::FORBIDDEN, "Sign-out refused: the form is not from this browser's session. Reload the page and try again."));
+            return Some(page::error(StatusCode::FORBIDDEN, "Sign-out refused: the form is not from this browser's session. Reload the page and try again."));
         }
     }
-    Ok(())
+    None
 }
 
 /// `POST /logout`: ends the session (see [`end_session`]) unless another site asks.
 pub async fn logout(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(refusal) = check_sign_out_post(&app, &headers, &body) {
+    if let Some(refusal) = sign_out_refusal(&app, &headers, &body) {
         return refusal;
     }
     end_session(&app, &headers).await

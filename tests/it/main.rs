@@ -17,5 +17,5 @@ mod replicas;
 mod saml;
 mod saml_flaws;
 mod store;
-mod surface;
 mod support;
+mod surface;
