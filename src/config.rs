@@ -213,6 +213,47 @@ pub struct HttpConfig {
     /// Requests taking longer are answered 408.
     #[serde(deserialize_with = "lenient")]
     pub request_timeout_seconds: u64,
+    /// Proxies in front of the gateway (IPs or CIDRs, `10.0.0.0/8`, `::1`): only a peer in
+    /// this list is believed about the request (its `X-Request-Id`). Empty by default.
+    /// A list, or one comma-separated string (environment).
+    #[serde(deserialize_with = "string_or_list")]
+    pub trusted_proxies: Vec<String>,
+}
+
+impl HttpConfig {
+    /// Whether the peer `ip` is one of `trusted_proxies` (an IPv4 peer seen as an
+    /// IPv4-mapped IPv6 address counts as its IPv4 address).
+    pub fn trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted_proxies.iter().any(|entry| parse_cidr(entry).is_ok_and(|(net, bits)| in_cidr(ip, net, bits)))
+    }
+}
+
+/// `a.b.c.d`, `a.b.c.d/n`, an IPv6 address, or one with `/n`: the network and its prefix length.
+fn parse_cidr(entry: &str) -> Result<(std::net::IpAddr, u8), String> {
+    let entry = entry.trim();
+    let (addr, bits) = match entry.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (entry, None),
+    };
+    let ip: std::net::IpAddr = addr.parse().map_err(|_| format!("`{entry}` is not an IP address or CIDR"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let bits = match bits {
+        None => max,
+        Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(|| format!("`{entry}`: the prefix length must be 0 to {max}"))?,
+    };
+    Ok((ip, bits))
+}
+
+fn in_cidr(ip: std::net::IpAddr, net: std::net::IpAddr, bits: u8) -> bool {
+    use std::net::IpAddr;
+    let (a, b, width) = match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
+        _ => return false,
+    };
+    let shift = width - u32::from(bits);
+    shift >= 128 || (a >> shift) == (b >> shift)
 }
 
 /// `[outbound]`
@@ -260,7 +301,7 @@ impl Default for LogConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 1024 * 1024, request_timeout_seconds: 30 }
+        Self { max_body_bytes: 1024 * 1024, request_timeout_seconds: 30, trusted_proxies: Vec::new() }
     }
 }
 
@@ -380,6 +421,11 @@ impl Config {
         }
         if self.public_url.host_str().is_none() {
             bad("public_url", "must have a host");
+        }
+        for entry in &self.http.trusted_proxies {
+            if let Err(why) = parse_cidr(entry) {
+                bad("http.trusted_proxies", &why);
+            }
         }
         if let Some(url) = &self.store.url {
             let u = url.expose();
@@ -611,6 +657,32 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("http.max_body_bytes"), "{text}");
         assert!(text.contains("SSOGATE_HTTP__MAX_BODY_BYTES"), "{text}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_ips_or_cidrs() {
+        let c = Config::load(None, env(&[("SSOGATE_HTTP__TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7, fd00::/8, ::1")])).unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        for (addr, want) in [
+            ("10.1.2.3", true),
+            ("11.0.0.1", false),
+            ("192.168.1.7", true),
+            ("192.168.1.8", false),
+            ("::ffff:10.9.9.9", true),
+            ("fd12::1", true),
+            ("fe80::1", false),
+            ("::1", true),
+            ("127.0.0.1", false),
+        ] {
+            assert_eq!(c.http.trusted_proxy(ip(addr)), want, "{addr}");
+        }
+        assert!(!Config::default().http.trusted_proxy(ip("127.0.0.1")), "nobody by default");
+        let all = Config::load(None, env(&[("SSOGATE_HTTP__TRUSTED_PROXIES", "0.0.0.0/0")])).unwrap();
+        assert!(all.http.trusted_proxy(ip("8.8.8.8")));
+        for bad in ["nope", "10.0.0.0/33", "::1/129", "10.0.0.0/", "10.0.0.1:80", "example.com"] {
+            let err = Config::load(None, env(&[("SSOGATE_HTTP__TRUSTED_PROXIES", bad)])).unwrap_err().to_string();
+            assert!(err.contains("http.trusted_proxies") && err.contains(bad), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -322,12 +322,17 @@ fn bad_query(why: String) -> Response {
     (StatusCode::BAD_REQUEST, why).into_response()
 }
 
-/// Envoy ext_authz (HTTP service, `path_prefix: /auth`) asks `/auth/<original path>`
-/// with the original query: that query belongs to the app, so it sets no rules here.
+/// Envoy ext_authz (HTTP service, `path_prefix: /auth`) asks `/auth/<original path>`.
+/// Its query is read as the route's rules, as strictly as on `/auth`: a rule written
+/// there (or a slip in one) is never ignored, which would open the route. The original
+/// URL is `Host` and the path, without the query.
 pub async fn forward_auth_envoy(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
-    let original = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let original = original.strip_prefix("/auth").unwrap_or(original);
-    check(&app, &AuthQuery::default(), &headers, Some(original)).await
+    let q = match AuthQuery::parse(uri.query()) {
+        Ok(q) => q,
+        Err(why) => return bad_query(why),
+    };
+    let original = uri.path().strip_prefix("/auth").unwrap_or(uri.path());
+    check(&app, &q, &headers, Some(original)).await
 }
 
 async fn check(app: &AppState, q: &AuthQuery, headers: &HeaderMap, envoy_path: Option<&str>) -> Response {
@@ -450,21 +455,70 @@ pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Respon
     }
 }
 
-/// `/oauth2/sign_out?rd=`: ends the session everywhere this cookie reaches, then goes
-/// to a validated `rd` (or the login page). An invalid `rd` is refused before anything ends.
+/// `GET /oauth2/sign_out?rd=`: ends the session everywhere this cookie reaches, then
+/// goes to a validated `rd` (or the login page). An invalid `rd` is refused before
+/// anything ends.
+///
+/// Decision (logout CSRF): a GET ends the session at once only when the browser says it
+/// comes from this site or a site of its own, or was typed (`Sec-Fetch-Site`
+/// same-origin, same-site or none), as a "Sign out" link in an app under the cookie
+/// domain does. Anything else (another site's link or `<img>`, or no `Sec-Fetch-Site` at
+/// all: an old browser or a script) gets a confirmation page whose POST form carries a
+/// token bound to the session. Scripts sign out with a POST.
 pub async fn sign_out(State(app): State<AppState>, Query(q): Query<StartQuery>, headers: HeaderMap) -> Response {
     let target = match checked_rd(&app, q.rd.as_deref(), "/login", "sign out to") {
         Ok(u) => u,
         Err(page) => return *page,
     };
-    if let Some(id) = crate::login::cookie(&headers, crate::login::SESSION_COOKIE) {
+    let session = crate::login::cookie(&headers, crate::login::SESSION_COOKIE);
+    let from_us = headers.get("sec-fetch-site").is_some() && crate::login::request_site(&app, &headers) == crate::login::Site::Ours;
+    match session {
+        Some(id) if !from_us => confirm_sign_out(&app, id, q.rd.as_deref().map(|_| target.as_str())),
+        _ => signed_out(&app, &headers, &target).await,
+    }
+}
+
+/// `POST /oauth2/sign_out?rd=`: as the GET, refused (403) when another site asks.
+pub async fn sign_out_post(State(app): State<AppState>, Query(q): Query<StartQuery>, headers: HeaderMap, body: Bytes) -> Response {
+    let target = match checked_rd(&app, q.rd.as_deref(), "/login", "sign out to") {
+        Ok(u) => u,
+        Err(page) => return *page,
+    };
+    if let Some(refusal) = crate::login::sign_out_refusal(&app, &headers, &body) {
+        return refusal;
+    }
+    signed_out(&app, &headers, &target).await
+}
+
+async fn signed_out(app: &AppState, headers: &HeaderMap, target: &str) -> Response {
+    if let Some(id) = crate::login::cookie(headers, crate::login::SESSION_COOKIE) {
         app.ingress.forget(id);
     }
-    let mut resp = crate::login::logout(State(app), headers).await;
-    if let Ok(v) = HeaderValue::from_str(&target) {
-        resp.headers_mut().insert(axum::http::header::LOCATION, v);
+    let mut resp = crate::login::end_session(app, headers).await;
+    if resp.status().is_redirection() {
+        if let Ok(v) = HeaderValue::from_str(target) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
     }
     resp
+}
+
+/// "Sign out?": a POST form back to the sign-out, with the session's token. It may post
+/// to this gateway only, and the redirect after it to `rd`'s origin.
+fn confirm_sign_out(app: &AppState, session_id: &str, rd: Option<&str>) -> Response {
+    let action = match rd {
+        Some(rd) => format!("/oauth2/sign_out?rd={}", url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()),
+        None => "/oauth2/sign_out".to_string(),
+    };
+    let body = format!(
+        "<h1>Sign out?</h1><p>A page asked to sign you out of {host}. Sign out only if you meant to.</p>\
+<form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\"><button type=\"submit\">Sign out</button></form>",
+        host = page::esc(app.config.public_url.host_str().unwrap_or("this service")),
+        action = page::esc(&action),
+        token = crate::login::sign_out_token(session_id),
+    );
+    let targets: Vec<String> = rd.and_then(|r| Url::parse(r).ok()).map(|u| u.origin().ascii_serialization()).into_iter().collect();
+    page::with_csp(axum::response::Html(page::layout("Sign out?", &body)).into_response(), None, &targets)
 }
 
 #[cfg(test)]

@@ -28,17 +28,7 @@ pub const FLOW_COOKIE: &str = "ssogate_flow";
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "ssogate_session";
 
-/// Reads a cookie from the request headers.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
+pub use crate::web::cookie::find as cookie;
 
 fn set_cookie(app: &AppState, name: &str, value: &str, max_age: u64) -> HeaderValue {
     cookie_header(app, name, value, max_age, "Lax")
@@ -202,15 +192,16 @@ pub async fn login_start(State(app): State<AppState>, ApiPath(id): ApiPath<Strin
 /// An auto-submitting form (SAML HTTP-POST binding). Without JavaScript the user presses
 /// the button. Every value is escaped.
 fn post_form(url: &str, fields: &[(&str, &str)]) -> Response {
+    const SCRIPT: &str = "document.getElementById('f').submit()";
     let inputs: String = fields.iter().map(|(k, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", esc(k), esc(v))).collect();
     let body = format!(
         "<h1>Signing in</h1><form id=\"f\" method=\"post\" action=\"{}\">{inputs}<button type=\"submit\">Continue to your identity provider</button></form>\
-<script>document.getElementById('f').submit()</script>",
+<script>{SCRIPT}</script>",
         esc(url)
     );
-    let mut resp = Html(page::layout("Signing in", &body)).into_response();
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    // The form may post to the IdP's origin, and the one script run is this one.
+    let idp: Vec<String> = url::Url::parse(url).ok().map(|u| u.origin().ascii_serialization()).into_iter().filter(|o| o != "null").collect();
+    page::with_csp(Html(page::layout("Signing in", &body)).into_response(), Some(SCRIPT), &idp)
 }
 
 /// The OIDC callback's query.
@@ -417,12 +408,84 @@ pub async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
-/// Ends the session (and revokes the upstream token where the IdP has a revocation endpoint).
-pub async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(id) = cookie(&headers, SESSION_COOKIE) {
+/// Where a browser request that ends a session came from, as the browser says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Site {
+    /// This gateway, a site of its own (`Sec-Fetch-Site` same-origin, same-site or none),
+    /// or an app of `ingress.allowed_domains` (`Origin`).
+    Ours,
+    /// Another site: what said so, to name in the refusal.
+    Other(String),
+    /// The request says nothing (a non-browser client, or a browser from before
+    /// `Sec-Fetch-Site`).
+    Unknown,
+}
+
+/// Reads `Sec-Fetch-Site` and `Origin`; either one naming another site decides.
+pub fn request_site(app: &AppState, headers: &HeaderMap) -> Site {
+    let shown = |v: &str| v.chars().take(100).flat_map(char::escape_default).collect::<String>();
+    let get = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("(not ASCII)"));
+    let fetch_site = get("sec-fetch-site");
+    if let Some(v) = fetch_site.filter(|v| !matches!(*v, "same-origin" | "same-site" | "none")) {
+        return Site::Other(format!("Sec-Fetch-Site: {}", shown(v)));
+    }
+    if let Some(origin) = get("origin") {
+        // An origin is scheme://host[:port]; "null" (a sandboxed or privacy-sensitive
+        // context) is no site of ours.
+        let ok = (origin.starts_with("https://") || origin.starts_with("http://"))
+            && crate::ingress::validate_redirect(&format!("{origin}/"), &app.config.ingress.allowed_domains, &app.config.public_url).is_ok();
+        return if ok { Site::Ours } else { Site::Other(format!("Origin: {}", shown(origin))) };
+    }
+    if fetch_site.is_some() {
+        Site::Ours
+    } else {
+        Site::Unknown
+    }
+}
+
+/// The sign-out form's token: bound to the session (only its cookie's holder can make
+/// it), never the session id itself.
+pub fn sign_out_token(session_id: &str) -> String {
+    hex::encode(Sha256::digest(format!("ssogate sign-out\0{session_id}").as_bytes()))
+}
+
+/// The refusal (403, naming why) of a POST that ends the session: when another site
+/// sends it, or when it carries a `csrf` field that is not this session's token. None
+/// lets it through.
+pub fn sign_out_refusal(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
+    if let Site::Other(why) = request_site(app, headers) {
+        tracing::info!(reason = %why, "sign-out refused: the request came from another site");
+        return Some(page::error(
+            StatusCode::FORBIDDEN,
+            &format!("Sign-out refused: the request came from another site ({why}). To sign out, use the sign-out button of this service or of your app."),
+        ));
+    }
+    let sent = url::form_urlencoded::parse(body).find(|(k, _)| k == "csrf").map(|(_, v)| v.into_owned());
+    if let Some(sent) = sent {
+        let want = cookie(headers, SESSION_COOKIE).map(sign_out_token).unwrap_or_default();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(sent.as_bytes(), want.as_bytes())) {
+            tracing::info!("sign-out refused: the form's token is not this session's");
+            return Some(page::error(StatusCode::FORBIDDEN, "Sign-out refused: the form is not from this browser's session. Reload the page and try again."));
+        }
+    }
+    None
+}
+
+/// `POST /logout`: ends the session (see [`end_session`]) unless another site asks.
+pub async fn logout(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Some(refusal) = sign_out_refusal(&app, &headers, &body) {
+        return refusal;
+    }
+    end_session(&app, &headers).await
+}
+
+/// Ends the session (and revokes the upstream token where the IdP has a revocation
+/// endpoint), clears the cookie and goes to the login page.
+pub async fn end_session(app: &AppState, headers: &HeaderMap) -> Response {
+    if let Some(id) = cookie(headers, SESSION_COOKIE) {
         match app.sessions.remove(id).await {
             Ok(Some(s)) => {
-                revoke_upstream(&app, &s).await;
+                revoke_upstream(app, &s).await;
                 tracing::info!(user_id = %s.user_id, "logout");
             }
             Ok(None) => {}
@@ -435,7 +498,7 @@ pub async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response
         }
     }
     let mut resp = Redirect::to("/login").into_response();
-    for v in clear_session_cookie(&app) {
+    for v in clear_session_cookie(app) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     resp
@@ -541,7 +604,20 @@ fn refused(status: StatusCode, id: &str, reason: &str) -> Response {
 /// cookie), or an unsolicited response when the connection accepts those; signatures and
 /// the profile's checks (`saml_response`), off the runtime; the replay cache; then the
 /// shared steps. Each refusal leaves nothing behind.
-pub async fn saml_acs(State(app): State<AppState>, ApiPath(id): ApiPath<String>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn saml_acs(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    // Refused like every other reply: the same page and log line (413 kept).
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refused(StatusCode::PAYLOAD_TOO_LARGE, &id, "the SAML reply is too large (over http.max_body_bytes); start the sign-in again")
+        }
+        Err(_) => return refused(StatusCode::BAD_REQUEST, &id, "the SAML reply could not be read; start the sign-in again"),
+    };
     let form: AcsForm = match serde_urlencoded::from_bytes(&body) {
         Ok(f) => f,
         Err(_) => return page::error(StatusCode::BAD_REQUEST, "The SAML reply is not a form post. Start the sign-in again."),

@@ -142,7 +142,7 @@ impl App {
         let mut startup = Startup::default();
         let store_url = config.store_url();
         if store_url.starts_with("sqlite:") && config.store.url.is_none() {
-            std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir { path: config.data_dir.display().to_string(), source })?;
+            crate::store::private_dir(&config.data_dir).map_err(|source| StartupError::DataDir { path: config.data_dir.display().to_string(), source })?;
         }
         let cipher = match &config.master_key {
             Some(k) => Cipher::from_text(k.expose()).map_err(StartupError::MasterKey)?,
@@ -246,7 +246,7 @@ pub fn router(state: AppState) -> Router {
         .route("/start", get(crate::ingress::start))
         .route("/oauth2/start", get(crate::ingress::start))
         .route("/oauth2/sign_in", get(crate::login::login_page))
-        .route("/oauth2/sign_out", get(crate::ingress::sign_out).post(crate::ingress::sign_out))
+        .route("/oauth2/sign_out", get(crate::ingress::sign_out).post(crate::ingress::sign_out_post))
         .route("/oauth2/userinfo", get(crate::ingress::userinfo))
         .route("/.well-known/openid-configuration", get(crate::op::discovery))
         .route("/jwks.json", get(crate::op::jwks))
@@ -265,6 +265,9 @@ pub fn router(state: AppState) -> Router {
         .merge(api.with_state(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Before routing: an admin path without the token is a 401, never a 404 or 405.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::admin::gate))
+        .layer(axum::middleware::from_fn(crate::web::page::security_headers))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         // Inside the request-id layer, so a panic's 500 still carries the request id.
@@ -272,7 +275,7 @@ pub fn router(state: AppState) -> Router {
             tracing::error!("handler panicked");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
         }))
-        .layer(axum::middleware::from_fn(crate::web::request_id::layer))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::web::request_id::layer))
         .merge(ingress_routes())
         .with_state(state)
 }
@@ -349,7 +352,8 @@ impl tower::Service<axum::extract::Request> for Front {
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let refresh = background_refresh(state.clone());
-    let front = axum::ServiceExt::<axum::extract::Request>::into_make_service(Front::new(state));
+    // With the peer's address, for `http.trusted_proxies`.
+    let front = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(Front::new(state));
     let served = axum::serve(listener, front).with_graceful_shutdown(shutdown).await;
     refresh.abort();
     served

@@ -121,6 +121,22 @@ pub fn finish_openapi(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::Ope
 
 /// Refuses a request without the admin token (401, with `WWW-Authenticate`).
 async fn require_admin(State(app): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    authorized(&app, &req)?;
+    Ok(next.run(req).await)
+}
+
+/// The same check on every path under `/api/v1/admin`, before routing: without the
+/// token, an unknown path or a wrong method is a 401 too, so nothing of the API's
+/// shape shows before the token does.
+pub async fn gate(State(app): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let path = req.uri().path();
+    if path == "/api/v1/admin" || path.starts_with("/api/v1/admin/") {
+        authorized(&app, &req)?;
+    }
+    Ok(next.run(req).await)
+}
+
+fn authorized(app: &AppState, req: &Request) -> Result<(), ApiError> {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -138,5 +154,5 @@ async fn require_admin(State(app): State<AppState>, req: Request, next: Next) ->
         e.www_authenticate = Some("Bearer realm=\"ssogate-admin\"");
         return Err(e);
     }
-    Ok(next.run(req).await)
+    Ok(())
 }

@@ -425,3 +425,16 @@ pub fn same_name(a: &str, b: &str) -> bool {
 pub async fn open(url: &str, max_connections: u32) -> StoreResult<sql::Sql> {
     sql::Sql::connect(url, max_connections).await
 }
+
+/// Makes a folder (and its parents) readable by its owner only (0700 on Unix): the data
+/// dir holds the SQLite files, with sealed secrets and the audit log.
+pub fn private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(path)
+}

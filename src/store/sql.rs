@@ -101,6 +101,37 @@ async fn rekey(tx: &mut AnyConnection) -> StoreResult<()> {
 
 static DRIVERS: Once = Once::new();
 
+/// The SQLite files are the owner's alone (0600): created so when the URL lets SQLite
+/// create the database (`mode=rwc`), and tightened when an older version left them
+/// world-readable. SQLite gives its `-wal` and `-shm` files the database file's mode.
+fn private_sqlite_files(url: &str) -> StoreResult<()> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or_default();
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path.contains(":memory:") || query.split('&').any(|kv| kv == "mode=memory") {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let path = std::path::Path::new(path);
+        if !path.exists() && query.split('&').any(|kv| kv == "mode=rwc") {
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| StoreError::Backend(sqlx::Error::Io(e)))?;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let p = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            match std::fs::metadata(&p) {
+                Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                    if let Err(e) = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+                        tracing::warn!(file = %p.display(), error = %e, "could not make the store file private (0600)");
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Sql {
     /// Connects, creating the SQLite file if needed, and runs pending migrations.
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
@@ -109,6 +140,9 @@ impl Sql {
         // SQLite serializes writers anyway; one connection also avoids a deferred
         // transaction failing to upgrade to a write (SQLITE_BUSY_SNAPSHOT) under load.
         let max_connections = if dialect == Dialect::Sqlite { 1 } else { max_connections };
+        if dialect == Dialect::Sqlite {
+            private_sqlite_files(url)?;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(5))

@@ -1,7 +1,9 @@
 //! The HTTP edge shared by every route: request ids, the JSON error body, extractors
-//! that turn bad input into a 4xx naming what is wrong, health checks, and the public
-//! list of providers for login buttons.
+//! that turn bad input into a 4xx naming what is wrong, the one `Cookie:` reader, pages
+//! and their security headers, health checks, and the public list of providers for
+//! login buttons.
 
+pub mod cookie;
 pub mod error;
 pub mod extract;
 pub mod page;

@@ -77,7 +77,7 @@ async fn auth_and_start_for_an_ingress() {
     let r = get("/oauth2/sign_out?rd=https%3A%2F%2Fevil.example%2F".into()).await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(get("/auth".into()).await.unwrap().status(), StatusCode::OK, "still signed in");
-    let r = get(format!("/oauth2/sign_out?rd={enc}")).await.unwrap();
+    let r = b.http.get(format!("{}/oauth2/sign_out?rd={enc}", s.gw.base)).header("sec-fetch-site", "same-origin").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()["location"], rd);
     assert_eq!(get("/auth".into()).await.unwrap().status(), StatusCode::UNAUTHORIZED);
@@ -86,7 +86,7 @@ async fn auth_and_start_for_an_ingress() {
 
 /// A gateway on a pinned clock with one session made directly in its store (the login
 /// itself is tested above); returns the gateway and the session's cookie header.
-async fn gateway_with_session(extra: &[(&str, &str)], groups: &[&str]) -> (Gateway, Clock, String, String) {
+pub async fn gateway_with_session(extra: &[(&str, &str)], groups: &[&str]) -> (Gateway, Clock, String, String) {
     let clock = Clock::fixed(chrono::Utc::now().timestamp_millis());
     let mut env = vec![("SSOGATE_SESSION__LIFETIME_SECONDS", "600"), ("SSOGATE_SESSION__IDLE_SECONDS", "120")];
     env.extend_from_slice(extra);
@@ -95,7 +95,7 @@ async fn gateway_with_session(extra: &[(&str, &str)], groups: &[&str]) -> (Gatew
     (gw, clock, format!("ssogate_session={id}"), id)
 }
 
-async fn new_session(gw: &Gateway, clock: &Clock, groups: &[&str]) -> String {
+pub async fn new_session(gw: &Gateway, clock: &Clock, groups: &[&str]) -> String {
     let now = clock.now();
     let cfg = &gw.app.config.session;
     let s = Session {
@@ -117,11 +117,11 @@ async fn new_session(gw: &Gateway, clock: &Clock, groups: &[&str]) -> String {
     s.id
 }
 
-fn no_redirects() -> reqwest::Client {
+pub fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
-async fn auth(gw: &Gateway, path: &str, cookie: Option<&str>, headers: &[(&str, &str)]) -> reqwest::Response {
+pub async fn auth(gw: &Gateway, path: &str, cookie: Option<&str>, headers: &[(&str, &str)]) -> reqwest::Response {
     let mut r = no_redirects().get(format!("{}{path}", gw.base));
     if let Some(c) = cookie {
         r = r.header("cookie", c);
@@ -221,10 +221,14 @@ async fn auth_redirect_mode_reads_the_original_url_and_validates_it() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["x-auth-request-groups"], "Engineers");
     assert_eq!(auth(&gw, "/auth?redirect=1&allowed_groups=admins", Some(&cookie), &traefik).await.status(), StatusCode::FORBIDDEN);
-    // Envoy ext_authz (path_prefix /auth): the app's own query sets no rules.
+    // Envoy ext_authz (path_prefix /auth): the query is the rules, as on /auth; the
+    // original URL is Host and the path.
     let envoy = [("host", "app.example.test"), ("x-forwarded-proto", "https")];
-    assert_eq!(auth(&gw, "/auth/p/q?allowed_groups=admins", Some(&cookie), &envoy).await.status(), StatusCode::OK);
-    assert_eq!(auth(&gw, "/auth/p/q?redirect=1", None, &envoy).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(auth(&gw, "/auth/p/q?allowed_groups=admins", Some(&cookie), &envoy).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(auth(&gw, "/auth/p/q", None, &envoy).await.status(), StatusCode::UNAUTHORIZED);
+    let r = auth(&gw, "/auth/p/q?redirect=1", None, &envoy).await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(r.headers()["location"], format!("{start}https%3A%2F%2Fapp.example.test%2Fp%2Fq"));
 }
 
 #[tokio::test]
@@ -263,7 +267,7 @@ async fn auth_gives_the_app_a_short_lived_signed_token_cached_per_session() {
     assert_ne!(fresh, token);
     assert!(jws::parse(&fresh).unwrap().claims["exp"].as_i64().unwrap() > c["exp"].as_i64().unwrap());
     // Ended session: no token.
-    gw.request(Method::GET, "/oauth2/sign_out").header("cookie", &cookie).send().await.unwrap();
+    gw.request(Method::GET, "/oauth2/sign_out").header("cookie", &cookie).header("sec-fetch-site", "same-origin").send().await.unwrap();
     assert_eq!(auth(&gw, "/auth?set_authorization_header=1", Some(&cookie), &[]).await.status(), StatusCode::UNAUTHORIZED);
 
     // Configured for every route.

@@ -19,3 +19,4 @@ mod saml;
 mod saml_flaws;
 mod store;
 mod support;
+mod surface;

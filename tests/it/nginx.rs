@@ -252,7 +252,7 @@ async fn nginx_auth_request_in_front_of_an_app_as_ingress_nginx_configures_it() 
 
     // Sign-out at ssogate ends the session for every app: the next request is redirected.
     let rd: String = url::form_urlencoded::byte_serialize(format!("http://{app_host}/bye").as_bytes()).collect();
-    let r = b.http.get(format!("{sso}/oauth2/sign_out?rd={rd}")).send().await.unwrap();
+    let r = b.http.get(format!("{sso}/oauth2/sign_out?rd={rd}")).header("sec-fetch-site", "same-site").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()["location"], format!("http://{app_host}/bye"));
     let r = b.http.get(&page).send().await.unwrap();
