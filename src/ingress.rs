@@ -102,14 +102,32 @@ impl AuthQuery {
     /// rule with nothing in it (an empty template variable) and a name given twice (two
     /// lists could mean "either" or "both"). Each answer is a 400 naming the parameter.
     pub fn parse(query: Option<&str>) -> Result<Self, String> {
+        Self::parse_as(query, false)
+    }
+
+    /// The query of the Envoy form (`/auth/<path>?<query>`): Envoy passes the app's own
+    /// query there, so only the rule names are read (as strictly as on `/auth`), a near
+    /// miss of one (`allowed-groups`, `allowedGroup`) is refused as a slip, and anything
+    /// else — `redirect` included — is the app's and left alone. Whoever writes the
+    /// app's query can add rules, which only ever narrow who gets in.
+    pub fn parse_envoy(query: Option<&str>) -> Result<Self, String> {
+        Self::parse_as(query, true)
+    }
+
+    fn parse_as(query: Option<&str>, envoy: bool) -> Result<Self, String> {
         let mut q = AuthQuery::default();
         for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             let (slot, is_rule) = match &*name {
                 "allowed_groups" => (&mut q.allowed_groups, true),
                 "allowed_emails" => (&mut q.allowed_emails, true),
                 "allowed_connections" => (&mut q.allowed_connections, true),
-                "redirect" => (&mut q.redirect, false),
-                "set_authorization_header" => (&mut q.set_authorization_header, false),
+                "redirect" if !envoy => (&mut q.redirect, false),
+                "set_authorization_header" if !envoy => (&mut q.set_authorization_header, false),
+                _ if envoy && !looks_like_a_rule(&name) => continue,
+                _ if envoy => {
+                    let shown: String = name.chars().take(64).flat_map(char::escape_default).collect();
+                    return Err(format!("unknown parameter `{shown}`: a rule is written allowed_groups, allowed_emails or allowed_connections"));
+                }
                 _ => {
                     let shown: String = name.chars().take(64).flat_map(char::escape_default).collect();
                     return Err(format!(
@@ -127,6 +145,14 @@ impl AuthQuery {
         }
         Ok(q)
     }
+}
+
+/// Whether a query parameter's name is a slip for a rule name: `allowed-groups`,
+/// `AllowedGroups`, `allow_group`... (letters and digits only, ASCII case aside).
+fn looks_like_a_rule(name: &str) -> bool {
+    let n: String = name.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_lowercase();
+    let n = n.strip_prefix("allowed").or_else(|| n.strip_prefix("allow")).unwrap_or("");
+    matches!(n, "groups" | "group" | "emails" | "email" | "connections" | "connection")
 }
 
 /// Whether a rule lets the session in: no rule lets everyone in, otherwise one listed
@@ -323,11 +349,12 @@ fn bad_query(why: String) -> Response {
 }
 
 /// Envoy ext_authz (HTTP service, `path_prefix: /auth`) asks `/auth/<original path>`.
-/// Its query is read as the route's rules, as strictly as on `/auth`: a rule written
-/// there (or a slip in one) is never ignored, which would open the route. The original
-/// URL is `Host` and the path, without the query.
+/// Its query is the app's: rules in it are read as strictly as on `/auth` (a rule, or a
+/// slip in one, is never ignored, which would open the route), everything else is left
+/// to the app ([`AuthQuery::parse_envoy`]). The original URL is `Host` and the path,
+/// without the query.
 pub async fn forward_auth_envoy(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
-    let q = match AuthQuery::parse(uri.query()) {
+    let q = match AuthQuery::parse_envoy(uri.query()) {
         Ok(q) => q,
         Err(why) => return bad_query(why),
     };
