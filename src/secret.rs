@@ -141,11 +141,12 @@ impl Cipher {
     }
 }
 
-/// Writes a file readable by its owner only (0600), creating parent folders.
+/// Writes a file readable by its owner only (0600), creating missing parent folders
+/// readable by their owner only (0700).
 pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        crate::store::private_dir(dir)?;
     }
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
