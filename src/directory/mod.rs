@@ -118,6 +118,9 @@ pub struct UserView {
     pub username: String,
     /// Email.
     pub email: Option<String>,
+    /// Whether the email is known to be the user's (an admin's entry, an invitation, or a
+    /// verified login): only then may another login claim the account by this address.
+    pub email_verified: bool,
     /// `active` or `pending`.
     pub status: UserStatus,
     /// When invited (RFC 3339).
@@ -259,6 +262,7 @@ impl Directory {
             id: u.id,
             username: u.username,
             email: u.email,
+            email_verified: u.email_verified,
             status: u.status,
             invited_at: u.invited_at.map(rfc3339),
             created_at: rfc3339(u.created_at),
@@ -283,7 +287,10 @@ impl Directory {
         let username = check_name("username", &input.username, 128)?;
         let email = input.email.as_deref().map(|e| check_email("email", e)).transpose()?;
         let now = self.clock.now();
-        let u = User { id: crate::id::new("usr"), username, email, status: UserStatus::Active, invited_at: None, created_at: now, updated_at: now };
+        // An address an admin enters is the user's: a verified login may claim the account.
+        let email_verified = email.is_some();
+        let u =
+            User { id: crate::id::new("usr"), username, email, email_verified, status: UserStatus::Active, invited_at: None, created_at: now, updated_at: now };
         let audit = self.audit(actor, "user.create", &u.id, json!({"username": u.username}));
         self.store.user_insert(&u, &audit).await?;
         Ok(u)
@@ -299,6 +306,7 @@ impl Directory {
         }
         if let Some(email) = &p.email {
             u.email = if email.trim().is_empty() { None } else { Some(check_email("email", email)?) };
+            u.email_verified = u.email.is_some();
             fields.push("email");
         }
         u.updated_at = self.clock.now();
@@ -469,6 +477,7 @@ impl Directory {
             id: crate::id::new("usr"),
             username: email.clone(),
             email: Some(email.clone()),
+            email_verified: true,
             status: UserStatus::Pending,
             invited_at: Some(now),
             created_at: now,

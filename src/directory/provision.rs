@@ -90,9 +90,12 @@ impl Directory {
         let found = if let Some(u) = self.store.user_by_link(&conn.id, &id.subject).await? {
             Found::Linked(u)
         } else {
-            // Only an email the IdP vouches for may claim an existing account.
+            // Only an email the IdP vouches for may claim an existing account, and only an
+            // account whose own email is known to be its owner's (an admin's entry, an
+            // invitation, or a verified login): one created from an unverified assertion
+            // would otherwise let whoever asserted the address first take the account over.
             let by_email = match (&id.email, id.email_verified) {
-                (Some(e), Some(true)) => self.store.user_by_email(e).await?,
+                (Some(e), Some(true)) => self.store.user_by_email(e).await?.filter(|u| u.email_verified),
                 _ => None,
             };
             match by_email {
@@ -131,10 +134,12 @@ impl Directory {
                 u
             }
             Found::New { username, email } => {
+                let email_verified = email.is_some() && id.email_verified == Some(true);
                 let mut u = User {
                     id: crate::id::new("usr"),
                     username: username.clone(),
                     email,
+                    email_verified,
                     status: UserStatus::Active,
                     invited_at: None,
                     created_at: now,

@@ -30,6 +30,7 @@ fn user(id: &str, name: &str, email: Option<&str>) -> User {
         id: id.into(),
         username: name.into(),
         email: email.map(Into::into),
+        email_verified: email.is_some(),
         status: UserStatus::Active,
         invited_at: None,
         created_at: 1_000,

@@ -111,6 +111,10 @@ pub struct User {
     pub username: String,
     /// Unique (case-insensitive) when set.
     pub email: Option<String>,
+    /// Whether `email` is known to be the user's: entered by an admin, invited, or vouched
+    /// for (`email_verified: true`) by the IdP whose login created the user. Only such an
+    /// account may be claimed by another login's verified email (SECURITY.md).
+    pub email_verified: bool,
     /// Active or pending.
     pub status: UserStatus,
     /// When the user was invited, if they were.

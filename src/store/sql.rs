@@ -72,6 +72,14 @@ CREATE TABLE clients (
     // 3: the unique keys of names and emails become ASCII-only case folds (`name_key`);
     // stores written before kept Unicode lowercase. No SQL: `rekey` rewrites them.
     "",
+    // 4: whether a user's email is known to be theirs. Before, any address an IdP asserted
+    // was stored alike; now only an admin's or an invitation's counts for users made
+    // before this (a login-created one cannot be told apart, and is left unverified).
+    r#"
+ALTER TABLE users ADD COLUMN email_verified BIGINT NOT NULL DEFAULT 0;
+UPDATE users SET email_verified = 1 WHERE email IS NOT NULL AND (invited_at IS NOT NULL
+  OR id IN (SELECT target FROM audit_log WHERE action = 'user.create' AND actor NOT LIKE 'connection:%'))
+"#,
 ];
 
 /// The columns keyed by [`name_key`]: (table, value column, key column).
@@ -281,6 +289,7 @@ fn user_row(r: &AnyRow) -> StoreResult<User> {
         id: r.try_get("id")?,
         username: r.try_get("username")?,
         email: r.try_get("email")?,
+        email_verified: r.try_get::<i64, _>("email_verified")? != 0,
         status: UserStatus::parse(&r.try_get::<String, _>("status")?)?,
         invited_at: r.try_get("invited_at")?,
         created_at: r.try_get("created_at")?,
@@ -496,7 +505,7 @@ impl Store for Sql {
     async fn user_update(&self, u: &User, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE users SET username = $1, username_key = $2, email = $3, email_key = $4, status = $5, invited_at = $6, updated_at = $7 WHERE id = $8",
+            "UPDATE users SET username = $1, username_key = $2, email = $3, email_key = $4, status = $5, invited_at = $6, updated_at = $7, email_verified = $9 WHERE id = $8",
         )
         .bind(&u.username)
         .bind(name_key(&u.username))
@@ -506,6 +515,7 @@ impl Store for Sql {
         .bind(u.invited_at)
         .bind(u.updated_at)
         .bind(&u.id)
+        .bind(u.email_verified as i64)
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict(e, USER_TAKEN))?;
@@ -822,7 +832,7 @@ impl Store for Sql {
 }
 
 async fn insert_user(conn: &mut AnyConnection, u: &User) -> StoreResult<()> {
-    sqlx::query("INSERT INTO users (id, username, username_key, email, email_key, status, invited_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+    sqlx::query("INSERT INTO users (id, username, username_key, email, email_key, status, invited_at, created_at, updated_at, email_verified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
         .bind(&u.id)
         .bind(&u.username)
         .bind(name_key(&u.username))
@@ -832,6 +842,7 @@ async fn insert_user(conn: &mut AnyConnection, u: &User) -> StoreResult<()> {
         .bind(u.invited_at)
         .bind(u.created_at)
         .bind(u.updated_at)
+        .bind(u.email_verified as i64)
         .execute(conn)
         .await
         .map_err(|e| conflict(e, USER_TAKEN))?;

@@ -656,3 +656,55 @@ async fn email_verified_never_vouches_for_an_email_mapped_from_another_claim() {
         assert!(!onto_victim, "userinfo_from_id_token={from_id_token}: linked to the victim: {audit}");
     }
 }
+
+/// Issue #10, 1: an account created from an unverified assertion can never be claimed
+/// by email. An attacker's login without `email_verified` creates a user with the
+/// victim's address; the victim's later login with that address verified must not land
+/// on the attacker's account (it gets an account of its own, or a refusal).
+#[tokio::test]
+async fn an_account_created_from_an_unverified_email_is_never_claimed_by_email() {
+    let c = Case::new(&[], json!({"oidc": {"email_verification": false}})).await;
+    let (b, status, body, _) = c
+        .callback("", |c, n| {
+            let mut x = c.claims(n);
+            x["sub"] = json!("attacker");
+            x["email"] = json!("victim@example.test");
+            x.as_object_mut().unwrap().remove("email_verified");
+            c.sign(&x)
+        })
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    drop(b);
+    let (_, users) = c.gw.admin(Method::GET, "/users", None).await;
+    let attacker_id = users[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(users[0]["email"], "victim@example.test", "the unverified address was stored: {users}");
+    let (_, status, body, _) = c
+        .callback("", |c, n| {
+            let mut x = c.claims(n);
+            x["sub"] = json!("victim");
+            x["email"] = json!("victim@example.test");
+            x["email_verified"] = json!(true);
+            c.sign(&x)
+        })
+        .await;
+    assert!(status == StatusCode::SEE_OTHER || status == StatusCode::FORBIDDEN, "{body}");
+    let (_, audit) = c.gw.admin(Method::GET, "/audit?limit=1000", None).await;
+    let claimed =
+        audit.as_array().unwrap().iter().any(|a| a["action"] == "link.create" && a["target"] == attacker_id.as_str() && a["detail"]["by"] == "verified email");
+    assert!(!claimed, "the victim's verified login was linked to the attacker-created account: {audit}");
+    // An account whose address an admin entered may be claimed by a verified login.
+    let (s, carol) = c.gw.admin(Method::POST, "/users", Some(json!({"username": "carol", "email": "carol@example.test"}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{carol}");
+    let (_, status, body, _) = c
+        .callback("", |c, n| {
+            let mut x = c.claims(n);
+            x["sub"] = json!("carol-at-idp");
+            x["email"] = json!("carol@example.test");
+            x["email_verified"] = json!(true);
+            c.sign(&x)
+        })
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let (_, audit) = c.gw.admin(Method::GET, "/audit?limit=1000", None).await;
+    assert!(audit.as_array().unwrap().iter().any(|a| a["action"] == "link.create" && a["target"] == carol["id"]), "{audit}");
+}

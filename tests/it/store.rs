@@ -61,11 +61,13 @@ async fn gateway_on_postgres_keeps_data_across_restarts() {
     gw.stop().await;
 }
 
-/// Migration 3 on a store written before it (keys by Unicode lowercase): every key is
+/// Migrations 3 and 4 on a store written before them. 3: keys by Unicode lowercase are
 /// refolded by ASCII case only, so a lookup finds the same row by its own spelling and
-/// never by a Unicode case variant (issue #10, 3). On SQLite and PostgreSQL.
+/// never by a Unicode case variant (issue #10, 3). 4: only an address an admin entered
+/// (or an invitation's) counts as the user's own; a login-created user's is unverified
+/// (issue #10, 1). On SQLite and PostgreSQL.
 #[tokio::test]
-async fn migration_3_refolds_keys_by_ascii_case_only() {
+async fn migrations_3_and_4_refold_keys_and_mark_known_emails() {
     use sqlx::Connection;
     use ssogate::store::{Store, User, UserStatus};
     let dir = tempfile::tempdir().unwrap();
@@ -76,24 +78,31 @@ async fn migration_3_refolds_keys_by_ascii_case_only() {
             id: "usr_jose".into(),
             username: "JOSÉ".into(),
             email: Some("JOSÉ@Example.test".into()),
+            email_verified: true,
             status: UserStatus::Active,
             invited_at: None,
             created_at: 1,
             updated_at: 1,
         };
-        store.user_insert(&user, &ssogate::audit::AuditEntry::new(1, "test", "user.create", "usr_jose", serde_json::json!({}))).await.unwrap();
+        store.user_insert(&user, &ssogate::audit::AuditEntry::new(1, "admin", "user.create", "usr_jose", serde_json::json!({}))).await.unwrap();
+        let made_by_login = User { id: "usr_idp".into(), username: "idp".into(), email: Some("idp@example.test".into()), ..user.clone() };
+        let audit = ssogate::audit::AuditEntry::new(1, "connection:con_x", "user.create", "usr_idp", serde_json::json!({}));
+        store.user_insert(&made_by_login, &audit).await.unwrap();
         drop(store);
-        // What the version before wrote: Unicode lowercase keys, and no migration 3.
+        // What version 2 wrote: Unicode lowercase keys, no email_verified, no migrations 3 and 4.
         sqlx::any::install_default_drivers();
         let mut raw = sqlx::AnyConnection::connect(&url).await.unwrap();
         sqlx::query("UPDATE users SET email_key = 'josé@example.test', username_key = 'josé' WHERE id = 'usr_jose'").execute(&mut raw).await.unwrap();
-        sqlx::query("DELETE FROM schema_migrations WHERE version = 3").execute(&mut raw).await.unwrap();
+        sqlx::query("ALTER TABLE users DROP COLUMN email_verified").execute(&mut raw).await.unwrap();
+        sqlx::query("DELETE FROM schema_migrations WHERE version >= 3").execute(&mut raw).await.unwrap();
         raw.close().await.unwrap();
 
         let store = ssogate::store::open(&url, 2).await.unwrap();
         let found = store.user_by_email("josÉ@EXAMPLE.TEST").await.unwrap();
         assert_eq!(found.map(|u| u.id).as_deref(), Some("usr_jose"), "{url}: found by ASCII case variants of its own spelling");
         assert!(store.user_by_email("josé@example.test").await.unwrap().is_none(), "{url}: É and é are different letters here");
+        assert!(store.user_get("usr_jose").await.unwrap().unwrap().email_verified, "{url}: an admin's entry is the user's address");
+        assert!(!store.user_get("usr_idp").await.unwrap().unwrap().email_verified, "{url}: a login-created user's address is unverified");
         // The migration ran once; reopening changes nothing.
         drop(store);
         let store = ssogate::store::open(&url, 2).await.unwrap();
