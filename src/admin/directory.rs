@@ -37,13 +37,42 @@ pub async fn get_user(State(app): State<AppState>, ApiPath(id): ApiPath<String>)
     Ok(Json(app.directory.user_view(u).await?))
 }
 
-/// Changes a user's username or email.
+/// Changes a user's username or email, or disables or enables the user. Disabling ends
+/// every session of the user (503, and nothing changed, when the state store is away).
 #[utoipa::path(patch, path = "/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")),
     request_body = UserPatch, security(("admin_token" = [])),
-    responses((status = 200, body = UserView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = UserView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn update_user(State(app): State<AppState>, ApiPath(id): ApiPath<String>, ApiJson(p): ApiJson<UserPatch>) -> Result<Json<UserView>, ApiError> {
+    let disabling = p.disabled == Some(true);
+    if disabling {
+        // As for a removal: first (so a store outage changes nothing), and again after,
+        // for a login that finished in between.
+        app.directory.user(&id).await?;
+        app.sessions.remove_user(&id).await.map_err(|e| ApiError::unavailable(&e))?;
+    }
     let u = app.directory.update_user(&id, &p, ACTOR).await?;
+    if disabling {
+        let ended = app.sessions.remove_user(&id).await.map_err(|e| ApiError::unavailable(&e))?;
+        tracing::info!(user_id = %id, sessions = ended, "user disabled");
+    }
     Ok(Json(app.directory.user_view(u).await?))
+}
+
+/// How many sessions were ended.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SessionsEnded {
+    /// Sessions ended.
+    pub ended: usize,
+}
+
+/// Ends every session of a user (on every replica); the user may log in again.
+#[utoipa::path(delete, path = "/users/{id}/sessions", tag = "users", params(("id" = String, Path, description = "User id")),
+    security(("admin_token" = [])), responses((status = 200, body = SessionsEnded), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn end_user_sessions(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<SessionsEnded>, ApiError> {
+    app.directory.user(&id).await?;
+    let ended = app.sessions.remove_user(&id).await.map_err(|e| ApiError::unavailable(&e))?;
+    app.directory.audit_sessions_ended(&id, ended, ACTOR).await?;
+    Ok(Json(SessionsEnded { ended }))
 }
 
 /// Removes a user, their links, memberships and invitation.

@@ -64,6 +64,8 @@ pub struct UserPatch {
     pub username: Option<String>,
     /// New email; empty string removes it.
     pub email: Option<String>,
+    /// `true` disables the user (no login; every session ends), `false` enables them again.
+    pub disabled: Option<bool>,
 }
 
 /// A new group, or changes to one.
@@ -309,9 +311,29 @@ impl Directory {
             u.email_verified = u.email.is_some();
             fields.push("email");
         }
+        let mut action = "user.update";
+        match p.disabled {
+            Some(true) if u.status != UserStatus::Disabled => {
+                u.status = UserStatus::Disabled;
+                action = "user.disable";
+                fields.push("disabled");
+            }
+            Some(false) if u.status == UserStatus::Disabled => {
+                u.status = UserStatus::Active;
+                action = "user.enable";
+                fields.push("disabled");
+            }
+            _ => {}
+        }
         u.updated_at = self.clock.now();
-        self.store.user_update(&u, &self.audit(actor, "user.update", id, json!({ "fields": fields }))).await?;
+        self.store.user_update(&u, &self.audit(actor, action, id, json!({ "fields": fields }))).await?;
         Ok(u)
+    }
+
+    /// Records that an admin ended a user's sessions.
+    pub async fn audit_sessions_ended(&self, id: &str, ended: usize, actor: &str) -> Result<(), DirectoryError> {
+        self.store.audit_append(&self.audit(actor, "user.sessions.end", id, json!({ "ended": ended }))).await?;
+        Ok(())
     }
 
     /// Removes a user, their links, memberships and invitation.

@@ -70,6 +70,9 @@ pub enum Refusal {
     /// No user, no invitation, and the connection does not create users.
     #[error("there is no account for you here; ask an administrator to invite you")]
     NoAccount,
+    /// The account was disabled by an admin.
+    #[error("your account here is disabled; ask an administrator to enable it")]
+    Disabled,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] DirectoryError),
@@ -110,6 +113,11 @@ impl Directory {
                 None => return Err(Refusal::NoAccount),
             }
         };
+        if let Found::Linked(u) | Found::ByEmail(u) = &found {
+            if u.status == UserStatus::Disabled {
+                return Err(Refusal::Disabled);
+            }
+        }
         // Read once: the plan and the session's group snapshot both come from these.
         let groups = self.store.group_list().await?;
         let current = match &found {

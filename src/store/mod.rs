@@ -83,6 +83,8 @@ pub enum UserStatus {
     Active,
     /// Invited by email; becomes active at first login.
     Pending,
+    /// Disabled by an admin: cannot log in, and has no sessions.
+    Disabled,
 }
 
 impl UserStatus {
@@ -90,6 +92,7 @@ impl UserStatus {
         match self {
             UserStatus::Active => "active",
             UserStatus::Pending => "pending",
+            UserStatus::Disabled => "disabled",
         }
     }
 
@@ -97,6 +100,7 @@ impl UserStatus {
         match s {
             "active" => Ok(UserStatus::Active),
             "pending" => Ok(UserStatus::Pending),
+            "disabled" => Ok(UserStatus::Disabled),
             other => Err(StoreError::Corrupt(format!("user status {other:?}"))),
         }
     }

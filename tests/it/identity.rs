@@ -53,3 +53,47 @@ async fn a_new_login_in_the_same_browser_ends_its_previous_session() {
     assert!(acs.gw.app.sessions.touch(&second, now).await.unwrap().is_some());
     assert!(acs.gw.app.sessions.touch(&others, now).await.unwrap().is_some(), "another browser's session stays");
 }
+
+/// Issue #10, 7: an admin disables a user: every session ends at once, and the user
+/// cannot log in until re-enabled. An admin can also end a user's sessions alone.
+#[tokio::test]
+async fn a_disabled_user_loses_every_session_and_cannot_log_in_until_enabled() {
+    use reqwest::Method;
+    let acs = Acs::new(json!({}), json!({"create_users": true})).await;
+    let (b, other) = (Browser::new(), Browser::new());
+    let first = login(&acs, &b, "alice").await;
+    let second = login(&acs, &other, "alice").await;
+    let (_, users) = acs.gw.admin(Method::GET, "/users", None).await;
+    let id = users[0]["id"].as_str().unwrap().to_string();
+    let live = |sid: String| {
+        let gw = &acs.gw;
+        async move { gw.app.sessions.touch(&sid, gw.app.clock.now()).await.unwrap().is_some() }
+    };
+    assert!(live(first.clone()).await && live(second.clone()).await);
+
+    // Ending the sessions alone: the user may log in again.
+    let (s, v) = acs.gw.admin(Method::DELETE, &format!("/users/{id}/sessions"), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["ended"], 2, "{v}");
+    assert!(!live(first).await && !live(second).await);
+    let again = login(&acs, &b, "alice").await;
+
+    let (s, v) = acs.gw.admin(Method::PATCH, &format!("/users/{id}"), Some(json!({"disabled": true}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "disabled");
+    assert!(!live(again).await, "disabling ends the sessions");
+    let (relay, request_id) = start_in(&acs, &b).await;
+    let spec = acs.spec(Some(&request_id), json!({"name_id": "alice", "attributes": {"email": ["alice@example.test"]}}));
+    let r = b.http.post(&acs.acs).form(&[("SAMLResponse", forge(&spec)), ("RelayState", relay)]).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("disabled"), "the page says why");
+
+    let (s, v) = acs.gw.admin(Method::PATCH, &format!("/users/{id}"), Some(json!({"disabled": false}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "active");
+    login(&acs, &b, "alice").await;
+    let (_, audit) = acs.gw.admin(Method::GET, "/audit?limit=1000", None).await;
+    for action in ["user.disable", "user.enable", "user.sessions.end"] {
+        assert!(audit.as_array().unwrap().iter().any(|a| a["action"] == action), "{action} audited: {audit}");
+    }
+}
