@@ -20,6 +20,7 @@
 //! - [`upstream`]: the protocol step of a login (OIDC now): begin, then verify the reply.
 //! - [`admin`]: the admin REST API and its OpenAPI document.
 //! - [`limit`]: length caps on kept values, per-client rate limits, the client's address.
+//! - [`listen`]: the accept loop: connection timeouts and cap, peer addresses.
 //! - [`login`]: the login page, login start, OIDC callback, the shared steps after it, logout.
 //! - [`ingress`]: `/auth` for ingress controllers, `/start?rd=`, and the redirect validator.
 //! - [`op`]: ssogate as an OpenID Provider for the main server (discovery, authorize, token, userinfo, JWKS).
@@ -40,6 +41,7 @@ pub mod directory;
 pub mod id;
 pub mod ingress;
 pub mod limit;
+pub mod listen;
 pub mod login;
 pub mod mapping;
 pub mod op;

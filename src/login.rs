@@ -99,7 +99,11 @@ fn hash(s: &str) -> String {
 
 /// A local return path: absolute path on this host, no scheme-relative tricks.
 pub fn local_path(p: &str) -> Option<String> {
-    let ok = p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/\\") && p.len() <= crate::limit::RETURN_TO_MAX && !p.chars().any(|c| c.is_control() || c == '\\');
+    let ok = p.starts_with('/')
+        && !p.starts_with("//")
+        && !p.starts_with("/\\")
+        && p.len() <= crate::limit::RETURN_TO_MAX
+        && !p.chars().any(|c| c.is_control() || c == '\\');
     ok.then(|| p.to_string())
 }
 
@@ -164,10 +168,17 @@ async fn active_connection(app: &AppState, id: &str) -> Result<std::sync::Arc<Co
 }
 
 /// Starts a login with a connection: keeps the flow state and redirects to the IdP.
-pub async fn login_start(State(app): State<AppState>, ApiPath(id): ApiPath<String>, Query(q): Query<ReturnTo>, headers: HeaderMap) -> Response {
+pub async fn login_start(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    Query(q): Query<ReturnTo>,
+    client: crate::limit::Client,
+    headers: HeaderMap,
+) -> Response {
     use crate::limit::{too_long, LOGIN_HINT_MAX, RETURN_TO_MAX};
     // Both are kept with the flow state: bounded before anything is looked up.
-    if let Some(why) = too_long("return_to", q.return_to.as_deref(), RETURN_TO_MAX).or_else(|| too_long("login_hint", q.login_hint.as_deref(), LOGIN_HINT_MAX)) {
+    if let Some(why) = too_long("return_to", q.return_to.as_deref(), RETURN_TO_MAX).or_else(|| too_long("login_hint", q.login_hint.as_deref(), LOGIN_HINT_MAX))
+    {
         return page::error(StatusCode::BAD_REQUEST, &why);
     }
     let conn = match active_connection(&app, &id).await {
@@ -181,7 +192,7 @@ pub async fn login_start(State(app): State<AppState>, ApiPath(id): ApiPath<Strin
     let return_to = q.return_to.as_deref().and_then(|p| return_target(&app, p));
     let base = app.config.public_base();
     let callback = conn.callback_url(&base);
-    let hint = q.login_hint.as_deref().filter(|h| !h.is_empty() &&  !h.chars().any(char::is_control));
+    let hint = q.login_hint.as_deref().filter(|h| !h.is_empty() && !h.chars().any(char::is_control));
     let begun = match conn.protocol {
         Protocol::Oidc => oidc::begin(&conn, &callback, &hash(&browser), return_to, hint, app.clock.now()).map(|(s, f, url)| (s, f, Outbound::Redirect(url))),
         Protocol::Saml => saml::begin(&conn, &base, &hash(&browser), return_to, app.clock.now()),
@@ -192,7 +203,7 @@ pub async fn login_start(State(app): State<AppState>, ApiPath(id): ApiPath<Strin
     };
     let ttl = app.config.login.flow_ttl_seconds;
     let stored = serde_json::to_string(&flow).unwrap_or_default();
-    match app.ephemeral.put_new(&format!("flow:{state}"), &stored, (ttl * 1000) as i64).await {
+    match app.ephemeral.put_flow(&client.to_string(), &format!("flow:{state}"), &stored, (ttl * 1000) as i64).await {
         Ok(true) => {}
         Ok(false) | Err(_) => return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly."),
     }

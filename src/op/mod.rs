@@ -114,7 +114,13 @@ fn redirect_error(redirect_uri: &str, error: &str, description: &str, state: Opt
 }
 
 /// Starts (or, with a live session, completes) an authorization request.
-pub async fn authorize(State(app): State<AppState>, Query(q): Query<AuthorizeQuery>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+pub async fn authorize(
+    State(app): State<AppState>,
+    Query(q): Query<AuthorizeQuery>,
+    requester: crate::limit::Client,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
     // Kept with the code, or carried through the login: bounded first. Shown here, not
     // redirected: an oversized `state` is not echoed anywhere.
     if let Some(why) = oversized(&q) {
@@ -148,6 +154,10 @@ pub async fn authorize(State(app): State<AppState>, Query(q): Query<AuthorizeQue
     let Some(session) = session else {
         if q.prompt.as_deref() == Some("none") {
             return redirect_error(redirect_uri, "login_required", "the user is not signed in", state);
+        }
+        // An unauthenticated start: it spends the client's budget.
+        if let Err(after) = app.limits.starts.take(requester, app.clock.now()) {
+            return crate::limit::too_many(after);
         }
         // Log in first, then come back to this same request.
         let mut back = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/authorize".into());

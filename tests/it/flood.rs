@@ -88,12 +88,7 @@ async fn oversized_login_and_authorize_parameters_are_refused_naming_the_limit()
     assert!(loc.starts_with(APP_CB) && loc.contains("code="), "{loc}");
 
     // RelayState comes back to the ACS; an oversized one is refused before any work.
-    let r = http
-        .post(format!("{b}/saml/{conn}/acs"))
-        .form(&[("SAMLResponse", "PHg+"), ("RelayState", &"r".repeat(2000))])
-        .send()
-        .await
-        .unwrap();
+    let r = http.post(format!("{b}/saml/{conn}/acs")).form(&[("SAMLResponse", "PHg+"), ("RelayState", &"r".repeat(2000))]).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let body = r.text().await.unwrap();
     assert!(body.contains("RelayState") && body.contains("1024"), "{body}");
@@ -152,4 +147,142 @@ async fn token_endpoint_hands_out_no_token_whose_write_failed() {
     assert_eq!(body["error"], "temporarily_unavailable");
     assert!(body.get("access_token").is_none() && body.get("id_token").is_none(), "{body}");
     assert!(retry.is_some(), "503 says when to try again");
+}
+
+/// A client whose connections come from `ip` (a loopback address other than the gateway's).
+fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder().local_address(std::net::IpAddr::from(ip)).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// Issue 16 item 1: one client floods login starts (long `return_to` and `login_hint`)
+/// while another starts logins. The flood gets 429 with Retry-After past its budget, the
+/// other client gets its redirect every time, and what the flood leaves in the state
+/// store is capped by the per-client quota of flows. Bounded: 600 flood requests.
+#[tokio::test]
+async fn login_start_flood_from_one_client_is_throttled_while_another_logs_in() {
+    let gw = Gateway::start_in(Arc::new(tempfile::tempdir().unwrap()), &[("SSOGATE_LOGIN__FLOWS_PER_CLIENT", "50")]).await;
+    let conn = connection(&gw).await;
+    let flood_url = format!("{}/login/{conn}?return_to={}&login_hint={}", gw.base, enc(&format!("/{}", "r".repeat(4000))), "h".repeat(256));
+    let flooder = client_from([127, 0, 0, 2]);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (http, url) = (flooder.clone(), flood_url.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut limited, mut started, mut retry_after) = (0, 0, true);
+            for _ in 0..75 {
+                let r = http.get(&url).send().await.unwrap();
+                match r.status() {
+                    StatusCode::TOO_MANY_REQUESTS => {
+                        limited += 1;
+                        retry_after &= r.headers().get("retry-after").and_then(|v| v.to_str().ok()).is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s >= 1));
+                    }
+                    s if s.is_redirection() => started += 1,
+                    s => panic!("flood answered {s}"),
+                }
+            }
+            (limited, started, retry_after)
+        }));
+    }
+    // Meanwhile another client starts logins, one after another.
+    let other = client_from([127, 0, 0, 3]);
+    let mut states = Vec::new();
+    for i in 0..30 {
+        let r = other.get(format!("{}/login/{conn}?return_to=%2Fpage{i}", gw.base)).send().await.unwrap();
+        assert!(r.status().is_redirection(), "login {i} of the other client: {}", r.status());
+        let loc = reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+        assert_eq!(loc.host_str(), Some("idp.example.com"), "{loc}");
+        states.push(loc.query_pairs().find(|(k, _)| k == "state").unwrap().1.to_string());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (mut limited, mut started) = (0, 0);
+    for t in tasks {
+        let (l, s, retry) = t.await.unwrap();
+        assert!(retry, "every 429 carries Retry-After");
+        limited += l;
+        started += s;
+    }
+    assert!(limited >= 400, "the flood is throttled: {limited} refused, {started} started");
+    // The flood never pushed out the other client's logins.
+    for s in &states {
+        assert!(gw.app.ephemeral.get(&format!("flow:{s}")).await.unwrap().is_some(), "the other client's flow {s} survived the flood");
+    }
+    // What the flood left is bounded by its quota (50 flows of at most ~5 KB each).
+    let usage = gw.app.ephemeral.usage().unwrap();
+    assert!(usage.entries <= 50 + states.len(), "{usage:?}");
+    assert!(usage.bytes <= (50 + states.len()) * 6 * 1024, "{usage:?}");
+}
+
+/// Every unauthenticated start and every callback spends the client's budget; behind a
+/// trusted proxy the client is the address the proxy reports, and from anyone else
+/// `X-Forwarded-For` is ignored.
+#[tokio::test]
+async fn starts_and_callbacks_are_limited_per_client_as_trusted_proxies_name_it() {
+    let gw = Gateway::start_in(
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[
+            ("SSOGATE_LOGIN__STARTS_BURST", "3"),
+            ("SSOGATE_LOGIN__STARTS_PER_MINUTE", "1"),
+            ("SSOGATE_LOGIN__CALLBACKS_BURST", "3"),
+            ("SSOGATE_LOGIN__CALLBACKS_PER_MINUTE", "1"),
+            ("SSOGATE_HTTP__TRUSTED_PROXIES", "127.0.0.4, 10.0.0.0/8"),
+        ],
+    )
+    .await;
+    let conn = connection(&gw).await;
+    client(&gw).await;
+    let b = gw.base.clone();
+    let statuses = |http: reqwest::Client, url: String, xff: Option<&'static str>| async move {
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            let mut req = http.get(&url);
+            if let Some(x) = xff {
+                req = req.header("x-forwarded-for", x);
+            }
+            let r = req.send().await.unwrap();
+            if r.status() == StatusCode::TOO_MANY_REQUESTS {
+                assert!(r.headers().contains_key("retry-after"));
+            }
+            out.push(r.status().as_u16());
+        }
+        out
+    };
+    let limited = |v: &[u16]| v.iter().filter(|s| **s == 429).count();
+    let authorize = format!("{b}/authorize?client_id=app&response_type=code&redirect_uri={}&scope=openid", enc(APP_CB));
+    for (ip, url) in [
+        ([127, 0, 0, 5], format!("{b}/start")),
+        ([127, 0, 0, 6], format!("{b}/oauth2/start?rd=%2F")),
+        ([127, 0, 0, 7], authorize.clone()),
+        ([127, 0, 0, 8], format!("{b}/oidc/{conn}/callback?state=nosuch&code=x")),
+    ] {
+        let got = statuses(client_from(ip), url.clone(), None).await;
+        assert_eq!(limited(&got), 2, "{url}: {got:?}");
+    }
+    let acs = client_from([127, 0, 0, 9]);
+    let mut acs_limited = 0;
+    for _ in 0..5 {
+        let r = acs.post(format!("{b}/saml/{conn}/acs")).form(&[("SAMLResponse", "PHg+")]).send().await.unwrap();
+        acs_limited += usize::from(r.status() == StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert_eq!(acs_limited, 2, "ACS posts are callbacks");
+    // /authorize with a session is not a start.
+    let cookie = gw.session_cookie().await;
+    let signed_in = client_from([127, 0, 0, 7]);
+    let r = signed_in.get(&authorize).header("cookie", &cookie).send().await.unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+
+    // Behind the trusted proxy each reported client has its own budget...
+    let proxy = client_from([127, 0, 0, 4]);
+    let start = format!("{b}/login/{conn}");
+    assert_eq!(limited(&statuses(proxy.clone(), start.clone(), Some("203.0.113.1")).await), 2);
+    assert_eq!(limited(&statuses(proxy.clone(), start.clone(), Some("203.0.113.9, 10.1.2.3")).await), 2, "rightmost untrusted hop");
+    assert_eq!(limited(&statuses(proxy.clone(), start.clone(), Some("198.51.100.7")).await), 2);
+    // ...and a client cannot choose another's budget by prepending to the header.
+    assert_eq!(limited(&statuses(proxy, start.clone(), Some("198.51.100.8, 203.0.113.1")).await), 5);
+    // From an untrusted peer the header means nothing: all of it is that peer's.
+    let direct = client_from([127, 0, 0, 10]);
+    let mut got = Vec::new();
+    for x in ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5"] {
+        got.push(direct.get(&start).header("x-forwarded-for", x).send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(limited(&got), 2, "{got:?}");
 }
