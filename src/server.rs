@@ -320,27 +320,28 @@ pub struct Front {
     router: Router,
     /// The connection's peer, given to routed requests as `ConnectInfo`.
     peer: Option<std::net::SocketAddr>,
+    /// The connection's requests, for its idle timeout.
+    activity: Option<Arc<crate::listen::Activity>>,
 }
 
 impl Front {
     /// The front of `state`'s gateway.
     pub fn new(state: AppState) -> Self {
-        Self { router: router(state.clone()), state, peer: None }
+        Self { router: router(state.clone()), state, peer: None, activity: None }
     }
 
-    /// This front for one connection from `peer`.
-    pub fn for_peer(&self, peer: std::net::SocketAddr) -> Self {
-        Self { peer: Some(peer), ..self.clone() }
+    /// This front for one connection from `peer`, whose requests `activity` counts.
+    pub fn for_connection(&self, peer: std::net::SocketAddr, activity: Arc<crate::listen::Activity>) -> Self {
+        Self { peer: Some(peer), activity: Some(activity), ..self.clone() }
     }
 }
 
-type Routed = <Router as tower::Service<axum::extract::Request>>::Future;
-type Checked = std::pin::Pin<Box<dyn Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send>>;
+type Answer = std::pin::Pin<Box<dyn Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send>>;
 
 impl tower::Service<axum::extract::Request> for Front {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = futures_util::future::Either<Checked, Routed>;
+    type Future = Answer;
 
     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
         std::task::Poll::Ready(Ok(()))
@@ -348,28 +349,38 @@ impl tower::Service<axum::extract::Request> for Front {
 
     fn call(&mut self, mut req: axum::extract::Request) -> Self::Future {
         use futures_util::FutureExt;
+        // The connection is busy until the answer is ready (its idle clock stops).
+        let busy = self.activity.as_ref().map(crate::listen::Activity::begin);
         if !crate::ingress::is_check(&req) {
             if let Some(peer) = self.peer {
                 req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
             }
-            return futures_util::future::Either::Right(tower::Service::call(&mut self.router, req));
+            let routed = tower::Service::call(&mut self.router, req);
+            return Box::pin(async move {
+                let _busy = busy;
+                routed.await
+            });
         }
         let state = self.state.clone();
         // The check reads no body.
         let (parts, _) = req.into_parts();
-        let check = async move { crate::ingress::answer(&state, &parts).await };
-        futures_util::future::Either::Left(Box::pin(std::panic::AssertUnwindSafe(check).catch_unwind().map(|r| {
+        let check = async move {
+            let _busy = busy;
+            crate::ingress::answer(&state, &parts).await
+        };
+        Box::pin(std::panic::AssertUnwindSafe(check).catch_unwind().map(|r| {
             Ok(r.unwrap_or_else(|_| {
                 tracing::error!("auth handler panicked");
                 StatusCode::INTERNAL_SERVER_ERROR.into_response()
             }))
-        })))
+        }))
     }
 }
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let refresh = background_refresh(state.clone());
+    crate::listen::check_fd_limit(state.config.http.max_connections);
     let served = crate::listen::run(listener, Front::new(state.clone()), &state.config.http, shutdown).await;
     refresh.abort();
     served

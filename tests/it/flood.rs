@@ -286,3 +286,73 @@ async fn starts_and_callbacks_are_limited_per_client_as_trusted_proxies_name_it(
     }
     assert_eq!(limited(&got), 2, "{got:?}");
 }
+
+/// Issue 16 item 3: 300 sockets that never send a byte (more than the connection cap),
+/// 20 that send one header line a second, and one idle keep-alive connection. `/auth`
+/// answers throughout; the server closes every one of them once past its timeout.
+#[tokio::test]
+async fn idle_and_slow_sockets_are_closed_while_auth_keeps_answering() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let gw = Gateway::start_in(
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[("SSOGATE_HTTP__HEADER_READ_TIMEOUT_SECONDS", "2"), ("SSOGATE_HTTP__IDLE_TIMEOUT_SECONDS", "3"), ("SSOGATE_HTTP__MAX_CONNECTIONS", "256")],
+    )
+    .await;
+    let addr = gw.base.trim_start_matches("http://").to_string();
+    let begin = Instant::now();
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let addr = addr.clone();
+        slow.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(&addr).await.unwrap();
+            let start = Instant::now();
+            s.write_all(b"GET /auth HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+            let mut buf = [0u8; 256];
+            loop {
+                // Closed by the server: the read ends (EOF or reset) before 20 s.
+                match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return start.elapsed(),
+                    Ok(Ok(_)) => {}
+                    Err(_) => {}
+                }
+                if start.elapsed() > Duration::from_secs(20) || s.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                    return start.elapsed();
+                }
+            }
+        }));
+    }
+    // One keep-alive connection that asks once, then idles.
+    let mut kept = TcpStream::connect(&addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 1024];
+    assert!(kept.read(&mut buf).await.unwrap() > 0);
+
+    // /auth answers (401: no session) all along, promptly.
+    let probe = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
+    while begin.elapsed() < Duration::from_secs(5) {
+        let r = probe.get(format!("{}/auth", gw.base)).send().await.expect("/auth answers while the sockets idle");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for t in slow {
+        let took = t.await.unwrap();
+        assert!(took < Duration::from_secs(5), "a slow header is cut at the header-read timeout: {took:?}");
+    }
+    let closed = |mut s: TcpStream| async move {
+        let mut b = [0u8; 16];
+        matches!(tokio::time::timeout(Duration::from_secs(3), s.read(&mut b)).await, Ok(Ok(0)) | Ok(Err(_)))
+    };
+    let mut open = 0;
+    for s in silent {
+        open += usize::from(!closed(s).await);
+    }
+    assert_eq!(open, 0, "silent sockets still open past the header-read timeout");
+    assert!(closed(kept).await, "an idle keep-alive connection is closed past the idle timeout");
+}
