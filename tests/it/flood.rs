@@ -161,8 +161,39 @@ fn client_from(ip: [u8; 4]) -> reqwest::Client {
 #[tokio::test]
 async fn login_start_flood_from_one_client_is_throttled_while_another_logs_in() {
     let gw = Gateway::start_in(Arc::new(tempfile::tempdir().unwrap()), &[("SSOGATE_LOGIN__FLOWS_PER_CLIENT", "50")]).await;
+    let base = gw.base.clone();
+    flood_while_another_logs_in(&gw, &base).await;
+}
+
+/// The same through nginx as a trusted proxy: every request reaches the gateway from
+/// nginx's address, and the clients are told apart by `X-Forwarded-For`.
+#[tokio::test]
+async fn login_start_flood_through_a_trusted_nginx_is_throttled_per_client() {
+    use crate::nginx::{free_port, nginx_http_paths, nginx_main, start_nginx};
+    let gw =
+        Gateway::start_in(Arc::new(tempfile::tempdir().unwrap()), &[("SSOGATE_LOGIN__FLOWS_PER_CLIENT", "50"), ("SSOGATE_HTTP__TRUSTED_PROXIES", "127.0.0.1")])
+            .await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = format!(
+        "{main}http {{\n    access_log off;\n    {paths}    server {{\n    listen 127.0.0.1:{port};\n    location / {{\n        \
+         proxy_set_header Host $http_host;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        \
+         proxy_set_header X-Real-IP $remote_addr;\n        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        \
+         proxy_pass {gw};\n    }}\n    }}\n}}\n",
+        main = nginx_main(dir.path()),
+        paths = nginx_http_paths(dir.path()),
+        gw = gw.base,
+    );
+    let _nginx = start_nginx(dir.path(), &conf, port);
+    flood_while_another_logs_in(&gw, &format!("http://127.0.0.1:{port}")).await;
+}
+
+/// 600 login starts from 127.0.0.2 (8 at a time) against `front` while 127.0.0.3 starts
+/// 30 logins; asserts the flood's 429s, the other client's redirects and flows, and the
+/// bound on what the state store holds.
+async fn flood_while_another_logs_in(gw: &Gateway, front: &str) {
     let conn = connection(&gw).await;
-    let flood_url = format!("{}/login/{conn}?return_to={}&login_hint={}", gw.base, enc(&format!("/{}", "r".repeat(4000))), "h".repeat(256));
+    let flood_url = format!("{front}/login/{conn}?return_to={}&login_hint={}", enc(&format!("/{}", "r".repeat(4000))), "h".repeat(256));
     let flooder = client_from([127, 0, 0, 2]);
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -187,7 +218,7 @@ async fn login_start_flood_from_one_client_is_throttled_while_another_logs_in() 
     let other = client_from([127, 0, 0, 3]);
     let mut states = Vec::new();
     for i in 0..30 {
-        let r = other.get(format!("{}/login/{conn}?return_to=%2Fpage{i}", gw.base)).send().await.unwrap();
+        let r = other.get(format!("{front}/login/{conn}?return_to=%2Fpage{i}")).send().await.unwrap();
         assert!(r.status().is_redirection(), "login {i} of the other client: {}", r.status());
         let loc = reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
         assert_eq!(loc.host_str(), Some("idp.example.com"), "{loc}");
