@@ -230,7 +230,8 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 /// The state store did not answer: not "invalid", which would make the client drop a
 /// good code or token, but 503, try again.
 fn store_unavailable(endpoint: &'static str, e: crate::state::StateError) -> Response {
-    tracing::error!(error = %e, endpoint, "the state store failed");
+    tracing::debug!(error = %e, endpoint, "the state store failed");
+    crate::web::outage::STATE.failed(&e);
     let mut r = oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "the session store is unreachable; try again shortly");
     r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
     r

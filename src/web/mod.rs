@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod outage;
 pub mod page;
 pub mod public;
 pub mod request_id;

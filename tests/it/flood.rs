@@ -387,3 +387,70 @@ async fn idle_and_slow_sockets_are_closed_while_auth_keeps_answering() {
     assert_eq!(open, 0, "silent sockets still open past the header-read timeout");
     assert!(closed(kept).await, "an idle keep-alive connection is closed past the idle timeout");
 }
+
+/// Issue 16 item 8: the database drops the gateway's connections while an admin writes.
+/// Every failed write is a 503 with Retry-After, never a 500; the writes that went
+/// through are there.
+#[tokio::test]
+async fn admin_writes_answer_503_with_retry_after_when_the_database_drops_connections() {
+    use sqlx::Connection;
+    use std::time::{Duration, Instant};
+    let db = crate::support::PgDb::new().await;
+    let gw = Gateway::start_in(Arc::new(tempfile::tempdir().unwrap()), &[("SSOGATE_STORE__URL", db.url.as_str())]).await;
+    let name = reqwest::Url::parse(&db.url).unwrap().path().trim_start_matches('/').to_string();
+    let killer = tokio::spawn(async move {
+        let mut c = sqlx::PgConnection::connect(&crate::support::pg_admin_url()).await.unwrap();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            // Only this test's database: the gateway's pooled connections die mid-use.
+            sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+                .bind(&name)
+                .execute(&mut c)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+    });
+    let http = reqwest::Client::new();
+    let (mut ok, mut unavailable, mut other) = (0, 0, Vec::new());
+    let start = Instant::now();
+    let mut i = 0;
+    while start.elapsed() < Duration::from_secs(3) {
+        i += 1;
+        let r = http
+            .post(format!("{}/api/v1/admin/groups", gw.base))
+            .bearer_auth(crate::support::TOKEN)
+            .json(&json!({"name": format!("group-{i}")}))
+            .send()
+            .await
+            .unwrap();
+        match r.status() {
+            s if s.is_success() => ok += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(r.headers().contains_key("retry-after"), "503 says when to retry");
+                unavailable += 1;
+            }
+            s => other.push((s.as_u16(), r.text().await.unwrap())),
+        }
+    }
+    killer.await.unwrap();
+    assert!(other.is_empty(), "{ok} ok, {unavailable} unavailable, and others: {other:?}");
+    assert!(ok > 0 && unavailable > 0, "{ok} ok, {unavailable} unavailable");
+}
+
+/// A state store that answers pings but refuses writes (full, read-only, out of memory)
+/// stops every login: `/readyz` says so.
+#[tokio::test]
+async fn readyz_reports_a_state_store_that_refuses_writes() {
+    let gw = Gateway::start_adjusted(&[], |app| {
+        app.ephemeral = Arc::new(FailingWrites { inner: app.ephemeral.clone(), prefix: "" });
+    })
+    .await;
+    let r = reqwest::get(format!("{}/readyz", gw.base)).await.unwrap();
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("state store") && body.contains("write"), "{body}");
+    let healthy = Gateway::start().await;
+    assert_eq!(reqwest::get(format!("{}/readyz", healthy.base)).await.unwrap().status(), StatusCode::OK);
+}
