@@ -192,7 +192,7 @@ async fn login_start_flood_through_a_trusted_nginx_is_throttled_per_client() {
 /// 30 logins; asserts the flood's 429s, the other client's redirects and flows, and the
 /// bound on what the state store holds.
 async fn flood_while_another_logs_in(gw: &Gateway, front: &str) {
-    let conn = connection(&gw).await;
+    let conn = connection(gw).await;
     let flood_url = format!("{front}/login/{conn}?return_to={}&login_hint={}", enc(&format!("/{}", "r".repeat(4000))), "h".repeat(256));
     let flooder = client_from([127, 0, 0, 2]);
     let mut tasks = Vec::new();
