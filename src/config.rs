@@ -81,11 +81,27 @@ pub struct StateConfig {
     /// Longest wait for Redis on a request; past it the request fails closed (503).
     #[serde(deserialize_with = "lenient")]
     pub timeout_ms: u64,
+    /// In-process state only: at most this many flow states, codes and replay markers.
+    #[serde(deserialize_with = "lenient")]
+    pub memory_max_entries: usize,
+    /// In-process state only: at most this many bytes of them (keys, values and
+    /// bookkeeping). Past either bound the client holding the most logins in progress
+    /// loses its oldest; codes and replay markers are never pushed out.
+    #[serde(deserialize_with = "lenient")]
+    pub memory_max_bytes: usize,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
-        Self { url: None, tls_ca_file: None, prefix: "ssogate:".into(), cache_seconds: 5, timeout_ms: 500 }
+        Self {
+            url: None,
+            tls_ca_file: None,
+            prefix: "ssogate:".into(),
+            cache_seconds: 5,
+            timeout_ms: 500,
+            memory_max_entries: 200_000,
+            memory_max_bytes: 64 << 20,
+        }
     }
 }
 
@@ -143,11 +159,39 @@ pub struct LoginConfig {
     /// SAML connections with a metadata URL read it again this often (0: never).
     #[serde(deserialize_with = "lenient")]
     pub saml_metadata_refresh_seconds: u64,
+    /// Unauthenticated login starts (`/login/{id}`, `/start`, `/oauth2/start`,
+    /// `/authorize` without a session) one client may make per minute, sustained; past
+    /// the burst, 429 with `Retry-After`. 0: no limit.
+    #[serde(deserialize_with = "lenient")]
+    pub starts_per_minute: u32,
+    /// Starts one client may make at once before `starts_per_minute` applies.
+    #[serde(deserialize_with = "lenient")]
+    pub starts_burst: u32,
+    /// OIDC callbacks and SAML ACS posts one client may make per minute, sustained. 0: no limit.
+    #[serde(deserialize_with = "lenient")]
+    pub callbacks_per_minute: u32,
+    /// Callbacks one client may make at once before `callbacks_per_minute` applies.
+    #[serde(deserialize_with = "lenient")]
+    pub callbacks_burst: u32,
+    /// Logins in progress one client may hold in the in-memory state store: a client
+    /// over it loses its own oldest one (everyone behind one NAT counts as one client).
+    #[serde(deserialize_with = "lenient")]
+    pub flows_per_client: usize,
 }
 
 impl Default for LoginConfig {
     fn default() -> Self {
-        Self { flow_ttl_seconds: 600, clock_skew_seconds: 60, jwks_min_refetch_seconds: 10, saml_metadata_refresh_seconds: 3600 }
+        Self {
+            flow_ttl_seconds: 600,
+            clock_skew_seconds: 60,
+            jwks_min_refetch_seconds: 10,
+            saml_metadata_refresh_seconds: 3600,
+            starts_per_minute: 600,
+            starts_burst: 100,
+            callbacks_per_minute: 600,
+            callbacks_burst: 100,
+            flows_per_client: 1000,
+        }
     }
 }
 
@@ -214,18 +258,29 @@ pub struct HttpConfig {
     #[serde(deserialize_with = "lenient")]
     pub request_timeout_seconds: u64,
     /// Proxies in front of the gateway (IPs or CIDRs, `10.0.0.0/8`, `::1`): only a peer in
-    /// this list is believed about the request (its `X-Request-Id`). Empty by default.
-    /// A list, or one comma-separated string (environment).
+    /// this list is believed about the request: its `X-Request-Id`, and the client it
+    /// names (`X-Forwarded-For`, rightmost untrusted hop, or `X-Real-IP`) for the rate
+    /// limits. Empty by default. A list, or one comma-separated string (environment).
     #[serde(deserialize_with = "string_or_list")]
     pub trusted_proxies: Vec<String>,
+    /// A new connection must send its first request's headers within this time.
+    #[serde(deserialize_with = "lenient")]
+    pub header_read_timeout_seconds: u64,
+    /// A connection with no request in progress is closed after this long (longer than
+    /// a proxy's upstream keep-alive, nginx's 60 s, so the proxy closes first).
+    #[serde(deserialize_with = "lenient")]
+    pub idle_timeout_seconds: u64,
+    /// Open connections at most; at the cap the longest-idle one is closed for a new
+    /// one. Keep it below the file-descriptor limit (checked at start).
+    #[serde(deserialize_with = "lenient")]
+    pub max_connections: usize,
 }
 
 impl HttpConfig {
     /// Whether the peer `ip` is one of `trusted_proxies` (an IPv4 peer seen as an
     /// IPv4-mapped IPv6 address counts as its IPv4 address).
     pub fn trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.trusted_proxies.iter().any(|entry| parse_cidr(entry).is_ok_and(|(net, bits)| in_cidr(ip, net, bits)))
+        self.trusted_proxies.iter().filter_map(|entry| crate::limit::Net::parse(entry)).any(|net| net.contains(ip))
     }
 }
 
@@ -243,17 +298,6 @@ fn parse_cidr(entry: &str) -> Result<(std::net::IpAddr, u8), String> {
         Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(|| format!("`{entry}`: the prefix length must be 0 to {max}"))?,
     };
     Ok((ip, bits))
-}
-
-fn in_cidr(ip: std::net::IpAddr, net: std::net::IpAddr, bits: u8) -> bool {
-    use std::net::IpAddr;
-    let (a, b, width) = match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32),
-        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
-        _ => return false,
-    };
-    let shift = width - u32::from(bits);
-    shift >= 128 || (a >> shift) == (b >> shift)
 }
 
 /// `[outbound]`
@@ -301,7 +345,14 @@ impl Default for LogConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 1024 * 1024, request_timeout_seconds: 30, trusted_proxies: Vec::new() }
+        Self {
+            max_body_bytes: 1024 * 1024,
+            request_timeout_seconds: 30,
+            trusted_proxies: Vec::new(),
+            header_read_timeout_seconds: 10,
+            idle_timeout_seconds: 75,
+            max_connections: 4096,
+        }
     }
 }
 
@@ -454,6 +505,29 @@ impl Config {
         }
         if self.http.request_timeout_seconds == 0 {
             bad("http.request_timeout_seconds", "must be at least 1");
+        }
+        for p in &self.http.trusted_proxies {
+            if crate::limit::Net::parse(p).is_none() {
+                bad("http.trusted_proxies", &format!("`{p}` is not an IP address or CIDR (10.0.0.0/8, fd00::/8)"));
+            }
+        }
+        if self.http.header_read_timeout_seconds == 0 || self.http.header_read_timeout_seconds > 300 {
+            bad("http.header_read_timeout_seconds", "must be between 1 and 300");
+        }
+        if self.http.idle_timeout_seconds == 0 || self.http.idle_timeout_seconds > 3600 {
+            bad("http.idle_timeout_seconds", "must be between 1 and 3600");
+        }
+        if !(16..=1_000_000).contains(&self.http.max_connections) {
+            bad("http.max_connections", "must be between 16 and 1000000");
+        }
+        if self.login.starts_burst == 0 || self.login.callbacks_burst == 0 {
+            bad("login.starts_burst", "login.starts_burst and login.callbacks_burst must be at least 1");
+        }
+        if self.login.flows_per_client == 0 {
+            bad("login.flows_per_client", "must be at least 1");
+        }
+        if self.state.memory_max_entries < 1000 || self.state.memory_max_bytes < (1 << 20) {
+            bad("state.memory_max_entries", "state.memory_max_entries must be at least 1000 and state.memory_max_bytes at least 1048576");
         }
         if !(60..=3600).contains(&self.login.flow_ttl_seconds) {
             bad("login.flow_ttl_seconds", "must be between 60 and 3600");

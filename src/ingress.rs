@@ -368,7 +368,7 @@ async fn check(app: &AppState, q: &AuthQuery, headers: &HeaderMap, envoy_path: O
         Ok(s) => s,
         Err(e) => {
             // Fail closed: no answer from the store is never a yes.
-            tracing::error!(error = %e, "auth: the session store failed");
+            crate::web::outage::STATE.failed(&e);
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
     };

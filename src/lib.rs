@@ -19,6 +19,8 @@
 //! - [`outbound`]: the one HTTP client for calls to IdPs: no redirects, timeouts, size caps.
 //! - [`upstream`]: the protocol step of a login (OIDC now): begin, then verify the reply.
 //! - [`admin`]: the admin REST API and its OpenAPI document.
+//! - [`limit`]: length caps on kept values, per-client rate limits, the client's address.
+//! - [`listen`]: the accept loop: connection timeouts and cap, peer addresses.
 //! - [`login`]: the login page, login start, OIDC callback, the shared steps after it, logout.
 //! - [`ingress`]: `/auth` for ingress controllers, `/start?rd=`, and the redirect validator.
 //! - [`op`]: ssogate as an OpenID Provider for the main server (discovery, authorize, token, userinfo, JWKS).
@@ -38,6 +40,8 @@ pub mod connection;
 pub mod directory;
 pub mod id;
 pub mod ingress;
+pub mod limit;
+pub mod listen;
 pub mod login;
 pub mod mapping;
 pub mod op;

@@ -89,7 +89,11 @@ fn hash(s: &str) -> String {
 
 /// A local return path: absolute path on this host, no scheme-relative tricks.
 pub fn local_path(p: &str) -> Option<String> {
-    let ok = p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/\\") && p.len() <= 2048 && !p.chars().any(|c| c.is_control() || c == '\\');
+    let ok = p.starts_with('/')
+        && !p.starts_with("//")
+        && !p.starts_with("/\\")
+        && p.len() <= crate::limit::RETURN_TO_MAX
+        && !p.chars().any(|c| c.is_control() || c == '\\');
     ok.then(|| p.to_string())
 }
 
@@ -154,7 +158,19 @@ async fn active_connection(app: &AppState, id: &str) -> Result<std::sync::Arc<Co
 }
 
 /// Starts a login with a connection: keeps the flow state and redirects to the IdP.
-pub async fn login_start(State(app): State<AppState>, ApiPath(id): ApiPath<String>, Query(q): Query<ReturnTo>, headers: HeaderMap) -> Response {
+pub async fn login_start(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    Query(q): Query<ReturnTo>,
+    client: crate::limit::Client,
+    headers: HeaderMap,
+) -> Response {
+    use crate::limit::{too_long, LOGIN_HINT_MAX, RETURN_TO_MAX};
+    // Both are kept with the flow state: bounded before anything is looked up.
+    if let Some(why) = too_long("return_to", q.return_to.as_deref(), RETURN_TO_MAX).or_else(|| too_long("login_hint", q.login_hint.as_deref(), LOGIN_HINT_MAX))
+    {
+        return page::error(StatusCode::BAD_REQUEST, &why);
+    }
     let conn = match active_connection(&app, &id).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -166,7 +182,7 @@ pub async fn login_start(State(app): State<AppState>, ApiPath(id): ApiPath<Strin
     let return_to = q.return_to.as_deref().and_then(|p| return_target(&app, p));
     let base = app.config.public_base();
     let callback = conn.callback_url(&base);
-    let hint = q.login_hint.as_deref().filter(|h| !h.is_empty() && h.len() <= 256 && !h.chars().any(char::is_control));
+    let hint = q.login_hint.as_deref().filter(|h| !h.is_empty() && !h.chars().any(char::is_control));
     let begun = match conn.protocol {
         Protocol::Oidc => oidc::begin(&conn, &callback, &hash(&browser), return_to, hint, app.clock.now()).map(|(s, f, url)| (s, f, Outbound::Redirect(url))),
         Protocol::Saml => saml::begin(&conn, &base, &hash(&browser), return_to, app.clock.now()),
@@ -177,7 +193,7 @@ pub async fn login_start(State(app): State<AppState>, ApiPath(id): ApiPath<Strin
     };
     let ttl = app.config.login.flow_ttl_seconds;
     let stored = serde_json::to_string(&flow).unwrap_or_default();
-    match app.ephemeral.put_new(&format!("flow:{state}"), &stored, (ttl * 1000) as i64).await {
+    match app.ephemeral.put_flow(&client.to_string(), &format!("flow:{state}"), &stored, (ttl * 1000) as i64).await {
         Ok(true) => {}
         Ok(false) | Err(_) => return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly."),
     }
@@ -622,6 +638,9 @@ pub async fn saml_acs(
         Ok(f) => f,
         Err(_) => return page::error(StatusCode::BAD_REQUEST, "The SAML reply is not a form post. Start the sign-in again."),
     };
+    if let Some(why) = crate::limit::too_long("RelayState", form.relay_state.as_deref(), crate::limit::RELAY_STATE_MAX) {
+        return refused(StatusCode::BAD_REQUEST, &id, why.trim_end_matches('.'));
+    }
     let Some(value) = form.saml_response else {
         return page::error(StatusCode::BAD_REQUEST, "The SAML reply has no SAMLResponse. Start the sign-in again.");
     };
@@ -638,7 +657,7 @@ pub async fn saml_acs(
     let allow_unsolicited = conn.settings.saml.as_ref().is_some_and(|s| s.allow_idp_initiated);
 
     // The login this browser started, if the RelayState names one (taken: single use).
-    let relay = form.relay_state.filter(|r| !r.is_empty() && r.len() <= 512);
+    let relay = form.relay_state.filter(|r| !r.is_empty());
     let flow: Option<FlowState> = match &relay {
         Some(r) if crate::id::is_wellformed(r) => match app.ephemeral.take(&format!("flow:{r}")).await {
             Ok(v) => v.and_then(|s| serde_json::from_str(&s).ok()),

@@ -50,6 +50,8 @@ pub struct App {
     pub http: reqwest::Client,
     /// The apps' bearer tokens `/auth` signed, per session.
     pub ingress: crate::ingress::Tokens,
+    /// Per-client limits on login starts and callbacks, and the trusted proxies.
+    pub limits: crate::limit::Limiter,
 }
 
 /// Handlers' state.
@@ -166,8 +168,9 @@ impl App {
         let directory = Directory::new(store.clone(), clock.clone());
         let (ephemeral, sessions) = state_backends(&config, &clock, &cipher)?;
         let jwks = crate::upstream::jwks::JwksCache::new(http.clone(), clock.clone(), (config.login.jwks_min_refetch_seconds * 1000) as i64);
+        let limits = crate::limit::Limiter::new(&config);
         Ok((
-            App { config, store, registry, directory, cipher, clock, admin_token_sha256, ephemeral, sessions, jwks, http, ingress: Default::default() },
+            App { config, store, registry, directory, cipher, clock, admin_token_sha256, ephemeral, sessions, jwks, http, ingress: Default::default(), limits },
             startup,
         ))
     }
@@ -178,7 +181,12 @@ impl App {
 /// while Redis is down serves, fails closed (503) and is not ready until Redis answers.
 fn state_backends(config: &Config, clock: &Clock, cipher: &Cipher) -> Result<crate::state::Backends, StartupError> {
     let Some(url) = &config.state.url else {
-        let ephemeral: Arc<dyn crate::state::Ephemeral> = Arc::new(crate::state::memory::MemoryEphemeral::new(clock.clone()));
+        let bounds = crate::state::memory::Bounds {
+            max_entries: config.state.memory_max_entries,
+            max_bytes: config.state.memory_max_bytes,
+            flows_per_client: config.login.flows_per_client,
+        };
+        let ephemeral: Arc<dyn crate::state::Ephemeral> = Arc::new(crate::state::memory::MemoryEphemeral::with_bounds(clock.clone(), bounds));
         let sessions: Arc<dyn crate::state::Sessions> = Arc::new(crate::state::memory::MemorySessions::new());
         return Ok((ephemeral, sessions));
     };
@@ -234,17 +242,20 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.config.http.max_body_bytes;
     let timeout = Duration::from_secs(state.config.http.request_timeout_seconds);
     let (api, openapi) = crate::admin::api_router(state.clone()).split_for_parts();
+    // Unauthenticated starts and callbacks spend the client's budget (429 past it).
+    let starts = || axum::middleware::from_fn_with_state(state.clone(), crate::limit::starts);
+    let callbacks = || axum::middleware::from_fn_with_state(state.clone(), crate::limit::callbacks);
     let openapi = Arc::new(crate::admin::finish_openapi(openapi));
     Router::new()
         .route("/", get(crate::login::home))
         .route("/login", get(crate::login::login_page))
-        .route("/login/{id}", get(crate::login::login_start))
-        .route("/oidc/{id}/callback", get(crate::login::oidc_callback))
+        .route("/login/{id}", get(crate::login::login_start).layer(starts()))
+        .route("/oidc/{id}/callback", get(crate::login::oidc_callback).layer(callbacks()))
         .route("/saml/{id}/metadata", get(crate::login::saml_metadata))
-        .route("/saml/{id}/acs", axum::routing::post(crate::login::saml_acs))
+        .route("/saml/{id}/acs", axum::routing::post(crate::login::saml_acs).layer(callbacks()))
         .route("/logout", axum::routing::post(crate::login::logout))
-        .route("/start", get(crate::ingress::start))
-        .route("/oauth2/start", get(crate::ingress::start))
+        .route("/start", get(crate::ingress::start).layer(starts()))
+        .route("/oauth2/start", get(crate::ingress::start).layer(starts()))
         .route("/oauth2/sign_in", get(crate::login::login_page))
         .route("/oauth2/sign_out", get(crate::ingress::sign_out).post(crate::ingress::sign_out_post))
         .route("/oauth2/userinfo", get(crate::ingress::userinfo))
@@ -310,51 +321,70 @@ async fn method_not_allowed() -> ApiError {
 pub struct Front {
     state: AppState,
     router: Router,
+    /// The connection's peer, given to routed requests as `ConnectInfo`.
+    peer: Option<std::net::SocketAddr>,
+    /// The connection's requests, for its idle timeout.
+    activity: Option<Arc<crate::listen::Activity>>,
 }
 
 impl Front {
     /// The front of `state`'s gateway.
     pub fn new(state: AppState) -> Self {
-        Self { router: router(state.clone()), state }
+        Self { router: router(state.clone()), state, peer: None, activity: None }
+    }
+
+    /// This front for one connection from `peer`, whose requests `activity` counts.
+    pub fn for_connection(&self, peer: std::net::SocketAddr, activity: Arc<crate::listen::Activity>) -> Self {
+        Self { peer: Some(peer), activity: Some(activity), ..self.clone() }
     }
 }
 
-type Routed = <Router as tower::Service<axum::extract::Request>>::Future;
-type Checked = std::pin::Pin<Box<dyn Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send>>;
+type Answer = std::pin::Pin<Box<dyn Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send>>;
 
 impl tower::Service<axum::extract::Request> for Front {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = futures_util::future::Either<Checked, Routed>;
+    type Future = Answer;
 
     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+    fn call(&mut self, mut req: axum::extract::Request) -> Self::Future {
         use futures_util::FutureExt;
+        // The connection is busy until the answer is ready (its idle clock stops).
+        let busy = self.activity.as_ref().map(crate::listen::Activity::begin);
         if !crate::ingress::is_check(&req) {
-            return futures_util::future::Either::Right(tower::Service::call(&mut self.router, req));
+            if let Some(peer) = self.peer {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            }
+            let routed = tower::Service::call(&mut self.router, req);
+            return Box::pin(async move {
+                let _busy = busy;
+                routed.await
+            });
         }
         let state = self.state.clone();
         // The check reads no body.
         let (parts, _) = req.into_parts();
-        let check = async move { crate::ingress::answer(&state, &parts).await };
-        futures_util::future::Either::Left(Box::pin(std::panic::AssertUnwindSafe(check).catch_unwind().map(|r| {
+        let check = async move {
+            let _busy = busy;
+            crate::ingress::answer(&state, &parts).await
+        };
+        Box::pin(std::panic::AssertUnwindSafe(check).catch_unwind().map(|r| {
             Ok(r.unwrap_or_else(|_| {
                 tracing::error!("auth handler panicked");
                 StatusCode::INTERNAL_SERVER_ERROR.into_response()
             }))
-        })))
+        }))
     }
 }
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let refresh = background_refresh(state.clone());
-    // With the peer's address, for `http.trusted_proxies`.
-    let front = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(Front::new(state));
-    let served = axum::serve(listener, front).with_graceful_shutdown(shutdown).await;
+    crate::listen::check_fd_limit(state.config.http.max_connections);
+    let served = crate::listen::run(listener, Front::new(state.clone()), &state.config.http, shutdown).await;
     refresh.abort();
     served
 }

@@ -65,8 +65,9 @@ pub struct RotateRequest {
 #[utoipa::path(post, path = "/keys", tag = "keys", request_body = RotateRequest, security(("admin_token" = [])),
     responses((status = 201, body = KeyView), (status = 422, body = ErrorBody)))]
 pub async fn rotate_key(State(app): State<AppState>, ApiJson(req): ApiJson<RotateRequest>) -> Result<(StatusCode, Json<KeyView>), ApiError> {
-    let key = crate::token::rotate(app.store.as_ref(), &app.cipher, req.alg.unwrap_or(Alg::Es256), app.clock.now(), ACTOR)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let key = crate::token::rotate(app.store.as_ref(), &app.cipher, req.alg.unwrap_or(Alg::Es256), app.clock.now(), ACTOR).await.map_err(|e| match e {
+        crate::token::KeyError::Store(s) => ApiError::from(s),
+        other => ApiError::internal(&other),
+    })?;
     Ok((StatusCode::CREATED, Json(KeyView::from(&key))))
 }

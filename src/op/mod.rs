@@ -88,6 +88,16 @@ struct CodeGrant {
     scope: String,
 }
 
+/// The first parameter over its length cap, as the sentence refusing it.
+fn oversized(q: &AuthorizeQuery) -> Option<String> {
+    use crate::limit::*;
+    too_long("state", q.state.as_deref(), STATE_MAX)
+        .or_else(|| too_long("nonce", q.nonce.as_deref(), NONCE_MAX))
+        .or_else(|| too_long("scope", q.scope.as_deref(), SCOPE_MAX))
+        .or_else(|| too_long("code_challenge", q.code_challenge.as_deref(), CODE_CHALLENGE_MAX))
+        .or_else(|| too_long("login_hint", q.login_hint.as_deref(), LOGIN_HINT_MAX))
+}
+
 fn redirect_error(redirect_uri: &str, error: &str, description: &str, state: Option<&str>) -> Response {
     let mut u = match url::Url::parse(redirect_uri) {
         Ok(u) => u,
@@ -104,7 +114,18 @@ fn redirect_error(redirect_uri: &str, error: &str, description: &str, state: Opt
 }
 
 /// Starts (or, with a live session, completes) an authorization request.
-pub async fn authorize(State(app): State<AppState>, Query(q): Query<AuthorizeQuery>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+pub async fn authorize(
+    State(app): State<AppState>,
+    Query(q): Query<AuthorizeQuery>,
+    requester: crate::limit::Client,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    // Kept with the code, or carried through the login: bounded first. Shown here, not
+    // redirected: an oversized `state` is not echoed anywhere.
+    if let Some(why) = oversized(&q) {
+        return page::error(StatusCode::BAD_REQUEST, &why);
+    }
     // Until client and redirect URI are known good, errors are shown here, never
     // redirected: an unchecked redirect_uri is an open redirect.
     let Some(client_id) = q.client_id.as_deref() else {
@@ -134,10 +155,18 @@ pub async fn authorize(State(app): State<AppState>, Query(q): Query<AuthorizeQue
         if q.prompt.as_deref() == Some("none") {
             return redirect_error(redirect_uri, "login_required", "the user is not signed in", state);
         }
+        // An unauthenticated start: it spends the client's budget.
+        if let Err(after) = app.limits.starts.take(requester, app.clock.now()) {
+            return crate::limit::too_many(after);
+        }
         // Log in first, then come back to this same request.
         let mut back = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/authorize".into());
         if q.prompt.as_deref() == Some("login") {
             back = back.replace("prompt=login", "prompt=");
+        }
+        if back.len() > crate::limit::RETURN_TO_MAX {
+            let why = format!("The authorization request is longer than {} bytes; it cannot be carried through the sign-in.", crate::limit::RETURN_TO_MAX);
+            return page::error(StatusCode::BAD_REQUEST, &why);
         }
         let back_enc: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
         let hint = q
@@ -201,8 +230,11 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 /// The state store did not answer: not "invalid", which would make the client drop a
 /// good code or token, but 503, try again.
 fn store_unavailable(endpoint: &'static str, e: crate::state::StateError) -> Response {
-    tracing::error!(error = %e, endpoint, "the state store failed");
-    oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "the session store is unreachable; try again shortly")
+    tracing::debug!(error = %e, endpoint, "the state store failed");
+    crate::web::outage::STATE.failed(&e);
+    let mut r = oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "the session store is unreachable; try again shortly");
+    r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    r
 }
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
@@ -267,7 +299,12 @@ pub async fn token(State(app): State<AppState>, headers: HeaderMap, Form(f): For
     };
     let access = crate::id::token(32);
     let info = json!({"session_id": session.id, "scope": grant.scope});
-    let _ = app.ephemeral.put_new(&format!("at:{access}"), &info.to_string(), exp - now).await;
+    // Never hand out a token /userinfo would then refuse.
+    match app.ephemeral.put_new(&format!("at:{access}"), &info.to_string(), exp - now).await {
+        Ok(true) => {}
+        Ok(false) => return store_unavailable("token", crate::state::StateError("a fresh access token collided with a live one".into())),
+        Err(e) => return store_unavailable("token", e),
+    }
     (
         [(header::CACHE_CONTROL, "no-store")],
         Json(json!({"access_token": access, "token_type": "Bearer", "expires_in": (exp - now) / 1000, "id_token": id_token, "scope": grant.scope})),

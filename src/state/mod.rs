@@ -45,6 +45,26 @@ pub trait Ephemeral: Send + Sync + std::fmt::Debug {
     async fn get(&self, key: &str) -> StateResult<Option<String>>;
     /// Reachable and answering.
     async fn ping(&self) -> StateResult<()>;
+    /// [`put_new`](Self::put_new) for a login's flow state, started by `client`. A backend
+    /// that bounds state per client makes room by dropping that client's own oldest flow.
+    async fn put_flow(&self, client: &str, key: &str, value: &str, ttl_ms: Millis) -> StateResult<bool> {
+        let _ = client;
+        self.put_new(key, value, ttl_ms).await
+    }
+    /// Entries and bytes held, where the backend counts them (in memory; Redis has its
+    /// own `maxmemory`).
+    fn usage(&self) -> Option<Usage> {
+        None
+    }
+}
+
+/// What a state backend holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Live and not yet swept entries.
+    pub entries: usize,
+    /// Their estimated bytes.
+    pub bytes: usize,
 }
 
 /// A logged-in browser. `Debug` leaves out the id (a cookie value) and the upstream token.

@@ -1,6 +1,7 @@
 //! The one place errors become HTTP answers: bad input 400/422 naming the field, not
 //! authenticated 401, not allowed 403, missing 404, conflict 409, too large 413;
-//! internal failures 500, logged with the request id while the body shows only the id.
+//! a store that is down or dropped the connection 503 with `Retry-After`; internal
+//! failures 500, logged with the request id while the body shows only the id.
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -75,9 +76,9 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; quote the request id when reporting it")
     }
 
-    /// 503: a dependency is unavailable.
+    /// 503: a dependency is unavailable (logged once per outage, not per request).
     pub fn unavailable(cause: &dyn std::error::Error) -> Self {
-        tracing::warn!(error = %cause, "dependency unavailable");
+        super::outage::STORE.failed(cause);
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the store is unavailable; retry shortly")
     }
 }
@@ -88,6 +89,9 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(v) = self.www_authenticate {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static(v));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static(super::outage::RETRY_AFTER_SECONDS));
         }
         resp
     }
@@ -105,8 +109,27 @@ impl From<StoreError> for ApiError {
     }
 }
 
-fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed)
+/// Whether the database failed in a way that passes: unreachable, connection dropped
+/// (an admin or crash shutdown kills it mid-query), out of connections, a lock or a
+/// serialization conflict. Worth a 503 and a retry, not a 500.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| transient_sqlstate(&c)),
+        _ => false,
+    }
+}
+
+fn transient_sqlstate(code: &str) -> bool {
+    // PostgreSQL: 08 connection exception, 53 insufficient resources, 57P operator
+    // intervention (shutdown, cannot connect now), 40001 serialization, 40P01 deadlock.
+    // SQLite: BUSY and LOCKED with their extended codes.
+    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") || matches!(code, "40001" | "40P01" | "5" | "6" | "261" | "262" | "517" | "773")
 }
 
 impl From<ConnectionError> for ApiError {

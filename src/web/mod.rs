@@ -6,6 +6,7 @@
 pub mod cookie;
 pub mod error;
 pub mod extract;
+pub mod outage;
 pub mod page;
 pub mod public;
 pub mod request_id;

@@ -54,17 +54,32 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The store and the state store answer; 503 naming the one that does not.
-pub async fn readyz(State(app): State<AppState>) -> (StatusCode, &'static str) {
+/// The store and the state store answer, and the state store takes writes; 503 naming
+/// what does not (a state store that answers pings but is full, read-only or out of
+/// memory stops every login just the same).
+pub async fn readyz(State(app): State<AppState>) -> (StatusCode, String) {
     let wait = std::time::Duration::from_secs(2);
     let (store, state) = tokio::join!(tokio::time::timeout(wait, app.store.ping()), tokio::time::timeout(wait, app.ephemeral.ping()));
     let redis = app.config.state.url.is_some();
     let state_name = if redis { "redis (state store) unreachable" } else { "state store unreachable" };
+    let unavailable = |why: &str| (StatusCode::SERVICE_UNAVAILABLE, why.to_string());
     match (store, state) {
-        (Ok(Ok(())), Ok(Ok(()))) => (StatusCode::OK, "ready"),
-        (Ok(Ok(())), _) => (StatusCode::SERVICE_UNAVAILABLE, state_name),
-        (_, Ok(Ok(()))) => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable"),
-        _ if redis => (StatusCode::SERVICE_UNAVAILABLE, "store and redis (state store) unreachable"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "store and state store unreachable"),
+        (Ok(Ok(())), Ok(Ok(()))) => {}
+        (Ok(Ok(())), _) => return unavailable(state_name),
+        (_, Ok(Ok(()))) => return unavailable("store unreachable"),
+        _ if redis => return unavailable("store and redis (state store) unreachable"),
+        _ => return unavailable("store and state store unreachable"),
+    }
+    let probe = format!("readyz:{}", crate::id::token(16));
+    match tokio::time::timeout(wait, app.ephemeral.put_new(&probe, "1", 5_000)).await {
+        Ok(Ok(_)) => {
+            let _ = app.ephemeral.take(&probe).await;
+            (StatusCode::OK, "ready".into())
+        }
+        Ok(Err(e)) => {
+            super::outage::STATE.failed(&e);
+            unavailable(&format!("the state store refuses writes: {e}"))
+        }
+        Err(_) => unavailable("the state store did not answer a write in time"),
     }
 }

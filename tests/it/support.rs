@@ -183,3 +183,49 @@ pub fn saml_metadata(entity_id: &str) -> String {
 </md:EntityDescriptor>"#
     )
 }
+
+impl Gateway {
+    /// A gateway whose state is changed by `adjust` before it serves (to put a failing
+    /// store in front of the real one, say).
+    pub async fn start_adjusted(extra: &[(&str, &str)], adjust: impl FnOnce(&mut App)) -> Gateway {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut extra: Vec<(&str, &str)> = extra.to_vec();
+        extra.push(("SSOGATE_PUBLIC_URL", &base));
+        let cfg = config(dir.path(), &extra);
+        let (mut app, _) = App::start(cfg, Clock::system()).await.unwrap();
+        adjust(&mut app);
+        let app = Arc::new(app);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(listener, app.clone(), async {
+            let _ = rx.await;
+        }));
+        let task = tokio::spawn(async move {
+            let _ = task.await;
+        });
+        Gateway { base, app, dir, stop: Some(tx), task: Some(task), http: reqwest::Client::new() }
+    }
+
+    /// A live session for a made-up user, stored directly; returns its cookie header value.
+    pub async fn session_cookie(&self) -> String {
+        let now = self.app.clock.now();
+        let s = ssogate::state::Session {
+            id: ssogate::id::token(32),
+            user_id: "usr_test".into(),
+            connection_id: "con_test".into(),
+            username: "tester".into(),
+            email: Some("tester@example.test".into()),
+            email_verified: true,
+            name: None,
+            groups: vec![],
+            created_at: now,
+            expires_at: now + 3_600_000,
+            idle_timeout_ms: 3_600_000,
+            last_seen: now,
+            upstream_token: None,
+        };
+        self.app.sessions.create(&s).await.unwrap();
+        format!("ssogate_session={}", s.id)
+    }
+}
