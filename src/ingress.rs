@@ -106,10 +106,11 @@ impl AuthQuery {
     }
 
     /// The query of the Envoy form (`/auth/<path>?<query>`): Envoy passes the app's own
-    /// query there, so only the rule names are read (as strictly as on `/auth`), a near
-    /// miss of one (`allowed-groups`, `allowedGroup`) is refused as a slip, and anything
-    /// else — `redirect` included — is the app's and left alone. Whoever writes the
-    /// app's query can add rules, which only ever narrow who gets in.
+    /// query there, so only the rule names are read (as strictly as on `/auth`) and the
+    /// flags `redirect` and `set_authorization_header` when their value is a flag's; a
+    /// near miss of a rule name (`allowed-groups`, `allowedGroup`) is refused as a slip,
+    /// and anything else is the app's and left alone. Whoever writes the app's query can
+    /// add rules, which only ever narrow who gets in.
     pub fn parse_envoy(query: Option<&str>) -> Result<Self, String> {
         Self::parse_as(query, true)
     }
@@ -121,8 +122,10 @@ impl AuthQuery {
                 "allowed_groups" => (&mut q.allowed_groups, true),
                 "allowed_emails" => (&mut q.allowed_emails, true),
                 "allowed_connections" => (&mut q.allowed_connections, true),
-                "redirect" if !envoy => (&mut q.redirect, false),
-                "set_authorization_header" if !envoy => (&mut q.set_authorization_header, false),
+                // In the Envoy form a flag is ours only when its value is a flag's (`1`,
+                // `true`, `0`, `false`); an app's own `redirect=/home` is the app's.
+                "redirect" if !envoy || is_flag_value(&value) => (&mut q.redirect, false),
+                "set_authorization_header" if !envoy || is_flag_value(&value) => (&mut q.set_authorization_header, false),
                 _ if envoy && !looks_like_a_rule(&name) => continue,
                 _ if envoy => {
                     let shown: String = name.chars().take(64).flat_map(char::escape_default).collect();
@@ -145,6 +148,10 @@ impl AuthQuery {
         }
         Ok(q)
     }
+}
+
+fn is_flag_value(v: &str) -> bool {
+    matches!(v, "1" | "0" | "true" | "false")
 }
 
 /// Whether a query parameter's name is a slip for a rule name: `allowed-groups`,

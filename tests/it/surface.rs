@@ -80,7 +80,7 @@ async fn the_envoy_form_reads_its_rules_as_strictly_as_auth() {
         assert_eq!(auth(&gw, &format!("/auth/deep/path/?{q}"), Some(&cookie), &envoy).await.status(), want, "{q}");
     }
     // The app's own query passes through untouched; only rules are read.
-    for q in ["page=2&sort=name", "redirect=%2Fhome", "set_authorization_header=true", "allowances=3"] {
+    for q in ["page=2&sort=name", "redirect=%2Fhome", "set_authorization_header=yes", "allowances=3"] {
         assert_eq!(auth(&gw, &format!("/auth/x?{q}"), Some(&cookie), &envoy).await.status(), StatusCode::OK, "{q}");
         assert_eq!(auth(&gw, &format!("/auth/x?{q}&allowed_groups=nosuch"), Some(&cookie), &envoy).await.status(), StatusCode::FORBIDDEN, "{q}");
     }
