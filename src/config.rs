@@ -225,6 +225,10 @@ pub struct StoreConfig {
     /// Pool size.
     #[serde(deserialize_with = "lenient")]
     pub max_connections: u32,
+    /// At start, how long to wait for a database that is unreachable (refusing
+    /// connections, starting up) before giving up; 0: give up at once.
+    #[serde(deserialize_with = "lenient")]
+    pub connect_wait_seconds: u64,
 }
 
 /// `[log]`
@@ -333,7 +337,7 @@ impl Default for Config {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { url: None, max_connections: 8 }
+        Self { url: None, max_connections: 8, connect_wait_seconds: 300 }
     }
 }
 

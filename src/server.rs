@@ -155,7 +155,14 @@ impl App {
             }
         };
         let store: Arc<dyn Store> = Arc::new(
-            crate::store::open(&store_url, config.store.max_connections).await.map_err(|source| StartupError::Store { url: redact_url(&store_url), source })?,
+            crate::store::open_waiting(
+                &store_url,
+                config.store.max_connections,
+                Duration::from_secs(config.store.connect_wait_seconds),
+                &redact_url(&store_url),
+            )
+            .await
+            .map_err(|source| StartupError::Store { url: redact_url(&store_url), source })?,
         );
         check_master_key(store.as_ref(), &cipher).await?;
         let admin_token_sha256 = match &config.admin_token {

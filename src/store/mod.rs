@@ -429,6 +429,58 @@ pub fn same_name(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
+/// Whether the database failed in a way that passes: unreachable, connection dropped
+/// (an admin or crash shutdown kills it mid-query), out of connections, a lock or a
+/// serialization conflict. Worth a 503 and a retry, not a 500.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| transient_sqlstate(&c)),
+        _ => false,
+    }
+}
+
+fn transient_sqlstate(code: &str) -> bool {
+    // PostgreSQL: 08 connection exception, 53 insufficient resources, 57P operator
+    // intervention (shutdown, cannot connect now), 40001 serialization, 40P01 deadlock.
+    // SQLite: BUSY and LOCKED with their extended codes.
+    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") || matches!(code, "40001" | "40P01" | "5" | "6" | "261" | "262" | "517" | "773")
+}
+
+/// [`open`], waiting up to `wait` for a database that is unreachable for now (a replica
+/// started before PostgreSQL, or while it restarts): each failure that passes is retried
+/// with a growing pause (up to 5 s), logged when the wait begins and every 30 s after,
+/// with its cause. Anything else (a wrong password, a bad URL) fails at once.
+pub async fn open_waiting(url: &str, max_connections: u32, wait: std::time::Duration, shown_url: &str) -> StoreResult<sql::Sql> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(250);
+    let mut last_log: Option<std::time::Instant> = None;
+    loop {
+        match open(url, max_connections).await {
+            Err(StoreError::Backend(e)) if is_unavailable(&e) && started.elapsed() + pause < wait => {
+                if last_log.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(30)) {
+                    let left = wait.saturating_sub(started.elapsed()).as_secs();
+                    tracing::warn!(store = %shown_url, error = %e, waited_s = started.elapsed().as_secs(), left_s = left, "waiting for the database (store.connect_wait_seconds)");
+                    last_log = Some(std::time::Instant::now());
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => {
+                if other.is_ok() && last_log.is_some() {
+                    tracing::info!(store = %shown_url, waited_s = started.elapsed().as_secs(), "the database answers");
+                }
+                return other;
+            }
+        }
+    }
+}
+
 /// Opens the store named by `url` and runs its migrations.
 pub async fn open(url: &str, max_connections: u32) -> StoreResult<sql::Sql> {
     sql::Sql::connect(url, max_connections).await

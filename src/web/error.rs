@@ -109,28 +109,7 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// Whether the database failed in a way that passes: unreachable, connection dropped
-/// (an admin or crash shutdown kills it mid-query), out of connections, a lock or a
-/// serialization conflict. Worth a 503 and a retry, not a 500.
-pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(d) => d.code().is_some_and(|c| transient_sqlstate(&c)),
-        _ => false,
-    }
-}
-
-fn transient_sqlstate(code: &str) -> bool {
-    // PostgreSQL: 08 connection exception, 53 insufficient resources, 57P operator
-    // intervention (shutdown, cannot connect now), 40001 serialization, 40P01 deadlock.
-    // SQLite: BUSY and LOCKED with their extended codes.
-    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") || matches!(code, "40001" | "40P01" | "5" | "6" | "261" | "262" | "517" | "773")
-}
+pub use crate::store::is_unavailable;
 
 impl From<ConnectionError> for ApiError {
     fn from(e: ConnectionError) -> Self {

@@ -109,3 +109,38 @@ async fn migrations_3_and_4_refold_keys_and_mark_known_emails() {
         assert!(store.user_by_email("JOSÉ@example.test").await.unwrap().is_some(), "{url}");
     }
 }
+
+/// Issue #16, 8: a replica started while PostgreSQL refuses connections waits for it
+/// (as it does for Redis) instead of exiting, and starts once it answers.
+#[tokio::test]
+async fn a_gateway_started_before_postgres_waits_for_it() {
+    let db = PgDb::new().await;
+    // A port where nothing listens yet: connections are refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(port)).unwrap();
+    let real = {
+        let u = url::Url::parse(&db.url).unwrap();
+        format!("{}:{}", u.host_str().unwrap(), u.port().unwrap_or(5432))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &[("SSOGATE_STORE__URL", url.as_str()), ("SSOGATE_STORE__CONNECT_WAIT_SECONDS", "60")]);
+    let starting = tokio::spawn(App::start(cfg, Clock::system()));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(!starting.is_finished(), "the gateway waits for the database instead of exiting");
+    // PostgreSQL "comes up" on that port: a plain TCP relay to the real server.
+    let relay = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = relay.accept().await {
+            let real = real.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(real).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let started = tokio::time::timeout(std::time::Duration::from_secs(30), starting).await.expect("started once the database answered");
+    assert!(started.unwrap().is_ok(), "started");
+}
