@@ -473,8 +473,8 @@ pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Respon
         Ok(s) => s,
         Err(e) => {
             // Not "signed out": the session may well be fine once the store answers.
-            tracing::error!(error = %e, "userinfo: the session store failed");
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            crate::web::outage::STATE.failed(&e);
+            return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, crate::web::outage::RETRY_AFTER_SECONDS)]).into_response();
         }
     };
     match session {

@@ -241,8 +241,7 @@ pub async fn oidc_callback(State(app): State<AppState>, ApiPath(id): ApiPath<Str
     let flow: Option<FlowState> = match app.ephemeral.take(&format!("flow:{state}")).await {
         Ok(v) => v.and_then(|s| serde_json::from_str(&s).ok()),
         Err(e) => {
-            tracing::error!(error = %e, "state store failed");
-            return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly.");
+            return state_unavailable(&e, "Sign-in is unavailable right now; try again shortly.");
         }
     };
     let Some(flow) = flow else {
@@ -315,6 +314,15 @@ pub struct Finish<'a> {
     pub previous_session: Option<String>,
 }
 
+/// A 503 page for a state-store failure, with `Retry-After`; the outage is logged once
+/// when it begins and then once a minute (`web::outage`), not once per request.
+fn state_unavailable(e: &dyn std::fmt::Display, message: &str) -> Response {
+    crate::web::outage::STATE.failed(e);
+    let mut resp = page::error(StatusCode::SERVICE_UNAVAILABLE, message);
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(crate::web::outage::RETRY_AFTER_SECONDS));
+    resp
+}
+
 /// The session cookie a request carries, for [`Finish::previous_session`].
 fn previous_session(headers: &HeaderMap) -> Option<String> {
     cookie(headers, SESSION_COOKIE).filter(|v| !v.is_empty()).map(str::to_string)
@@ -361,8 +369,7 @@ pub async fn complete(app: &AppState, conn: &Connection, finish: Finish<'_>) -> 
         upstream_token,
     };
     if let Err(e) = app.sessions.create(&session).await {
-        tracing::error!(error = %e, "session store failed");
-        return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly.");
+        return state_unavailable(&e, "Sign-in is unavailable right now; try again shortly.");
     }
     if let Some(previous) = previous_session.filter(|p| *p != session.id) {
         if let Err(e) = app.sessions.remove(&previous).await {
@@ -508,8 +515,7 @@ pub async fn end_session(app: &AppState, headers: &HeaderMap) -> Response {
             // Fail closed: the session may live on, so do not pretend it ended (and keep
             // the cookie, so that signing out can be tried again).
             Err(e) => {
-                tracing::error!(error = %e, "logout: the session store failed");
-                return page::error(StatusCode::SERVICE_UNAVAILABLE, "Signing out is unavailable right now, and you are still signed in. Try again shortly.");
+                return state_unavailable(&e, "Signing out is unavailable right now, and you are still signed in. Try again shortly.");
             }
         }
     }
@@ -662,8 +668,7 @@ pub async fn saml_acs(
         Some(r) if crate::id::is_wellformed(r) => match app.ephemeral.take(&format!("flow:{r}")).await {
             Ok(v) => v.and_then(|s| serde_json::from_str(&s).ok()),
             Err(e) => {
-                tracing::error!(error = %e, "state store failed");
-                return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly.");
+                return state_unavailable(&e, "Sign-in is unavailable right now; try again shortly.");
             }
         },
         _ => None,
@@ -704,8 +709,7 @@ pub async fn saml_acs(
         Ok(true) => {}
         Ok(false) => return refused(StatusCode::FORBIDDEN, &id, "this SAML assertion was already used (replayed)"),
         Err(e) => {
-            tracing::error!(error = %e, "state store failed");
-            return page::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable right now; try again shortly.");
+            return state_unavailable(&e, "Sign-in is unavailable right now; try again shortly.");
         }
     }
     let mut identity = match crate::mapping::map(&verified.claims, &conn.settings.claims) {
