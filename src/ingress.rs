@@ -246,15 +246,20 @@ fn identity_headers(s: &Session, h: &mut HeaderMap) {
 
 /// The app's bearer tokens by session id, so `/auth` signs once per session and five
 /// minutes, not per request. The session store is still asked first on every request,
-/// so an ended session never gets its cached token. (The identity headers are not
-/// cached: building them costs less than the memory a cache entry per session takes.)
+/// so an ended session never gets its cached token, and a token is handed out only
+/// while the session says what it says ([`Tokens::fingerprint`]): once an admin change
+/// rewrites a session's groups, its next request gets a new token on every replica.
+/// (The identity headers are not cached: building them costs less than the memory a
+/// cache entry per session takes.)
 #[derive(Default)]
 pub struct Tokens {
     map: Mutex<(HashMap<String, Cached>, Millis)>,
+    /// Keyed per process, so nobody can pick groups whose fingerprint matches another set.
+    keys: std::hash::RandomState,
 }
 
-/// A token header, when it expires, and the `created_at` of the session it is for.
-type Cached = (HeaderValue, Millis, Millis);
+/// A token header, when it expires, and the fingerprint of the session it describes.
+type Cached = (HeaderValue, Millis, u64);
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -264,14 +269,25 @@ impl std::fmt::Debug for Tokens {
 }
 
 impl Tokens {
-    /// The cached token of session `s`, while it has more than a minute to live.
+    /// What the token says of session `s` (all of it but the times it is signed and
+    /// expires), with the session's start: a cached token whose session since changed,
+    /// or was replaced under the same id, is not handed out.
+    fn fingerprint(&self, s: &Session) -> u64 {
+        use std::hash::BuildHasher;
+        self.keys.hash_one((s.created_at, &s.user_id, &s.connection_id, &s.username, &s.email, s.email_verified, &s.name, &s.groups))
+    }
+
+    /// The cached token of session `s`, while it has more than a minute to live and the
+    /// session still says what the token says.
     fn get(&self, s: &Session, now: Millis) -> Option<HeaderValue> {
+        let fingerprint = self.fingerprint(s);
         let guard = self.map.lock().ok()?;
-        let (v, exp, created) = guard.0.get(&s.id)?;
-        (*created == s.created_at && exp - now > TOKEN_REFRESH_MS).then(|| v.clone())
+        let (v, exp, of) = guard.0.get(&s.id)?;
+        (*of == fingerprint && exp - now > TOKEN_REFRESH_MS).then(|| v.clone())
     }
 
     fn put(&self, s: &Session, value: HeaderValue, exp: Millis, now: Millis) {
+        let fingerprint = self.fingerprint(s);
         let Ok(mut guard) = self.map.lock() else { return };
         let (map, last_sweep) = &mut *guard;
         if map.len() >= MAX_TOKENS && now - *last_sweep > 1000 {
@@ -281,7 +297,7 @@ impl Tokens {
         if map.len() >= MAX_TOKENS {
             map.clear();
         }
-        map.insert(s.id.clone(), (value, exp, s.created_at));
+        map.insert(s.id.clone(), (value, exp, fingerprint));
     }
 
     /// Drops the token of a session (logout).

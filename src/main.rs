@@ -307,6 +307,14 @@ async fn connections(config: Config, cmd: &ConnectionsCmd) -> Result<()> {
                     Ok((c, false)) => {
                         updated += 1;
                         eprintln!("updated {} ({})", c.id, c.display_name);
+                        // Turned off: its sessions end (reaching the servers' only when the
+                        // state is shared, in Redis; in memory they are the server's own).
+                        if !c.active {
+                            if let Err(e) = app.sessions.remove_connection(&c.id).await {
+                                failed += 1;
+                                eprintln!("{}: turned off, but its sessions could not be ended: {e}", c.id);
+                            }
+                        }
                     }
                     Err(e) => {
                         failed += 1;

@@ -47,6 +47,14 @@ fn with_etag(view: ConnectionView, status: StatusCode) -> Response {
     resp
 }
 
+/// Ends every session started through a connection that was turned off or deleted, on
+/// every replica within a second.
+async fn end_sessions(app: &AppState, id: &str) -> Result<(), ApiError> {
+    let n = app.sessions.remove_connection(id).await.map_err(|e| super::directory::not_reached(&e))?;
+    tracing::info!(connection = %id, sessions = n, "sessions of the connection ended");
+    Ok(())
+}
+
 /// The connections table.
 #[utoipa::path(get, path = "/connections", tag = "connections", params(ListQuery),
     security(("admin_token" = [])),
@@ -111,15 +119,22 @@ pub async fn update_connection(
     ApiJson(patch): ApiJson<ConnectionPatch>,
 ) -> Result<Response, ApiError> {
     let c = app.registry.update(&id, &patch, if_match(&headers)?, ACTOR).await?;
+    if !c.active {
+        end_sessions(&app, &id).await?;
+    }
     Ok(with_etag(c.view(&app.config.public_base()), StatusCode::OK))
 }
 
-/// Deletes a connection, its links and the memberships it granted.
+/// Deletes a connection, its links and the memberships it granted, and ends its sessions.
 #[utoipa::path(delete, path = "/connections/{id}", tag = "connections", params(("id" = String, Path, description = "Connection id")),
     security(("admin_token" = [])),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
 pub async fn delete_connection(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<StatusCode, ApiError> {
+    // Whose groups change with the memberships it granted: known only before it goes.
+    let granted = app.directory.granted_by(&id).await?;
     app.registry.delete(&id, ACTOR).await?;
+    end_sessions(&app, &id).await?;
+    super::directory::reach_sessions(&app, granted).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -132,12 +147,13 @@ pub async fn activate_connection(State(app): State<AppState>, ApiPath(id): ApiPa
     Ok(with_etag(c.view(&app.config.public_base()), StatusCode::OK))
 }
 
-/// Hides the connection and refuses logins through it.
+/// Hides the connection, refuses logins through it and ends its sessions.
 #[utoipa::path(post, path = "/connections/{id}/deactivate", tag = "connections", params(("id" = String, Path, description = "Connection id")),
     security(("admin_token" = [])),
     responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody)))]
 pub async fn deactivate_connection(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     let c = app.registry.set_active(&id, false, ACTOR).await?;
+    end_sessions(&app, &id).await?;
     Ok(with_etag(c.view(&app.config.public_base()), StatusCode::OK))
 }
 

@@ -1,5 +1,7 @@
 //! Admin routes for users, groups, memberships and invitations.
 
+use std::collections::BTreeSet;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -9,6 +11,30 @@ use crate::directory::{GroupInput, GroupView, InvitationView, MemberView, NewInv
 use crate::server::AppState;
 use crate::web::error::ErrorBody;
 use crate::web::{ApiError, ApiJson, ApiPath};
+
+/// Makes a saved change to memberships or groups reach the live sessions of `users`, on
+/// every replica within a second: their groups are recomputed from the store and
+/// written into each of their sessions (`/auth`, `/oauth2/userinfo` and the OpenID
+/// Provider read the groups there, without asking the store per request).
+pub(super) async fn reach_sessions(app: &AppState, users: BTreeSet<String>) -> Result<(), ApiError> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    let groups = app.directory.session_groups(&users).await?;
+    let n = app.sessions.set_groups(&groups).await.map_err(|e| not_reached(&e))?;
+    tracing::info!(users = groups.len(), sessions = n, "live sessions given their new groups");
+    Ok(())
+}
+
+/// The change was saved but live sessions did not take it: say so, not just "retry".
+pub(super) fn not_reached(e: &crate::state::StateError) -> ApiError {
+    tracing::error!(error = %e, "a saved admin change did not reach the live sessions");
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the change is saved, but live sessions could not be updated because the state store is unavailable; end the affected users' sessions once it is back",
+    )
+}
 
 /// All users with their groups.
 #[utoipa::path(get, path = "/users", tag = "users", security(("admin_token" = [])),
@@ -115,7 +141,12 @@ pub async fn get_group(State(app): State<AppState>, ApiPath(id): ApiPath<String>
     request_body = GroupInput, security(("admin_token" = [])),
     responses((status = 200, body = GroupView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update_group(State(app): State<AppState>, ApiPath(id): ApiPath<String>, ApiJson(input): ApiJson<GroupInput>) -> Result<Json<GroupView>, ApiError> {
-    Ok(Json(app.directory.update_group(&id, &input, ACTOR).await?))
+    let view = app.directory.update_group(&id, &input, ACTOR).await?;
+    if input.name.is_some() {
+        // A rename: the sessions of its members carry the old name.
+        reach_sessions(&app, app.directory.member_ids(&id).await?).await?;
+    }
+    Ok(Json(view))
 }
 
 /// Deletes a group and the memberships it carried (built-in groups: 409).
@@ -123,7 +154,10 @@ pub async fn update_group(State(app): State<AppState>, ApiPath(id): ApiPath<Stri
     security(("admin_token" = [])),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete_group(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<StatusCode, ApiError> {
+    // Its members are known only before it goes.
+    let members = app.directory.member_ids(&id).await?;
     app.directory.delete_group(&id, ACTOR).await?;
+    reach_sessions(&app, members).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -141,6 +175,7 @@ pub async fn list_members(State(app): State<AppState>, ApiPath(id): ApiPath<Stri
     responses((status = 204, description = "Member"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn add_member(State(app): State<AppState>, ApiPath((id, user_id)): ApiPath<(String, String)>) -> Result<StatusCode, ApiError> {
     app.directory.add_member(&id, &user_id, ACTOR).await?;
+    reach_sessions(&app, BTreeSet::from([user_id])).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -151,6 +186,7 @@ pub async fn add_member(State(app): State<AppState>, ApiPath((id, user_id)): Api
     responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn remove_member(State(app): State<AppState>, ApiPath((id, user_id)): ApiPath<(String, String)>) -> Result<StatusCode, ApiError> {
     app.directory.remove_member(&id, &user_id, ACTOR).await?;
+    reach_sessions(&app, BTreeSet::from([user_id])).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -7,7 +7,7 @@
 pub mod provision;
 pub mod sync;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -513,6 +513,40 @@ impl Directory {
         // One transaction: an invitation is never left without the memberships it promised.
         self.store.invitation_insert(&inv, &user, &adds, &audits).await?;
         Ok(invitation_view(inv))
+    }
+
+    /// The group names each user's sessions must carry now, as a login computes them
+    /// (`Users` and the name of every group with a membership, sorted), for
+    /// [`crate::state::Sessions::set_groups`] after a change to memberships or groups.
+    pub async fn session_groups(&self, users: &BTreeSet<String>) -> Result<BTreeMap<String, Vec<String>>, DirectoryError> {
+        let groups = self.group_names().await?;
+        let mut out = BTreeMap::new();
+        for u in users {
+            let mut names = vec!["Users".to_string()];
+            for m in self.store.memberships_of_user(u).await? {
+                names.extend(groups.get(&m.group_id).map(|g| g.name.clone()));
+            }
+            names.sort();
+            names.dedup();
+            out.insert(u.clone(), names);
+        }
+        Ok(out)
+    }
+
+    /// The users with a membership in a group (for `Users`, nobody: it is implicit and
+    /// never renamed or removed).
+    pub async fn member_ids(&self, group_id: &str) -> Result<BTreeSet<String>, DirectoryError> {
+        Ok(self.store.memberships_of_group(group_id).await?.into_iter().map(|m| m.user_id).collect())
+    }
+
+    /// The users with a membership a connection granted (group sync).
+    pub async fn granted_by(&self, connection_id: &str) -> Result<BTreeSet<String>, DirectoryError> {
+        let source = Source::Connection(connection_id.to_string());
+        let mut out = BTreeSet::new();
+        for g in self.store.group_list().await? {
+            out.extend(self.store.memberships_of_group(&g.id).await?.into_iter().filter(|m| m.source == source).map(|m| m.user_id));
+        }
+        Ok(out)
     }
 
     /// Withdraws an invitation (its user too, while still pending).

@@ -11,7 +11,7 @@
 //! also expire after a short TTL: the safety bound, and the interval at which a
 //! session's last use is written through to the store.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -145,10 +145,24 @@ impl SessionCache {
         }
     }
 
-    /// Every session of a user was revoked.
+    /// Every session of a user was revoked, or rewritten (their groups changed).
     pub fn forget_user(&self, user_id: &str) {
+        self.forget_where(|s| s.user_id == user_id);
+    }
+
+    /// Every session of these users was rewritten.
+    pub fn forget_users<V>(&self, users: &BTreeMap<String, V>) {
+        self.forget_where(|s| users.contains_key(&s.user_id));
+    }
+
+    /// Every session of a connection was revoked.
+    pub fn forget_connection(&self, connection_id: &str) {
+        self.forget_where(|s| s.connection_id == connection_id);
+    }
+
+    fn forget_where(&self, gone: impl Fn(&Session) -> bool) {
         if let Ok(mut map) = self.map.write() {
-            map.entries.retain(|_, e| e.session.user_id != user_id);
+            map.entries.retain(|_, e| !gone(&e.session));
             map.gen = map.gen.wrapping_add(1);
         }
     }
@@ -269,6 +283,19 @@ impl Sessions for Cached {
         self.cache.forget_user(user_id);
         n
     }
+
+    async fn set_groups(&self, groups: &BTreeMap<String, Vec<String>>) -> StateResult<usize> {
+        // After the store, as in `remove`; also when it failed half-way.
+        let n = self.inner.set_groups(groups).await;
+        self.cache.forget_users(groups);
+        n
+    }
+
+    async fn remove_connection(&self, connection_id: &str) -> StateResult<usize> {
+        let n = self.inner.remove_connection(connection_id).await;
+        self.cache.forget_connection(connection_id);
+        n
+    }
 }
 
 #[cfg(test)]
@@ -338,6 +365,16 @@ mod tests {
         c.put(b, session("b", "u2", 0), 0, c.ticket());
         c.forget_user("u1");
         assert!(c.get(&a, 0).is_none() && c.get(&b, 0).is_some(), "only that user's sessions go");
+        let mut other = session("a", "u1", 0);
+        Arc::make_mut(&mut other).connection_id = "c2".into();
+        c.put(a, other, 0, c.ticket());
+        let before = c.ticket();
+        c.forget_connection("c");
+        assert!(c.get(&a, 0).is_some() && c.get(&b, 0).is_none(), "only that connection's sessions go");
+        c.put(b, session("b", "u2", 0), 0, before);
+        assert!(c.get(&b, 0).is_none(), "a read that began before it is not cached");
+        c.forget_users(&BTreeMap::from([("u1".to_string(), ())]));
+        assert!(c.get(&a, 0).is_none(), "forget_users drops the users named");
         let mut dead = session("b", "u2", 0);
         Arc::make_mut(&mut dead).expires_at = 10;
         c.put(b, dead, 0, c.ticket());

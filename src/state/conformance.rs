@@ -1,6 +1,8 @@
 //! The suite every state backend passes. It moves the clock it is given, so a backend
 //! under test must read time from that same clock (memory) or be given TTLs in real time.
 
+use std::collections::BTreeMap;
+
 use super::*;
 use crate::clock::Clock;
 
@@ -70,5 +72,62 @@ pub async fn sessions(s: &dyn Sessions, clock: &Clock) -> StateResult<()> {
     s.create(&mk(&b, "u3")).await?;
     check(s.remove_user("u3").await? == 2, "remove_user ends every session of the user")?;
     check(s.touch(&a, now).await?.is_none(), "and they are gone")?;
+    Ok(())
+}
+
+/// Live revocation: groups rewritten in sessions that already exist, and every session
+/// of a connection ended, without touching anyone else's.
+pub async fn revocation(s: &dyn Sessions, clock: &Clock) -> StateResult<()> {
+    let now = clock.now();
+    let mk = |id: &str, user: &str, conn: &str| Session {
+        id: id.into(),
+        user_id: user.into(),
+        connection_id: conn.into(),
+        username: "u".into(),
+        email: None,
+        email_verified: false,
+        name: None,
+        groups: vec!["Users".into(), "admins".into()],
+        created_at: now,
+        expires_at: now + 60_000,
+        idle_timeout_ms: 60_000,
+        last_seen: now,
+        upstream_token: Some("t".into()),
+    };
+    let tag = crate::id::token(8);
+    let (u1, u2, u3) = (format!("r1{tag}"), format!("r2{tag}"), format!("r3{tag}"));
+    let (c1, c2) = (format!("con_a{tag}"), format!("con_b{tag}"));
+    let ids: Vec<String> = (0..5).map(|i| format!("s{i}{tag}")).collect();
+    s.create(&mk(&ids[0], &u1, &c1)).await?;
+    s.create(&mk(&ids[1], &u1, &c2)).await?;
+    s.create(&mk(&ids[2], &u2, &c1)).await?;
+    s.create(&mk(&ids[3], &u3, &c2)).await?;
+    // Read once first: a backend with a cache in front must not answer the old groups.
+    for id in &ids[..4] {
+        check(s.touch(id, now).await?.is_some(), "sessions start live")?;
+    }
+    let groups = |id: String| async move { s.touch(&id, now + 10).await.map(|x| x.map(|x| x.groups.clone())) };
+    let changes: BTreeMap<String, Vec<String>> = [(u1.clone(), vec!["Users".into()]), (u2.clone(), vec!["Users".into(), "renamed".into()])].into();
+    check(s.set_groups(&changes).await? == 3, "set_groups rewrites every session of the users named")?;
+    check(groups(ids[0].clone()).await? == Some(vec!["Users".into()]), "a removed group is gone from a session")?;
+    check(groups(ids[1].clone()).await? == Some(vec!["Users".into()]), "from every session of that user")?;
+    check(groups(ids[2].clone()).await? == Some(vec!["Users".into(), "renamed".into()]), "a renamed group shows its new name")?;
+    check(groups(ids[3].clone()).await? == Some(vec!["Users".into(), "admins".into()]), "another user's session keeps its groups")?;
+    let kept = s.touch(&ids[0], now + 20).await?;
+    check(kept.as_ref().is_some_and(|x| x.user_id == u1 && x.connection_id == c1 && x.expires_at == now + 60_000), "nothing else changes")?;
+    check(kept.is_some_and(|x| x.upstream_token.as_deref() == Some("t")), "the upstream token stays")?;
+    check(s.set_groups(&BTreeMap::new()).await? == 0, "nothing to change changes nothing")?;
+    // A session created after a change carries what its login computed.
+    s.create(&mk(&ids[4], &u1, &c1)).await?;
+    check(groups(ids[4].clone()).await?.is_some_and(|g| g.contains(&"admins".to_string())), "a later session is its own")?;
+
+    check(s.remove_connection(&c1).await? == 3, "remove_connection ends every session of the connection")?;
+    for id in [&ids[0], &ids[2], &ids[4]] {
+        check(s.touch(id, now + 30).await?.is_none(), "and they are gone")?;
+    }
+    check(s.touch(&ids[1], now + 30).await?.is_some(), "the user's session through another connection stays")?;
+    check(s.touch(&ids[3], now + 30).await?.is_some(), "another connection's sessions stay")?;
+    check(s.remove_connection(&c1).await? == 0, "a second time finds nothing")?;
+    check(s.remove_user(&u1).await? == 1, "remove_user still finds the user's other session")?;
     Ok(())
 }

@@ -263,6 +263,32 @@ impl Sessions for MemorySessions {
         map.retain(|_, s| s.user_id != user_id);
         Ok(before - map.len())
     }
+
+    async fn set_groups(&self, groups: &BTreeMap<String, Vec<String>>) -> StateResult<usize> {
+        if groups.is_empty() {
+            return Ok(0);
+        }
+        let mut map = self.map.lock().map_err(poisoned)?;
+        let mut n = 0;
+        // One pass for all the users: a group rename touches every member at once.
+        for s in map.values_mut() {
+            if let Some(g) = groups.get(&s.user_id) {
+                if s.groups != *g {
+                    // Copies only while a request still holds the old version.
+                    Arc::make_mut(s).groups.clone_from(g);
+                }
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn remove_connection(&self, connection_id: &str) -> StateResult<usize> {
+        let mut map = self.map.lock().map_err(poisoned)?;
+        let before = map.len();
+        map.retain(|_, s| s.connection_id != connection_id);
+        Ok(before - map.len())
+    }
 }
 
 #[cfg(test)]
@@ -274,6 +300,7 @@ mod tests {
         let clock = Clock::fixed(1_000_000);
         super::super::conformance::ephemeral(&MemoryEphemeral::new(clock.clone()), &clock).await.unwrap();
         super::super::conformance::sessions(&MemorySessions::new(), &clock).await.unwrap();
+        super::super::conformance::revocation(&MemorySessions::new(), &clock).await.unwrap();
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod memory;
 pub mod redis;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -84,7 +85,8 @@ pub struct Session {
     pub email_verified: bool,
     /// Display name at login.
     pub name: Option<String>,
-    /// Group names at login (snapshot).
+    /// Group names: computed at login, rewritten when an admin changes the user's
+    /// memberships or one of their groups ([`Sessions::set_groups`]).
     pub groups: Vec<String>,
     /// Created.
     pub created_at: Millis,
@@ -132,4 +134,12 @@ pub trait Sessions: Send + Sync + std::fmt::Debug {
     async fn remove(&self, id: &str) -> StateResult<Option<Session>>;
     /// Ends every session of a user; returns how many.
     async fn remove_user(&self, user_id: &str) -> StateResult<usize>;
+    /// Replaces the groups of every live session of each user in `groups` (user id ->
+    /// group names, as a login would compute them now), on every replica: what an
+    /// admin changes in the directory binds sessions started before the change.
+    /// Returns how many sessions were rewritten.
+    async fn set_groups(&self, groups: &BTreeMap<String, Vec<String>>) -> StateResult<usize>;
+    /// Ends every session started through a connection (turned off or deleted), on
+    /// every replica; returns how many.
+    async fn remove_connection(&self, connection_id: &str) -> StateResult<usize>;
 }

@@ -8,11 +8,16 @@
 //! it cannot make a session or a code the gateway accepts.
 //! - `P e:{hash}`: an ephemeral value, `{expiry ms}:{sealed value}`, with a Redis TTL;
 //! - `P s:{hash}`: a session, a hash of `d` (the session without its id, JSON, sealed),
-//!   `m` (its last use, sealed), and `u` (user id), `l` (last use), `x` (absolute
-//!   expiry), `i` (idle timeout) in the clear for the scripts, with a Redis TTL at
-//!   whichever expiry comes first;
-//! - `P u:{user id}`: the set of a user's session hashes, for "end every session";
-//! - channel `P events`: `s:{hash}` and `u:{user id}` revocations, `h:{replica}` heartbeats.
+//!   `m` (its last use, sealed), and `u` (user id), `c` (connection id), `l` (last
+//!   use), `x` (absolute expiry), `i` (idle timeout) in the clear for the scripts, with
+//!   a Redis TTL at whichever expiry comes first;
+//! - `P u:{user id}`: the set of a user's session hashes, for "end every session" and
+//!   for rewriting their groups when an admin changes them;
+//! - `P c:{connection id}`: a sorted set of the session hashes of a connection, scored
+//!   by absolute expiry (expired ones are pruned at each login), for "end every session
+//!   of this connection";
+//! - channel `P events`: `s:{hash}`, `u:{user id}` (revoked or rewritten) and
+//!   `c:{connection id}` invalidations, `h:{replica}` heartbeats.
 //!
 //! The sealed values are the truth; what the scripts read in the clear (and the TTLs)
 //! only lets Redis drop a session early. A Redis writer (without the master key) may
@@ -25,6 +30,11 @@
 //!   for (`u` must equal the sealed user id, and the session must be a member of
 //!   `P u:{u}`), so a session taken out of its user's index, or moved to another user's,
 //!   is refused rather than missed by "end every session" (which deletes the index).
+//!   Likewise a session whose `c` names a connection must be in that connection's
+//!   index and agree with its sealed connection. A session without `c` (written before
+//!   `c` existed) is still read, so one stripped of `c` escapes "end every session of
+//!   this connection" (not "end every session" of its user): the same power as
+//!   restoring a removed session, below.
 //!
 //! What this cannot stop: a writer who saved a session's fields earlier can put them
 //! back after it was removed (Redis holds no history to tell a restored session from a
@@ -46,6 +56,7 @@
 //! compute, and the feed uses plain pub/sub); for failover, point `state.url` at an
 //! address that always reaches the current primary.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,35 +83,42 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 ";
 
-/// Replaces a session and adds it to its user's set (whose TTL only grows).
+/// Replaces a session and adds it to its user's set and its connection's sorted set
+/// (whose TTLs only grow; the connection's drops members past their expiry).
 const CREATE: &str = r"
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 'u', ARGV[2], 'l', ARGV[3], 'x', ARGV[4], 'i', ARGV[5], 'm', ARGV[9])
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 'u', ARGV[2], 'l', ARGV[3], 'x', ARGV[4], 'i', ARGV[5], 'm', ARGV[9], 'c', ARGV[10])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('SADD', KEYS[2], ARGV[7])
 if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[8]) then redis.call('PEXPIRE', KEYS[2], ARGV[8]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[11])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[7])
+if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[8]) then redis.call('PEXPIRE', KEYS[3], ARGV[8]) end
 return 1
 ";
 
 /// Reads a session that is live by its fields in the clear and filed in the index of
 /// the user `u` names; an expired one, or one missing from that index, is removed.
-/// Returns {data, sealed last use or '', user id} or nil. Writes nothing else: the
-/// caller checks the sealed values (the fields read here may have been altered) and
-/// only then records the use with RECORD.
+/// A session whose `c` names a connection must also be in that connection's index.
+/// Returns {data, sealed last use or '', user id, connection id or ''} or nil. Writes
+/// nothing else: the caller checks the sealed values (the fields read here may have
+/// been altered) and only then records the use with RECORD.
 const TOUCH: &str = r"
-local v = redis.call('HMGET', KEYS[1], 'd', 'u', 'l', 'x', 'i', 'm')
+local v = redis.call('HMGET', KEYS[1], 'd', 'u', 'l', 'x', 'i', 'm', 'c')
 if not v[1] then return false end
 local now, last, exp, idle = tonumber(ARGV[1]), tonumber(v[3]), tonumber(v[4]), tonumber(v[5])
 if now >= exp or now >= last + idle then
   redis.call('DEL', KEYS[1])
   redis.call('SREM', ARGV[2] .. 'u:' .. v[2], ARGV[3])
+  if v[7] then redis.call('ZREM', ARGV[2] .. 'c:' .. v[7], ARGV[3]) end
   return false
 end
-if redis.call('SISMEMBER', ARGV[2] .. 'u:' .. v[2], ARGV[3]) == 0 then
+if redis.call('SISMEMBER', ARGV[2] .. 'u:' .. v[2], ARGV[3]) == 0
+  or (v[7] and not redis.call('ZSCORE', ARGV[2] .. 'c:' .. v[7], ARGV[3])) then
   redis.call('DEL', KEYS[1])
   return false
 end
-return {v[1], v[6] or '', v[2]}
+return {v[1], v[6] or '', v[2], v[7] or ''}
 ";
 
 /// Records a use the gateway checked: last use `l` = ARGV[2] and `m` = ARGV[3] (the
@@ -116,10 +134,11 @@ return 1
 /// Removes a session and tells every replica. Returns {data, sealed last use or '',
 /// user id} or nil.
 const REMOVE: &str = r"
-local v = redis.call('HMGET', KEYS[1], 'd', 'u', 'm')
+local v = redis.call('HMGET', KEYS[1], 'd', 'u', 'm', 'c')
 if not v[1] then return false end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', ARGV[1] .. 'u:' .. v[2], ARGV[2])
+if v[4] then redis.call('ZREM', ARGV[1] .. 'c:' .. v[4], ARGV[2]) end
 redis.call('PUBLISH', ARGV[3], 's:' .. ARGV[2])
 return {v[1], v[3] or '', v[2]}
 ";
@@ -140,6 +159,58 @@ redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[3], 'u:' .. ARGV[2])
 return n
 ";
+
+/// Removes every session of a connection (checking each still names it) and tells
+/// every replica. Returns how many existed.
+const REMOVE_CONNECTION: &str = r"
+local n = 0
+for _, h in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local k = ARGV[1] .. 's:' .. h
+  local v = redis.call('HMGET', k, 'c', 'u')
+  if v[1] == ARGV[2] then
+    redis.call('DEL', k)
+    if v[2] then redis.call('SREM', ARGV[1] .. 'u:' .. v[2], h) end
+    n = n + 1
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[3], 'c:' .. ARGV[2])
+return n
+";
+
+/// The sessions of a user, for SET_GROUPS: {hash, sealed data} pairs, flat, of those
+/// in the user's index that still name the user.
+const USER_SESSIONS: &str = r"
+local out = {}
+for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local v = redis.call('HMGET', ARGV[1] .. 's:' .. h, 'd', 'u')
+  if v[1] and v[2] == ARGV[2] then
+    table.insert(out, h)
+    table.insert(out, v[1])
+  end
+end
+return out
+";
+
+/// Replaces the sealed data of a user's sessions, each only if it is still the one
+/// read (ARGV[4 + 3i]: hash, read data, new data), and tells every replica to forget
+/// the user's sessions. Returns how many were replaced.
+const SET_GROUPS: &str = r"
+local n = 0
+for i = 4, #ARGV, 3 do
+  local k = ARGV[1] .. 's:' .. ARGV[i]
+  local v = redis.call('HMGET', k, 'd', 'u')
+  if v[1] == ARGV[i + 1] and v[2] == ARGV[2] then
+    redis.call('HSET', k, 'd', ARGV[i + 2])
+    n = n + 1
+  end
+end
+redis.call('PUBLISH', ARGV[3], 'u:' .. ARGV[2])
+return n
+";
+
+/// Users whose sessions [`RedisSessions::set_groups`] rewrites at once.
+const SET_GROUPS_PARALLEL: usize = 16;
 
 fn hash(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
@@ -308,6 +379,9 @@ pub struct RedisSessions {
     record: Script,
     remove: Script,
     remove_user: Script,
+    remove_connection: Script,
+    user_sessions: Script,
+    set_groups: Script,
 }
 
 impl RedisSessions {
@@ -322,6 +396,9 @@ impl RedisSessions {
             record: Script::new(RECORD),
             remove: Script::new(REMOVE),
             remove_user: Script::new(REMOVE_USER),
+            remove_connection: Script::new(REMOVE_CONNECTION),
+            user_sessions: Script::new(USER_SESSIONS),
+            set_groups: Script::new(SET_GROUPS),
         }
     }
 
@@ -361,16 +438,17 @@ impl Sessions for RedisSessions {
         // The id stays out of Redis: the key is its hash.
         let data = serde_json::to_string(&Session { id: String::new(), ..s.clone() }).map_err(|e| StateError(e.to_string()))?;
         let data = self.cipher.seal(&context("s", &h), data.as_bytes());
-        let (k, uk) = (self.redis.key("s", &h), self.redis.key("u", &s.user_id));
+        let (k, uk, ck) = (self.redis.key("s", &h), self.redis.key("u", &s.user_id), self.redis.key("c", &s.connection_id));
         let user_ttl = (s.expires_at - now).max(ttl);
         let script = &self.create;
         let last = self.seal_last_use(&h, s.last_seen);
-        let args = (data, s.user_id.clone(), s.last_seen, s.expires_at, s.idle_timeout_ms, ttl, h, user_ttl, last);
+        let args = (data, s.user_id.clone(), s.last_seen, s.expires_at, s.idle_timeout_ms, ttl, h, user_ttl, last, s.connection_id.clone(), now);
         self.redis
             .run(|mut c| async move {
                 script
                     .key(k)
                     .key(uk)
+                    .key(ck)
                     .arg(args.0)
                     .arg(args.1)
                     .arg(args.2)
@@ -380,6 +458,8 @@ impl Sessions for RedisSessions {
                     .arg(args.6)
                     .arg(args.7)
                     .arg(args.8)
+                    .arg(args.9)
+                    .arg(args.10)
                     .invoke_async::<i64>(&mut c)
                     .await
             })
@@ -391,15 +471,20 @@ impl Sessions for RedisSessions {
         let h = hash(id);
         let k = self.redis.key("s", &h);
         let (script, prefix, hh) = (&self.touch, self.redis.prefix.clone(), h.clone());
-        let found: Option<(String, String, String)> =
+        let found: Option<(String, String, String, String)> =
             self.redis.run(|mut c| async move { script.key(k).arg(now).arg(prefix).arg(hh).invoke_async(&mut c).await }).await?;
-        let checked = found.as_ref().map(|(_, m, _)| m.clone()).unwrap_or_default();
-        let Some((mut s, owner)) = self.decode(id, &h, found)? else { return Ok(None) };
+        let checked = found.as_ref().map(|(_, m, _, _)| m.clone()).unwrap_or_default();
+        let filed_under = found.as_ref().map(|(_, _, _, c)| c.clone()).unwrap_or_default();
+        let Some((mut s, owner)) = self.decode(id, &h, found.map(|(d, m, u, _)| (d, m, u)))? else { return Ok(None) };
         // The script judged by fields in the clear and by the index of the user they
         // name; a session passes only if its sealed values agree. They differ only when
         // someone else wrote to Redis.
         if owner != s.user_id {
             tracing::warn!("a session in redis is filed under another user than its own; refused");
+            return Ok(None);
+        }
+        if !filed_under.is_empty() && filed_under != s.connection_id {
+            tracing::warn!("a session in redis is filed under another connection than its own; refused");
             return Ok(None);
         }
         if !s.live(now) {
@@ -435,6 +520,64 @@ impl Sessions for RedisSessions {
         let (script, prefix, channel, user) = (&self.remove_user, self.redis.prefix.clone(), self.redis.channel(), user_id.to_string());
         let n: i64 = self.redis.run(|mut c| async move { script.key(uk).arg(prefix).arg(user).arg(channel).invoke_async(&mut c).await }).await?;
         Ok(n.max(0) as usize)
+    }
+
+    async fn set_groups(&self, groups: &BTreeMap<String, Vec<String>>) -> StateResult<usize> {
+        let mut n = 0;
+        let mut calls = Vec::with_capacity(groups.len());
+        for (user, g) in groups {
+            calls.push(self.set_user_groups(user, g));
+        }
+        let mut each = futures_util::stream::iter(calls).buffer_unordered(SET_GROUPS_PARALLEL);
+        while let Some(r) = each.next().await {
+            n += r?;
+        }
+        Ok(n)
+    }
+
+    async fn remove_connection(&self, connection_id: &str) -> StateResult<usize> {
+        let ck = self.redis.key("c", connection_id);
+        let (script, prefix, channel, conn) = (&self.remove_connection, self.redis.prefix.clone(), self.redis.channel(), connection_id.to_string());
+        let n: i64 = self.redis.run(|mut c| async move { script.key(ck).arg(prefix).arg(conn).arg(channel).invoke_async(&mut c).await }).await?;
+        Ok(n.max(0) as usize)
+    }
+}
+
+impl RedisSessions {
+    /// Rewrites the groups in every session of `user`: reads the sealed sessions (one
+    /// script), reseals the changed ones here (only the gateway holds the key), and
+    /// writes each back only if nobody wrote it in between (a second script, which also
+    /// tells every replica to forget the user's cached sessions). A session changed in
+    /// between is read again. Returns how many sessions the user has.
+    async fn set_user_groups(&self, user: &str, groups: &[String]) -> StateResult<usize> {
+        for _ in 0..3 {
+            let uk = self.redis.key("u", user);
+            let (script, prefix, u) = (&self.user_sessions, self.redis.prefix.clone(), user.to_string());
+            let found: Vec<String> = self.redis.run(|mut c| async move { script.key(uk).arg(prefix).arg(u).invoke_async(&mut c).await }).await?;
+            let mut writes: Vec<String> = Vec::new();
+            for pair in found.chunks_exact(2) {
+                let (h, sealed) = (&pair[0], &pair[1]);
+                // Altered in Redis: left alone (it is refused when read).
+                let Some(data) = unseal(&self.cipher, "s", h, sealed) else { continue };
+                let mut s: Session = serde_json::from_str(&data).map_err(|_| StateError("redis: a stored session is unreadable".into()))?;
+                if s.user_id != user || s.groups == groups {
+                    continue;
+                }
+                s.groups = groups.to_vec();
+                let data = serde_json::to_string(&s).map_err(|e| StateError(e.to_string()))?;
+                writes.extend([h.clone(), sealed.clone(), self.cipher.seal(&context("s", h), data.as_bytes())]);
+            }
+            let want = writes.len() / 3;
+            if want == 0 {
+                return Ok(found.len() / 2);
+            }
+            let (script, prefix, channel, u) = (&self.set_groups, self.redis.prefix.clone(), self.redis.channel(), user.to_string());
+            let done: i64 = self.redis.run(|mut c| async move { script.arg(prefix).arg(u).arg(channel).arg(writes).invoke_async(&mut c).await }).await?;
+            if done.max(0) as usize == want {
+                return Ok(found.len() / 2);
+            }
+        }
+        Err(StateError(format!("redis: the sessions of user {user} kept changing while their groups were rewritten")))
     }
 }
 
@@ -486,6 +629,7 @@ async fn listen(redis: Redis, cache: Arc<SessionCache>, heartbeat: String) {
                         }
                     }
                     Some(("u", user)) => cache.forget_user(user),
+                    Some(("c", connection)) => cache.forget_connection(connection),
                     _ => {}
                 }
             }
@@ -616,10 +760,12 @@ mod tests {
         let r = redis(&prefix);
         conformance::ephemeral(&RedisEphemeral::new(r.clone(), clock.clone(), cipher()), &clock).await.unwrap();
         conformance::sessions(&RedisSessions::new(r.clone(), clock.clone(), cipher()), &clock).await.unwrap();
+        conformance::revocation(&RedisSessions::new(r.clone(), clock.clone(), cipher()), &clock).await.unwrap();
         // The same suite through the cache the server puts in front of sessions.
         let cfg = StateConfig { prefix: prefix.0.clone(), ..StateConfig::default() };
         let (_, cached) = open(&cfg, &test_url(), &clock, &cipher()).unwrap();
         conformance::sessions(cached.as_ref(), &clock).await.unwrap();
+        conformance::revocation(cached.as_ref(), &clock).await.unwrap();
     }
 
     #[tokio::test]
@@ -659,13 +805,14 @@ mod tests {
         s.create(&mk(&id)).await.unwrap();
         let mut c = redis::Client::open(test_url()).unwrap().get_connection().unwrap();
         let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", prefix.0)).query(&mut c).unwrap();
-        assert_eq!(keys.len(), 3, "{keys:?}");
+        assert_eq!(keys.len(), 4, "{keys:?}");
         let mut dump = format!("{keys:?}");
         for k in &keys {
             let t: String = redis::cmd("TYPE").arg(k).query(&mut c).unwrap();
             let v: Vec<String> = match t.as_str() {
                 "hash" => redis::cmd("HGETALL").arg(k).query(&mut c).unwrap(),
                 "set" => redis::cmd("SMEMBERS").arg(k).query(&mut c).unwrap(),
+                "zset" => redis::cmd("ZRANGE").arg(k).arg(0).arg(-1).query(&mut c).unwrap(),
                 _ => vec![redis::cmd("GET").arg(k).query(&mut c).unwrap()],
             };
             dump.push_str(&format!("{v:?}"));
@@ -804,6 +951,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn remove_connection_ends_sessions_moved_out_of_its_index() {
+        let prefix = Prefix::new();
+        let clock = Clock::system();
+        let r = redis(&prefix);
+        let s = RedisSessions::new(r.clone(), clock.clone(), cipher());
+        let now = clock.now();
+        let ids: Vec<String> = (0..3).map(|_| crate::id::token(32)).collect();
+        for id in &ids {
+            s.create(&session(id, "usr_x", now, 60_000, 60_000)).await.unwrap();
+        }
+        let mut c = raw();
+        let (ck, sk) = (r.key("c", "c"), |id: &str| r.key("s", &hash(id)));
+        // 0: taken out of its connection's index.
+        let _: i64 = redis::cmd("ZREM").arg(&ck).arg(hash(&ids[0])).query(&mut c).unwrap();
+        // 1: filed under another connection, index and field.
+        let _: i64 = redis::cmd("ZREM").arg(&ck).arg(hash(&ids[1])).query(&mut c).unwrap();
+        let _: i64 = redis::cmd("ZADD").arg(r.key("c", "other")).arg(now + 60_000).arg(hash(&ids[1])).query(&mut c).unwrap();
+        let _: i64 = redis::cmd("HSET").arg(sk(&ids[1])).arg("c").arg("other").query(&mut c).unwrap();
+        assert_eq!(s.remove_connection("c").await.unwrap(), 1);
+        for (n, id) in ids.iter().enumerate() {
+            assert!(s.touch(id, now + 10).await.unwrap().is_none(), "session {n} survived remove_connection");
+        }
+    }
+
+    #[tokio::test]
     async fn a_revocation_reaches_the_other_replicas_cache() {
         let prefix = Prefix::new();
         let clock = Clock::system();
@@ -844,6 +1016,23 @@ mod tests {
         }
         assert!(b.touch(&one, now).await.unwrap().is_none());
         assert!(b.touch(&two, now).await.unwrap().is_none());
+
+        // Groups rewritten and a connection ended on a reach b's memory too.
+        let (three, four) = (crate::id::token(32), crate::id::token(32));
+        a.create(&Session { groups: vec!["admins".into()], ..mk(&three, "u3") }).await.unwrap();
+        a.create(&Session { connection_id: "c4".into(), ..mk(&four, "u4") }).await.unwrap();
+        assert!(b.touch(&three, now).await.unwrap().is_some_and(|s| s.groups == ["admins"]));
+        assert!(b.touch(&four, now).await.unwrap().is_some());
+        assert_eq!(b_cache.len(), 2);
+        assert_eq!(a.set_groups(&BTreeMap::from([("u3".to_string(), vec!["Users".to_string()])])).await.unwrap(), 1);
+        assert_eq!(a.remove_connection("c4").await.unwrap(), 1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while !b_cache.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "rewrites did not reach b within a second");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(b.touch(&three, now).await.unwrap().is_some_and(|s| s.groups == ["Users"]), "b reads the new groups");
+        assert!(b.touch(&four, now).await.unwrap().is_none());
         drop(b_tasks);
     }
 }

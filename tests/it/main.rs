@@ -16,6 +16,7 @@ mod openapi;
 mod peers;
 mod presets;
 mod replicas;
+mod revocation;
 mod saml;
 mod saml_flaws;
 mod store;

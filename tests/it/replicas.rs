@@ -291,6 +291,85 @@ async fn two_replicas_share_logins_logouts_and_connections() {
     assert!(logs.contains("state in redis"), "the replicas said where their state is");
 }
 
+async fn allowed(base: &str, session: &str, groups: &str) -> StatusCode {
+    let c = reqwest::Client::new();
+    let url = format!("{base}/auth?allowed_groups={groups}");
+    match c.get(url).header("cookie", format!("ssogate_session={session}")).timeout(Duration::from_secs(5)).send().await {
+        Ok(r) => r.status(),
+        Err(_) => StatusCode::GATEWAY_TIMEOUT,
+    }
+}
+
+#[tokio::test]
+async fn an_admin_change_on_one_replica_binds_live_sessions_on_the_other() {
+    let db = PgDb::new().await;
+    let prefix = RedisPrefix::new();
+    let (port_a, port_b) = (free_port(), free_port());
+    let (base_a, base_b) = (format!("http://127.0.0.1:{port_a}"), format!("http://127.0.0.1:{port_b}"));
+    let conn = "con_shared";
+    let (idp, _idp_dir) = oidc_provider(&json!({
+        "clients": [{"client_id": "gateway", "client_secret": "gateway-secret-0123456789",
+                     "redirect_uris": [format!("{base_b}/oidc/{conn}/callback")], "token_endpoint_auth_method": "client_secret_basic"}],
+        "accounts": {"alice": {"email": "alice@example.test", "email_verified": true, "name": "Alice"}},
+        "pkce_methods": ["S256"]
+    }));
+    let master_key = "cd".repeat(32);
+    let redis = redis_url();
+    let shared = |port: u16| -> Vec<(&'static str, String)> {
+        vec![
+            ("SSOGATE_LISTEN", format!("127.0.0.1:{port}")),
+            ("SSOGATE_PUBLIC_URL", base_b.clone()),
+            ("SSOGATE_STORE__URL", db.url.clone()),
+            ("SSOGATE_STATE__URL", redis.clone()),
+            ("SSOGATE_STATE__PREFIX", prefix.0.clone()),
+            ("SSOGATE_MASTER_KEY", master_key.clone()),
+            ("SSOGATE_ADMIN_TOKEN", TOKEN.to_string()),
+        ]
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (env_a, env_b) = (shared(port_a), shared(port_b));
+    let ra: Vec<(&str, &str)> = env_a.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let rb: Vec<(&str, &str)> = env_b.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (a, _, _, _) = spawn_gateway(dir_a.path(), &ra);
+    let _a = Killed(a);
+    let (b, _, _, _) = spawn_gateway(dir_b.path(), &rb);
+    let _b = Killed(b);
+    let http = reqwest::Client::new();
+    let admin = |method: reqwest::Method, path: String| http.request(method, format!("{base_a}/api/v1/admin{path}")).bearer_auth(TOKEN);
+    let issuer = idp.ready["issuer"].as_str().unwrap();
+    let body = json!({"id": conn, "display_name": "Shared IdP", "protocol": "oidc", "create_users": true,
+        "oidc": {"issuer": issuer, "client_id": "gateway", "client_secret": "gateway-secret-0123456789"}});
+    assert_eq!(admin(reqwest::Method::POST, "/connections".into()).json(&body).send().await.unwrap().status(), StatusCode::CREATED);
+    let g: serde_json::Value = admin(reqwest::Method::POST, "/groups".into()).json(&json!({"name": "Ops"})).send().await.unwrap().json().await.unwrap();
+    let gid = g["id"].as_str().unwrap().to_string();
+    for base in [&base_a, &base_b] {
+        until!(Duration::from_secs(10), "ready", get(&format!("{base}/readyz")).await.0 == StatusCode::OK);
+    }
+
+    // Alice's first login creates her; she joins Ops on A; her session starts after.
+    let (status, _, _) = login_through(&Browser::new(), &format!("{base_a}/login/{conn}?login_hint=alice")).await;
+    assert_eq!(status, StatusCode::OK);
+    let users: serde_json::Value = admin(reqwest::Method::GET, "/users".into()).send().await.unwrap().json().await.unwrap();
+    let uid = users[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(admin(reqwest::Method::PUT, format!("/groups/{gid}/members/{uid}")).send().await.unwrap().status(), StatusCode::NO_CONTENT);
+    let (status, _, session) = login_through(&Browser::new(), &format!("{base_a}/login/{conn}?login_hint=alice")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(allowed(&base_b, &session, "ops").await, StatusCode::OK);
+    assert_eq!(allowed(&base_b, &session, "ops").await, StatusCode::OK, "B answers from its cache now");
+
+    // The membership removed on A: B refuses the group within a second.
+    assert_eq!(admin(reqwest::Method::DELETE, format!("/groups/{gid}/members/{uid}")).send().await.unwrap().status(), StatusCode::NO_CONTENT);
+    let took = until!(Duration::from_secs(1), "B refuses a group removed on A", allowed(&base_b, &session, "ops").await == StatusCode::FORBIDDEN);
+    eprintln!("a membership removed on A reached B's /auth in {took:?}");
+    assert_eq!(allowed(&base_a, &session, "ops").await, StatusCode::FORBIDDEN);
+    assert_eq!(auth(&base_b, &session).await, StatusCode::OK, "still signed in");
+
+    // The connection turned off on A: B ends the session within a second.
+    assert_eq!(auth(&base_b, &session).await, StatusCode::OK);
+    assert_eq!(admin(reqwest::Method::POST, format!("/connections/{conn}/deactivate")).send().await.unwrap().status(), StatusCode::OK);
+    until!(Duration::from_secs(1), "B refuses a session of a connection turned off on A", auth(&base_b, &session).await == StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test]
 async fn redis_outage_fails_closed_and_recovers_by_itself() {
     let mut server = RedisServer::start();
