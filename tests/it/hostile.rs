@@ -69,7 +69,18 @@ async fn start_idp() -> Hostile {
                 Json(json!({"id_token": s.id_token, "access_token": s.access_token, "token_type": "Bearer"}))
             }),
         )
-        .route("/userinfo", get(|State(s): State<Shared>| async move { Json(s.lock().unwrap().userinfo.clone()) }))
+        // No userinfo set: 404, as from an IdP without one (the gateway then reads the ID token alone).
+        .route(
+            "/userinfo",
+            get(|State(s): State<Shared>| async move {
+                let info = s.lock().unwrap().userinfo.clone();
+                if info.is_null() {
+                    Err(axum::http::StatusCode::NOT_FOUND)
+                } else {
+                    Ok(Json(info))
+                }
+            }),
+        )
         .route(
             "/revoke",
             post(|State(s): State<Shared>, Form(form): Form<Vec<(String, String)>>| async move {

@@ -302,3 +302,48 @@ async fn login_page_lists_active_connections_escaped_and_keeps_return_to() {
     let r = gw.request(Method::GET, &format!("/login/{hidden}")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+/// Issue #10, 5: the IdP puts every claim but `sub` in userinfo only, and the connection
+/// reads the ID token (the `custom` preset's default). Userinfo is read whenever the IdP
+/// has one; an absent groups claim changes no membership, a present empty one removes
+/// this connection's grants; a refusal for a missing claim names it and where it looked.
+#[tokio::test]
+async fn claims_only_in_userinfo_are_read_and_an_absent_groups_claim_keeps_groups() {
+    let s = setup(json!({"claims_in_id_token": false}), json!({"group_sync": true})).await;
+    for name in ["Engineers", "Staff"] {
+        s.gw.admin(Method::POST, "/groups", Some(json!({"name": name}))).await;
+    }
+    let (_, status, _, body) = s.login("alice").await;
+    assert_eq!(status, StatusCode::OK, "userinfo vouches for the email: {body}");
+    let c = format!("connection:{}", s.conn);
+    let synced = vec![("Engineers".to_string(), vec![c.clone()]), ("Staff".into(), vec![c.clone()]), ("Users".into(), vec![])];
+    let users = s.users().await;
+    assert_eq!(users[0]["email"], "alice@example.test");
+    let uid = users[0]["id"].as_str().unwrap().to_string();
+    let groups = || async { groups_of(&s.gw.admin(Method::GET, &format!("/users/{uid}"), None).await.1) };
+    assert_eq!(groups().await, synced, "groups from userinfo");
+
+    // No groups claim at all: nothing changes.
+    s.set_account("alice", json!({"email": "alice@example.test", "email_verified": true})).await;
+    let (_, status, _, body) = s.login("alice").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(groups().await, synced, "an absent groups claim is not an empty one");
+
+    // A present, empty one: this connection's grants go.
+    s.set_account("alice", json!({"email": "alice@example.test", "email_verified": true, "groups": []})).await;
+    let (_, status, _, body) = s.login("alice").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(groups().await, vec![("Users".to_string(), vec![])]);
+
+    // No email_verified anywhere: the refusal names the claim and both places looked in.
+    s.set_account("alice", json!({"email": "alice@example.test"})).await;
+    let (_, status, _, body) = s.login("alice").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("email_verified") && body.contains("ID token") && body.contains("userinfo"), "{body}");
+
+    // The user id mapped from a claim neither source has.
+    s.gw.admin(Method::PATCH, &format!("/connections/{}", s.conn), Some(json!({"claims": {"user_id": "oid"}}))).await;
+    let (_, status, _, body) = s.login("alice").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("oid claim") && body.contains("ID token") && body.contains("userinfo"), "{body}");
+}
