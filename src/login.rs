@@ -691,8 +691,15 @@ pub async fn saml_acs(
     }
     let mut identity = match crate::mapping::map(&verified.claims, &conn.settings.claims) {
         Ok(i) => i,
+        Err(e @ crate::mapping::MappingError::NoSubject(_)) => {
+            return refused(StatusCode::FORBIDDEN, &id, &format!("{e} (looked in the SAML assertion's NameID and attributes)"))
+        }
         Err(e) => return refused(StatusCode::FORBIDDEN, &id, &e.to_string()),
     };
+    identity.sources = vec!["the SAML assertion".into()];
+    if let Err(e) = saml::check_name_id(&conn, &verified.claims, crate::mapping::source_of(&verified.claims, &conn.settings.claims.user_id)) {
+        return upstream_error(&conn, e);
+    }
     // SAML says nothing of email verification: the email never claims an existing account,
     // whatever an attribute named `email_verified` says.
     identity.email_verified = None;

@@ -64,9 +64,10 @@ impl Resolution {
 /// Why a login is refused by the directory step. Each says what the user can do.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
-    /// The connection requires a verified email and the IdP did not vouch for it.
-    #[error("your identity provider did not confirm your email address, and this sign-in requires a verified email")]
-    EmailNotVerified,
+    /// The connection requires a verified email and the IdP did not vouch for it: why
+    /// (which claim was missing or false, and where it was looked for).
+    #[error("your identity provider did not confirm your email address ({0}), and this sign-in requires a verified email")]
+    EmailNotVerified(String),
     /// No user, no invitation, and the connection does not create users.
     #[error("there is no account for you here; ask an administrator to invite you")]
     NoAccount,
@@ -85,7 +86,12 @@ impl Directory {
     /// Finds (or plans) the user for `id` and plans group sync. Writes nothing.
     pub async fn resolve(&self, conn: &Connection, id: &Identity, require_verified_email: bool) -> Result<Resolution, Refusal> {
         if require_verified_email && id.email_verified != Some(true) {
-            return Err(Refusal::EmailNotVerified);
+            let why = match (&id.email, id.email_verified) {
+                (None, _) => format!("no email claim in {}", id.looked_in()),
+                (Some(_), Some(false)) => "its email_verified claim is false".into(),
+                (Some(_), _) => format!("no email_verified claim for the email in {}", id.looked_in()),
+            };
+            return Err(Refusal::EmailNotVerified(why));
         }
         let found = if let Some(u) = self.store.user_by_link(&conn.id, &id.subject).await? {
             Found::Linked(u)
@@ -113,7 +119,13 @@ impl Directory {
             Found::Linked(u) | Found::ByEmail(u) => self.store.memberships_of_user(&u.id).await?,
             Found::New { .. } => vec![],
         };
-        let plan = if conn.settings.group_sync { sync::plan(&id.groups, &groups, &current, &conn.id) } else { Plan::default() };
+        // An absent groups claim is no news: sync changes nothing (only a present, empty
+        // claim removes this connection's grants). An IdP that drops the claim for a
+        // while, or sends it only in userinfo, must not strip everyone's groups.
+        let plan = match (&id.groups, conn.settings.group_sync) {
+            (Some(asserted), true) => sync::plan(asserted, &groups, &current, &conn.id),
+            _ => Plan::default(),
+        };
         let groups = groups.into_iter().map(|g| (g.id, g.name)).collect();
         Ok(Resolution { found, plan, groups, current, connection_id: conn.id.clone() })
     }
