@@ -675,3 +675,63 @@ async fn acs_checks_the_nameid_format_against_the_requested_one() {
     let (st, body, _) = acs.post(&b, Some(&relay), &forge(&acs.spec(Some(&id), json!({"name_id_format": EMAIL_FORMAT})))).await;
     assert_eq!(st, StatusCode::SEE_OTHER, "{body}");
 }
+
+/// Issue #10, 9: an admin links a user to (connection, subject) before the first login;
+/// an invitation may name the subject, and then that subject's first login claims it
+/// whatever its email (SAML never links by email: without this, invite-only SAML cannot work).
+#[tokio::test]
+async fn prelinked_users_and_invitations_naming_the_subject_are_claimed_by_the_first_saml_login() {
+    let acs = Acs::new(json!({}), json!({"create_users": false})).await;
+    let gw = &acs.gw;
+    let login = |name_id: &'static str, email: &'static str| {
+        let acs = &acs;
+        async move {
+            let (b, relay, id) = acs.start().await;
+            let extra = json!({"name_id": name_id, "attributes": {"email": [email]}});
+            acs.post(&b, Some(&relay), &forge(&acs.spec(Some(&id), extra))).await
+        }
+    };
+    let (_, u) = gw.admin(Method::POST, "/users", Some(json!({"username": "alice-here"}))).await;
+    let uid = u["id"].as_str().unwrap().to_string();
+    let (st, v) = gw.admin(Method::PUT, &format!("/users/{uid}/links/con_s"), Some(json!({"subject": "alice"}))).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!((&v["links"][0]["connection_id"], &v["links"][0]["subject"]), (&json!("con_s"), &json!("alice")), "{v}");
+    let (st, body, _) = login("alice", "alice@example.test").await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(acs.users().await.iter().map(|u| u.0.as_str()).collect::<Vec<_>>(), vec!["alice-here"], "the pre-linked user, no other");
+
+    // The subject is someone else's already: 409. Unknown user or connection: 404.
+    let (_, bob) = gw.admin(Method::POST, "/users", Some(json!({"username": "bob-here"}))).await;
+    let bob = bob["id"].as_str().unwrap().to_string();
+    let (st, e) = gw.admin(Method::PUT, &format!("/users/{bob}/links/con_s"), Some(json!({"subject": "alice"}))).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+    let (st, _) = gw.admin(Method::PUT, "/users/usr_nobody/links/con_s", Some(json!({"subject": "x"}))).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = gw.admin(Method::PUT, &format!("/users/{bob}/links/con_nothing"), Some(json!({"subject": "x"}))).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = gw.admin(Method::PUT, &format!("/users/{bob}/links/con_s"), Some(json!({"subject": "a\nb"}))).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // An invitation naming the subject: claimed by it, whatever email the IdP sends.
+    let (st, inv) = gw.admin(Method::POST, "/invitations", Some(json!({"email": "carol@corp.example", "connection_id": "con_s", "subject": "c-123"}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{inv}");
+    let (st, body, _) = login("c-123", "someone-else@example.test").await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "{body}");
+    let (_, carol) = gw.admin(Method::GET, &format!("/users/{}", inv["user_id"].as_str().unwrap()), None).await;
+    assert_eq!((&carol["status"], &carol["links"][0]["subject"]), (&json!("active"), &json!("c-123")), "{carol}");
+    // An invitation naming a subject that is linked already: 409, nothing made.
+    let (st, _) = gw.admin(Method::POST, "/invitations", Some(json!({"email": "dan@corp.example", "connection_id": "con_s", "subject": "alice"}))).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    assert_eq!(acs.users().await.len(), 3);
+
+    // Unlinked: the next login finds no account.
+    let (st, _) = gw.admin(Method::DELETE, &format!("/users/{uid}/links/con_s"), None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, v) = gw.admin(Method::GET, &format!("/users/{uid}"), None).await;
+    assert_eq!(v["links"], json!([]));
+    let (st, body, _) = login("alice", "alice@example.test").await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    let (_, audit) = gw.admin(Method::GET, "/audit?limit=1000", None).await;
+    let by_admin: Vec<&str> = audit.as_array().unwrap().iter().filter(|a| a["target"] == uid.as_str()).map(|a| a["action"].as_str().unwrap()).collect();
+    assert!(by_admin.contains(&"link.create") && by_admin.contains(&"link.delete"), "{by_admin:?}");
+}
