@@ -244,6 +244,18 @@ async fn commit_audited(mut tx: sqlx::Transaction<'_, sqlx::Any>, affected: u64,
     Ok(())
 }
 
+async fn insert_link(conn: &mut AnyConnection, link: &Link) -> StoreResult<()> {
+    sqlx::query("INSERT INTO user_links (connection_id, subject, user_id, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&link.connection_id)
+        .bind(&link.subject)
+        .bind(&link.user_id)
+        .bind(link.created_at)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| conflict(e, &[("", "this upstream identity is already linked to a user")]))?;
+    Ok(())
+}
+
 async fn write_audit(conn: &mut AnyConnection, e: &AuditEntry) -> StoreResult<()> {
     sqlx::query("INSERT INTO audit_log (at, actor, action, target, detail, request_id) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(e.at)
@@ -560,17 +572,39 @@ impl Store for Sql {
         if user.is_none() {
             return Err(StoreError::NotFound(format!("user {}", link.user_id)));
         }
-        sqlx::query("INSERT INTO user_links (connection_id, subject, user_id, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&link.connection_id)
-            .bind(&link.subject)
-            .bind(&link.user_id)
-            .bind(link.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| conflict(e, &[("", "this upstream identity is already linked to a user")]))?;
+        insert_link(&mut tx, link).await?;
         write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn link_set(&self, link: &Link, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let user = sqlx::query("SELECT id FROM users WHERE id = $1").bind(&link.user_id).fetch_optional(&mut *tx).await?;
+        if user.is_none() {
+            return Err(StoreError::NotFound(format!("user {}", link.user_id)));
+        }
+        let row = sqlx::query("SELECT * FROM user_links WHERE connection_id = $1 AND subject = $2")
+            .bind(&link.connection_id)
+            .bind(&link.subject)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match row.as_ref().map(link_row).transpose()? {
+            Some(l) if l.user_id == link.user_id => return Ok(()),
+            Some(_) => return Err(StoreError::Conflict("subject: this upstream identity is already linked to another user".into())),
+            None => {}
+        }
+        sqlx::query("DELETE FROM user_links WHERE user_id = $1 AND connection_id = $2").bind(&link.user_id).bind(&link.connection_id).execute(&mut *tx).await?;
+        insert_link(&mut tx, link).await?;
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn link_delete(&self, user_id: &str, connection_id: &str, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM user_links WHERE user_id = $1 AND connection_id = $2").bind(user_id).bind(connection_id).execute(&mut *tx).await?;
+        commit_audited(tx, done.rows_affected(), || format!("link of user {user_id} on connection {connection_id}"), audit).await
     }
 
     async fn group_list(&self) -> StoreResult<Vec<Group>> {
@@ -687,9 +721,12 @@ impl Store for Sql {
         sqlx::query("SELECT * FROM invitations ORDER BY created_at DESC, id").fetch_all(&self.pool).await?.iter().map(invitation_row).collect()
     }
 
-    async fn invitation_insert(&self, inv: &Invitation, user: &User, memberships: &[Membership], audit: &[AuditEntry]) -> StoreResult<()> {
+    async fn invitation_insert(&self, inv: &Invitation, user: &User, memberships: &[Membership], links: &[Link], audit: &[AuditEntry]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         insert_user(&mut tx, user).await?;
+        for link in links {
+            insert_link(&mut tx, link).await?;
+        }
         sqlx::query("INSERT INTO invitations (id, email, email_key, user_id, invited_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&inv.id)
             .bind(&inv.email)
