@@ -347,3 +347,45 @@ async fn claims_only_in_userinfo_are_read_and_an_absent_groups_claim_keeps_group
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(body.contains("oid claim") && body.contains("ID token") && body.contains("userinfo"), "{body}");
 }
+
+/// Issue #10, 8: given and family name and picture are stored; what the IdP sends is
+/// refreshed at every login (audited); an email another user has is not taken over; an
+/// email that is not an address is dropped (logged), not a failed login.
+#[tokio::test]
+async fn profiles_are_stored_refreshed_at_each_login_and_audited() {
+    let s = setup(json!({}), json!({})).await;
+    let alice = |email: &str, family: &str, picture: &str| {
+        json!({"email": email, "email_verified": true, "name": format!("Alice {family}"), "given_name": "Alice", "family_name": family, "picture": picture})
+    };
+    s.set_account("alice", alice("alice@example.test", "Example", "https://pics.example/a.png")).await;
+    let (_, status, _, body) = s.login("alice").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let uid = s.users().await[0]["id"].as_str().unwrap().to_string();
+    let user = || async { s.gw.admin(Method::GET, &format!("/users/{uid}"), None).await.1 };
+    let u = user().await;
+    let fields = |u: &Value| ["email", "name", "given_name", "family_name", "picture"].map(|f| u[f].as_str().unwrap_or("-").to_string());
+    assert_eq!(fields(&u), ["alice@example.test", "Alice Example", "Alice", "Example", "https://pics.example/a.png"]);
+
+    s.set_account("alice", alice("alice.new@example.test", "Newname", "https://pics.example/b.png")).await;
+    let (_, status, _, body) = s.login("alice").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(fields(&user().await), ["alice.new@example.test", "Alice Newname", "Alice", "Newname", "https://pics.example/b.png"]);
+    let (_, audit) = s.gw.admin(Method::GET, "/audit?limit=1000", None).await;
+    let update = audit.as_array().unwrap().iter().find(|a| a["action"] == "user.update" && a["target"] == uid.as_str()).expect("the refresh is audited");
+    assert_eq!(update["actor"], format!("connection:{}", s.conn));
+    assert_eq!(update["detail"]["fields"], json!(["email", "name", "family_name", "picture"]), "{update}");
+
+    // Another user's address is not taken over; the rest still refreshes.
+    s.gw.admin(Method::POST, "/users", Some(json!({"username": "other", "email": "taken@example.test"}))).await;
+    s.set_account("alice", alice("taken@example.test", "Third", "https://pics.example/b.png")).await;
+    let (_, status, _, body) = s.login("alice").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(fields(&user().await), ["alice.new@example.test", "Alice Third", "Alice", "Third", "https://pics.example/b.png"]);
+
+    // Not an address: dropped, and the login goes on.
+    s.set_account("carol", json!({"email": "carol@@example.test", "email_verified": true, "name": "Carol"})).await;
+    let (_, status, _, body) = s.login("carol").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let carol = s.users().await.into_iter().find(|u| u["links"][0]["subject"] == "carol").unwrap();
+    assert_eq!((&carol["email"], &carol["username"]), (&Value::Null, &json!("carol")), "{carol}");
+}
