@@ -135,6 +135,14 @@ pub struct UserView {
     pub email: Option<String>,
     /// `active` or `pending`.
     pub status: UserStatus,
+    /// Full name, as the identity provider last sent it.
+    pub name: Option<String>,
+    /// Given name, as the identity provider last sent it.
+    pub given_name: Option<String>,
+    /// Family name, as the identity provider last sent it.
+    pub family_name: Option<String>,
+    /// Picture URL, as the identity provider last sent it.
+    pub picture: Option<String>,
     /// When invited (RFC 3339).
     pub invited_at: Option<String>,
     /// Created (RFC 3339).
@@ -199,7 +207,7 @@ fn invalid(field: &str, message: &str) -> DirectoryError {
 }
 
 /// Checks a name-like value: trimmed, non-empty, bounded, no control characters.
-fn check_name(field: &str, value: &str, max: usize) -> Result<String, DirectoryError> {
+pub(crate) fn check_name(field: &str, value: &str, max: usize) -> Result<String, DirectoryError> {
     let v = value.trim();
     if v.is_empty() {
         return Err(invalid(field, "is required"));
@@ -239,13 +247,17 @@ fn check_subject(field: &str, value: &str) -> Result<String, DirectoryError> {
     Ok(value.to_string())
 }
 
-/// Checks an email address's shape: one `@`, a dotless-or-dotted domain, no spaces.
+/// Checks an email address's shape, RFC 5322's addr-spec without its obsolete and quoted
+/// forms: `local@domain`, at most 254 bytes; the local part dot-separated atoms (no
+/// leading, trailing or doubled dot); the domain dot-separated labels (no empty label);
+/// no whitespace, control, bidirectional or invisible character, nor any of
+/// `<>()[],;:\"` anywhere. Non-ASCII letters are allowed (RFC 6531 addresses).
 pub fn check_email(field: &str, value: &str) -> Result<String, DirectoryError> {
     let v = value.trim();
+    let atoms = |s: &str| !s.is_empty() && s.split('.').all(|a| !a.is_empty());
     let ok = v.len() <= 254
-        && v.split('@').count() == 2
-        && v.split('@').all(|p| !p.is_empty())
-        && !v.chars().any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"".contains(c));
+        && matches!(v.split_once('@'), Some((local, domain)) if atoms(local) && atoms(domain) && !domain.contains('@') && local.len() <= 64)
+        && !v.chars().any(|c| c.is_whitespace() || crate::mapping::is_refused_char(c) || "<>()[],;:\\\"".contains(c));
     if ok {
         Ok(v.to_string())
     } else {
@@ -290,6 +302,10 @@ impl Directory {
             username: u.username,
             email: u.email,
             status: u.status,
+            name: u.profile.name,
+            given_name: u.profile.given_name,
+            family_name: u.profile.family_name,
+            picture: u.profile.picture,
             invited_at: u.invited_at.map(rfc3339),
             created_at: rfc3339(u.created_at),
             updated_at: rfc3339(u.updated_at),
@@ -313,7 +329,7 @@ impl Directory {
         let username = check_name("username", &input.username, 128)?;
         let email = input.email.as_deref().map(|e| check_email("email", e)).transpose()?;
         let now = self.clock.now();
-        let u = User { id: crate::id::new("usr"), username, email, status: UserStatus::Active, invited_at: None, created_at: now, updated_at: now };
+        let u = User { id: crate::id::new("usr"), username, email, status: UserStatus::Active, invited_at: None, profile: Default::default(), created_at: now, updated_at: now };
         let audit = self.audit(actor, "user.create", &u.id, json!({"username": u.username}));
         self.store.user_insert(&u, &audit).await?;
         Ok(u)
@@ -541,6 +557,7 @@ impl Directory {
             email: Some(email.clone()),
             status: UserStatus::Pending,
             invited_at: Some(now),
+            profile: Default::default(),
             created_at: now,
             updated_at: now,
         };
@@ -590,7 +607,7 @@ mod tests {
     #[test]
     fn email_shapes() {
         assert!(super::check_email("email", "a@b.example").is_ok());
-        for bad in ["", "a", "a@", "@b", "a@b@c", "a b@c", "a<b>@c"] {
+        for bad in ["", "a", "a@", "@b", "a@b@c", "a b@c", "a<b>@c", ".a@b", "a.@b", "a..b@c", "a@b..c", "a@.b", "a@b.", "carol@@x.test", "a\u{202E}@b", "a@b\r\nX: y"] {
             assert!(super::check_email("email", bad).is_err(), "{bad}");
         }
     }

@@ -49,6 +49,7 @@ pub async fn sessions(s: &dyn Sessions, clock: &Clock) -> StateResult<()> {
         expires_at: now + 10_000,
         idle_timeout_ms: 4_000,
         last_seen: now,
+        profile: Default::default(),
         upstream_token: None,
     };
     let tag = crate::id::token(8);

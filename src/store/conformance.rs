@@ -32,6 +32,7 @@ fn user(id: &str, name: &str, email: Option<&str>) -> User {
         email: email.map(Into::into),
         status: UserStatus::Active,
         invited_at: None,
+        profile: Default::default(),
         created_at: 1_000,
         updated_at: 1_000,
     }
@@ -230,6 +231,7 @@ async fn directory(store: &dyn Store, tag: &str) -> StoreResult<()> {
     let invited = User {
         status: UserStatus::Pending,
         invited_at: Some(9),
+        profile: Default::default(),
         ..user(&format!("{tag}_inv"), &format!("{tag}-new@example.com"), Some(&format!("{tag}-new@example.com")))
     };
     let inv = Invitation {

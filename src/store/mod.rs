@@ -102,6 +102,20 @@ impl UserStatus {
     }
 }
 
+/// What an identity provider says of a user besides who they are: refreshed at each
+/// login from the claims the IdP sends (an absent claim keeps the stored value).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Full name.
+    pub name: Option<String>,
+    /// Given name.
+    pub given_name: Option<String>,
+    /// Family name.
+    pub family_name: Option<String>,
+    /// Picture URL (http or https).
+    pub picture: Option<String>,
+}
+
 /// A user of the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -115,6 +129,8 @@ pub struct User {
     pub status: UserStatus,
     /// When the user was invited, if they were.
     pub invited_at: Option<Millis>,
+    /// Name and picture, as the identity provider last sent them.
+    pub profile: Profile,
     /// Creation time.
     pub created_at: Millis,
     /// Last change.

@@ -72,6 +72,15 @@ CREATE TABLE clients (
     // 3: the unique keys of names and emails become ASCII-only case folds (`name_key`);
     // stores written before kept Unicode lowercase. No SQL: `rekey` rewrites them.
     "",
+    // 4: reserved (lead)
+    "",
+    // 5: the user's profile, as the identity provider last sent it.
+    r#"
+ALTER TABLE users ADD COLUMN name TEXT;
+ALTER TABLE users ADD COLUMN given_name TEXT;
+ALTER TABLE users ADD COLUMN family_name TEXT;
+ALTER TABLE users ADD COLUMN picture TEXT
+"#,
 ];
 
 /// The columns keyed by [`name_key`]: (table, value column, key column).
@@ -295,6 +304,12 @@ fn user_row(r: &AnyRow) -> StoreResult<User> {
         email: r.try_get("email")?,
         status: UserStatus::parse(&r.try_get::<String, _>("status")?)?,
         invited_at: r.try_get("invited_at")?,
+        profile: Profile {
+            name: r.try_get("name")?,
+            given_name: r.try_get("given_name")?,
+            family_name: r.try_get("family_name")?,
+            picture: r.try_get("picture")?,
+        },
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -508,7 +523,8 @@ impl Store for Sql {
     async fn user_update(&self, u: &User, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE users SET username = $1, username_key = $2, email = $3, email_key = $4, status = $5, invited_at = $6, updated_at = $7 WHERE id = $8",
+            "UPDATE users SET username = $1, username_key = $2, email = $3, email_key = $4, status = $5, invited_at = $6, updated_at = $7, \
+             name = $8, given_name = $9, family_name = $10, picture = $11 WHERE id = $12",
         )
         .bind(&u.username)
         .bind(name_key(&u.username))
@@ -517,6 +533,10 @@ impl Store for Sql {
         .bind(u.status.as_str())
         .bind(u.invited_at)
         .bind(u.updated_at)
+        .bind(&u.profile.name)
+        .bind(&u.profile.given_name)
+        .bind(&u.profile.family_name)
+        .bind(&u.profile.picture)
         .bind(&u.id)
         .execute(&mut *tx)
         .await
@@ -859,16 +879,23 @@ impl Store for Sql {
 }
 
 async fn insert_user(conn: &mut AnyConnection, u: &User) -> StoreResult<()> {
-    sqlx::query("INSERT INTO users (id, username, username_key, email, email_key, status, invited_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-        .bind(&u.id)
-        .bind(&u.username)
-        .bind(name_key(&u.username))
-        .bind(&u.email)
-        .bind(lower_opt(&u.email))
-        .bind(u.status.as_str())
-        .bind(u.invited_at)
-        .bind(u.created_at)
-        .bind(u.updated_at)
+    sqlx::query(
+        "INSERT INTO users (id, username, username_key, email, email_key, status, invited_at, created_at, updated_at, name, given_name, family_name, picture) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(&u.id)
+    .bind(&u.username)
+    .bind(name_key(&u.username))
+    .bind(&u.email)
+    .bind(lower_opt(&u.email))
+    .bind(u.status.as_str())
+    .bind(u.invited_at)
+    .bind(u.created_at)
+    .bind(u.updated_at)
+    .bind(&u.profile.name)
+    .bind(&u.profile.given_name)
+    .bind(&u.profile.family_name)
+    .bind(&u.profile.picture)
         .execute(conn)
         .await
         .map_err(|e| conflict(e, USER_TAKEN))?;
