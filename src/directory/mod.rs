@@ -329,7 +329,16 @@ impl Directory {
         let username = check_name("username", &input.username, 128)?;
         let email = input.email.as_deref().map(|e| check_email("email", e)).transpose()?;
         let now = self.clock.now();
-        let u = User { id: crate::id::new("usr"), username, email, status: UserStatus::Active, invited_at: None, profile: Default::default(), created_at: now, updated_at: now };
+        let u = User {
+            id: crate::id::new("usr"),
+            username,
+            email,
+            status: UserStatus::Active,
+            invited_at: None,
+            profile: Default::default(),
+            created_at: now,
+            updated_at: now,
+        };
         let audit = self.audit(actor, "user.create", &u.id, json!({"username": u.username}));
         self.store.user_insert(&u, &audit).await?;
         Ok(u)
@@ -607,7 +616,9 @@ mod tests {
     #[test]
     fn email_shapes() {
         assert!(super::check_email("email", "a@b.example").is_ok());
-        for bad in ["", "a", "a@", "@b", "a@b@c", "a b@c", "a<b>@c", ".a@b", "a.@b", "a..b@c", "a@b..c", "a@.b", "a@b.", "carol@@x.test", "a\u{202E}@b", "a@b\r\nX: y"] {
+        for bad in
+            ["", "a", "a@", "@b", "a@b@c", "a b@c", "a<b>@c", ".a@b", "a.@b", "a..b@c", "a@b..c", "a@.b", "a@b.", "carol@@x.test", "a\u{202E}@b", "a@b\r\nX: y"]
+        {
             assert!(super::check_email("email", bad).is_err(), "{bad}");
         }
     }

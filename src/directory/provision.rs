@@ -250,7 +250,11 @@ impl Directory {
                     email,
                     status: UserStatus::Active,
                     invited_at: None,
-                    profile: { let mut p = Profile::default(); refresh_profile(&mut p, id); p },
+                    profile: {
+                        let mut p = Profile::default();
+                        refresh_profile(&mut p, id);
+                        p
+                    },
                     created_at: now,
                     updated_at: now,
                 };

@@ -896,8 +896,8 @@ async fn insert_user(conn: &mut AnyConnection, u: &User) -> StoreResult<()> {
     .bind(&u.profile.given_name)
     .bind(&u.profile.family_name)
     .bind(&u.profile.picture)
-        .execute(conn)
-        .await
-        .map_err(|e| conflict(e, USER_TAKEN))?;
+    .execute(conn)
+    .await
+    .map_err(|e| conflict(e, USER_TAKEN))?;
     Ok(())
 }

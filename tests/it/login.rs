@@ -354,9 +354,7 @@ async fn claims_only_in_userinfo_are_read_and_an_absent_groups_claim_keeps_group
 #[tokio::test]
 async fn profiles_are_stored_refreshed_at_each_login_and_audited() {
     let s = setup(json!({}), json!({})).await;
-    let alice = |email: &str, family: &str, picture: &str| {
-        json!({"email": email, "email_verified": true, "name": format!("Alice {family}"), "given_name": "Alice", "family_name": family, "picture": picture})
-    };
+    let alice = |email: &str, family: &str, picture: &str| json!({"email": email, "email_verified": true, "name": format!("Alice {family}"), "given_name": "Alice", "family_name": family, "picture": picture});
     s.set_account("alice", alice("alice@example.test", "Example", "https://pics.example/a.png")).await;
     let (_, status, _, body) = s.login("alice").await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -207,7 +207,8 @@ async fn the_profile_scope_hands_on_the_stored_profile() {
     let b = Browser::new();
     for (scope, with) in [("openid%20email", false), ("openid%20profile", true)] {
         let code = rp.code_scoped(&b, scope, "").await;
-        let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", APP_CB), ("client_id", "app"), ("client_secret", &rp.secret)];
+        let form =
+            [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", APP_CB), ("client_id", "app"), ("client_secret", &rp.secret)];
         let (st, tokens) = rp.exchange(&form, None).await;
         assert_eq!(st, StatusCode::OK, "{tokens}");
         let raw: Value = serde_json::from_slice(&B64URL.decode(tokens["id_token"].as_str().unwrap().split('.').nth(1).unwrap()).unwrap()).unwrap();
