@@ -320,7 +320,11 @@ async fn claims_only_in_userinfo_are_read_and_an_absent_groups_claim_keeps_group
     let users = s.users().await;
     assert_eq!(users[0]["email"], "alice@example.test");
     let uid = users[0]["id"].as_str().unwrap().to_string();
-    let groups = || async { groups_of(&s.gw.admin(Method::GET, &format!("/users/{uid}"), None).await.1) };
+    let groups = || async {
+        let mut g = groups_of(&s.gw.admin(Method::GET, &format!("/users/{uid}"), None).await.1);
+        g.sort();
+        g
+    };
     assert_eq!(groups().await, synced, "groups from userinfo");
 
     // No groups claim at all: nothing changes.
