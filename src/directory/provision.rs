@@ -317,6 +317,31 @@ mod tests {
     use crate::directory::sync::PlannedGroup;
 
     #[test]
+    fn sanitize_drops_what_cannot_be_stored_and_refresh_keeps_what_is_absent() {
+        let id = Identity {
+            subject: "s".into(),
+            email: Some("a@@x.test".into()),
+            email_verified: Some(true),
+            name: Some("n".repeat(257)),
+            given_name: Some("G".into()),
+            picture: Some("javascript:alert(1)".into()),
+            ..Default::default()
+        };
+        let clean = sanitize(&id, "c");
+        assert_eq!((clean.email, clean.email_verified, clean.name, clean.picture), (None, None, None, None));
+        assert_eq!(clean.given_name.as_deref(), Some("G"));
+        let ok = Identity { email: Some("a@x.test".into()), picture: Some("https://p.example/a.png".into()), ..id.clone() };
+        assert_eq!(sanitize(&ok, "c").picture.as_deref(), Some("https://p.example/a.png"));
+        assert_eq!(sanitize(&ok, "c").email.as_deref(), Some("a@x.test"));
+
+        let mut p = Profile { name: Some("Old".into()), family_name: Some("F".into()), ..Default::default() };
+        let changed = refresh_profile(&mut p, &Identity { name: Some("New".into()), given_name: Some("G".into()), ..Default::default() });
+        assert_eq!(changed, vec!["name", "given_name"]);
+        assert_eq!(p.family_name.as_deref(), Some("F"), "an absent claim keeps the stored value");
+        assert!(refresh_profile(&mut p, &Identity { name: Some("New".into()), ..Default::default() }).is_empty());
+    }
+
+    #[test]
     fn session_groups_are_the_memberships_after_the_plan() {
         let m = |g: &str, source: Source| Membership { group_id: g.into(), user_id: "u".into(), source, created_at: 0 };
         let pg = |id: &str, name: &str| PlannedGroup { id: id.into(), name: name.into() };
