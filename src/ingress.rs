@@ -618,6 +618,7 @@ mod tests {
             expires_at: 10,
             idle_timeout_ms: 10,
             last_seen: 0,
+            profile: Default::default(),
             upstream_token: None,
         };
         let some = |x: &str| (!x.is_empty()).then(|| x.to_string());
@@ -675,6 +676,7 @@ mod tests {
             expires_at: 10,
             idle_timeout_ms: 10,
             last_seen: 0,
+            profile: Default::default(),
             upstream_token: None,
         };
         let q = |g: &str| AuthQuery { allowed_groups: Some(g.into()), ..Default::default() };

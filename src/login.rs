@@ -331,7 +331,15 @@ fn previous_session(headers: &HeaderMap) -> Option<String> {
 /// The shared steps after any upstream: directory, group sync, session, redirect.
 pub async fn complete(app: &AppState, conn: &Connection, finish: Finish<'_>) -> Response {
     let Finish { identity, require_verified_email, upstream_token, return_to, session_until, previous_session } = finish;
-    let resolution = match app.directory.resolve(conn, identity, require_verified_email).await {
+    // The requirement is met by what the IdP vouched for; then what cannot be stored is
+    // dropped (an email that is not an address: the login goes on without one).
+    let checked = if require_verified_email { crate::directory::provision::require_verified(identity) } else { Ok(()) };
+    let identity = &crate::directory::provision::sanitize(identity, &conn.id);
+    let resolution = match checked {
+        Ok(()) => app.directory.resolve(conn, identity, false).await,
+        Err(refusal) => Err(refusal),
+    };
+    let resolution = match resolution {
         Ok(r) => r,
         Err(Refusal::Store(e)) => {
             tracing::error!(error = %e, "directory step failed");
@@ -360,12 +368,13 @@ pub async fn complete(app: &AppState, conn: &Connection, finish: Finish<'_>) -> 
         username: user.username.clone(),
         email: user.email.clone(),
         email_verified: session_email_verified(identity, user.email.as_deref()),
-        name: identity.name.clone(),
+        name: user.profile.name.clone(),
         groups,
         created_at: now,
         expires_at,
         idle_timeout_ms: (app.config.session.idle_seconds * 1000) as i64,
         last_seen: now,
+        profile: user.profile.clone(),
         upstream_token,
     };
     if let Err(e) = app.sessions.create(&session).await {
@@ -714,8 +723,15 @@ pub async fn saml_acs(
     }
     let mut identity = match crate::mapping::map(&verified.claims, &conn.settings.claims) {
         Ok(i) => i,
+        Err(e @ crate::mapping::MappingError::NoSubject(_)) => {
+            return refused(StatusCode::FORBIDDEN, &id, &format!("{e} (looked in the SAML assertion's NameID and attributes)"))
+        }
         Err(e) => return refused(StatusCode::FORBIDDEN, &id, &e.to_string()),
     };
+    identity.sources = vec!["the SAML assertion".into()];
+    if let Err(e) = saml::check_name_id(&conn, &verified.claims, crate::mapping::source_of(&verified.claims, &conn.settings.claims.user_id)) {
+        return upstream_error(&conn, e);
+    }
     // SAML says nothing of email verification: the email never claims an existing account,
     // whatever an attribute named `email_verified` says.
     identity.email_verified = None;

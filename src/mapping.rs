@@ -27,8 +27,25 @@ pub struct Identity {
     pub family_name: Option<String>,
     /// Picture URL.
     pub picture: Option<String>,
-    /// Group names asserted by the upstream.
-    pub groups: Vec<String>,
+    /// Group names asserted by the upstream. `None`: no groups claim was sent (or none is
+    /// mapped), which group sync takes as "no news" and changes nothing; `Some(vec![])`:
+    /// the IdP said the user is in no group.
+    pub groups: Option<Vec<String>>,
+    /// Where the claims were read (`the ID token`, `userinfo`, `the SAML assertion`), for
+    /// refusals that name a missing claim. Empty: not said.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+}
+
+impl Identity {
+    /// Where the claims were looked for, as a phrase: `the ID token and userinfo`.
+    pub fn looked_in(&self) -> String {
+        match self.sources.as_slice() {
+            [] => "the identity provider's reply".into(),
+            [one] => one.clone(),
+            [init @ .., last] => format!("{} and {last}", init.join(", ")),
+        }
+    }
 }
 
 /// Why mapping failed.
@@ -61,6 +78,12 @@ pub fn lookup<'a>(claims: &'a Value, name: &str) -> Option<&'a Value> {
 /// The first of `names` present (and not null): its name and value.
 fn first<'a, 'n>(claims: &'a Value, names: &'n ClaimNames) -> Option<(&'n str, &'a Value)> {
     names.0.iter().find_map(|n| lookup(claims, n).filter(|v| !v.is_null()).map(|v| (n.as_str(), v)))
+}
+
+/// The claim the first of `names` present would be read from (for the user id: whether
+/// a SAML login's user id is its NameID).
+pub fn source_of<'n>(claims: &Value, names: &'n ClaimNames) -> Option<&'n str> {
+    first(claims, names).map(|(n, _)| n)
 }
 
 /// XML whitespace (space, tab, CR, LF): the only characters trimmed from a value. A
@@ -150,9 +173,10 @@ pub fn map(claims: &Value, m: &ClaimMappings) -> Result<Identity, MappingError> 
         }
     };
     let subject = get(&m.user_id)?.ok_or_else(|| MappingError::NoSubject(m.user_id.0.join(" or ")))?;
+    // An absent claim (or a null one) is `None`: never read as "in no group".
     let groups = match first(claims, &m.groups) {
-        Some((name, v)) if !m.groups.is_empty() => groups(v).map_err(|()| MappingError::ControlCharacter(name.to_string()))?,
-        _ => vec![],
+        Some((name, v)) if !m.groups.is_empty() => Some(groups(v).map_err(|()| MappingError::ControlCharacter(name.to_string()))?),
+        _ => None,
     };
     let email = get(&m.email)?;
     // `email_verified` vouches for the `email` claim and nothing else: an address mapped
@@ -174,6 +198,7 @@ pub fn map(claims: &Value, m: &ClaimMappings) -> Result<Identity, MappingError> 
         family_name: get(&m.family_name)?,
         picture: get(&m.picture)?,
         groups,
+        sources: vec![],
     })
 }
 
@@ -212,10 +237,13 @@ mod tests {
         let attack = json!({"sub": "att", "preferred_username": "victim@x.test", "email_verified": true});
         let m = ClaimMappings { email: ClaimNames(vec!["email".into(), "preferred_username".into()]), ..mappings(&[]) };
         assert_eq!(map(&attack, &m).unwrap().email_verified, None, "the Entra ID shape: preferred_username is not what email_verified vouches for");
-        assert_eq!(id.groups, vec!["a", "b"]);
-        assert_eq!(map(&claims, &mappings(&["realm_access.roles"])).unwrap().groups, vec!["admin"]);
-        assert_eq!(map(&claims, &mappings(&["https://ssogate/groups"])).unwrap().groups, vec!["solo"], "a single string is one group");
-        assert!(map(&claims, &mappings(&["missing"])).unwrap().groups.is_empty());
+        assert_eq!(id.groups.unwrap(), vec!["a", "b"]);
+        assert_eq!(map(&claims, &mappings(&["realm_access.roles"])).unwrap().groups.unwrap(), vec!["admin"]);
+        assert_eq!(map(&claims, &mappings(&["https://ssogate/groups"])).unwrap().groups.unwrap(), vec!["solo"], "a single string is one group");
+        assert_eq!(map(&claims, &mappings(&["missing"])).unwrap().groups, None, "absent is not empty");
+        assert_eq!(map(&json!({"sub": "u", "groups": null}), &mappings(&["groups"])).unwrap().groups, None, "null is absent");
+        assert_eq!(map(&json!({"sub": "u", "groups": []}), &mappings(&["groups"])).unwrap().groups, Some(vec![]), "present and empty");
+        assert_eq!(map(&json!({"sub": "u", "groups": ["a"]}), &mappings(&[])).unwrap().groups, None, "no mapping: nothing asserted");
     }
 
     #[test]
@@ -234,7 +262,7 @@ mod tests {
         let m = ClaimMappings { user_id: ClaimNames::one("NameID"), email: ClaimNames::one("mail"), groups: ClaimNames::one("memberOf"), ..Default::default() };
         let id = map(&attrs, &m).unwrap();
         assert_eq!((id.subject.as_str(), id.email.as_deref()), ("n1", Some("m@x.example")));
-        assert_eq!(id.groups, vec!["g1", "g2"]);
+        assert_eq!(id.groups.unwrap(), vec!["g1", "g2"]);
     }
 
     #[test]
@@ -273,7 +301,7 @@ mod tests {
         claims["sub"] = json!("\n  u1\t\r\n");
         claims["groups"] = json!([" a\n", "b"]);
         let id = map(&claims, &mappings(&["groups"])).unwrap();
-        assert_eq!((id.subject.as_str(), id.groups.clone()), ("u1", vec!["a".to_string(), "b".to_string()]));
+        assert_eq!((id.subject.as_str(), id.groups.clone()), ("u1", Some(vec!["a".to_string(), "b".to_string()])));
         // Other Unicode is kept as is.
         claims["name"] = json!("Zoë \u{200d} Ω");
         assert_eq!(map(&claims, &mappings(&[])).unwrap().name.as_deref(), Some("Zoë \u{200d} Ω"));

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 
 use super::ACTOR;
-use crate::directory::{GroupInput, GroupView, InvitationView, MemberView, NewInvitation, NewUser, UserPatch, UserView};
+use crate::directory::{GroupInput, GroupView, InvitationView, LinkInput, MemberView, NewInvitation, NewUser, UserPatch, UserView};
 use crate::server::AppState;
 use crate::web::error::ErrorBody;
 use crate::web::{ApiError, ApiJson, ApiPath};
@@ -115,6 +115,30 @@ pub async fn delete_user(State(app): State<AppState>, ApiPath(id): ApiPath<Strin
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Links a user to an upstream identity (connection, subject) ahead of their first login
+/// through that connection, replacing the user's link there if any.
+#[utoipa::path(put, path = "/users/{id}/links/{connection_id}", tag = "users",
+    params(("id" = String, Path, description = "User id"), ("connection_id" = String, Path, description = "Connection id")),
+    request_body = LinkInput, security(("admin_token" = [])),
+    responses((status = 200, body = UserView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn link_user(
+    State(app): State<AppState>,
+    ApiPath((id, connection_id)): ApiPath<(String, String)>,
+    ApiJson(input): ApiJson<LinkInput>,
+) -> Result<Json<UserView>, ApiError> {
+    let u = app.directory.link_user(&id, &connection_id, &input, ACTOR).await?;
+    Ok(Json(app.directory.user_view(u).await?))
+}
+
+/// Removes a user's link on a connection.
+#[utoipa::path(delete, path = "/users/{id}/links/{connection_id}", tag = "users",
+    params(("id" = String, Path, description = "User id"), ("connection_id" = String, Path, description = "Connection id")),
+    security(("admin_token" = [])), responses((status = 204, description = "Unlinked"), (status = 404, body = ErrorBody)))]
+pub async fn unlink_user(State(app): State<AppState>, ApiPath((id, connection_id)): ApiPath<(String, String)>) -> Result<StatusCode, ApiError> {
+    app.directory.unlink_user(&id, &connection_id, ACTOR).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// All groups with member counts.
 #[utoipa::path(get, path = "/groups", tag = "groups", security(("admin_token" = [])),
     responses((status = 200, body = [GroupView])))]
@@ -197,7 +221,8 @@ pub async fn list_invitations(State(app): State<AppState>) -> Result<Json<Vec<In
     Ok(Json(app.directory.invitations().await?))
 }
 
-/// Invites an address: a pending user who becomes active at first login.
+/// Invites an address: a pending user who becomes active at first login; with
+/// `connection_id` and `subject`, linked at once to that upstream identity.
 #[utoipa::path(post, path = "/invitations", tag = "invitations", request_body = NewInvitation, security(("admin_token" = [])),
     responses((status = 201, body = InvitationView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_invitation(State(app): State<AppState>, ApiJson(input): ApiJson<NewInvitation>) -> Result<(StatusCode, Json<InvitationView>), ApiError> {

@@ -100,6 +100,7 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(directory::list_users, directory::create_user))
         .routes(routes!(directory::get_user, directory::update_user, directory::delete_user))
         .routes(routes!(directory::end_user_sessions))
+        .routes(routes!(directory::link_user, directory::unlink_user))
         .routes(routes!(directory::list_groups, directory::create_group))
         .routes(routes!(directory::get_group, directory::update_group, directory::delete_group))
         .routes(routes!(directory::list_members))

@@ -147,7 +147,7 @@ pub struct SamlPatch {
     /// SP private key (PEM, write-only).
     #[schema(value_type = Option<String>, format = Password)]
     pub sp_private_key: Option<String>,
-    /// NameID format to request (empty: none).
+    /// NameID format to request (empty: the default, persistent; `…:unspecified` asks for none in particular).
     pub name_id_format: Option<String>,
     /// Accept IdP-initiated logins.
     pub allow_idp_initiated: Option<bool>,

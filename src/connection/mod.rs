@@ -242,7 +242,7 @@ pub struct SamlSettings {
     pub sign_requests: bool,
     /// SP certificate (PEM) to register at the IdP when signing requests.
     pub sp_certificate: Option<String>,
-    /// NameID format to ask for.
+    /// NameID format to ask for; `None`: persistent. A transient NameID is never a user id.
     pub name_id_format: Option<String>,
     /// Accept responses no AuthnRequest of ours asked for (off by default).
     pub allow_idp_initiated: bool,

@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use crate::audit::AuditEntry;
 use crate::clock::{rfc3339, Clock};
 use crate::connection::FieldError;
-use crate::store::{Builtin, Group, Invitation, Membership, Source, Store, StoreError, User, UserStatus};
+use crate::store::{Builtin, Group, Invitation, Link, Membership, Source, Store, StoreError, User, UserStatus};
 
 /// Why a directory operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +87,21 @@ pub struct NewInvitation {
     /// Groups (ids) the user joins (manual memberships).
     #[serde(default)]
     pub groups: Vec<String>,
+    /// With `subject`: the connection the invited user will sign in through.
+    pub connection_id: Option<String>,
+    /// With `connection_id`: the upstream subject (OIDC `sub`, SAML NameID or the mapped
+    /// user id) expected. The invited user is linked to it at once, so its first login
+    /// claims the invitation whatever email it carries.
+    pub subject: Option<String>,
+}
+
+/// The upstream identity an admin links a user to, on the connection in the path.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkInput {
+    /// The upstream subject (OIDC `sub`, SAML NameID or the mapped user id), exactly as
+    /// the identity provider will send it.
+    pub subject: String,
 }
 
 /// A group membership as shown on a user.
@@ -125,6 +140,14 @@ pub struct UserView {
     pub email_verified: bool,
     /// `active` or `pending`.
     pub status: UserStatus,
+    /// Full name, as the identity provider last sent it.
+    pub name: Option<String>,
+    /// Given name, as the identity provider last sent it.
+    pub given_name: Option<String>,
+    /// Family name, as the identity provider last sent it.
+    pub family_name: Option<String>,
+    /// Picture URL, as the identity provider last sent it.
+    pub picture: Option<String>,
     /// When invited (RFC 3339).
     pub invited_at: Option<String>,
     /// Created (RFC 3339).
@@ -189,7 +212,7 @@ fn invalid(field: &str, message: &str) -> DirectoryError {
 }
 
 /// Checks a name-like value: trimmed, non-empty, bounded, no control characters.
-fn check_name(field: &str, value: &str, max: usize) -> Result<String, DirectoryError> {
+pub(crate) fn check_name(field: &str, value: &str, max: usize) -> Result<String, DirectoryError> {
     let v = value.trim();
     if v.is_empty() {
         return Err(invalid(field, "is required"));
@@ -214,13 +237,32 @@ fn check_group_name(value: &str) -> Result<String, DirectoryError> {
     Ok(name)
 }
 
-/// Checks an email address's shape: one `@`, a dotless-or-dotted domain, no spaces.
+/// Checks an upstream subject as the login path will see it: what claim mapping keeps
+/// (no surrounding XML whitespace, no refused character), non-empty, at most 1024 bytes.
+fn check_subject(field: &str, value: &str) -> Result<String, DirectoryError> {
+    if value.is_empty() || value.trim_matches([' ', '\t', '\r', '\n']) != value {
+        return Err(invalid(field, "is required, without surrounding whitespace"));
+    }
+    if value.len() > 1024 {
+        return Err(invalid(field, "must be at most 1024 bytes"));
+    }
+    if value.chars().any(crate::mapping::is_refused_char) {
+        return Err(invalid(field, "must not contain control, bidirectional or invisible characters"));
+    }
+    Ok(value.to_string())
+}
+
+/// Checks an email address's shape, RFC 5322's addr-spec without its obsolete and quoted
+/// forms: `local@domain`, at most 254 bytes; the local part dot-separated atoms (no
+/// leading, trailing or doubled dot); the domain dot-separated labels (no empty label);
+/// no whitespace, control, bidirectional or invisible character, nor any of
+/// `<>()[],;:\"` anywhere. Non-ASCII letters are allowed (RFC 6531 addresses).
 pub fn check_email(field: &str, value: &str) -> Result<String, DirectoryError> {
     let v = value.trim();
+    let atoms = |s: &str| !s.is_empty() && s.split('.').all(|a| !a.is_empty());
     let ok = v.len() <= 254
-        && v.split('@').count() == 2
-        && v.split('@').all(|p| !p.is_empty())
-        && !v.chars().any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"".contains(c));
+        && matches!(v.split_once('@'), Some((local, domain)) if atoms(local) && atoms(domain) && !domain.contains('@') && local.len() <= 64)
+        && !v.chars().any(|c| c.is_whitespace() || crate::mapping::is_refused_char(c) || "<>()[],;:\\\"".contains(c));
     if ok {
         Ok(v.to_string())
     } else {
@@ -266,6 +308,10 @@ impl Directory {
             email: u.email,
             email_verified: u.email_verified,
             status: u.status,
+            name: u.profile.name,
+            given_name: u.profile.given_name,
+            family_name: u.profile.family_name,
+            picture: u.profile.picture,
             invited_at: u.invited_at.map(rfc3339),
             created_at: rfc3339(u.created_at),
             updated_at: rfc3339(u.updated_at),
@@ -291,8 +337,17 @@ impl Directory {
         let now = self.clock.now();
         // An address an admin enters is the user's: a verified login may claim the account.
         let email_verified = email.is_some();
-        let u =
-            User { id: crate::id::new("usr"), username, email, email_verified, status: UserStatus::Active, invited_at: None, created_at: now, updated_at: now };
+        let u = User {
+            id: crate::id::new("usr"),
+            username,
+            email,
+            email_verified,
+            status: UserStatus::Active,
+            invited_at: None,
+            profile: Default::default(),
+            created_at: now,
+            updated_at: now,
+        };
         let audit = self.audit(actor, "user.create", &u.id, json!({"username": u.username}));
         self.store.user_insert(&u, &audit).await?;
         Ok(u)
@@ -475,6 +530,34 @@ impl Directory {
         Ok(())
     }
 
+    async fn connection_exists(&self, id: &str) -> Result<(), DirectoryError> {
+        match self.store.connection_get(id).await? {
+            Some(_) => Ok(()),
+            None => Err(DirectoryError::NotFound(format!("connection {id}"))),
+        }
+    }
+
+    /// Links a user to (connection, subject) ahead of their first login through it; the
+    /// user's other link on that connection, if any, goes. `Conflict` when the identity is
+    /// another user's.
+    pub async fn link_user(&self, user_id: &str, connection_id: &str, input: &LinkInput, actor: &str) -> Result<User, DirectoryError> {
+        let subject = check_subject("subject", &input.subject)?;
+        let user = self.user(user_id).await?;
+        self.connection_exists(connection_id).await?;
+        let link = Link { connection_id: connection_id.into(), subject, user_id: user_id.into(), created_at: self.clock.now() };
+        let audit = self.audit(actor, "link.create", user_id, json!({"connection_id": connection_id, "by": "admin"}));
+        self.store.link_set(&link, &audit).await?;
+        Ok(user)
+    }
+
+    /// Removes a user's link on a connection: their next login through it is a first one.
+    pub async fn unlink_user(&self, user_id: &str, connection_id: &str, actor: &str) -> Result<(), DirectoryError> {
+        self.user(user_id).await?;
+        let audit = self.audit(actor, "link.delete", user_id, json!({"connection_id": connection_id}));
+        self.store.link_delete(user_id, connection_id, &audit).await?;
+        Ok(())
+    }
+
     /// All invitations.
     pub async fn invitations(&self) -> Result<Vec<InvitationView>, DirectoryError> {
         Ok(self.store.invitation_list().await?.into_iter().map(invitation_view).collect())
@@ -491,6 +574,18 @@ impl Directory {
                 None => return Err(invalid(&format!("groups[{i}]"), &format!("group {gid} does not exist"))),
             }
         }
+        let expected = match (&input.connection_id, &input.subject) {
+            (Some(c), Some(subject)) => {
+                let subject = check_subject("subject", subject)?;
+                if self.store.connection_get(c).await?.is_none() {
+                    return Err(invalid("connection_id", &format!("connection {c} does not exist")));
+                }
+                Some((c.clone(), subject))
+            }
+            (None, None) => None,
+            (Some(_), None) => return Err(invalid("subject", "is required with connection_id")),
+            (None, Some(_)) => return Err(invalid("connection_id", "is required with subject")),
+        };
         if self.store.user_by_email(&email).await?.is_some() {
             return Err(DirectoryError::Conflict("email: a user with this address already exists".into()));
         }
@@ -502,6 +597,7 @@ impl Directory {
             email_verified: true,
             status: UserStatus::Pending,
             invited_at: Some(now),
+            profile: Default::default(),
             created_at: now,
             updated_at: now,
         };
@@ -510,8 +606,16 @@ impl Directory {
             groups.iter().map(|g| Membership { group_id: g.clone(), user_id: user.id.clone(), source: Source::Manual, created_at: now }).collect();
         let mut audits = vec![self.audit(actor, "invitation.create", &inv.id, json!({"user_id": user.id, "groups": groups}))];
         audits.extend(groups.iter().map(|g| self.audit(actor, "membership.add", g, json!({"user_id": user.id, "source": "manual"}))));
-        // One transaction: an invitation is never left without the memberships it promised.
-        self.store.invitation_insert(&inv, &user, &adds, &audits).await?;
+        let links: Vec<Link> = expected
+            .map(|(connection_id, subject)| {
+                audits.push(self.audit(actor, "link.create", &user.id, json!({"connection_id": connection_id, "by": "invitation"})));
+                Link { connection_id, subject, user_id: user.id.clone(), created_at: now }
+            })
+            .into_iter()
+            .collect();
+        // One transaction: an invitation is never left without the memberships and the
+        // link it promised.
+        self.store.invitation_insert(&inv, &user, &adds, &links, &audits).await?;
         Ok(invitation_view(inv))
     }
 
@@ -577,7 +681,9 @@ mod tests {
     #[test]
     fn email_shapes() {
         assert!(super::check_email("email", "a@b.example").is_ok());
-        for bad in ["", "a", "a@", "@b", "a@b@c", "a b@c", "a<b>@c"] {
+        for bad in
+            ["", "a", "a@", "@b", "a@b@c", "a b@c", "a<b>@c", ".a@b", "a.@b", "a..b@c", "a@b..c", "a@.b", "a@b.", "carol@@x.test", "a\u{202E}@b", "a@b\r\nX: y"]
+        {
             assert!(super::check_email("email", bad).is_err(), "{bad}");
         }
     }

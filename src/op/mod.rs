@@ -44,7 +44,7 @@ pub async fn discovery(State(app): State<AppState>) -> Json<Value> {
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256", "plain"],
         "scopes_supported": ["openid", "email", "profile", "groups"],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "email", "email_verified", "name", "preferred_username", "groups", "connection", "sid"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "email", "email_verified", "name", "given_name", "family_name", "picture", "preferred_username", "groups", "connection", "sid"],
     }))
 }
 
@@ -289,7 +289,7 @@ pub async fn token(State(app): State<AppState>, headers: HeaderMap, Form(f): For
         Err(e) => return store_unavailable("token", e),
     };
     let exp = (now + TOKEN_TTL_MS).min(session.expires_at);
-    let claims = id_token_claims(&app, &session, &client.client_id, grant.nonce.as_deref(), now, exp);
+    let claims = id_token_claims(&app, &session, &grant.scope, &client.client_id, grant.nonce.as_deref(), now, exp);
     let id_token = match sign(&app, &claims).await {
         Ok(t) => t,
         Err(e) => {
@@ -312,8 +312,8 @@ pub async fn token(State(app): State<AppState>, headers: HeaderMap, Form(f): For
         .into_response()
 }
 
-fn id_token_claims(app: &AppState, s: &Session, aud: &str, nonce: Option<&str>, now: i64, exp: i64) -> Value {
-    let mut c = user_claims(s);
+fn id_token_claims(app: &AppState, s: &Session, scope: &str, aud: &str, nonce: Option<&str>, now: i64, exp: i64) -> Value {
+    let mut c = user_claims(s, scope);
     c["iss"] = json!(app.config.public_base());
     c["aud"] = json!(aud);
     c["iat"] = json!(now / 1000);
@@ -325,8 +325,10 @@ fn id_token_claims(app: &AppState, s: &Session, aud: &str, nonce: Option<&str>, 
     c
 }
 
-fn user_claims(s: &Session) -> Value {
-    json!({
+/// The session's claims for an app; the stored profile (given and family name, picture)
+/// only when `scope` has `profile`.
+fn user_claims(s: &Session, scope: &str) -> Value {
+    let mut c = json!({
         "sub": s.user_id,
         "email": s.email,
         "email_verified": s.email_verified,
@@ -335,7 +337,16 @@ fn user_claims(s: &Session) -> Value {
         "groups": s.groups,
         "connection": s.connection_id,
         "sid": public_sid(&s.id),
-    })
+    });
+    if scope.split(' ').any(|x| x == "profile") {
+        let p = &s.profile;
+        for (k, v) in [("given_name", &p.given_name), ("family_name", &p.family_name), ("picture", &p.picture)] {
+            if let Some(v) = v {
+                c[k] = json!(v);
+            }
+        }
+    }
+    c
 }
 
 /// The `sid` claim: names the session without being its id. The id is the session
@@ -370,7 +381,7 @@ pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Respon
     let info: Value = serde_json::from_str(&info).unwrap_or_default();
     let Some(sid) = info.get("session_id").and_then(Value::as_str) else { return unauthorized() };
     match app.sessions.touch(sid, app.clock.now()).await {
-        Ok(Some(s)) => Json(user_claims(&s)).into_response(),
+        Ok(Some(s)) => Json(user_claims(&s, info.get("scope").and_then(Value::as_str).unwrap_or_default())).into_response(),
         Ok(None) => unauthorized(),
         Err(e) => store_unavailable("userinfo", e),
     }

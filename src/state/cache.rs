@@ -316,6 +316,7 @@ mod tests {
             expires_at: now + 100_000,
             idle_timeout_ms: 60_000,
             last_seen: now,
+            profile: Default::default(),
             upstream_token: None,
         })
     }

@@ -51,6 +51,7 @@ pub async fn sessions(s: &dyn Sessions, clock: &Clock) -> StateResult<()> {
         expires_at: now + 10_000,
         idle_timeout_ms: 4_000,
         last_seen: now,
+        profile: Default::default(),
         upstream_token: None,
     };
     let tag = crate::id::token(8);
@@ -93,6 +94,7 @@ pub async fn revocation(s: &dyn Sessions, clock: &Clock) -> StateResult<()> {
         idle_timeout_ms: 60_000,
         last_seen: now,
         upstream_token: Some("t".into()),
+        profile: Default::default(),
     };
     let tag = crate::id::token(8);
     let (u1, u2, u3) = (format!("r1{tag}"), format!("r2{tag}"), format!("r3{tag}"));

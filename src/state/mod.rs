@@ -96,6 +96,10 @@ pub struct Session {
     pub idle_timeout_ms: Millis,
     /// Last use.
     pub last_seen: Millis,
+    /// The user's stored profile at login (given and family name, picture; `name` as
+    /// above), for the OpenID Provider's `profile` scope.
+    #[serde(default)]
+    pub profile: crate::store::Profile,
     /// Upstream token to revoke at logout, when the connection has a revocation endpoint.
     #[serde(default)]
     pub upstream_token: Option<String>,

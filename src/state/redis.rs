@@ -799,6 +799,7 @@ mod tests {
             expires_at: now + 60_000,
             idle_timeout_ms: 60_000,
             last_seen: now,
+            profile: Default::default(),
             upstream_token: Some("upstream-access-token".into()),
         };
         let (id, other) = (crate::id::token(32), crate::id::token(32));
@@ -856,6 +857,7 @@ mod tests {
             expires_at: now + life,
             idle_timeout_ms: idle,
             last_seen: now,
+            profile: Default::default(),
             upstream_token: None,
         }
     }
@@ -999,6 +1001,7 @@ mod tests {
             expires_at: now + 60_000,
             idle_timeout_ms: 60_000,
             last_seen: now,
+            profile: Default::default(),
             upstream_token: None,
         };
         let (one, two) = (crate::id::token(32), crate::id::token(32));

@@ -33,6 +33,7 @@ fn user(id: &str, name: &str, email: Option<&str>) -> User {
         email_verified: email.is_some(),
         status: UserStatus::Active,
         invited_at: None,
+        profile: Default::default(),
         created_at: 1_000,
         updated_at: 1_000,
     }
@@ -184,6 +185,19 @@ async fn directory(store: &dyn Store, tag: &str) -> StoreResult<()> {
     check(store.links_of_user(&alice.id).await? == vec![link.clone()], "links of user")?;
     let ghost = Link { user_id: format!("{tag}_ghost"), subject: "g".into(), ..link.clone() };
     check(matches!(store.link_insert(&ghost, &audit("link.create", "g")).await, Err(StoreError::NotFound(_))), "link to a missing user is refused")?;
+    // An admin's pre-link: another user's identity is a conflict; the user's own link on
+    // the connection is replaced; setting it again changes nothing; deleting it removes it.
+    check(matches!(store.link_set(&again, &audit("link.create", &bob.id)).await, Err(StoreError::Conflict(_))), "link_set: another user's identity")?;
+    check(matches!(store.link_set(&ghost, &audit("link.create", "g")).await, Err(StoreError::NotFound(_))), "link_set: a missing user")?;
+    let pre = Link { user_id: bob.id.clone(), subject: "pre".into(), ..link.clone() };
+    store.link_set(&pre, &audit("link.create", &bob.id)).await?;
+    let moved = Link { subject: "pre2".into(), ..pre.clone() };
+    store.link_set(&moved, &audit("link.create", &bob.id)).await?;
+    store.link_set(&moved, &audit("link.create", &bob.id)).await?;
+    check(store.links_of_user(&bob.id).await? == vec![moved.clone()], "link_set replaces the user's link on the connection")?;
+    store.link_delete(&bob.id, &moved.connection_id, &audit("link.delete", &bob.id)).await?;
+    check(store.links_of_user(&bob.id).await?.is_empty() && store.user_by_link(&moved.connection_id, "pre2").await?.is_none(), "link_delete")?;
+    check(matches!(store.link_delete(&bob.id, &moved.connection_id, &audit("link.delete", &bob.id)).await, Err(StoreError::NotFound(_))), "link_delete: none")?;
 
     // Groups, memberships with sources.
     let g = Group { id: format!("{tag}_g"), name: format!("{tag} Engineers"), description: "d".into(), builtin: None, created_at: 1, updated_at: 1 };
@@ -218,6 +232,7 @@ async fn directory(store: &dyn Store, tag: &str) -> StoreResult<()> {
     let invited = User {
         status: UserStatus::Pending,
         invited_at: Some(9),
+        profile: Default::default(),
         ..user(&format!("{tag}_inv"), &format!("{tag}-new@example.com"), Some(&format!("{tag}-new@example.com")))
     };
     let inv = Invitation {
@@ -228,14 +243,14 @@ async fn directory(store: &dyn Store, tag: &str) -> StoreResult<()> {
         created_at: 9,
     };
     let grant = Membership { group_id: "grp_admins".into(), user_id: invited.id.clone(), source: Source::Manual, created_at: 9 };
-    store.invitation_insert(&inv, &invited, &[grant], &[audit("invitation.create", &inv.id)]).await?;
+    store.invitation_insert(&inv, &invited, &[grant], &[], &[audit("invitation.create", &inv.id)]).await?;
     check(store.memberships_of_user(&invited.id).await?.len() == 1, "the invitation's memberships are written with it")?;
     check(store.invitation_list().await?.contains(&inv), "invitation listed")?;
     check(store.user_get(&invited.id).await?.map(|u| u.status) == Some(UserStatus::Pending), "invited user is pending")?;
     let again = Invitation { id: format!("{tag}_i2"), user_id: format!("{tag}_inv2"), ..inv.clone() };
     let again_user = User { id: format!("{tag}_inv2"), username: format!("{tag}-other"), email: Some(format!("{tag}-NEW@example.com")), ..invited.clone() };
     check(
-        matches!(store.invitation_insert(&again, &again_user, &[], &[audit("invitation.create", &again.id)]).await, Err(StoreError::Conflict(_))),
+        matches!(store.invitation_insert(&again, &again_user, &[], &[], &[audit("invitation.create", &again.id)]).await, Err(StoreError::Conflict(_))),
         "an address is invited once",
     )?;
     check(store.user_get(&again_user.id).await?.is_none(), "refused invitation leaves no user")?;

@@ -106,6 +106,20 @@ impl UserStatus {
     }
 }
 
+/// What an identity provider says of a user besides who they are: refreshed at each
+/// login from the claims the IdP sends (an absent claim keeps the stored value).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Full name.
+    pub name: Option<String>,
+    /// Given name.
+    pub given_name: Option<String>,
+    /// Family name.
+    pub family_name: Option<String>,
+    /// Picture URL (http or https).
+    pub picture: Option<String>,
+}
+
 /// A user of the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -123,6 +137,8 @@ pub struct User {
     pub status: UserStatus,
     /// When the user was invited, if they were.
     pub invited_at: Option<Millis>,
+    /// Name and picture, as the identity provider last sent them.
+    pub profile: Profile,
     /// Creation time.
     pub created_at: Millis,
     /// Last change.
@@ -364,6 +380,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn links_of_user(&self, user_id: &str) -> StoreResult<Vec<Link>>;
     /// Links an upstream identity to a user; `Conflict` when it is linked already.
     async fn link_insert(&self, link: &Link, audit: &AuditEntry) -> StoreResult<()>;
+    /// Makes `link` the user's one link on its connection (an admin's pre-link), in one
+    /// transaction: `NotFound` without the user, `Conflict` when the identity is another
+    /// user's; the user's other links on that connection go. Already so: nothing changes,
+    /// nothing is audited.
+    async fn link_set(&self, link: &Link, audit: &AuditEntry) -> StoreResult<()>;
+    /// Removes a user's links on a connection; `NotFound` when there is none.
+    async fn link_delete(&self, user_id: &str, connection_id: &str, audit: &AuditEntry) -> StoreResult<()>;
 
     /// All groups, by name.
     async fn group_list(&self) -> StoreResult<Vec<Group>>;
@@ -386,9 +409,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// All invitations, newest first.
     async fn invitation_list(&self) -> StoreResult<Vec<Invitation>>;
-    /// Adds an invitation together with its pending user and their memberships, in one
-    /// transaction.
-    async fn invitation_insert(&self, inv: &Invitation, user: &User, memberships: &[Membership], audit: &[AuditEntry]) -> StoreResult<()>;
+    /// Adds an invitation together with its pending user, their memberships and links
+    /// (an invitation naming the expected upstream subject), in one transaction; `Conflict`
+    /// when a link's identity is linked already.
+    async fn invitation_insert(&self, inv: &Invitation, user: &User, memberships: &[Membership], links: &[Link], audit: &[AuditEntry]) -> StoreResult<()>;
     /// Removes an invitation; its user too while still pending.
     async fn invitation_delete(&self, id: &str, audit: &AuditEntry) -> StoreResult<()>;
 

@@ -80,6 +80,13 @@ ALTER TABLE users ADD COLUMN email_verified BIGINT NOT NULL DEFAULT 0;
 UPDATE users SET email_verified = 1 WHERE email IS NOT NULL AND (invited_at IS NOT NULL
   OR id IN (SELECT target FROM audit_log WHERE action = 'user.create' AND actor NOT LIKE 'connection:%'))
 "#,
+    // 5: the user's profile, as the identity provider last sent it.
+    r#"
+ALTER TABLE users ADD COLUMN name TEXT;
+ALTER TABLE users ADD COLUMN given_name TEXT;
+ALTER TABLE users ADD COLUMN family_name TEXT;
+ALTER TABLE users ADD COLUMN picture TEXT
+"#,
 ];
 
 /// The columns keyed by [`name_key`]: (table, value column, key column).
@@ -252,6 +259,18 @@ async fn commit_audited(mut tx: sqlx::Transaction<'_, sqlx::Any>, affected: u64,
     Ok(())
 }
 
+async fn insert_link(conn: &mut AnyConnection, link: &Link) -> StoreResult<()> {
+    sqlx::query("INSERT INTO user_links (connection_id, subject, user_id, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&link.connection_id)
+        .bind(&link.subject)
+        .bind(&link.user_id)
+        .bind(link.created_at)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| conflict(e, &[("", "this upstream identity is already linked to a user")]))?;
+    Ok(())
+}
+
 async fn write_audit(conn: &mut AnyConnection, e: &AuditEntry) -> StoreResult<()> {
     sqlx::query("INSERT INTO audit_log (at, actor, action, target, detail, request_id) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(e.at)
@@ -292,6 +311,12 @@ fn user_row(r: &AnyRow) -> StoreResult<User> {
         email_verified: r.try_get::<i64, _>("email_verified")? != 0,
         status: UserStatus::parse(&r.try_get::<String, _>("status")?)?,
         invited_at: r.try_get("invited_at")?,
+        profile: Profile {
+            name: r.try_get("name")?,
+            given_name: r.try_get("given_name")?,
+            family_name: r.try_get("family_name")?,
+            picture: r.try_get("picture")?,
+        },
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -505,7 +530,8 @@ impl Store for Sql {
     async fn user_update(&self, u: &User, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE users SET username = $1, username_key = $2, email = $3, email_key = $4, status = $5, invited_at = $6, updated_at = $7, email_verified = $9 WHERE id = $8",
+            "UPDATE users SET username = $1, username_key = $2, email = $3, email_key = $4, status = $5, invited_at = $6, updated_at = $7, \
+             name = $8, given_name = $9, family_name = $10, picture = $11, email_verified = $13 WHERE id = $12",
         )
         .bind(&u.username)
         .bind(name_key(&u.username))
@@ -514,6 +540,10 @@ impl Store for Sql {
         .bind(u.status.as_str())
         .bind(u.invited_at)
         .bind(u.updated_at)
+        .bind(&u.profile.name)
+        .bind(&u.profile.given_name)
+        .bind(&u.profile.family_name)
+        .bind(&u.profile.picture)
         .bind(&u.id)
         .bind(u.email_verified as i64)
         .execute(&mut *tx)
@@ -570,17 +600,39 @@ impl Store for Sql {
         if user.is_none() {
             return Err(StoreError::NotFound(format!("user {}", link.user_id)));
         }
-        sqlx::query("INSERT INTO user_links (connection_id, subject, user_id, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&link.connection_id)
-            .bind(&link.subject)
-            .bind(&link.user_id)
-            .bind(link.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| conflict(e, &[("", "this upstream identity is already linked to a user")]))?;
+        insert_link(&mut tx, link).await?;
         write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn link_set(&self, link: &Link, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let user = sqlx::query("SELECT id FROM users WHERE id = $1").bind(&link.user_id).fetch_optional(&mut *tx).await?;
+        if user.is_none() {
+            return Err(StoreError::NotFound(format!("user {}", link.user_id)));
+        }
+        let row = sqlx::query("SELECT * FROM user_links WHERE connection_id = $1 AND subject = $2")
+            .bind(&link.connection_id)
+            .bind(&link.subject)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match row.as_ref().map(link_row).transpose()? {
+            Some(l) if l.user_id == link.user_id => return Ok(()),
+            Some(_) => return Err(StoreError::Conflict("subject: this upstream identity is already linked to another user".into())),
+            None => {}
+        }
+        sqlx::query("DELETE FROM user_links WHERE user_id = $1 AND connection_id = $2").bind(&link.user_id).bind(&link.connection_id).execute(&mut *tx).await?;
+        insert_link(&mut tx, link).await?;
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn link_delete(&self, user_id: &str, connection_id: &str, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM user_links WHERE user_id = $1 AND connection_id = $2").bind(user_id).bind(connection_id).execute(&mut *tx).await?;
+        commit_audited(tx, done.rows_affected(), || format!("link of user {user_id} on connection {connection_id}"), audit).await
     }
 
     async fn group_list(&self) -> StoreResult<Vec<Group>> {
@@ -697,9 +749,12 @@ impl Store for Sql {
         sqlx::query("SELECT * FROM invitations ORDER BY created_at DESC, id").fetch_all(&self.pool).await?.iter().map(invitation_row).collect()
     }
 
-    async fn invitation_insert(&self, inv: &Invitation, user: &User, memberships: &[Membership], audit: &[AuditEntry]) -> StoreResult<()> {
+    async fn invitation_insert(&self, inv: &Invitation, user: &User, memberships: &[Membership], links: &[Link], audit: &[AuditEntry]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         insert_user(&mut tx, user).await?;
+        for link in links {
+            insert_link(&mut tx, link).await?;
+        }
         sqlx::query("INSERT INTO invitations (id, email, email_key, user_id, invited_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&inv.id)
             .bind(&inv.email)
@@ -832,19 +887,26 @@ impl Store for Sql {
 }
 
 async fn insert_user(conn: &mut AnyConnection, u: &User) -> StoreResult<()> {
-    sqlx::query("INSERT INTO users (id, username, username_key, email, email_key, status, invited_at, created_at, updated_at, email_verified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
-        .bind(&u.id)
-        .bind(&u.username)
-        .bind(name_key(&u.username))
-        .bind(&u.email)
-        .bind(lower_opt(&u.email))
-        .bind(u.status.as_str())
-        .bind(u.invited_at)
-        .bind(u.created_at)
-        .bind(u.updated_at)
-        .bind(u.email_verified as i64)
-        .execute(conn)
-        .await
-        .map_err(|e| conflict(e, USER_TAKEN))?;
+    sqlx::query(
+        "INSERT INTO users (id, username, username_key, email, email_key, status, invited_at, created_at, updated_at, name, given_name, family_name, picture, email_verified) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(&u.id)
+    .bind(&u.username)
+    .bind(name_key(&u.username))
+    .bind(&u.email)
+    .bind(lower_opt(&u.email))
+    .bind(u.status.as_str())
+    .bind(u.invited_at)
+    .bind(u.created_at)
+    .bind(u.updated_at)
+    .bind(&u.profile.name)
+    .bind(&u.profile.given_name)
+    .bind(&u.profile.family_name)
+    .bind(&u.profile.picture)
+    .bind(u.email_verified as i64)
+    .execute(conn)
+    .await
+    .map_err(|e| conflict(e, USER_TAKEN))?;
     Ok(())
 }

@@ -169,20 +169,43 @@ pub async fn finish(
     }
     let tokens: TokenResponse = serde_json::from_slice(&body).map_err(|_| invalid("the token endpoint did not answer with JSON tokens"))?;
     let id_token = tokens.id_token.ok_or_else(|| invalid("the token endpoint sent no ID token (is the openid scope allowed?)"))?;
-    let mut info_claims = None;
     let (claims, kid) = verify_id_token(o, &id_token, flow, tokens.access_token.as_deref(), jwks, checks).await?;
-    if !o.userinfo_from_id_token {
-        let endpoint = o.userinfo_endpoint.as_deref().ok_or_else(|| UpstreamError::Unavailable("no userinfo endpoint is configured".into()))?;
-        let access = tokens.access_token.as_deref().ok_or_else(|| invalid("the token endpoint sent no access token for the userinfo call"))?;
-        let info = userinfo(http, endpoint, access).await?;
+    let info_claims = read_userinfo(o, http, tokens.access_token.as_deref(), &conn.id).await?;
+    if let Some(info) = &info_claims {
         // OIDC Core 5.3.2: the userinfo sub must be the ID token's, or it is someone else's answer.
         if info.get("sub") != claims.get("sub") {
             return Err(invalid("the userinfo sub differs from the ID token's sub"));
         }
-        info_claims = Some(info);
     }
     let (claims, identity) = claims_and_identity(claims, info_claims, &conn.settings.claims)?;
     Ok(Verified { identity, claims, access_token: tokens.access_token, verified_with: kid })
+}
+
+/// Userinfo, read whenever the IdP has an endpoint for it: an IdP may put claims (groups,
+/// `email_verified`) there and not in the ID token. Required when the connection reads its
+/// claims from userinfo (`userinfo_from_id_token` off): then any failure refuses the login.
+/// Otherwise the ID token is enough: an endpoint that cannot be reached, or answers with
+/// an HTTP error, is logged and the login goes on with the ID token alone (an absent
+/// groups claim changes no membership, and a missing `email_verified` is refused where
+/// verification is required, naming where it was looked for). An answer that is there
+/// but is not a JSON object, or names another `sub`, is refused either way.
+async fn read_userinfo(o: &OidcSettings, http: &reqwest::Client, access: Option<&str>, connection: &str) -> Result<Option<Value>, UpstreamError> {
+    if !o.userinfo_from_id_token {
+        let endpoint = o.userinfo_endpoint.as_deref().ok_or_else(|| UpstreamError::Unavailable("no userinfo endpoint is configured".into()))?;
+        let access = access.ok_or_else(|| invalid("the token endpoint sent no access token for the userinfo call"))?;
+        return userinfo(http, endpoint, access).await.map(Some);
+    }
+    let (Some(endpoint), Some(access)) = (o.userinfo_endpoint.as_deref(), access) else {
+        return Ok(None);
+    };
+    match userinfo(http, endpoint, access).await {
+        Ok(v) => Ok(Some(v)),
+        Err(UpstreamError::Unavailable(why)) => {
+            tracing::warn!(connection, reason = %why, "userinfo unavailable; the login goes on with the ID token's claims");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn userinfo(http: &reqwest::Client, endpoint: &str, access: &str) -> Result<Value, UpstreamError> {
@@ -258,7 +281,12 @@ fn claims_and_identity(claims: Value, info: Option<Value>, m: &ClaimMappings) ->
         Some(info) => merge_userinfo(claims, info),
         None => claims,
     };
-    let mut identity = mapping::map(&claims, m).map_err(|e| invalid(e.to_string()))?;
+    let sources: Vec<String> = if merged { vec!["the ID token".into(), "userinfo".into()] } else { vec!["the ID token".into()] };
+    let mut identity = mapping::map(&claims, m).map_err(|e| match e {
+        mapping::MappingError::NoSubject(_) => invalid(format!("{e} (looked in {})", if merged { "the ID token and userinfo" } else { "the ID token" })),
+        e => invalid(e.to_string()),
+    })?;
+    identity.sources = sources;
     // With two sources, `email_verified` describes the merged `email` claim only: an
     // address mapped from another claim (say userinfo's `upn`) is not what it vouches for.
     if merged {

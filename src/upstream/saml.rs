@@ -35,6 +35,49 @@ fn pem_body(pem: &str) -> String {
     pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>()
 }
 
+/// NameID formats (SAML Core 8.3).
+pub const PERSISTENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent";
+/// A one-time, per-session NameID: never a user id.
+pub const TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
+/// "No particular format": SAML Core 8.3.1, what an absent `Format` means too.
+pub const UNSPECIFIED: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified";
+
+/// The NameID format a connection asks for: its `name_id_format`, persistent when unset.
+/// An IdP that cannot send a persistent one is asked for `unspecified` (the setting), or
+/// the user id is mapped from an attribute.
+pub fn requested_name_id_format(conn: &Connection) -> &str {
+    conn.settings.saml.as_ref().and_then(|s| s.name_id_format.as_deref()).unwrap_or(PERSISTENT)
+}
+
+/// Checks the assertion's NameID when it is the user id (`user_id_claim`, the claim the
+/// user id was mapped from, is `NameID`): never a transient one (a new value at every
+/// login would make a new user each time); and of the format requested, unless that is
+/// `unspecified`. An absent or `unspecified` Format is taken whatever was requested: it
+/// says nothing either way (AD FS and Duo send it for stable values), and an IdP giving a
+/// transient value names it. When the user id comes from an attribute, the NameID's
+/// format does not matter.
+pub fn check_name_id(conn: &Connection, claims: &serde_json::Value, user_id_claim: Option<&str>) -> Result<(), UpstreamError> {
+    if user_id_claim != Some(super::saml_response::NAME_ID) {
+        return Ok(());
+    }
+    let got = claims.get("NameIDFormat").and_then(serde_json::Value::as_str).unwrap_or(UNSPECIFIED);
+    if got == TRANSIENT {
+        return Err(UpstreamError::Invalid(
+            "the identity provider sent a transient NameID, which changes at every sign-in and cannot be a user id: \
+             configure a persistent NameID at the identity provider, or map the user id from an attribute (claims.user_id)"
+                .into(),
+        ));
+    }
+    let want = requested_name_id_format(conn);
+    if want != UNSPECIFIED && got != UNSPECIFIED && got != want {
+        return Err(UpstreamError::Invalid(format!(
+            "the identity provider sent a NameID of format {got}, but this connection requested {want}: configure the identity provider to send \
+             {want}, or set the connection's name_id_format to the format it sends"
+        )));
+    }
+    Ok(())
+}
+
 /// Our SP metadata for a SAML connection: entity id, ACS (HTTP-POST), NameID format, the
 /// signing certificate when requests are signed, and the signing flags as set.
 pub fn sp_metadata(conn: &Connection, public_base: &str) -> Option<String> {
@@ -45,7 +88,7 @@ pub fn sp_metadata(conn: &Connection, public_base: &str) -> Option<String> {
         }
         _ => String::new(),
     };
-    let nameid = s.name_id_format.as_deref().map(|f| format!("<md:NameIDFormat>{}</md:NameIDFormat>", xml_escape(f))).unwrap_or_default();
+    let nameid = format!("<md:NameIDFormat>{}</md:NameIDFormat>", xml_escape(requested_name_id_format(conn)));
     Some(format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
 <md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"{entity}\">\
@@ -94,7 +137,7 @@ pub fn begin(
     // 128 random bits; an XML ID must not start with a digit.
     let request_id = format!("_{}", hex::encode(rand::random::<[u8; 16]>()));
     let instant = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let nameid = s.name_id_format.as_deref().map(|f| format!("<samlp:NameIDPolicy Format=\"{}\" AllowCreate=\"true\"/>", xml_escape(f))).unwrap_or_default();
+    let nameid = format!("<samlp:NameIDPolicy Format=\"{}\" AllowCreate=\"true\"/>", xml_escape(requested_name_id_format(conn)));
     let xml = format!(
         "<samlp:AuthnRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" \
 ID=\"{request_id}\" Version=\"2.0\" IssueInstant=\"{instant}\" Destination=\"{dest}\" AssertionConsumerServiceURL=\"{acs}\" \

@@ -69,7 +69,18 @@ async fn start_idp() -> Hostile {
                 Json(json!({"id_token": s.id_token, "access_token": s.access_token, "token_type": "Bearer"}))
             }),
         )
-        .route("/userinfo", get(|State(s): State<Shared>| async move { Json(s.lock().unwrap().userinfo.clone()) }))
+        // No userinfo set: 404, as from an IdP without one (the gateway then reads the ID token alone).
+        .route(
+            "/userinfo",
+            get(|State(s): State<Shared>| async move {
+                let info = s.lock().unwrap().userinfo.clone();
+                if info.is_null() {
+                    Err(axum::http::StatusCode::NOT_FOUND)
+                } else {
+                    Ok(Json(info))
+                }
+            }),
+        )
         .route(
             "/revoke",
             post(|State(s): State<Shared>, Form(form): Form<Vec<(String, String)>>| async move {
@@ -581,8 +592,11 @@ async fn session_email_verified_describes_the_session_email() {
     assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
     let auth = |b: &Browser, email: &str| b.http.get(format!("{}/auth?allowed_emails={}", c.gw.base, enc(email))).send();
     assert_eq!(auth(&b, "m@example.test").await.unwrap().status(), StatusCode::OK, "the stored address, verified by this login");
-    // Later the IdP vouches for another address: the session still carries the stored
-    // one, which this login did not verify.
+    // Later the IdP vouches for another address, which another user has (so it does not
+    // replace the stored one): the session still carries the stored one, which this
+    // login did not verify.
+    let (st, _) = c.gw.admin(Method::POST, "/users", Some(json!({"username": "other", "email": "other@example.test"}))).await;
+    assert_eq!(st, StatusCode::CREATED);
     let (b, status, body, _) = c
         .callback("", |c, n| {
             let mut x = c.claims(n);

@@ -111,6 +111,7 @@ pub async fn new_session(gw: &Gateway, clock: &Clock, groups: &[&str]) -> String
         expires_at: now + cfg.lifetime_seconds as i64 * 1000,
         idle_timeout_ms: cfg.idle_seconds as i64 * 1000,
         last_seen: now,
+        profile: Default::default(),
         upstream_token: None,
     };
     gw.app.sessions.create(&s).await.unwrap();

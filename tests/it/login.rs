@@ -302,3 +302,92 @@ async fn login_page_lists_active_connections_escaped_and_keeps_return_to() {
     let r = gw.request(Method::GET, &format!("/login/{hidden}")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+/// Issue #10, 5: the IdP puts every claim but `sub` in userinfo only, and the connection
+/// reads the ID token (the `custom` preset's default). Userinfo is read whenever the IdP
+/// has one; an absent groups claim changes no membership, a present empty one removes
+/// this connection's grants; a refusal for a missing claim names it and where it looked.
+#[tokio::test]
+async fn claims_only_in_userinfo_are_read_and_an_absent_groups_claim_keeps_groups() {
+    let s = setup(json!({"claims_in_id_token": false}), json!({"group_sync": true})).await;
+    for name in ["Engineers", "Staff"] {
+        s.gw.admin(Method::POST, "/groups", Some(json!({"name": name}))).await;
+    }
+    let (_, status, _, body) = s.login("alice").await;
+    assert_eq!(status, StatusCode::OK, "userinfo vouches for the email: {body}");
+    let c = format!("connection:{}", s.conn);
+    let synced = vec![("Engineers".to_string(), vec![c.clone()]), ("Staff".into(), vec![c.clone()]), ("Users".into(), vec![])];
+    let users = s.users().await;
+    assert_eq!(users[0]["email"], "alice@example.test");
+    let uid = users[0]["id"].as_str().unwrap().to_string();
+    let groups = || async {
+        let mut g = groups_of(&s.gw.admin(Method::GET, &format!("/users/{uid}"), None).await.1);
+        g.sort();
+        g
+    };
+    assert_eq!(groups().await, synced, "groups from userinfo");
+
+    // No groups claim at all: nothing changes.
+    s.set_account("alice", json!({"email": "alice@example.test", "email_verified": true})).await;
+    let (_, status, _, body) = s.login("alice").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(groups().await, synced, "an absent groups claim is not an empty one");
+
+    // A present, empty one: this connection's grants go.
+    s.set_account("alice", json!({"email": "alice@example.test", "email_verified": true, "groups": []})).await;
+    let (_, status, _, body) = s.login("alice").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(groups().await, vec![("Users".to_string(), vec![])]);
+
+    // No email_verified anywhere: the refusal names the claim and both places looked in.
+    s.set_account("alice", json!({"email": "alice@example.test"})).await;
+    let (_, status, _, body) = s.login("alice").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("email_verified") && body.contains("ID token") && body.contains("userinfo"), "{body}");
+
+    // The user id mapped from a claim neither source has.
+    s.gw.admin(Method::PATCH, &format!("/connections/{}", s.conn), Some(json!({"claims": {"user_id": "oid"}}))).await;
+    let (_, status, _, body) = s.login("alice").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("oid claim") && body.contains("ID token") && body.contains("userinfo"), "{body}");
+}
+
+/// Issue #10, 8: given and family name and picture are stored; what the IdP sends is
+/// refreshed at every login (audited); an email another user has is not taken over; an
+/// email that is not an address is dropped (logged), not a failed login.
+#[tokio::test]
+async fn profiles_are_stored_refreshed_at_each_login_and_audited() {
+    let s = setup(json!({}), json!({})).await;
+    let alice = |email: &str, family: &str, picture: &str| json!({"email": email, "email_verified": true, "name": format!("Alice {family}"), "given_name": "Alice", "family_name": family, "picture": picture});
+    s.set_account("alice", alice("alice@example.test", "Example", "https://pics.example/a.png")).await;
+    let (_, status, _, body) = s.login("alice").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let uid = s.users().await[0]["id"].as_str().unwrap().to_string();
+    let user = || async { s.gw.admin(Method::GET, &format!("/users/{uid}"), None).await.1 };
+    let u = user().await;
+    let fields = |u: &Value| ["email", "name", "given_name", "family_name", "picture"].map(|f| u[f].as_str().unwrap_or("-").to_string());
+    assert_eq!(fields(&u), ["alice@example.test", "Alice Example", "Alice", "Example", "https://pics.example/a.png"]);
+
+    s.set_account("alice", alice("alice.new@example.test", "Newname", "https://pics.example/b.png")).await;
+    let (_, status, _, body) = s.login("alice").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(fields(&user().await), ["alice.new@example.test", "Alice Newname", "Alice", "Newname", "https://pics.example/b.png"]);
+    let (_, audit) = s.gw.admin(Method::GET, "/audit?limit=1000", None).await;
+    let update = audit.as_array().unwrap().iter().find(|a| a["action"] == "user.update" && a["target"] == uid.as_str()).expect("the refresh is audited");
+    assert_eq!(update["actor"], format!("connection:{}", s.conn));
+    assert_eq!(update["detail"]["fields"], json!(["email", "name", "family_name", "picture"]), "{update}");
+
+    // Another user's address is not taken over; the rest still refreshes.
+    s.gw.admin(Method::POST, "/users", Some(json!({"username": "other", "email": "taken@example.test"}))).await;
+    s.set_account("alice", alice("taken@example.test", "Third", "https://pics.example/b.png")).await;
+    let (_, status, _, body) = s.login("alice").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(fields(&user().await), ["alice.new@example.test", "Alice Third", "Alice", "Third", "https://pics.example/b.png"]);
+
+    // Not an address: dropped, and the login goes on.
+    s.set_account("carol", json!({"email": "carol@@example.test", "email_verified": true, "name": "Carol"})).await;
+    let (_, status, _, body) = s.login("carol").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let carol = s.users().await.into_iter().find(|u| u["links"][0]["subject"] == "carol").unwrap();
+    assert_eq!((&carol["email"], &carol["username"]), (&Value::Null, &json!("carol")), "{carol}");
+}

@@ -31,8 +31,13 @@ impl Rp {
 
     /// Runs /authorize in `b` up to the redirect back to the app; returns the code.
     async fn code(&self, b: &Browser, extra: &str) -> String {
+        self.code_scoped(b, "openid%20email", extra).await
+    }
+
+    /// [`Rp::code`] asking for `scope` (URL-encoded).
+    async fn code_scoped(&self, b: &Browser, scope: &str, extra: &str) -> String {
         let mut url = format!(
-            "{}/authorize?client_id=app&response_type=code&scope=openid%20email&redirect_uri={}&state=st1&nonce=n1&connection=con_node&login_hint=alice{extra}",
+            "{}/authorize?client_id=app&response_type=code&scope={scope}&redirect_uri={}&state=st1&nonce=n1&connection=con_node&login_hint=alice{extra}",
             self.s.gw.base,
             enc(APP_CB)
         );
@@ -189,4 +194,33 @@ async fn token_endpoint_refuses_wrong_clients_uris_and_verifiers() {
         .unwrap();
     let loc = r.headers()["location"].to_str().unwrap();
     assert!(loc.starts_with(APP_CB) && loc.contains("error=unsupported_response_type") && loc.contains("state=s"), "{loc}");
+}
+
+/// Issue #10, 8: the stored profile (given and family name, picture) reaches apps in the
+/// ID token and userinfo under the `profile` scope, and only under it.
+#[tokio::test]
+async fn the_profile_scope_hands_on_the_stored_profile() {
+    let rp = Rp::new().await;
+    let profile = json!({"email": "alice@example.test", "email_verified": true, "name": "Alice Example", "given_name": "Alice",
+        "family_name": "Example", "picture": "https://pics.example/alice.png", "groups": ["engineers"]});
+    rp.s.set_account("alice", profile).await;
+    let b = Browser::new();
+    for (scope, with) in [("openid%20email", false), ("openid%20profile", true)] {
+        let code = rp.code_scoped(&b, scope, "").await;
+        let form =
+            [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", APP_CB), ("client_id", "app"), ("client_secret", &rp.secret)];
+        let (st, tokens) = rp.exchange(&form, None).await;
+        assert_eq!(st, StatusCode::OK, "{tokens}");
+        let raw: Value = serde_json::from_slice(&B64URL.decode(tokens["id_token"].as_str().unwrap().split('.').nth(1).unwrap()).unwrap()).unwrap();
+        let r = reqwest::Client::new().get(format!("{}/userinfo", rp.s.gw.base)).bearer_auth(tokens["access_token"].as_str().unwrap()).send().await.unwrap();
+        let info: Value = r.json().await.unwrap();
+        for claims in [&raw, &info] {
+            if with {
+                assert_eq!((&claims["given_name"], &claims["family_name"]), (&json!("Alice"), &json!("Example")), "{scope}: {claims}");
+                assert_eq!(claims["picture"], "https://pics.example/alice.png", "{scope}: {claims}");
+            } else {
+                assert!(claims.get("given_name").is_none() && claims.get("picture").is_none(), "{scope}: {claims}");
+            }
+        }
+    }
 }

@@ -517,6 +517,7 @@ async fn a_dropped_invalidation_feed_turns_the_session_cache_off() {
             expires_at: now + 600_000,
             idle_timeout_ms: 600_000,
             last_seen: now,
+            profile: Default::default(),
             upstream_token: None,
         })
         .await

@@ -17,6 +17,11 @@ use crate::login::Browser;
 use crate::peers::{peers_dir, saml_metadata as idp_keys};
 use crate::support::Gateway;
 
+const PERSISTENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent";
+const TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
+const EMAIL_FORMAT: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
+const UNSPECIFIED: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified";
+
 fn hidden(html: &str, name: &str) -> Option<String> {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker)? + marker.len();
@@ -54,6 +59,8 @@ async fn authn_requests_reach_a_real_idp_unsigned_signed_and_tampered() {
         "{md}"
     );
     assert!(md.contains(&format!("Location=\"{}/saml/con_s/acs\"", gw.base)));
+    // A persistent NameID by default (issue #10, 6), said in the metadata the IdP imports.
+    assert!(md.contains(&format!("<md:NameIDFormat>{PERSISTENT}</md:NameIDFormat>")), "{md}");
 
     let acs = format!("{}/saml/con_s/acs", gw.base);
     let login = |tamper: bool| {
@@ -86,6 +93,7 @@ async fn authn_requests_reach_a_real_idp_unsigned_signed_and_tampered() {
     let id_start = xml.find("ID=\"").unwrap() + 4;
     let request_id = &xml[id_start..id_start + xml[id_start..].find('"').unwrap()];
     assert_eq!(request_id.len(), 33, "an underscore and 128 random bits in hex: {request_id}");
+    assert!(xml.contains(&format!("<samlp:NameIDPolicy Format=\"{PERSISTENT}\" AllowCreate=\"true\"/>")), "{xml}");
     assert!(html.contains(&format!("action=\"{acs}\"")), "{html}");
     assert_eq!(hidden(&html, "RelayState"), query(&url, "RelayState"), "RelayState comes back");
     let response = String::from_utf8(B64.decode(hidden(&html, "SAMLResponse").unwrap()).unwrap()).unwrap();
@@ -626,4 +634,104 @@ async fn acs_refuses_control_characters_in_identity_fields() {
     acs.refuses(json!({"name_id": "alice\u{85}admin"}), FORBIDDEN, "NameID claim contains a control character").await;
     acs.refuses(json!({"attributes": {"email": ["alice@example.test"], "groups": ["staff\nadmins"]}}), FORBIDDEN, "groups claim contains a control character")
         .await;
+}
+
+/// Issue #10, 6: a transient NameID (SimpleSAMLphp's default) is never a user id: the
+/// refusal says what to configure. With the user id mapped from an attribute it is fine.
+#[tokio::test]
+async fn acs_refuses_a_transient_nameid_as_the_user_id_unless_mapped_from_an_attribute() {
+    let acs = Acs::new(json!({}), json!({"create_users": true})).await;
+    acs.refuses(json!({"name_id_format": TRANSIENT}), FORBIDDEN, "transient NameID").await;
+    let (b, relay, id) = acs.start().await;
+    let (_, body, _) = acs.post(&b, Some(&relay), &forge(&acs.spec(Some(&id), json!({"name_id_format": TRANSIENT})))).await;
+    assert!(body.contains("persistent NameID") && body.contains("user id from an attribute"), "says what to configure: {body}");
+
+    let acs = Acs::new(json!({}), json!({"create_users": true, "claims": {"user_id": "uid"}})).await;
+    for name_id in ["_t1", "_t2"] {
+        let (b, relay, id) = acs.start().await;
+        let extra = json!({"name_id_format": TRANSIENT, "name_id": name_id, "attributes": {"uid": ["alice"], "email": ["alice@example.test"]}});
+        let (st, body, session) = acs.post(&b, Some(&relay), &forge(&acs.spec(Some(&id), extra))).await;
+        assert_eq!((st, session), (StatusCode::SEE_OTHER, true), "{body}");
+    }
+    assert_eq!(acs.users().await.len(), 1, "two transient NameIDs, one user (by the uid attribute)");
+}
+
+/// The NameID's Format must be the one requested (persistent by default); an absent or
+/// `unspecified` Format is taken (SAML Core 8.3.1: the IdP's own interpretation).
+#[tokio::test]
+async fn acs_checks_the_nameid_format_against_the_requested_one() {
+    let acs = Acs::new(json!({}), json!({"create_users": true})).await;
+    acs.refuses(json!({"name_id_format": EMAIL_FORMAT}), FORBIDDEN, "requested urn:oasis:names:tc:SAML:2.0:nameid-format:persistent").await;
+    for format in [json!(null), json!(UNSPECIFIED), json!(PERSISTENT)] {
+        let (b, relay, id) = acs.start().await;
+        let (st, body, _) = acs.post(&b, Some(&relay), &forge(&acs.spec(Some(&id), json!({"name_id_format": format})))).await;
+        assert_eq!(st, StatusCode::SEE_OTHER, "{format}: {body}");
+    }
+    // A connection that asks for emailAddress takes it, and says so to the IdP.
+    let acs = Acs::new(json!({"name_id_format": EMAIL_FORMAT}), json!({"create_users": true})).await;
+    let md = reqwest::get(&acs.sp).await.unwrap().text().await.unwrap();
+    assert!(md.contains(&format!("<md:NameIDFormat>{EMAIL_FORMAT}</md:NameIDFormat>")), "{md}");
+    let (b, relay, id) = acs.start().await;
+    let (st, body, _) = acs.post(&b, Some(&relay), &forge(&acs.spec(Some(&id), json!({"name_id_format": EMAIL_FORMAT})))).await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "{body}");
+}
+
+/// Issue #10, 9: an admin links a user to (connection, subject) before the first login;
+/// an invitation may name the subject, and then that subject's first login claims it
+/// whatever its email (SAML never links by email: without this, invite-only SAML cannot work).
+#[tokio::test]
+async fn prelinked_users_and_invitations_naming_the_subject_are_claimed_by_the_first_saml_login() {
+    let acs = Acs::new(json!({}), json!({"create_users": false})).await;
+    let gw = &acs.gw;
+    let login = |name_id: &'static str, email: &'static str| {
+        let acs = &acs;
+        async move {
+            let (b, relay, id) = acs.start().await;
+            let extra = json!({"name_id": name_id, "attributes": {"email": [email]}});
+            acs.post(&b, Some(&relay), &forge(&acs.spec(Some(&id), extra))).await
+        }
+    };
+    let (_, u) = gw.admin(Method::POST, "/users", Some(json!({"username": "alice-here"}))).await;
+    let uid = u["id"].as_str().unwrap().to_string();
+    let (st, v) = gw.admin(Method::PUT, &format!("/users/{uid}/links/con_s"), Some(json!({"subject": "alice"}))).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!((&v["links"][0]["connection_id"], &v["links"][0]["subject"]), (&json!("con_s"), &json!("alice")), "{v}");
+    let (st, body, _) = login("alice", "alice@example.test").await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(acs.users().await.iter().map(|u| u.0.as_str()).collect::<Vec<_>>(), vec!["alice-here"], "the pre-linked user, no other");
+
+    // The subject is someone else's already: 409. Unknown user or connection: 404.
+    let (_, bob) = gw.admin(Method::POST, "/users", Some(json!({"username": "bob-here"}))).await;
+    let bob = bob["id"].as_str().unwrap().to_string();
+    let (st, e) = gw.admin(Method::PUT, &format!("/users/{bob}/links/con_s"), Some(json!({"subject": "alice"}))).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+    let (st, _) = gw.admin(Method::PUT, "/users/usr_nobody/links/con_s", Some(json!({"subject": "x"}))).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = gw.admin(Method::PUT, &format!("/users/{bob}/links/con_nothing"), Some(json!({"subject": "x"}))).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = gw.admin(Method::PUT, &format!("/users/{bob}/links/con_s"), Some(json!({"subject": "a\nb"}))).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // An invitation naming the subject: claimed by it, whatever email the IdP sends.
+    let (st, inv) = gw.admin(Method::POST, "/invitations", Some(json!({"email": "carol@corp.example", "connection_id": "con_s", "subject": "c-123"}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{inv}");
+    let (st, body, _) = login("c-123", "someone-else@example.test").await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "{body}");
+    let (_, carol) = gw.admin(Method::GET, &format!("/users/{}", inv["user_id"].as_str().unwrap()), None).await;
+    assert_eq!((&carol["status"], &carol["links"][0]["subject"]), (&json!("active"), &json!("c-123")), "{carol}");
+    // An invitation naming a subject that is linked already: 409, nothing made.
+    let (st, _) = gw.admin(Method::POST, "/invitations", Some(json!({"email": "dan@corp.example", "connection_id": "con_s", "subject": "alice"}))).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    assert_eq!(acs.users().await.len(), 3);
+
+    // Unlinked: the next login finds no account.
+    let (st, _) = gw.admin(Method::DELETE, &format!("/users/{uid}/links/con_s"), None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, v) = gw.admin(Method::GET, &format!("/users/{uid}"), None).await;
+    assert_eq!(v["links"], json!([]));
+    let (st, body, _) = login("alice", "alice@example.test").await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    let (_, audit) = gw.admin(Method::GET, "/audit?limit=1000", None).await;
+    let by_admin: Vec<&str> = audit.as_array().unwrap().iter().filter(|a| a["target"] == uid.as_str()).map(|a| a["action"].as_str().unwrap()).collect();
+    assert!(by_admin.contains(&"link.create") && by_admin.contains(&"link.delete"), "{by_admin:?}");
 }

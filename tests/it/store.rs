@@ -81,6 +81,7 @@ async fn migrations_3_and_4_refold_keys_and_mark_known_emails() {
             email_verified: true,
             status: UserStatus::Active,
             invited_at: None,
+            profile: Default::default(),
             created_at: 1,
             updated_at: 1,
         };
@@ -93,8 +94,12 @@ async fn migrations_3_and_4_refold_keys_and_mark_known_emails() {
         sqlx::any::install_default_drivers();
         let mut raw = sqlx::AnyConnection::connect(&url).await.unwrap();
         sqlx::query("UPDATE users SET email_key = 'josé@example.test', username_key = 'josé' WHERE id = 'usr_jose'").execute(&mut raw).await.unwrap();
-        sqlx::query("ALTER TABLE users DROP COLUMN email_verified").execute(&mut raw).await.unwrap();
+        // The migrations from 3 on are undone (the runner resumes after the highest version
+        // done): 4 added email_verified, 5 the profile columns.
         sqlx::query("DELETE FROM schema_migrations WHERE version >= 3").execute(&mut raw).await.unwrap();
+        for column in ["email_verified", "name", "given_name", "family_name", "picture"] {
+            sqlx::query(&format!("ALTER TABLE users DROP COLUMN {column}")).execute(&mut raw).await.unwrap();
+        }
         raw.close().await.unwrap();
 
         let store = ssogate::store::open(&url, 2).await.unwrap();

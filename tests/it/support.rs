@@ -224,6 +224,7 @@ impl Gateway {
             idle_timeout_ms: 3_600_000,
             last_seen: now,
             upstream_token: None,
+            profile: Default::default(),
         };
         self.app.sessions.create(&s).await.unwrap();
         format!("ssogate_session={}", s.id)

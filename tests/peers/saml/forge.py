@@ -12,6 +12,7 @@ SPEC (every key optional except keys/acs/sp/idp):
   in_response_to               AuthnRequest id (omitted when null)
   now                          epoch seconds the response is made at (default: now)
   name_id, attributes          NameID text; {"name": ["v", ...]} (Name = key)
+  name_id_format               the NameID's Format (default persistent; null = no Format)
   friendly                     {"name": "FriendlyName"} for some attributes
   sign                         "assertion" | "response" | "both" | "none" (default assertion)
   sig_alg, digest_alg          algorithm URIs (default RSA-SHA256, SHA-256)
@@ -86,6 +87,8 @@ def assertion_xml(spec, aid, sig):
     scd_irt = spec.get("scd_in_response_to", irt)
     scd_irt_attr = f' InResponseTo="{escape(scd_irt)}"' if scd_irt else ""
     friendly = spec.get("friendly", {})
+    fmt = spec.get("name_id_format", "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent")
+    fmt_attr = f' Format="{escape(fmt)}"' if fmt else ""
     attrs = ""
     for name, values in spec.get("attributes", {}).items():
         fn = f' FriendlyName="{escape(friendly[name])}"' if name in friendly else ""
@@ -100,7 +103,7 @@ def assertion_xml(spec, aid, sig):
     return f'''<saml:Assertion xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" ID="{aid}" Version="2.0" IssueInstant="{iso(now)}">
     <saml:Issuer>{escape(spec.get("issuer", spec["idp"]))}</saml:Issuer>{sig}
     <saml:Subject>
-      <saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">{escape(spec.get("name_id", "alice"))}</saml:NameID>
+      <saml:NameID{fmt_attr}>{escape(spec.get("name_id", "alice"))}</saml:NameID>
       <saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer">
         <saml:SubjectConfirmationData NotOnOrAfter="{rel("scd_not_on_or_after", 300)}" Recipient="{escape(spec.get("recipient", spec["acs"]))}"{scd_irt_attr}/>
       </saml:SubjectConfirmation>
