@@ -180,6 +180,11 @@ pub async fn authorize(
         };
         return Redirect::to(&target).into_response();
     };
+    // A code is kept for a minute with its scope and nonce: a signed-in client spends the
+    // same budget as an unauthenticated start, so no one client can fill the state store.
+    if let Err(after) = app.limits.starts.take(requester, app.clock.now()) {
+        return crate::limit::too_many(after);
+    }
     let grant = CodeGrant {
         client_id: client_id.to_string(),
         redirect_uri: redirect_uri.to_string(),

@@ -454,3 +454,30 @@ async fn readyz_reports_a_state_store_that_refuses_writes() {
     let healthy = Gateway::start().await;
     assert_eq!(reqwest::get(format!("{}/readyz", healthy.base)).await.unwrap().status(), StatusCode::OK);
 }
+
+/// A signed-in user flooding `/authorize` (each answer keeps a code with its scope and
+/// nonce for a minute) spends the same per-client budget as unauthenticated starts: past
+/// it, 429 with `Retry-After`, and no code is kept; another client is not affected.
+#[tokio::test]
+async fn authorize_floods_from_a_signed_in_client_are_throttled() {
+    let gw =
+        Gateway::start_in(Arc::new(tempfile::tempdir().unwrap()), &[("SSOGATE_LOGIN__STARTS_BURST", "5"), ("SSOGATE_LOGIN__STARTS_PER_MINUTE", "1")]).await;
+    client(&gw).await;
+    let cookie = gw.session_cookie().await;
+    let url = format!("{}/authorize?response_type=code&client_id=app&redirect_uri={}&scope=openid&state=s&nonce={}", gw.base, enc(APP_CB), "n".repeat(500));
+    let flood = client_from([127, 0, 0, 2]);
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let r = flood.get(&url).header("cookie", &cookie).send().await.unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(r.headers().contains_key("retry-after"));
+        }
+        statuses.push(r.status());
+    }
+    let issued = statuses.iter().filter(|s| s.is_redirection()).count();
+    assert_eq!(issued, 5, "the burst, then 429s: {statuses:?}");
+    assert!(statuses[5..].iter().all(|s| *s == StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    let other = client_from([127, 0, 0, 3]);
+    let r = other.get(&url).header("cookie", &cookie).send().await.unwrap();
+    assert!(r.status().is_redirection(), "another client is not affected: {}", r.status());
+}
