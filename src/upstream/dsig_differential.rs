@@ -31,10 +31,9 @@ use openssl::pkey::{Id, PKey, Private, Public};
 use openssl::x509::{X509Builder, X509NameBuilder, X509};
 use roxmltree::{Document, Node};
 
-use super::saml_response::{self, Expect};
+use super::saml_response;
 use super::{saml_precheck, xmldsig};
-use crate::clock::Millis;
-use crate::connection::{ClaimMappings, Connection, IdpMetadata, Protocol, SamlSettings, Secrets, Settings};
+use crate::connection::Connection;
 
 const XMLSEC: &str = "/usr/bin/xmlsec1";
 const PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
@@ -46,12 +45,7 @@ const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
 const SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
 
-const ACS: &str = "https://sso.example.test/saml/con_t/acs";
-const SP: &str = "https://sso.example.test/saml/con_t/metadata";
-const IDP: &str = "https://idp.example.test/metadata";
-const REQUEST: &str = "_req0123";
-/// 2027-01-15T08:00:00Z, when the responses below were issued.
-const NOW: Millis = 1_800_000_000_000;
+use saml_response::tests::{ACS, IDP, REQUEST, SP};
 
 /// What gets appended to names: the Unicode spaces (some of them XML name characters, most
 /// not), the invisible characters, a combining mark.
@@ -97,41 +91,13 @@ const SPACES: &[(&str, &str)] = &[
 
 // ---- fixtures (as in saml_response's tests, with a slot for a signature template) ----
 
+/// The connection of `saml_response`'s tests, trusting `cert_pem`, signed responses or
+/// assertions alike.
 fn connection(cert_pem: &str) -> Connection {
-    let cert = X509::from_pem(cert_pem.as_bytes()).unwrap();
-    let idp = IdpMetadata {
-        entity_id: IDP.into(),
-        sso_url: "https://idp.example.test/sso".into(),
-        sso_binding: "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect".into(),
-        certificates: vec![crate::connection::metadata::describe(&cert).unwrap()],
-    };
-    let saml = SamlSettings {
-        entity_id: SP.into(),
-        idp,
-        idp_metadata_url: None,
-        require_signed_assertions: false,
-        sign_requests: false,
-        sp_certificate: None,
-        name_id_format: None,
-        allow_idp_initiated: false,
-    };
-    Connection {
-        id: "con_t".into(),
-        display_name: "T".into(),
-        protocol: Protocol::Saml,
-        provider: "custom".into(),
-        active: true,
-        settings: Settings { webapp_url: None, create_users: true, group_sync: true, claims: ClaimMappings::default(), oidc: None, saml: Some(saml) },
-        secrets: Secrets::default(),
-        created_at: 0,
-        updated_at: 0,
-        version: 1,
-    }
+    saml_response::tests::connection(cert_pem, false)
 }
 
-fn expect() -> Expect<'static> {
-    Expect { acs_url: ACS, request_id: Some(REQUEST), now: NOW + 10_000, skew_ms: 60_000, max_age_ms: 600_000 }
-}
+use saml_response::tests::expect;
 
 fn assertion(sig: &str) -> String {
     format!(

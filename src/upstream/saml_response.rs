@@ -372,7 +372,7 @@ fn conditions_understood(conditions: Node) -> Result<(), UpstreamError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The fuzz targets' shapes (fuzz/), deterministic and on stable Rust: responses
     //! signed every way, then cut, bent and repeated. Nothing may panic, and whatever
     //! still verifies must say exactly what the unbent response said.
@@ -381,14 +381,15 @@ mod tests {
     use crate::upstream::xmldsig::sign_root;
     use openssl::pkey::{PKey, Private};
 
-    const ACS: &str = "https://sso.example.test/saml/con_t/acs";
-    const SP: &str = "https://sso.example.test/saml/con_t/metadata";
-    const IDP: &str = "https://idp.example.test/metadata";
-    const REQUEST: &str = "_req0123";
+    pub(crate) const ACS: &str = "https://sso.example.test/saml/con_t/acs";
+    pub(crate) const SP: &str = "https://sso.example.test/saml/con_t/metadata";
+    pub(crate) const IDP: &str = "https://idp.example.test/metadata";
+    pub(crate) const REQUEST: &str = "_req0123";
     /// 2027-01-15T08:00:00Z, when the responses below were issued.
-    const NOW: Millis = 1_800_000_000_000;
+    pub(crate) const NOW: Millis = 1_800_000_000_000;
 
-    fn connection(cert_pem: &str, require_signed_assertions: bool) -> Connection {
+    /// A SAML connection trusting `cert_pem` (also the differential test's fixture).
+    pub(crate) fn connection(cert_pem: &str, require_signed_assertions: bool) -> Connection {
         let cert = openssl::x509::X509::from_pem(cert_pem.as_bytes()).unwrap();
         let idp = IdpMetadata {
             entity_id: IDP.into(),
@@ -420,7 +421,7 @@ mod tests {
         }
     }
 
-    fn expect() -> Expect<'static> {
+    pub(crate) fn expect() -> Expect<'static> {
         Expect { acs_url: ACS, request_id: Some(REQUEST), now: NOW + 10_000, skew_ms: 60_000, max_age_ms: 600_000 }
     }
 
