@@ -317,6 +317,9 @@ async fn main() {
         .env("SSOGATE_ADMIN_TOKEN", admin)
         .env("SSOGATE_LOG__FORMAT", "json")
         .env("SSOGATE_LOG__LEVEL", "warn,ssogate=info")
+        // Every benchmark login comes from this one client: no per-client limits.
+        .env("SSOGATE_LOGIN__STARTS_PER_MINUTE", "0")
+        .env("SSOGATE_LOGIN__CALLBACKS_PER_MINUTE", "0")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     if let Some(u) = &state_url {

@@ -159,9 +159,9 @@ pub struct LoginConfig {
     /// SAML connections with a metadata URL read it again this often (0: never).
     #[serde(deserialize_with = "lenient")]
     pub saml_metadata_refresh_seconds: u64,
-    /// Unauthenticated login starts (`/login/{id}`, `/start`, `/oauth2/start`,
-    /// `/authorize` without a session) one client may make per minute, sustained; past
-    /// the burst, 429 with `Retry-After`. 0: no limit.
+    /// Login starts (`/login/{id}`, `/start`, `/oauth2/start`, `/authorize`, with or
+    /// without a session) one client may make per minute, sustained; past the burst, 429
+    /// with `Retry-After`. 0: no limit.
     #[serde(deserialize_with = "lenient")]
     pub starts_per_minute: u32,
     /// Starts one client may make at once before `starts_per_minute` applies.
