@@ -91,6 +91,49 @@ pub struct SessionsEnded {
     pub ended: usize,
 }
 
+/// A live session, as the admin's list shows it: named by its public `sid` (the `sid` of
+/// tokens), never by its id (the cookie).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    /// The session's public name; `DELETE /users/{id}/sessions/{sid}` ends it.
+    pub sid: String,
+    /// The connection it was started through.
+    pub connection_id: String,
+    /// Started (RFC 3339).
+    pub created_at: String,
+    /// Ends at the latest (RFC 3339).
+    pub expires_at: String,
+}
+
+/// The live sessions of a user, newest first.
+#[utoipa::path(get, path = "/users/{id}/sessions", tag = "users", params(("id" = String, Path, description = "User id")),
+    security(("admin_token" = [])), responses((status = 200, body = [SessionView]), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn list_user_sessions(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<Vec<SessionView>>, ApiError> {
+    app.directory.user(&id).await?;
+    let mut list = app.sessions.list_user(&id, app.clock.now()).await.map_err(|e| ApiError::unavailable(&e))?;
+    list.sort_by_key(|(_, s)| std::cmp::Reverse(s.created_at));
+    let view = |(sid, s): (String, crate::state::Session)| SessionView {
+        sid,
+        connection_id: s.connection_id,
+        created_at: crate::clock::rfc3339(s.created_at),
+        expires_at: crate::clock::rfc3339(s.expires_at),
+    };
+    Ok(Json(list.into_iter().map(view).collect()))
+}
+
+/// Ends one session of a user (on every replica).
+#[utoipa::path(delete, path = "/users/{id}/sessions/{sid}", tag = "users",
+    params(("id" = String, Path, description = "User id"), ("sid" = String, Path, description = "The session's sid, from the list")),
+    security(("admin_token" = [])), responses((status = 204, description = "Ended"), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn end_user_session(State(app): State<AppState>, ApiPath((id, sid)): ApiPath<(String, String)>) -> Result<StatusCode, ApiError> {
+    app.directory.user(&id).await?;
+    if !app.sessions.remove_sid(&id, &sid).await.map_err(|e| ApiError::unavailable(&e))? {
+        return Err(ApiError::not_found(format!("session {sid} of user {id}")));
+    }
+    app.directory.audit_sessions_ended(&id, 1, ACTOR).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Ends every session of a user (on every replica); the user may log in again.
 #[utoipa::path(delete, path = "/users/{id}/sessions", tag = "users", params(("id" = String, Path, description = "User id")),
     security(("admin_token" = [])), responses((status = 200, body = SessionsEnded), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]

@@ -284,6 +284,17 @@ impl Sessions for Cached {
         n
     }
 
+    async fn list_user(&self, user_id: &str, now: Millis) -> StateResult<Vec<(String, Session)>> {
+        self.inner.list_user(user_id, now).await
+    }
+
+    async fn remove_sid(&self, user_id: &str, sid: &str) -> StateResult<bool> {
+        // As `remove_user`: the store tells the other replicas; this one forgets the user's.
+        let removed = self.inner.remove_sid(user_id, sid).await;
+        self.cache.forget_user(user_id);
+        removed
+    }
+
     async fn set_groups(&self, groups: &BTreeMap<String, Vec<String>>) -> StateResult<usize> {
         // After the store, as in `remove`; also when it failed half-way.
         let n = self.inner.set_groups(groups).await;

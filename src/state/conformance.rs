@@ -130,6 +130,14 @@ pub async fn revocation(s: &dyn Sessions, clock: &Clock) -> StateResult<()> {
     check(s.touch(&ids[1], now + 30).await?.is_some(), "the user's session through another connection stays")?;
     check(s.touch(&ids[3], now + 30).await?.is_some(), "another connection's sessions stay")?;
     check(s.remove_connection(&c1).await? == 0, "a second time finds nothing")?;
+    // The admin's list of a user's sessions, by public sid, and ending one of them.
+    let listed = s.list_user(&u3, now + 40).await?;
+    check(listed.len() == 1 && listed[0].0 == super::public_sid(&ids[3]) && listed[0].1.connection_id == c2, "list_user names the session by its sid")?;
+    check(!s.remove_sid(&u1, &listed[0].0).await?, "another user's sid ends nothing")?;
+    check(s.touch(&ids[3], now + 40).await?.is_some(), "and the session stays")?;
+    check(s.remove_sid(&u3, &listed[0].0).await?, "remove_sid ends the user's session")?;
+    check(s.touch(&ids[3], now + 50).await?.is_none(), "it is gone")?;
+    check(s.list_user(&u3, now + 50).await?.is_empty(), "and no longer listed")?;
     check(s.remove_user(&u1).await? == 1, "remove_user still finds the user's other session")?;
     Ok(())
 }

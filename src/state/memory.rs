@@ -264,6 +264,17 @@ impl Sessions for MemorySessions {
         Ok(before - map.len())
     }
 
+    async fn list_user(&self, user_id: &str, now: Millis) -> StateResult<Vec<(String, Session)>> {
+        let map = self.map.lock().map_err(poisoned)?;
+        Ok(map.values().filter(|s| s.user_id == user_id && s.live(now)).map(|s| (super::public_sid(&s.id), Session::clone(s))).collect())
+    }
+
+    async fn remove_sid(&self, user_id: &str, sid: &str) -> StateResult<bool> {
+        let mut map = self.map.lock().map_err(poisoned)?;
+        let id = map.values().find(|s| s.user_id == user_id && super::public_sid(&s.id) == sid).map(|s| s.id.clone());
+        Ok(id.is_some_and(|id| map.remove(&id).is_some()))
+    }
+
     async fn set_groups(&self, groups: &BTreeMap<String, Vec<String>>) -> StateResult<usize> {
         if groups.is_empty() {
             return Ok(0);

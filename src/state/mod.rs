@@ -146,4 +146,17 @@ pub trait Sessions: Send + Sync + std::fmt::Debug {
     /// Ends every session started through a connection (turned off or deleted), on
     /// every replica; returns how many.
     async fn remove_connection(&self, connection_id: &str) -> StateResult<usize>;
+    /// The unexpired sessions of a user, each with its [`public_sid`] (never its id, which
+    /// is the cookie), for the admin's list.
+    async fn list_user(&self, user_id: &str, now: Millis) -> StateResult<Vec<(String, Session)>>;
+    /// Ends the session of `user_id` whose [`public_sid`] is `sid`, on every replica;
+    /// whether there was one.
+    async fn remove_sid(&self, user_id: &str, sid: &str) -> StateResult<bool>;
+}
+
+/// The public name of a session (`sid` in tokens, the handle in the admin API): the first
+/// half of the SHA-256 of its id, in hex. It names the session without being the cookie.
+pub fn public_sid(session_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(session_id.as_bytes())[..16])
 }

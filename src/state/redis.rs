@@ -160,6 +160,18 @@ redis.call('PUBLISH', ARGV[3], 'u:' .. ARGV[2])
 return n
 ";
 
+/// Removes one session of a user (KEYS[1]: its key, KEYS[2]: the user's index), checking
+/// it is the user's, and tells every replica. Returns 1 when it existed.
+const REMOVE_ONE: &str = r"
+if redis.call('HGET', KEYS[1], 'u') ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+redis.call('PUBLISH', ARGV[3], 'u:' .. ARGV[1])
+return 1
+";
+
 /// Removes every session of a connection (checking each still names it) and tells
 /// every replica. Returns how many existed.
 const REMOVE_CONNECTION: &str = r"
@@ -379,6 +391,7 @@ pub struct RedisSessions {
     record: Script,
     remove: Script,
     remove_user: Script,
+    remove_one: Script,
     remove_connection: Script,
     user_sessions: Script,
     set_groups: Script,
@@ -396,6 +409,7 @@ impl RedisSessions {
             record: Script::new(RECORD),
             remove: Script::new(REMOVE),
             remove_user: Script::new(REMOVE_USER),
+            remove_one: Script::new(REMOVE_ONE),
             remove_connection: Script::new(REMOVE_CONNECTION),
             user_sessions: Script::new(USER_SESSIONS),
             set_groups: Script::new(SET_GROUPS),
@@ -535,6 +549,20 @@ impl Sessions for RedisSessions {
         Ok(n)
     }
 
+    async fn list_user(&self, user_id: &str, now: Millis) -> StateResult<Vec<(String, Session)>> {
+        Ok(self.user_sealed(user_id).await?.into_iter().filter(|(_, s)| now < s.expires_at).map(|(h, s)| (h[..32].to_string(), s)).collect())
+    }
+
+    async fn remove_sid(&self, user_id: &str, sid: &str) -> StateResult<bool> {
+        let Some((h, _)) = self.user_sealed(user_id).await?.into_iter().find(|(h, _)| h.len() == 64 && &h[..32] == sid) else {
+            return Ok(false);
+        };
+        let (sk, uk) = (self.redis.key("s", &h), self.redis.key("u", user_id));
+        let (script, channel, user) = (&self.remove_one, self.redis.channel(), user_id.to_string());
+        let n: i64 = self.redis.run(|mut c| async move { script.key(sk).key(uk).arg(user).arg(h).arg(channel).invoke_async(&mut c).await }).await?;
+        Ok(n == 1)
+    }
+
     async fn remove_connection(&self, connection_id: &str) -> StateResult<usize> {
         let ck = self.redis.key("c", connection_id);
         let (script, prefix, channel, conn) = (&self.remove_connection, self.redis.prefix.clone(), self.redis.channel(), connection_id.to_string());
@@ -544,6 +572,24 @@ impl Sessions for RedisSessions {
 }
 
 impl RedisSessions {
+    /// The sessions filed under `user` whose sealed value opens and names that user, with
+    /// their hashes (an altered one is left out: it is refused when read, too).
+    async fn user_sealed(&self, user: &str) -> StateResult<Vec<(String, Session)>> {
+        let uk = self.redis.key("u", user);
+        let (script, prefix, u) = (&self.user_sessions, self.redis.prefix.clone(), user.to_string());
+        let found: Vec<String> = self.redis.run(|mut c| async move { script.key(uk).arg(prefix).arg(u).invoke_async(&mut c).await }).await?;
+        let mut out = Vec::new();
+        for pair in found.chunks_exact(2) {
+            let (h, sealed) = (&pair[0], &pair[1]);
+            let Some(data) = unseal(&self.cipher, "s", h, sealed) else { continue };
+            let Ok(s) = serde_json::from_str::<Session>(&data) else { continue };
+            if s.user_id == user {
+                out.push((h.clone(), s));
+            }
+        }
+        Ok(out)
+    }
+
     /// Rewrites the groups in every session of `user`: reads the sealed sessions (one
     /// script), reseals the changed ones here (only the gateway holds the key), and
     /// writes each back only if nobody wrote it in between (a second script, which also

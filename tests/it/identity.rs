@@ -71,6 +71,20 @@ async fn a_disabled_user_loses_every_session_and_cannot_log_in_until_enabled() {
     };
     assert!(live(first.clone()).await && live(second.clone()).await);
 
+    // The admin's list names each session by its sid, never by the cookie; one ends alone.
+    let (s, list) = acs.gw.admin(Method::GET, &format!("/users/{id}/sessions"), None).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert!(!list.to_string().contains(&first) && !list.to_string().contains(&second), "no session id in the list: {list}");
+    assert_eq!(list[0]["connection_id"], "con_s");
+    let newest = list[0]["sid"].as_str().unwrap().to_string();
+    let (s, v) = acs.gw.admin(Method::DELETE, &format!("/users/{id}/sessions/{newest}"), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    assert!(!live(second.clone()).await && live(first.clone()).await, "only that session ended");
+    let (s, _) = acs.gw.admin(Method::DELETE, &format!("/users/{id}/sessions/{newest}"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a second time finds nothing");
+    let second = login(&acs, &other, "alice").await;
+
     // Ending the sessions alone: the user may log in again.
     let (s, v) = acs.gw.admin(Method::DELETE, &format!("/users/{id}/sessions"), None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
