@@ -97,6 +97,8 @@ pub struct SessionsEnded {
 pub struct SessionView {
     /// The session's public name; `DELETE /users/{id}/sessions/{sid}` ends it.
     pub sid: String,
+    /// Whose session it is.
+    pub user_id: String,
     /// The connection it was started through.
     pub connection_id: String,
     /// Started (RFC 3339).
@@ -105,20 +107,33 @@ pub struct SessionView {
     pub expires_at: String,
 }
 
+fn session_views(mut list: Vec<(String, crate::state::Session)>) -> Vec<SessionView> {
+    list.sort_by_key(|(_, s)| std::cmp::Reverse(s.created_at));
+    let view = |(sid, s): (String, crate::state::Session)| SessionView {
+        sid,
+        user_id: s.user_id,
+        connection_id: s.connection_id,
+        created_at: crate::clock::rfc3339(s.created_at),
+        expires_at: crate::clock::rfc3339(s.expires_at),
+    };
+    list.into_iter().map(view).collect()
+}
+
+/// The live sessions started through a connection, newest first.
+#[utoipa::path(get, path = "/connections/{id}/sessions", tag = "connections", params(("id" = String, Path, description = "Connection id")),
+    security(("admin_token" = [])), responses((status = 200, body = [SessionView]), (status = 503, body = ErrorBody)))]
+pub async fn list_connection_sessions(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<Vec<SessionView>>, ApiError> {
+    let list = app.sessions.list_connection(&id, app.clock.now()).await.map_err(|e| ApiError::unavailable(&e))?;
+    Ok(Json(session_views(list)))
+}
+
 /// The live sessions of a user, newest first.
 #[utoipa::path(get, path = "/users/{id}/sessions", tag = "users", params(("id" = String, Path, description = "User id")),
     security(("admin_token" = [])), responses((status = 200, body = [SessionView]), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn list_user_sessions(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<Vec<SessionView>>, ApiError> {
     app.directory.user(&id).await?;
-    let mut list = app.sessions.list_user(&id, app.clock.now()).await.map_err(|e| ApiError::unavailable(&e))?;
-    list.sort_by_key(|(_, s)| std::cmp::Reverse(s.created_at));
-    let view = |(sid, s): (String, crate::state::Session)| SessionView {
-        sid,
-        connection_id: s.connection_id,
-        created_at: crate::clock::rfc3339(s.created_at),
-        expires_at: crate::clock::rfc3339(s.expires_at),
-    };
-    Ok(Json(list.into_iter().map(view).collect()))
+    let list = app.sessions.list_user(&id, app.clock.now()).await.map_err(|e| ApiError::unavailable(&e))?;
+    Ok(Json(session_views(list)))
 }
 
 /// Ends one session of a user (on every replica).

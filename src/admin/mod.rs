@@ -101,6 +101,7 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(directory::get_user, directory::update_user, directory::delete_user))
         .routes(routes!(directory::list_user_sessions, directory::end_user_sessions))
         .routes(routes!(directory::end_user_session))
+        .routes(routes!(directory::list_connection_sessions))
         .routes(routes!(directory::link_user, directory::unlink_user))
         .routes(routes!(directory::list_groups, directory::create_group))
         .routes(routes!(directory::get_group, directory::update_group, directory::delete_group))

@@ -288,6 +288,10 @@ impl Sessions for Cached {
         self.inner.list_user(user_id, now).await
     }
 
+    async fn list_connection(&self, connection_id: &str, now: Millis) -> StateResult<Vec<(String, Session)>> {
+        self.inner.list_connection(connection_id, now).await
+    }
+
     async fn remove_sid(&self, user_id: &str, sid: &str) -> StateResult<bool> {
         // As `remove_user`: the store tells the other replicas; this one forgets the user's.
         let removed = self.inner.remove_sid(user_id, sid).await;

@@ -130,7 +130,14 @@ pub async fn revocation(s: &dyn Sessions, clock: &Clock) -> StateResult<()> {
     check(s.touch(&ids[1], now + 30).await?.is_some(), "the user's session through another connection stays")?;
     check(s.touch(&ids[3], now + 30).await?.is_some(), "another connection's sessions stay")?;
     check(s.remove_connection(&c1).await? == 0, "a second time finds nothing")?;
-    // The admin's list of a user's sessions, by public sid, and ending one of them.
+    // The admin's lists, by public sid: a connection's sessions, a user's; ending one.
+    let by_conn = s.list_connection(&c2, now + 40).await?;
+    let mut sids: Vec<String> = by_conn.iter().map(|(sid, _)| sid.clone()).collect();
+    sids.sort();
+    let mut want = vec![super::public_sid(&ids[1]), super::public_sid(&ids[3])];
+    want.sort();
+    check(sids == want, "list_connection names the connection's sessions")?;
+    check(s.list_connection(&c1, now + 40).await?.is_empty(), "an ended connection lists nothing")?;
     let listed = s.list_user(&u3, now + 40).await?;
     check(listed.len() == 1 && listed[0].0 == super::public_sid(&ids[3]) && listed[0].1.connection_id == c2, "list_user names the session by its sid")?;
     check(!s.remove_sid(&u1, &listed[0].0).await?, "another user's sid ends nothing")?;

@@ -269,6 +269,11 @@ impl Sessions for MemorySessions {
         Ok(map.values().filter(|s| s.user_id == user_id && s.live(now)).map(|s| (super::public_sid(&s.id), Session::clone(s))).collect())
     }
 
+    async fn list_connection(&self, connection_id: &str, now: Millis) -> StateResult<Vec<(String, Session)>> {
+        let map = self.map.lock().map_err(poisoned)?;
+        Ok(map.values().filter(|s| s.connection_id == connection_id && s.live(now)).map(|s| (super::public_sid(&s.id), Session::clone(s))).collect())
+    }
+
     async fn remove_sid(&self, user_id: &str, sid: &str) -> StateResult<bool> {
         let mut map = self.map.lock().map_err(poisoned)?;
         let id = map.values().find(|s| s.user_id == user_id && super::public_sid(&s.id) == sid).map(|s| s.id.clone());

@@ -149,6 +149,8 @@ pub trait Sessions: Send + Sync + std::fmt::Debug {
     /// The unexpired sessions of a user, each with its [`public_sid`] (never its id, which
     /// is the cookie), for the admin's list.
     async fn list_user(&self, user_id: &str, now: Millis) -> StateResult<Vec<(String, Session)>>;
+    /// The unexpired sessions started through a connection, with their [`public_sid`]s.
+    async fn list_connection(&self, connection_id: &str, now: Millis) -> StateResult<Vec<(String, Session)>>;
     /// Ends the session of `user_id` whose [`public_sid`] is `sid`, on every replica;
     /// whether there was one.
     async fn remove_sid(&self, user_id: &str, sid: &str) -> StateResult<bool>;

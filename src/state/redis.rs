@@ -160,6 +160,20 @@ redis.call('PUBLISH', ARGV[3], 'u:' .. ARGV[2])
 return n
 ";
 
+/// The sealed data of a connection's sessions (KEYS[1]: its index), each still naming
+/// the connection: hash, data, hash, data...
+const CONNECTION_SESSIONS: &str = r"
+local out = {}
+for _, h in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local v = redis.call('HMGET', ARGV[1] .. 's:' .. h, 'd', 'c')
+  if v[1] and v[2] == ARGV[2] then
+    table.insert(out, h)
+    table.insert(out, v[1])
+  end
+end
+return out
+";
+
 /// Removes one session of a user (KEYS[1]: its key, KEYS[2]: the user's index), checking
 /// it is the user's, and tells every replica. Returns 1 when it existed.
 const REMOVE_ONE: &str = r"
@@ -392,6 +406,7 @@ pub struct RedisSessions {
     remove: Script,
     remove_user: Script,
     remove_one: Script,
+    connection_sessions: Script,
     remove_connection: Script,
     user_sessions: Script,
     set_groups: Script,
@@ -410,6 +425,7 @@ impl RedisSessions {
             remove: Script::new(REMOVE),
             remove_user: Script::new(REMOVE_USER),
             remove_one: Script::new(REMOVE_ONE),
+            connection_sessions: Script::new(CONNECTION_SESSIONS),
             remove_connection: Script::new(REMOVE_CONNECTION),
             user_sessions: Script::new(USER_SESSIONS),
             set_groups: Script::new(SET_GROUPS),
@@ -551,6 +567,21 @@ impl Sessions for RedisSessions {
 
     async fn list_user(&self, user_id: &str, now: Millis) -> StateResult<Vec<(String, Session)>> {
         Ok(self.user_sealed(user_id).await?.into_iter().filter(|(_, s)| now < s.expires_at).map(|(h, s)| (h[..32].to_string(), s)).collect())
+    }
+
+    async fn list_connection(&self, connection_id: &str, now: Millis) -> StateResult<Vec<(String, Session)>> {
+        let ck = self.redis.key("c", connection_id);
+        let (script, prefix, conn) = (&self.connection_sessions, self.redis.prefix.clone(), connection_id.to_string());
+        let found: Vec<String> = self.redis.run(|mut c| async move { script.key(ck).arg(prefix).arg(conn).invoke_async(&mut c).await }).await?;
+        let mut out = Vec::new();
+        for pair in found.chunks_exact(2) {
+            let (h, sealed) = (&pair[0], &pair[1]);
+            let Some(s) = unseal(&self.cipher, "s", h, sealed).and_then(|d| serde_json::from_str::<Session>(&d).ok()) else { continue };
+            if s.connection_id == connection_id && now < s.expires_at && h.len() == 64 {
+                out.push((h[..32].to_string(), s));
+            }
+        }
+        Ok(out)
     }
 
     async fn remove_sid(&self, user_id: &str, sid: &str) -> StateResult<bool> {

@@ -295,10 +295,12 @@ async fn starts_and_callbacks_are_limited_per_client_as_trusted_proxies_name_it(
         acs_limited += usize::from(r.status() == StatusCode::TOO_MANY_REQUESTS);
     }
     assert_eq!(acs_limited, 2, "ACS posts are callbacks");
-    // /authorize with a session is not a start.
+    // /authorize with a session spends the same budget (each answer keeps a code): the
+    // client that spent it waits, another signed-in client gets its code.
     let cookie = gw.session_cookie().await;
-    let signed_in = client_from([127, 0, 0, 7]);
-    let r = signed_in.get(&authorize).header("cookie", &cookie).send().await.unwrap();
+    let r = client_from([127, 0, 0, 7]).get(&authorize).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let r = client_from([127, 0, 0, 11]).get(&authorize).header("cookie", &cookie).send().await.unwrap();
     assert!(r.status().is_redirection(), "{}", r.status());
 
     // Behind the trusted proxy each reported client has its own budget...

@@ -78,6 +78,10 @@ async fn a_disabled_user_loses_every_session_and_cannot_log_in_until_enabled() {
     assert!(!list.to_string().contains(&first) && !list.to_string().contains(&second), "no session id in the list: {list}");
     assert_eq!(list[0]["connection_id"], "con_s");
     let newest = list[0]["sid"].as_str().unwrap().to_string();
+    let (s, by_conn) = acs.gw.admin(Method::GET, "/connections/con_s/sessions", None).await;
+    assert_eq!(s, StatusCode::OK, "{by_conn}");
+    assert_eq!(by_conn.as_array().unwrap().len(), 2, "the connection's sessions: {by_conn}");
+    assert_eq!(by_conn[0]["user_id"], id.as_str());
     let (s, v) = acs.gw.admin(Method::DELETE, &format!("/users/{id}/sessions/{newest}"), None).await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
     assert!(!live(second.clone()).await && live(first.clone()).await, "only that session ended");
