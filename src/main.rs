@@ -176,6 +176,8 @@ async fn start(config: Config) -> Result<(App, server::Startup)> {
 
 async fn serve(config: Config) -> Result<()> {
     let listen = config.listen;
+    // Before anything can be seen from outside: a SIGTERM from now on is a graceful stop.
+    let shutdown = shutdown_signal();
     let (app, startup) = start(config).await?;
     if startup.master_key_created {
         tracing::warn!(path = %app.config.certs_dir.join("master.key").display(), "created a new master key; back it up: stored secrets cannot be read without it");
@@ -187,28 +189,41 @@ async fn serve(config: Config) -> Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("could not listen on {listen} (set listen or SSOGATE_LISTEN)"))?;
     tracing::info!(listen = %listener.local_addr()?, public_url = %app.config.public_url, "ssogate is serving");
-    server::serve(listener, std::sync::Arc::new(app), shutdown_signal()).await?;
+    server::serve(listener, std::sync::Arc::new(app), shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// The stop signals (SIGTERM, Ctrl-C), registered when this is called, not when the
+/// future is first polled: a SIGTERM that arrives before the server first waits for it
+/// must stop the gateway gracefully, not kill it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok())
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: finishing requests in flight");
+    async move {
+        #[cfg(unix)]
+        {
+            let (mut term, mut int) = signals;
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let (term, int) = (term.take(), int.take());
+            tokio::select! { () = wait(term) => {}, () = wait(int) => {} }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down: finishing requests in flight");
+    }
 }
 
 fn read_input(file: &PathBuf) -> Result<String> {
