@@ -4,7 +4,7 @@
 use openssl::asn1::{Asn1Integer, Asn1Time};
 use openssl::bn::{BigNum, MsbOption};
 use openssl::hash::MessageDigest;
-use openssl::pkey::PKey;
+use openssl::pkey::{Id, PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::x509::{X509Builder, X509NameBuilder, X509};
 
@@ -15,6 +15,14 @@ pub const VALID_DAYS: u32 = 3 * 365;
 /// Returns (certificate PEM, PKCS#8 private key PEM).
 pub fn generate(common_name: &str) -> Result<(String, String), openssl::error::ErrorStack> {
     let key = PKey::from_rsa(Rsa::generate(2048)?)?;
+    let cert = String::from_utf8_lossy(&self_signed(&key, common_name, VALID_DAYS)?.to_pem()?).into_owned();
+    let pem = String::from_utf8_lossy(&key.private_key_to_pem_pkcs8()?).into_owned();
+    Ok((cert, pem))
+}
+
+/// A self-signed certificate for `key` named `common_name`, valid from now for `days`
+/// (SHA-256, or no digest for Ed25519 keys, which sign the message itself).
+pub fn self_signed(key: &PKey<Private>, common_name: &str, days: u32) -> Result<X509, openssl::error::ErrorStack> {
     let mut name = X509NameBuilder::new()?;
     // X.509 limits a CN to 64 characters.
     let cn: String = common_name.chars().take(64).collect();
@@ -27,13 +35,12 @@ pub fn generate(common_name: &str) -> Result<(String, String), openssl::error::E
     b.set_serial_number(&*Asn1Integer::from_bn(&serial)?)?;
     b.set_subject_name(&name)?;
     b.set_issuer_name(&name)?;
-    b.set_pubkey(&key)?;
+    b.set_pubkey(key)?;
     b.set_not_before(&*Asn1Time::days_from_now(0)?)?;
-    b.set_not_after(&*Asn1Time::days_from_now(VALID_DAYS)?)?;
-    b.sign(&key, MessageDigest::sha256())?;
-    let cert = String::from_utf8_lossy(&b.build().to_pem()?).into_owned();
-    let pem = String::from_utf8_lossy(&key.private_key_to_pem_pkcs8()?).into_owned();
-    Ok((cert, pem))
+    b.set_not_after(&*Asn1Time::days_from_now(days)?)?;
+    let digest = if key.id() == Id::ED25519 { MessageDigest::null() } else { MessageDigest::sha256() };
+    b.sign(key, digest)?;
+    Ok(b.build())
 }
 
 /// Checks that an uploaded certificate and private key are PEM and belong together.

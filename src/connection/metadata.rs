@@ -188,20 +188,7 @@ mod tests {
 
     /// A self-signed certificate for `key` (DER, base64) named `cn`.
     fn signed_by(key: &openssl::pkey::PKey<openssl::pkey::Private>, cn: &str) -> String {
-        use openssl::hash::MessageDigest;
-        let mut name = openssl::x509::X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", cn).unwrap();
-        let name = name.build();
-        let mut b = openssl::x509::X509Builder::new().unwrap();
-        b.set_version(2).unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(key).unwrap();
-        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap()).unwrap();
-        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap()).unwrap();
-        let digest = if key.id() == openssl::pkey::Id::ED25519 { MessageDigest::null() } else { MessageDigest::sha256() };
-        b.sign(key, digest).unwrap();
-        B64.encode(b.build().to_der().unwrap())
+        B64.encode(crate::connection::keypair::self_signed(key, cn, 30).unwrap().to_der().unwrap())
     }
 
     fn rsa(bits: u32) -> openssl::pkey::PKey<openssl::pkey::Private> {

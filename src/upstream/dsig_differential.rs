@@ -28,7 +28,7 @@ use base64::Engine;
 use openssl::ecdsa::EcdsaSig;
 use openssl::hash::{hash, MessageDigest};
 use openssl::pkey::{Id, PKey, Private, Public};
-use openssl::x509::{X509Builder, X509NameBuilder, X509};
+use openssl::x509::X509;
 use roxmltree::{Document, Node};
 
 use super::saml_response;
@@ -38,14 +38,10 @@ use crate::connection::Connection;
 const XMLSEC: &str = "/usr/bin/xmlsec1";
 const PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
 const ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
-const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
-const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
 const DS: &str = xmldsig::DS;
 const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
 const SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
-
-use saml_response::tests::{ACS, IDP, REQUEST, SP};
 
 /// What gets appended to names: the Unicode spaces (some of them XML name characters, most
 /// not), the invisible characters, a combining mark.
@@ -99,32 +95,7 @@ fn connection(cert_pem: &str) -> Connection {
 
 use saml_response::tests::expect;
 
-fn assertion(sig: &str) -> String {
-    format!(
-        r#"<saml:Assertion xmlns:saml="{ASSERTION}" xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" ID="_a1" Version="2.0" IssueInstant="2027-01-15T08:00:00Z">
-  <saml:Issuer>{IDP}</saml:Issuer>{sig}
-  <saml:Subject><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">alice@example.test</saml:NameID>
-    <saml:SubjectConfirmation Method="{BEARER}"><saml:SubjectConfirmationData NotOnOrAfter="2027-01-15T08:05:00Z" Recipient="{ACS}" InResponseTo="{REQUEST}"/></saml:SubjectConfirmation></saml:Subject>
-  <saml:Conditions NotBefore="2027-01-15T07:59:00Z" NotOnOrAfter="2027-01-15T08:05:00Z"><saml:AudienceRestriction><saml:Audience>{SP}</saml:Audience></saml:AudienceRestriction></saml:Conditions>
-  <saml:AuthnStatement AuthnInstant="2027-01-15T08:00:00Z" SessionIndex="_a1"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>
-  <saml:AttributeStatement>
-    <saml:Attribute Name="urn:oid:0.9.2342.19200300.100.1.3" FriendlyName="mail"><saml:AttributeValue xsi:type="xs:string">alice@example.test</saml:AttributeValue></saml:Attribute>
-    <saml:Attribute Name="groups"><saml:AttributeValue>admins</saml:AttributeValue><saml:AttributeValue>staff &amp; friends</saml:AttributeValue><saml:AttributeValue xsi:nil="true"/></saml:Attribute>
-  </saml:AttributeStatement>
-</saml:Assertion>"#
-    )
-}
-
-fn response(assertion: &str, sig: &str) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<samlp:Response xmlns:samlp="{PROTOCOL}" xmlns:saml="{ASSERTION}" ID="_r1" Version="2.0" IssueInstant="2027-01-15T08:00:00Z" Destination="{ACS}" InResponseTo="{REQUEST}">
-  <saml:Issuer>{IDP}</saml:Issuer>{sig}
-  <samlp:Status><samlp:StatusCode Value="{SUCCESS}"/></samlp:Status>
-  {assertion}
-</samlp:Response>"#
-    )
-}
+use saml_response::tests::{assertion_with as assertion, response_with as response};
 
 /// An enveloped signature to be filled in (by [`sign_ours`] or `xmlsec1 --sign`).
 fn template(id: &str, ec: bool, prefix_list: Option<&str>, key_info: bool) -> String {
@@ -189,18 +160,8 @@ impl Key {
         let (cert_pem, private) = if ec {
             let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
             let key = PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap();
-            let mut subject = X509NameBuilder::new().unwrap();
-            subject.append_entry_by_text("CN", name).unwrap();
-            let subject = subject.build();
-            let mut b = X509Builder::new().unwrap();
-            b.set_version(2).unwrap();
-            b.set_subject_name(&subject).unwrap();
-            b.set_issuer_name(&subject).unwrap();
-            b.set_pubkey(&key).unwrap();
-            b.set_not_before(&openssl::asn1::Asn1Time::from_unix(0).unwrap()).unwrap();
-            b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(3650).unwrap()).unwrap();
-            b.sign(&key, MessageDigest::sha256()).unwrap();
-            (String::from_utf8(b.build().to_pem().unwrap()).unwrap(), key)
+            let cert = crate::connection::keypair::self_signed(&key, name, 3650).unwrap();
+            (String::from_utf8(cert.to_pem().unwrap()).unwrap(), key)
         } else {
             let (cert, key) = crate::connection::keypair::generate(name).unwrap();
             (cert, PKey::private_key_from_pem(key.as_bytes()).unwrap())

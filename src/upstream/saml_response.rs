@@ -426,9 +426,14 @@ pub(crate) mod tests {
     }
 
     fn assertion() -> String {
+        assertion_with("")
+    }
+
+    /// The fixture assertion with `sig` right after its Issuer (a signature template).
+    pub(crate) fn assertion_with(sig: &str) -> String {
         format!(
             r#"<saml:Assertion xmlns:saml="{ASSERTION}" xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" ID="_a1" Version="2.0" IssueInstant="2027-01-15T08:00:00Z">
-  <saml:Issuer>{IDP}</saml:Issuer>
+  <saml:Issuer>{IDP}</saml:Issuer>{sig}
   <saml:Subject><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">alice@example.test</saml:NameID>
     <saml:SubjectConfirmation Method="{BEARER}"><saml:SubjectConfirmationData NotOnOrAfter="2027-01-15T08:05:00Z" Recipient="{ACS}" InResponseTo="{REQUEST}"/></saml:SubjectConfirmation></saml:Subject>
   <saml:Conditions NotBefore="2027-01-15T07:59:00Z" NotOnOrAfter="2027-01-15T08:05:00Z"><saml:AudienceRestriction><saml:Audience>{SP}</saml:Audience></saml:AudienceRestriction></saml:Conditions>
@@ -442,10 +447,15 @@ pub(crate) mod tests {
     }
 
     fn response(assertion: &str) -> String {
+        response_with(assertion, "")
+    }
+
+    /// The fixture response around `assertion`, with `sig` right after its Issuer.
+    pub(crate) fn response_with(assertion: &str, sig: &str) -> String {
         format!(
             r#"<?xml version="1.0" encoding="UTF-8"?>
 <samlp:Response xmlns:samlp="{PROTOCOL}" xmlns:saml="{ASSERTION}" ID="_r1" Version="2.0" IssueInstant="2027-01-15T08:00:00Z" Destination="{ACS}" InResponseTo="{REQUEST}">
-  <saml:Issuer>{IDP}</saml:Issuer>
+  <saml:Issuer>{IDP}</saml:Issuer>{sig}
   <samlp:Status><samlp:StatusCode Value="{SUCCESS}"/></samlp:Status>
   {assertion}
 </samlp:Response>"#
@@ -572,20 +582,9 @@ pub(crate) mod tests {
     /// A weak key pinned before the import refused them is never used to verify.
     #[test]
     fn weak_pinned_keys_are_not_used() {
-        use openssl::x509::{X509Builder, X509NameBuilder};
         let key = PKey::from_rsa(openssl::rsa::Rsa::generate(1024).unwrap()).unwrap();
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", "weak").unwrap();
-        let name = name.build();
-        let mut b = X509Builder::new().unwrap();
-        b.set_version(2).unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap()).unwrap();
-        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap()).unwrap();
-        b.sign(&key, openssl::hash::MessageDigest::sha256()).unwrap();
-        let pem = String::from_utf8(b.build().to_pem().unwrap()).unwrap();
+        let cert = crate::connection::keypair::self_signed(&key, "weak", 30).unwrap();
+        let pem = String::from_utf8(cert.to_pem().unwrap()).unwrap();
         let (strong, _) = crate::connection::keypair::generate("strong").unwrap();
         let mut conn = connection(&strong, true);
         conn.settings.saml.as_mut().unwrap().idp.certificates[0].pem = pem;

@@ -543,18 +543,8 @@ async fn presets_are_listed_and_keys_rotate() {
 /// IdP metadata whose one signing certificate is self-signed for `key`, named `cn`.
 fn metadata_with_key(key: &openssl::pkey::PKey<openssl::pkey::Private>, cn: &str) -> String {
     use base64::Engine;
-    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", cn).unwrap();
-    let name = name.build();
-    let mut b = openssl::x509::X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(key).unwrap();
-    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap()).unwrap();
-    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(365).unwrap()).unwrap();
-    b.sign(key, openssl::hash::MessageDigest::sha256()).unwrap();
-    let b64 = base64::engine::general_purpose::STANDARD.encode(b.build().to_der().unwrap());
+    let cert = ssogate::connection::keypair::self_signed(key, cn, 365).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(cert.to_der().unwrap());
     let md = saml_metadata("https://idp.weak.test/saml");
     let (start, end) = (md.find("<ds:X509Certificate>").unwrap() + "<ds:X509Certificate>".len(), md.find("</ds:X509Certificate>").unwrap());
     format!("{}{b64}{}", &md[..start], &md[end..])
