@@ -8,7 +8,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+// XML whitespace (space, tab, CR, LF) is the only thing trimmed from a value: a Unicode
+// `trim()` would also take U+00A0 and the like, merging `victim\u{A0}` with `victim`.
 use crate::connection::{ClaimMappings, ClaimNames};
+use crate::upstream::xmldsig::xml_trim;
 
 /// Who the upstream says the user is, after verification and mapping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -84,13 +87,6 @@ fn first<'a, 'n>(claims: &'a Value, names: &'n ClaimNames) -> Option<(&'n str, &
 /// a SAML login's user id is its NameID).
 pub fn source_of<'n>(claims: &Value, names: &'n ClaimNames) -> Option<&'n str> {
     first(claims, names).map(|(n, _)| n)
-}
-
-/// XML whitespace (space, tab, CR, LF): the only characters trimmed from a value. A
-/// Unicode `trim()` would also take U+00A0 and the like, merging `victim\u{A0}` with
-/// `victim`; identifiers compare exactly.
-fn xml_trim(s: &str) -> &str {
-    s.trim_matches([' ', '\t', '\r', '\n'])
 }
 
 /// Characters refused in an identity field: Unicode category Cc (C0, DEL, C1: NUL, CR,

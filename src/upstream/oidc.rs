@@ -229,12 +229,6 @@ async fn userinfo(http: &reqwest::Client, endpoint: &str, access: &str) -> Resul
     Ok(v)
 }
 
-/// Whether two sources name the same address: ASCII case-insensitively, anything else
-/// exactly (the directory's comparison).
-fn same_address(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b)
-}
-
 fn says_true(v: Option<&Value>) -> bool {
     v.and_then(mapping::boolean) == Some(true)
 }
@@ -251,7 +245,7 @@ fn merge_userinfo(mut claims: Value, info: Value) -> Value {
     let info_verified = extra.remove("email_verified");
     match extra.get("email").and_then(Value::as_str) {
         Some(info_email) => {
-            let same = target.get("email").and_then(Value::as_str).is_some_and(|mine| same_address(mine, info_email));
+            let same = target.get("email").and_then(Value::as_str).is_some_and(|mine| crate::store::same_name(mine, info_email));
             let verified = if same && (says_true(target.get("email_verified")) || says_true(info_verified.as_ref())) {
                 Some(Value::Bool(true))
             } else if same {
@@ -286,15 +280,9 @@ fn claims_and_identity(claims: Value, info: Option<Value>, m: &ClaimMappings) ->
         mapping::MappingError::NoSubject(_) => invalid(format!("{e} (looked in {})", if merged { "the ID token and userinfo" } else { "the ID token" })),
         e => invalid(e.to_string()),
     })?;
+    // `mapping::map` pairs `email_verified` with the `email` claim only, so an address
+    // mapped from another claim (userinfo's `upn`, say) is never taken as vouched for.
     identity.sources = sources;
-    // With two sources, `email_verified` describes the merged `email` claim only: an
-    // address mapped from another claim (say userinfo's `upn`) is not what it vouches for.
-    if merged {
-        let described = claims.get("email").and_then(Value::as_str).map(|d| d.trim_matches([' ', '\t', '\r', '\n']));
-        if identity.email.as_deref().is_some_and(|e| !described.is_some_and(|d| same_address(d, e))) {
-            identity.email_verified = None;
-        }
-    }
     Ok((claims, identity))
 }
 
