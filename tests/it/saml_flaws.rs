@@ -41,6 +41,14 @@ async fn acs_precheck_refuses_the_worst_shapes_at_the_size_limit_quickly() {
         ("unclosed end tags", fill("", "</"), "not well-formed"),
         ("unclosed comments", fill("", "<!--"), "not well-formed"),
         ("many elements", fill("<r>", "<a/>"), "elements"),
+        // roxmltree joins text and CDATA by copying: text and CDATA in turn are quadratic.
+        ("text and CDATA in turn", fill("<samlp:Response xmlns:samlp='urn:oasis:names:tc:SAML:2.0:protocol'>", "aaaaaaaa<![CDATA[]]>"), "CDATA sections"),
+        // `p:xmlns` is a declaration to roxmltree and an attribute to libxml2.
+        (
+            "prefix:xmlns",
+            "<samlp:Response xmlns:samlp='urn:oasis:names:tc:SAML:2.0:protocol'><a q:xmlns='urn:x'/></samlp:Response>".to_string(),
+            "prefix:xmlns",
+        ),
     ];
     for (what, xml, needle) in cases {
         assert!(xml.len() <= MAX_XML, "{what}");
@@ -74,6 +82,9 @@ async fn acs_refuses_a_condition_it_does_not_understand() {
     // The IdP forbids handing the login on; the gateway always hands it on (sessions, tokens).
     let no_proxy = r#"<saml:ProxyRestriction Count="0"/>"#;
     acs.refuses(json!({"condition": no_proxy}), StatusCode::FORBIDDEN, "ProxyRestriction").await;
+    // A second Conditions element (its conditions would go unread).
+    let second = r#"</saml:Conditions><saml:Conditions><saml:OneTimeUse/>"#;
+    acs.refuses(json!({"condition": second}), StatusCode::FORBIDDEN, "more than one Conditions").await;
     // Understood conditions pass: OneTimeUse (the replay cache enforces it), a ProxyRestriction
     // that allows one more hop.
     for ok in [r#"<saml:OneTimeUse/>"#, r#"<saml:ProxyRestriction Count="1"/>"#] {
