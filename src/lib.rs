@@ -17,14 +17,16 @@
 //!   with a per-replica session cache kept honest by a pub/sub invalidation feed.
 //! - [`token`]: the gateway's own signing keys (generated, encrypted, listed as JWKS).
 //! - [`outbound`]: the one HTTP client for calls to IdPs: no redirects, timeouts, size caps.
-//! - [`upstream`]: the protocol step of a login (OIDC now): begin, then verify the reply.
+//! - [`upstream`]: the protocol step of a login (OIDC and SAML): begin, then verify the
+//!   reply (the SAML pre-check, XML signatures, the profile's checks).
 //! - [`admin`]: the admin REST API and its OpenAPI document.
 //! - [`limit`]: length caps on kept values, per-client rate limits, the client's address.
 //! - [`listen`]: the accept loop: connection timeouts and cap, peer addresses.
 //! - [`login`]: the login page, login start, OIDC callback, the shared steps after it, logout.
 //! - [`ingress`]: `/auth` for ingress controllers, `/start?rd=`, and the redirect validator.
 //! - [`op`]: ssogate as an OpenID Provider for the main server (discovery, authorize, token, userinfo, JWKS).
-//! - [`web`]: request ids, error bodies, health checks and the public provider list.
+//! - [`web`]: request ids, error bodies and pages (with their security headers), the one
+//!   cookie reader, outage logging, health checks and the public provider list.
 //! - [`server`]: builds the application state and router; `serve(listener, state, shutdown)`.
 //! - [`audit`]: who changed what and when.
 //! - [`clock`]: time, injected so expiry tests never sleep.
