@@ -19,7 +19,7 @@ use openssl::hash::{hash, MessageDigest};
 use openssl::pkey::PKey;
 use openssl::sign::{Signer, Verifier};
 use serde_json::json;
-use ssogate::connection::{ClaimMappings, Connection, IdpMetadata, Protocol, SamlSettings, Secrets, Settings};
+use ssogate::connection::Connection;
 use ssogate::upstream::saml_response::{self, Expect};
 use ssogate::upstream::{saml_precheck, xmldsig};
 
@@ -30,33 +30,7 @@ const REQUEST_ID: &str = "_0123456789abcdef0123456789abcdef";
 
 fn connection(cert_pem: &str) -> Connection {
     let cert = openssl::x509::X509::from_pem(cert_pem.as_bytes()).unwrap();
-    let saml = SamlSettings {
-        entity_id: SP.into(),
-        idp: IdpMetadata {
-            entity_id: IDP.into(),
-            sso_url: "https://idp.example.test/sso".into(),
-            sso_binding: "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect".into(),
-            certificates: vec![ssogate::connection::metadata::describe(&cert).unwrap()],
-        },
-        idp_metadata_url: None,
-        require_signed_assertions: false,
-        sign_requests: false,
-        sp_certificate: None,
-        name_id_format: None,
-        allow_idp_initiated: false,
-    };
-    Connection {
-        id: "con_b".into(),
-        display_name: "Bench".into(),
-        protocol: Protocol::Saml,
-        provider: "custom".into(),
-        active: true,
-        settings: Settings { webapp_url: None, create_users: true, group_sync: true, claims: ClaimMappings::default(), oidc: None, saml: Some(saml) },
-        secrets: Secrets::default(),
-        created_at: 0,
-        updated_at: 0,
-        version: 1,
-    }
+    ssogate::testkit::saml_connection(ssogate::testkit::SamlNames { id: "con_b", sp_entity_id: SP, idp_entity_id: IDP }, &cert, false)
 }
 
 /// Times `f` n times after n/10 warm-up calls: (median µs, p99 µs, per second).

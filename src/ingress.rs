@@ -17,67 +17,22 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use url::Url;
 
+use crate::app::AppState;
 use crate::clock::Millis;
-use crate::login::{browser_session, current_session};
-use crate::server::AppState;
 use crate::state::Session;
+use crate::web::browser::{browser_session, current_session};
 use crate::web::page;
 
-/// Whether `host[:port]` matches an allowed-domain entry.
-fn host_allowed(host: &str, port: Option<u16>, entry: &str) -> bool {
-    let (pattern, want_port) = match entry.rsplit_once(':') {
-        Some((h, p)) => match p.parse::<u16>() {
-            Ok(p) => (h, Some(p)),
-            Err(_) => return false,
-        },
-        None => (entry, None),
-    };
-    // A non-default port must be named in the entry; a named port must be the one used.
-    if port != want_port {
-        return false;
-    }
-    let pattern = pattern.to_ascii_lowercase();
-    match pattern.strip_prefix('.') {
-        Some(domain) => host == domain || host.ends_with(&format!(".{domain}")),
-        None => host == pattern,
-    }
-}
-
-/// Validates a return target: a local path, or an http(s) URL on an allowed host.
-/// Refuses scheme-relative and backslash tricks, control characters and spaces, user
-/// info, other schemes, lookalike suffixes and other ports. Returns the URL to go to.
-pub fn validate_redirect(rd: &str, allowed: &[String], public_url: &Url) -> Result<String, &'static str> {
-    if rd.is_empty() || rd.len() > 2048 {
-        return Err("the return URL is empty or too long");
-    }
-    if rd.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\') {
-        return Err("the return URL contains spaces, control characters or backslashes");
-    }
-    if rd.starts_with('/') {
-        if rd.starts_with("//") {
-            return Err("the return URL is scheme-relative");
-        }
-        return Ok(rd.to_string());
-    }
-    let url = Url::parse(rd).map_err(|_| "the return URL is not a URL")?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err("the return URL must be http or https");
-    }
-    // `https:evil.example` parses, but is not how anyone writes a URL: insist on `//`.
-    if !rd[url.scheme().len()..].starts_with("://") {
-        return Err("the return URL is malformed");
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("the return URL carries a user name or password");
-    }
-    let host = url.host_str().ok_or("the return URL has no host")?.to_ascii_lowercase();
-    let port = url.port();
-    let own = public_url.host_str().is_some_and(|h| h.eq_ignore_ascii_case(&host)) && public_url.port() == port;
-    if own || allowed.iter().any(|e| host_allowed(&host, port, e.trim())) {
-        Ok(url.to_string())
-    } else {
-        Err("the return URL's host is not one this gateway may send you to")
-    }
+/// The ingress's browser routes (`/auth` itself is answered by the server's front, and
+/// routed by [`crate::server::router`] for callers that use the router directly).
+pub fn routes(state: &AppState) -> axum::Router<AppState> {
+    use axum::routing::get;
+    let starts = || axum::middleware::from_fn_with_state(state.clone(), crate::limit::starts);
+    axum::Router::new()
+        .route("/start", get(start).layer(starts()))
+        .route("/oauth2/start", get(start).layer(starts()))
+        .route("/oauth2/sign_out", get(sign_out).post(sign_out_post))
+        .route("/oauth2/userinfo", get(userinfo))
 }
 
 /// `/auth` query: per-route rules, as ingress annotations pass them, and two switches.
@@ -428,7 +383,7 @@ fn not_logged_in(app: &AppState, q: &AuthQuery, headers: &HeaderMap, envoy_path:
     let Some(original) = original_url(headers, envoy_path) else {
         return Redirect::to(&start).into_response().with_status(StatusCode::FOUND);
     };
-    match validate_redirect(&original, &app.config.ingress.allowed_domains, &app.config.public_url) {
+    match crate::web::redirect::validate(&original, &app.config.ingress.allowed_domains, &app.config.public_url) {
         Ok(rd) => {
             let enc: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
             Redirect::to(&format!("{start}?rd={enc}")).into_response().with_status(StatusCode::FOUND)
@@ -455,7 +410,7 @@ impl WithStatus for Response {
 fn checked_rd(app: &AppState, rd: Option<&str>, default: &str, action: &str) -> Result<String, Box<Response>> {
     match rd {
         None => Ok(default.to_string()),
-        Some(rd) => validate_redirect(rd, &app.config.ingress.allowed_domains, &app.config.public_url)
+        Some(rd) => crate::web::redirect::validate(rd, &app.config.ingress.allowed_domains, &app.config.public_url)
             .map_err(|why| Box::new(page::error(StatusCode::BAD_REQUEST, &format!("Cannot {action} this page: {why}.")))),
     }
 }
@@ -520,7 +475,7 @@ pub async fn sign_out(State(app): State<AppState>, Query(q): Query<StartQuery>, 
         Ok(u) => u,
         Err(page) => return *page,
     };
-    let session = crate::login::cookie(&headers, crate::login::SESSION_COOKIE);
+    let session = crate::web::browser::cookie(&headers, crate::web::browser::SESSION_COOKIE);
     let from_us = headers.get("sec-fetch-site").is_some() && crate::login::request_site(&app, &headers) == crate::login::Site::Ours;
     match session {
         Some(id) if !from_us => confirm_sign_out(&app, id, q.rd.as_deref().map(|_| target.as_str())),
@@ -541,7 +496,7 @@ pub async fn sign_out_post(State(app): State<AppState>, Query(q): Query<StartQue
 }
 
 async fn signed_out(app: &AppState, headers: &HeaderMap, target: &str) -> Response {
-    if let Some(id) = crate::login::cookie(headers, crate::login::SESSION_COOKIE) {
+    if let Some(id) = crate::web::browser::cookie(headers, crate::web::browser::SESSION_COOKIE) {
         app.ingress.forget(id);
     }
     let mut resp = crate::login::end_session(app, headers).await;
@@ -689,49 +644,5 @@ mod tests {
         assert!(!allows(&s, &q("arzte")));
         assert!(allows(&s, &q("kube-ADMINS")));
         assert!(!allows(&s, &q("\u{212A}ube-admins")));
-    }
-
-    #[test]
-    fn redirect_table() {
-        let public = Url::parse("https://sso.example.com").unwrap();
-        let allowed = vec!["app.example.com".to_string(), ".corp.example".to_string(), "tools.example.com:8443".to_string()];
-        let ok = [
-            "/",
-            "/path?q=1",
-            "https://app.example.com/x",
-            "http://app.example.com",
-            "https://corp.example/",
-            "https://a.b.corp.example/x",
-            "https://tools.example.com:8443/",
-            "https://sso.example.com/after",
-        ];
-        for rd in ok {
-            assert!(validate_redirect(rd, &allowed, &public).is_ok(), "{rd} should pass");
-        }
-        let bad = [
-            "//evil.example",
-            "/\\evil.example",
-            "\\/evil.example",
-            "/\tx",
-            "https://app.example.com/\nx",
-            "https://app.example.com\r/x",
-            "https:evil.example",
-            "https:/evil.example",
-            "https://app.example.com@evil.example/",
-            "https://user:pw@app.example.com/",
-            "https://app.example.com.evil.example/",
-            "https://evilcorp.example/",
-            "https://app.example.com:444/",
-            "https://tools.example.com/",
-            "javascript:alert(1)",
-            "ftp://app.example.com/",
-            "data:text/html,x",
-            "https://evil.example/",
-            "",
-            "https://app.example.com /x",
-        ];
-        for rd in bad {
-            assert!(validate_redirect(rd, &allowed, &public).is_err(), "{rd:?} should be refused");
-        }
     }
 }

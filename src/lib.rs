@@ -35,6 +35,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+pub mod app;
 pub mod audit;
 pub mod clock;
 pub mod config;
@@ -52,6 +53,7 @@ pub mod secret;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod testkit;
 pub mod token;
 pub mod upstream;
 pub mod web;

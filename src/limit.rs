@@ -38,9 +38,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::app::AppState;
 use crate::clock::Millis;
 use crate::config::Config;
-use crate::server::AppState;
 
 /// An IP network: an address and a prefix length (`10.0.0.0/8`, `fd00::/8`, or one address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,10 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use ssogate::app::{self, App};
 use ssogate::clock::Clock;
 use ssogate::config::{Config, LogFormat};
 use ssogate::connection::{export, ConnectionError, ConnectionPatch};
-use ssogate::server::{self, App};
+use ssogate::server;
 use ssogate::store::ConnectionSort;
 use ssogate::token::Alg;
 
@@ -152,7 +153,7 @@ async fn main() -> Result<()> {
             println!("configuration is valid");
             println!("  listen      {}", config.listen);
             println!("  public_url  {}", config.public_url);
-            println!("  store       {}", server::redact_url(&config.store_url()));
+            println!("  store       {}", app::redact_url(&config.store_url()));
             Ok(())
         }
         Command::Connections(cmd) => connections(config, cmd).await,
@@ -162,7 +163,7 @@ async fn main() -> Result<()> {
                 bail!("the admin token comes from SSOGATE_ADMIN_TOKEN (or admin_token in the config file), which always wins: change it there instead");
             }
             let (app, _) = start(config).await?;
-            let token = server::reset_admin_token(app.store.as_ref(), app.clock.now(), "cli").await?;
+            let token = app::reset_admin_token(app.store.as_ref(), app.clock.now(), "cli").await?;
             println!("{}", token.expose());
             eprintln!("the new admin token is above; it is shown only now. Restart running gateways to use it.");
             Ok(())
@@ -170,7 +171,7 @@ async fn main() -> Result<()> {
     }
 }
 
-async fn start(config: Config) -> Result<(App, server::Startup)> {
+async fn start(config: Config) -> Result<(App, app::Startup)> {
     App::start(config, Clock::system()).await.map_err(|e| anyhow::anyhow!("{e}"))
 }
 
@@ -279,7 +280,7 @@ async fn connections(config: Config, cmd: &ConnectionsCmd) -> Result<()> {
                         if c.active { "yes" } else { "no" },
                         c.display_name,
                         c.provider,
-                        c.protocol,
+                        c.protocol(),
                         c.id,
                         ssogate::clock::rfc3339(c.updated_at)
                     );

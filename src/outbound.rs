@@ -57,12 +57,32 @@ pub async fn read_capped(url: &str, mut resp: reqwest::Response, limit: usize) -
 }
 
 fn reason(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
+    describe(e)
+}
+
+/// Why a call out failed, in words an admin can act on: timed out, or the connection
+/// failed, with the innermost cause (a DNS name that does not resolve, a TLS certificate
+/// that does not verify, a refused port). Never a secret: reqwest's messages carry the
+/// URL, which is configuration, and no body or header.
+pub fn describe(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
     } else if e.is_connect() {
-        "connection refused or failed".into()
+        "the connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "the answer could not be read"
     } else {
-        "request failed".into()
+        "the request failed"
+    };
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut innermost = None;
+    while let Some(c) = cause {
+        innermost = Some(c.to_string());
+        cause = c.source();
+    }
+    match innermost {
+        Some(c) if !c.is_empty() => format!("{what}: {}", c.chars().take(300).collect::<String>()),
+        _ => what.to_string(),
     }
 }
 

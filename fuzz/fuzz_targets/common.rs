@@ -5,7 +5,7 @@
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::{X509Builder, X509NameBuilder, X509};
-use ssogate::connection::{ClaimMappings, Connection, IdpMetadata, Protocol, SamlSettings, Secrets, Settings};
+use ssogate::connection::Connection;
 use ssogate::upstream::saml_response::Expect;
 
 /// The seeds' `now` (seconds); `expect()` checks 10 s later.
@@ -17,34 +17,7 @@ pub const REQUEST_ID: &str = "_fuzzrequest0123456789";
 
 /// A SAML connection trusting `cert` (PEM).
 pub fn connection(cert: &X509, require_signed_assertions: bool) -> Connection {
-    let certificate = ssogate::connection::metadata::describe(cert).unwrap();
-    let saml = SamlSettings {
-        entity_id: SP.into(),
-        idp: IdpMetadata {
-            entity_id: IDP.into(),
-            sso_url: "https://idp.example.test/sso".into(),
-            sso_binding: "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect".into(),
-            certificates: vec![certificate],
-        },
-        idp_metadata_url: None,
-        require_signed_assertions,
-        sign_requests: false,
-        sp_certificate: None,
-        name_id_format: None,
-        allow_idp_initiated: false,
-    };
-    Connection {
-        id: "con_f".into(),
-        display_name: "Fuzz".into(),
-        protocol: Protocol::Saml,
-        provider: "custom".into(),
-        active: true,
-        settings: Settings { webapp_url: None, create_users: true, group_sync: true, claims: ClaimMappings::default(), oidc: None, saml: Some(saml) },
-        secrets: Secrets::default(),
-        created_at: 0,
-        updated_at: 0,
-        version: 1,
-    }
+    ssogate::testkit::saml_connection(ssogate::testkit::SamlNames { id: "con_f", sp_entity_id: SP, idp_entity_id: IDP }, cert, require_signed_assertions)
 }
 
 /// What the ACS expects of the seeds.

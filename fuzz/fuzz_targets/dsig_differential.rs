@@ -47,7 +47,7 @@ fn setup() -> Setup {
         keys.push(cert.public_key().unwrap());
     }
     let mut conn = common::connection(&ec_cert, false);
-    conn.settings.saml.as_mut().unwrap().idp.certificates.push(ssogate::connection::metadata::describe(&seed_cert).unwrap());
+    ssogate::testkit::saml_mut(&mut conn).idp.certificates.push(ssogate::connection::metadata::describe(&seed_cert).unwrap());
     Setup { key, keys, certs, conn, file: dir.join("input.xml") }
 }
 

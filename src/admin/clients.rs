@@ -6,9 +6,9 @@ use axum::Json;
 use serde_json::json;
 
 use super::ACTOR;
+use crate::app::AppState;
 use crate::audit::AuditEntry;
 use crate::op::clients::{self, ClientInput, ClientView};
-use crate::server::AppState;
 use crate::web::error::ErrorBody;
 use crate::web::{ApiError, ApiJson, ApiPath};
 

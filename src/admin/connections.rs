@@ -8,9 +8,9 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::ACTOR;
+use crate::app::AppState;
 use crate::connection::discovery::Discovered;
 use crate::connection::{preset, ConnectionPatch, ConnectionView, Protocol};
-use crate::server::AppState;
 use crate::store::ConnectionSort;
 use crate::web::error::ErrorBody;
 use crate::web::{ApiError, ApiJson, ApiPath, ApiQuery};
@@ -174,8 +174,9 @@ pub async fn sp_certificate(State(app): State<AppState>, ApiPath(id): ApiPath<St
     let c = app.registry.get(&id).await?;
     let pem = c
         .settings
-        .saml
-        .and_then(|s| s.sp_certificate)
+        .upstream
+        .saml()
+        .and_then(|s| s.sp_certificate.clone())
         .ok_or_else(|| ApiError::not_found(format!("SP certificate of connection {id} (generate one with POST .../sp-keypair)")))?;
     Ok(([(header::CONTENT_TYPE, "application/x-pem-file".to_string()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}-sp.crt\""))], pem)
         .into_response())
@@ -206,12 +207,12 @@ pub async fn discover(State(app): State<AppState>, ApiJson(req): ApiJson<Discove
         ),
         None => None,
     };
-    let issuer = match (&req.issuer, preset.and_then(|p| p.oidc.as_ref()?.issuer.as_deref())) {
+    let issuer = match (&req.issuer, preset.and_then(|p| p.oidc()?.issuer.as_deref())) {
         (Some(i), _) => i.trim().to_string(),
         (None, Some(pattern)) => preset.map(|p| p.fill(pattern, &req.placeholders, None)).transpose().map_err(ApiError::invalid)?.unwrap_or_default(),
         (None, None) => return Err(ApiError::invalid(vec![crate::connection::FieldError::new("issuer", "is required")])),
     };
-    let url = match preset.and_then(|p| Some((p, p.oidc.as_ref()?.discovery_url.as_deref()?))) {
+    let url = match preset.and_then(|p| Some((p, p.oidc()?.discovery_url.as_deref()?))) {
         Some((p, pattern)) => Some(p.fill(pattern, &req.placeholders, Some(&issuer)).map_err(ApiError::invalid)?),
         None => None,
     };

@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::Json;
 
 use super::ACTOR;
+use crate::app::AppState;
 use crate::directory::{GroupInput, GroupView, InvitationView, LinkInput, MemberView, NewInvitation, NewUser, UserPatch, UserView};
-use crate::server::AppState;
 use crate::web::error::ErrorBody;
 use crate::web::{ApiError, ApiJson, ApiPath};
 

@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::server::{token_hash, AppState};
+use crate::app::{token_hash, AppState};
 use crate::web::ApiError;
 
 /// The actor recorded in the audit log for admin-token requests.

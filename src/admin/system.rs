@@ -7,9 +7,9 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::ACTOR;
+use crate::app::AppState;
 use crate::audit::AuditView;
-use crate::connection::preset::{self, Preset};
-use crate::server::AppState;
+use crate::connection::preset::{self, Preset, PresetFile};
 use crate::store::AuditQuery;
 use crate::token::{Alg, KeyView};
 use crate::web::error::ErrorBody;
@@ -17,7 +17,7 @@ use crate::web::{ApiError, ApiJson, ApiQuery};
 
 /// Every provider preset.
 #[utoipa::path(get, path = "/presets", tag = "presets", security(("admin_token" = [])),
-    responses((status = 200, body = [Preset])))]
+    responses((status = 200, body = [PresetFile])))]
 pub async fn list_presets() -> Json<Vec<Preset>> {
     Json(preset::all().to_vec())
 }

@@ -62,6 +62,15 @@ pub struct ConnectionPatch {
     pub saml: Option<SamlPatch>,
 }
 
+impl ConnectionPatch {
+    /// The name of a protocol section this patch sets that `protocol`'s connections do
+    /// not have (it is refused, never ignored).
+    pub fn other_protocol_section(&self, protocol: Protocol) -> Option<&'static str> {
+        let sections = [(Protocol::Oidc, self.oidc.is_some()), (Protocol::Saml, self.saml.is_some())];
+        sections.into_iter().find(|(p, set)| *set && *p != protocol).map(|(p, _)| p.as_str())
+    }
+}
+
 /// Claim mappings to change; absent ones are kept.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -307,15 +316,9 @@ pub fn validate(c: &Connection) -> Vec<FieldError> {
             errors.push(FieldError::new(field, "names must be non-empty and at most 512 characters"));
         }
     }
-    match c.protocol {
-        Protocol::Oidc => match &c.settings.oidc {
-            None => errors.push(FieldError::new("oidc", "is required for an OIDC connection")),
-            Some(o) => validate_oidc(&mut errors, o, &c.secrets),
-        },
-        Protocol::Saml => match &c.settings.saml {
-            None => errors.push(FieldError::new("saml", "is required for a SAML connection")),
-            Some(s) => validate_saml(&mut errors, s, &c.secrets),
-        },
+    match &c.settings.upstream {
+        Upstream::Oidc(o) => validate_oidc(&mut errors, o, &c.secrets),
+        Upstream::Saml(s) => validate_saml(&mut errors, s, &c.secrets),
     }
     errors
 }

@@ -35,6 +35,10 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Every protocol (a new one is added here and in [`Protocol::as_str`]; the compiler
+    /// then lists every other place).
+    pub const ALL: [Protocol; 2] = [Protocol::Oidc, Protocol::Saml];
+
     /// `oidc` or `saml`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -43,13 +47,9 @@ impl Protocol {
         }
     }
 
-    /// Parses `oidc` or `saml`.
+    /// Parses the name [`Protocol::as_str`] gives.
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "oidc" => Some(Protocol::Oidc),
-            "saml" => Some(Protocol::Saml),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
     }
 }
 
@@ -248,7 +248,44 @@ pub struct SamlSettings {
     pub allow_idp_initiated: bool,
 }
 
-/// Settings common to both protocols, plus the protocol's own; stored as JSON.
+/// The protocol's own settings: a connection is exactly one kind of upstream. Stored as
+/// `{"oidc": {...}}` or `{"saml": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Upstream {
+    /// OpenID Connect.
+    Oidc(OidcSettings),
+    /// SAML 2.0.
+    Saml(SamlSettings),
+}
+
+impl Upstream {
+    /// The protocol of these settings.
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            Upstream::Oidc(_) => Protocol::Oidc,
+            Upstream::Saml(_) => Protocol::Saml,
+        }
+    }
+
+    /// The OIDC settings, when this is an OIDC upstream.
+    pub fn oidc(&self) -> Option<&OidcSettings> {
+        match self {
+            Upstream::Oidc(o) => Some(o),
+            Upstream::Saml(_) => None,
+        }
+    }
+
+    /// The SAML settings, when this is a SAML upstream.
+    pub fn saml(&self) -> Option<&SamlSettings> {
+        match self {
+            Upstream::Saml(s) => Some(s),
+            Upstream::Oidc(_) => None,
+        }
+    }
+}
+
+/// Settings common to every protocol, plus the protocol's own; stored as JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
     /// External URL of the gateway for this connection; default: the public URL.
@@ -259,10 +296,8 @@ pub struct Settings {
     pub group_sync: bool,
     /// Claim mappings.
     pub claims: ClaimMappings,
-    /// OIDC settings (protocol `oidc`).
-    pub oidc: Option<OidcSettings>,
-    /// SAML settings (protocol `saml`).
-    pub saml: Option<SamlSettings>,
+    /// The protocol's settings.
+    pub upstream: Upstream,
 }
 
 /// Secrets of a connection; sealed together in the store.
@@ -295,8 +330,6 @@ pub struct Connection {
     pub id: String,
     /// Unique display name.
     pub display_name: String,
-    /// Protocol.
-    pub protocol: Protocol,
     /// Provider preset.
     pub provider: String,
     /// Usable for logins.
@@ -314,6 +347,11 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// The protocol (from the settings: there is no other copy of it).
+    pub fn protocol(&self) -> Protocol {
+        self.settings.upstream.protocol()
+    }
+
     /// The gateway URL this connection's endpoints hang off.
     pub fn webapp_base(&self, public_base: &str) -> String {
         self.settings.webapp_url.as_deref().unwrap_or(public_base).trim_end_matches('/').to_string()
@@ -378,12 +416,19 @@ pub struct ConnectionView {
     pub group_sync: bool,
     /// Claim mappings.
     pub claims: ClaimMappings,
+    /// The protocol's settings, as `oidc` or `saml`.
+    #[serde(flatten)]
+    pub upstream: UpstreamView,
+}
+
+/// The protocol's settings as shown: one key, `oidc` or `saml`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamView {
     /// OIDC settings.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub oidc: Option<OidcView>,
+    Oidc(OidcView),
     /// SAML settings.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub saml: Option<SamlView>,
+    Saml(SamlView),
 }
 
 /// OIDC settings as shown.
@@ -411,30 +456,40 @@ pub struct SamlView {
 impl Connection {
     /// The API view.
     pub fn view(&self, public_base: &str) -> ConnectionView {
-        let saml = self.settings.saml.as_ref().map(|s| SamlView {
-            settings: s.clone(),
-            sp_private_key_set: self.secrets.sp_private_key.is_some(),
-            next_certificate_expiry: s.idp.certificates.iter().map(|c| c.not_after.clone()).min(),
-        });
+        let (mut callback_url, mut acs_url, mut sp_metadata_url) = (None, None, None);
+        let upstream = match &self.settings.upstream {
+            Upstream::Oidc(o) => {
+                callback_url = Some(self.callback_url(public_base));
+                UpstreamView::Oidc(OidcView { settings: o.clone(), client_secret_set: self.secrets.client_secret.is_some() })
+            }
+            Upstream::Saml(s) => {
+                acs_url = Some(self.acs_url(public_base));
+                sp_metadata_url = Some(self.sp_metadata_url(public_base));
+                UpstreamView::Saml(SamlView {
+                    settings: s.clone(),
+                    sp_private_key_set: self.secrets.sp_private_key.is_some(),
+                    next_certificate_expiry: s.idp.certificates.iter().map(|c| c.not_after.clone()).min(),
+                })
+            }
+        };
         ConnectionView {
             id: self.id.clone(),
             display_name: self.display_name.clone(),
-            protocol: self.protocol,
+            protocol: self.protocol(),
             provider: self.provider.clone(),
             active: self.active,
             created_at: rfc3339(self.created_at),
             updated_at: rfc3339(self.updated_at),
             version: self.version,
             webapp_url: self.webapp_base(public_base),
-            callback_url: (self.protocol == Protocol::Oidc).then(|| self.callback_url(public_base)),
-            acs_url: (self.protocol == Protocol::Saml).then(|| self.acs_url(public_base)),
-            sp_metadata_url: (self.protocol == Protocol::Saml).then(|| self.sp_metadata_url(public_base)),
+            callback_url,
+            acs_url,
+            sp_metadata_url,
             login_url: self.login_url(public_base),
             create_users: self.settings.create_users,
             group_sync: self.settings.group_sync,
             claims: self.settings.claims.clone(),
-            oidc: self.settings.oidc.as_ref().map(|o| OidcView { settings: o.clone(), client_secret_set: self.secrets.client_secret.is_some() }),
-            saml,
+            upstream,
         }
     }
 }

@@ -90,9 +90,39 @@ pub struct ClaimsPreset {
 }
 
 /// One vendor preset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "PresetFile", into = "PresetFile")]
+pub struct Preset {
+    /// Provider id, unique within its protocol.
+    pub provider: String,
+    /// Vendor name.
+    pub name: String,
+    /// One line for the admin.
+    pub hint: String,
+    /// The vendor page the admin needs.
+    pub docs: Option<String>,
+    /// Values to supply for the URL patterns.
+    pub placeholders: Vec<Placeholder>,
+    /// The protocol's defaults.
+    pub upstream: UpstreamPreset,
+    /// Claim mappings.
+    pub claims: ClaimsPreset,
+}
+
+/// The protocol's part of a preset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamPreset {
+    /// OIDC defaults.
+    Oidc(OidcPreset),
+    /// SAML defaults.
+    Saml(SamlPreset),
+}
+
+/// A preset as written in `providers/*.toml` and listed by the API: `protocol` names the
+/// one section (`[oidc]` or `[saml]`) that must be present.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Preset {
+pub struct PresetFile {
     /// Provider id, unique within its protocol.
     pub provider: String,
     /// Protocol.
@@ -114,15 +144,34 @@ pub struct Preset {
     pub claims: ClaimsPreset,
 }
 
+impl TryFrom<PresetFile> for Preset {
+    type Error = String;
+
+    fn try_from(f: PresetFile) -> Result<Self, String> {
+        let upstream = match (f.protocol, f.oidc, f.saml) {
+            (Protocol::Oidc, Some(o), None) => UpstreamPreset::Oidc(o),
+            (Protocol::Saml, None, Some(s)) => UpstreamPreset::Saml(s),
+            (p, _, _) => return Err(format!("a {p} preset needs its [{p}] section and no other")),
+        };
+        Ok(Preset { provider: f.provider, name: f.name, hint: f.hint, docs: f.docs, placeholders: f.placeholders, upstream, claims: f.claims })
+    }
+}
+
+impl From<Preset> for PresetFile {
+    fn from(p: Preset) -> Self {
+        let protocol = p.protocol();
+        let (oidc, saml) = match p.upstream {
+            UpstreamPreset::Oidc(o) => (Some(o), None),
+            UpstreamPreset::Saml(s) => (None, Some(s)),
+        };
+        PresetFile { provider: p.provider, protocol, name: p.name, hint: p.hint, docs: p.docs, placeholders: p.placeholders, oidc, saml, claims: p.claims }
+    }
+}
+
 /// Parses one preset file.
 pub fn parse(text: &str) -> Result<Preset, String> {
-    let p: Preset = toml::from_str(text).map_err(|e| e.to_string())?;
-    match p.protocol {
-        Protocol::Oidc if p.oidc.is_none() => return Err("an oidc preset needs [oidc]".into()),
-        Protocol::Saml if p.saml.is_none() => return Err("a saml preset needs [saml]".into()),
-        _ => {}
-    }
-    Ok(p)
+    let f: PresetFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    Preset::try_from(f)
 }
 
 /// Every preset, parsed once.
@@ -139,7 +188,7 @@ pub fn all() -> &'static [Preset] {
 
 /// The preset for a protocol and provider.
 pub fn find(protocol: Protocol, provider: &str) -> Option<&'static Preset> {
-    all().iter().find(|p| p.protocol == protocol && p.provider == provider)
+    all().iter().find(|p| p.protocol() == protocol && p.provider == provider)
 }
 
 /// Whether a placeholder value is safe to put in a URL: no `/`, `@`, `?`, `#` or `:`
@@ -149,6 +198,30 @@ fn safe_value(v: &str) -> bool {
 }
 
 impl Preset {
+    /// The protocol of this preset.
+    pub fn protocol(&self) -> Protocol {
+        match self.upstream {
+            UpstreamPreset::Oidc(_) => Protocol::Oidc,
+            UpstreamPreset::Saml(_) => Protocol::Saml,
+        }
+    }
+
+    /// The OIDC defaults, for an OIDC preset.
+    pub fn oidc(&self) -> Option<&OidcPreset> {
+        match &self.upstream {
+            UpstreamPreset::Oidc(o) => Some(o),
+            UpstreamPreset::Saml(_) => None,
+        }
+    }
+
+    /// The SAML defaults, for a SAML preset.
+    pub fn saml(&self) -> Option<&SamlPreset> {
+        match &self.upstream {
+            UpstreamPreset::Saml(s) => Some(s),
+            UpstreamPreset::Oidc(_) => None,
+        }
+    }
+
     /// Fills a pattern with placeholder values; errors name the missing or bad ones.
     pub fn fill(&self, pattern: &str, values: &BTreeMap<String, String>, issuer: Option<&str>) -> Result<String, Vec<FieldError>> {
         let mut out = pattern.to_string();
@@ -182,34 +255,36 @@ impl Preset {
             create_users: false,
             group_sync: self.claims.group_sync,
             claims: self.claims.mappings.clone(),
-            oidc: self.oidc.as_ref().map(|o| OidcSettings {
-                issuer: String::new(),
-                client_id: String::new(),
-                authorization_endpoint: String::new(),
-                token_endpoint: String::new(),
-                revocation_endpoint: None,
-                userinfo_endpoint: None,
-                jwks_uri: None,
-                userinfo_from_id_token: o.userinfo_from_id_token,
-                email_verification: o.email_verification,
-                verify_signature: o.verify_signature,
-                code_challenge_method: o.code_challenge_method,
-                token_endpoint_auth_method: o.token_endpoint_auth_method,
-                scopes: o.scopes.clone(),
-                additional_scopes: o.additional_scopes.clone(),
-                allowed_algorithms: vec!["RS256".into(), "ES256".into(), "PS256".into()],
-                authorization_response_iss_parameter_supported: false,
-            }),
-            saml: self.saml.as_ref().map(|s| SamlSettings {
-                entity_id: String::new(),
-                idp: IdpMetadata { entity_id: String::new(), sso_url: String::new(), sso_binding: String::new(), certificates: vec![] },
-                idp_metadata_url: None,
-                require_signed_assertions: s.require_signed_assertions,
-                sign_requests: s.sign_requests,
-                sp_certificate: None,
-                name_id_format: s.name_id_format.clone(),
-                allow_idp_initiated: false,
-            }),
+            upstream: match &self.upstream {
+                UpstreamPreset::Oidc(o) => Upstream::Oidc(OidcSettings {
+                    issuer: String::new(),
+                    client_id: String::new(),
+                    authorization_endpoint: String::new(),
+                    token_endpoint: String::new(),
+                    revocation_endpoint: None,
+                    userinfo_endpoint: None,
+                    jwks_uri: None,
+                    userinfo_from_id_token: o.userinfo_from_id_token,
+                    email_verification: o.email_verification,
+                    verify_signature: o.verify_signature,
+                    code_challenge_method: o.code_challenge_method,
+                    token_endpoint_auth_method: o.token_endpoint_auth_method,
+                    scopes: o.scopes.clone(),
+                    additional_scopes: o.additional_scopes.clone(),
+                    allowed_algorithms: vec!["RS256".into(), "ES256".into(), "PS256".into()],
+                    authorization_response_iss_parameter_supported: false,
+                }),
+                UpstreamPreset::Saml(s) => Upstream::Saml(SamlSettings {
+                    entity_id: String::new(),
+                    idp: IdpMetadata { entity_id: String::new(), sso_url: String::new(), sso_binding: String::new(), certificates: vec![] },
+                    idp_metadata_url: None,
+                    require_signed_assertions: s.require_signed_assertions,
+                    sign_requests: s.sign_requests,
+                    sp_certificate: None,
+                    name_id_format: s.name_id_format.clone(),
+                    allow_idp_initiated: false,
+                }),
+            },
         }
     }
 }
@@ -228,7 +303,7 @@ mod tests {
         assert_eq!(on_disk, embedded, "providers/ and preset::FILES differ");
         for (name, text) in FILES {
             let p = parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(format!("{}-{}.toml", p.protocol, p.provider), *name);
+            assert_eq!(format!("{}-{}.toml", p.protocol(), p.provider), *name);
             assert!(!p.hint.is_empty() && !p.hint.contains('\n'), "{name}: hint is one line");
         }
         assert_eq!(all().len(), 14);
@@ -237,11 +312,8 @@ mod tests {
     #[test]
     fn every_placeholder_in_a_pattern_is_declared() {
         for p in all() {
-            let patterns = [
-                p.oidc.as_ref().and_then(|o| o.issuer.clone()),
-                p.oidc.as_ref().and_then(|o| o.discovery_url.clone()),
-                p.saml.as_ref().and_then(|s| s.metadata_url.clone()),
-            ];
+            let patterns =
+                [p.oidc().and_then(|o| o.issuer.clone()), p.oidc().and_then(|o| o.discovery_url.clone()), p.saml().and_then(|s| s.metadata_url.clone())];
             let values: BTreeMap<String, String> = p.placeholders.iter().map(|ph| (ph.name.clone(), ph.example.clone())).collect();
             for pattern in patterns.into_iter().flatten() {
                 let filled = p.fill(&pattern, &values, Some("https://issuer.example")).unwrap();
@@ -256,10 +328,10 @@ mod tests {
         let cognito = find(Protocol::Oidc, "cognito").unwrap();
         assert_eq!(cognito.claims.mappings.groups, ClaimNames::one("cognito:groups"));
         let azure = find(Protocol::Oidc, "azure").unwrap();
-        assert!(azure.oidc.as_ref().unwrap().issuer.as_ref().unwrap().contains("{tenant}"));
-        assert!(!azure.oidc.as_ref().unwrap().email_verification, "Entra ID sends no email_verified");
+        assert!(azure.oidc().unwrap().issuer.as_ref().unwrap().contains("{tenant}"));
+        assert!(!azure.oidc().unwrap().email_verification, "Entra ID sends no email_verified");
         let okta = find(Protocol::Oidc, "okta").unwrap();
-        assert!(okta.oidc.as_ref().unwrap().additional_scopes.contains(&"groups".to_string()));
+        assert!(okta.oidc().unwrap().additional_scopes.contains(&"groups".to_string()));
         let adfs = find(Protocol::Saml, "adfs").unwrap();
         assert!(adfs.claims.mappings.email.0.iter().any(|n| n.contains("xmlsoap.org/ws/2005/05/identity/claims/emailaddress")));
         assert!(find(Protocol::Saml, "google").is_some() && find(Protocol::Oidc, "google").is_some());
@@ -268,7 +340,7 @@ mod tests {
     #[test]
     fn placeholder_values_cannot_redirect_the_url() {
         let cognito = find(Protocol::Oidc, "cognito").unwrap();
-        let pattern = cognito.oidc.as_ref().unwrap().issuer.clone().unwrap();
+        let pattern = cognito.oidc().unwrap().issuer.clone().unwrap();
         let mut v = BTreeMap::new();
         v.insert("region".to_string(), "evil.com/x?".to_string());
         v.insert("user_pool_id".to_string(), "p".to_string());

@@ -120,8 +120,10 @@ impl Registry {
 
     /// Opens a stored connection.
     pub fn decode(&self, s: StoredConnection) -> Result<Connection, ConnectionError> {
-        let protocol = Protocol::parse(&s.protocol).ok_or_else(|| StoreError::Corrupt(format!("protocol {:?}", s.protocol)))?;
         let settings: Settings = serde_json::from_str(&s.settings).map_err(|e| StoreError::Corrupt(format!("connection {}: {e}", s.id)))?;
+        if settings.upstream.protocol().as_str() != s.protocol {
+            return Err(StoreError::Corrupt(format!("connection {}: protocol {:?} but {} settings", s.id, s.protocol, settings.upstream.protocol())).into());
+        }
         let secrets = match &s.secrets {
             None => Secrets::default(),
             Some(sealed) => {
@@ -132,7 +134,6 @@ impl Registry {
         Ok(Connection {
             id: s.id,
             display_name: s.display_name,
-            protocol,
             provider: s.provider,
             active: s.active,
             settings,
@@ -151,7 +152,7 @@ impl Registry {
         StoredConnection {
             id: c.id.clone(),
             display_name: c.display_name.trim().to_string(),
-            protocol: c.protocol.as_str().into(),
+            protocol: c.protocol().as_str().into(),
             provider: c.provider.clone(),
             active: c.active,
             settings: serde_json::to_string(&c.settings).unwrap_or_default(),
@@ -181,7 +182,7 @@ impl Registry {
         let protocol = patch.protocol.ok_or_else(|| invalid("protocol", "is required: oidc or saml"))?;
         let provider = patch.provider.clone().unwrap_or_else(|| "custom".into());
         let preset = preset::find(protocol, &provider).ok_or_else(|| {
-            let known: Vec<_> = preset::all().iter().filter(|p| p.protocol == protocol).map(|p| p.provider.as_str()).collect();
+            let known: Vec<_> = preset::all().iter().filter(|p| p.protocol() == protocol).map(|p| p.provider.as_str()).collect();
             invalid("provider", format!("{provider:?} is not a {protocol} provider; choose from {}", known.join(", ")))
         })?;
         if patch.version.is_some() {
@@ -196,7 +197,6 @@ impl Registry {
         let mut c = Connection {
             id,
             display_name: String::new(),
-            protocol,
             provider,
             active: true,
             settings: preset.settings(),
@@ -237,14 +237,14 @@ impl Registry {
                 return Err(ConnectionError::Stale { current: c.version });
             }
         }
-        if patch.protocol.is_some_and(|p| p != c.protocol) {
+        if patch.protocol.is_some_and(|p| p != c.protocol()) {
             return Err(invalid("protocol", "cannot change; create a new connection instead"));
         }
         if patch.id.as_ref().is_some_and(|i| *i != c.id) {
             return Err(invalid("id", "cannot change"));
         }
         let provider = patch.provider.clone().unwrap_or_else(|| c.provider.clone());
-        let preset = preset::find(c.protocol, &provider).ok_or_else(|| invalid("provider", format!("{provider:?} is not a {} provider", c.protocol)))?;
+        let preset = preset::find(c.protocol(), &provider).ok_or_else(|| invalid("provider", format!("{provider:?} is not a {} provider", c.protocol())))?;
         c.provider = provider;
         let read_version = c.version;
         self.apply(&mut c, patch, preset, false).await?;
@@ -277,9 +277,9 @@ impl Registry {
         };
         let mut out = vec![];
         for c in list {
-            let Some(url) = c.settings.saml.as_ref().and_then(|s| s.idp_metadata_url.clone()) else { continue };
+            let Some(url) = c.settings.upstream.saml().and_then(|s| s.idp_metadata_url.clone()) else { continue };
             let result = match self.fetch_metadata(&url).await {
-                Ok(m) if c.settings.saml.as_ref().is_some_and(|s| s.idp == m) => Ok(false),
+                Ok(m) if c.settings.upstream.saml().is_some_and(|s| s.idp == m) => Ok(false),
                 Ok(m) => {
                     let patch = ConnectionPatch { saml: Some(SamlPatch { idp: Some(m), ..Default::default() }), ..Default::default() };
                     self.update(&c.id, &patch, Some(c.version), "system:metadata-refresh").await.map(|_| true).map_err(|e| e.to_string())
@@ -316,7 +316,7 @@ impl Registry {
         let mut c = self.get(id).await?;
         let read_version = c.version;
         let cn = sp_common_name(&c, &self.public_base);
-        let Some(saml) = c.settings.saml.as_mut() else {
+        let Upstream::Saml(saml) = &mut c.settings.upstream else {
             return Err(invalid("protocol", "only SAML connections have an SP key pair"));
         };
         let (cert, key) = keypair::generate(&cn)?;
@@ -356,15 +356,16 @@ impl Registry {
             claims.apply(&mut c.settings.claims);
         }
         let placeholders = p.placeholders.clone().unwrap_or_default();
-        match c.protocol {
-            Protocol::Oidc => {
-                if p.saml.is_some() {
-                    errors.push(FieldError::new("saml", "this is an OIDC connection"));
-                }
-                let o = c.settings.oidc.get_or_insert_with(|| preset.settings().oidc.unwrap_or_else(unreachable_oidc));
+        if let Some(other) = p.other_protocol_section(c.protocol()) {
+            errors.push(FieldError::new(other, format!("this is an {} connection", c.protocol().as_str().to_uppercase())));
+        }
+        let cn = sp_common_name(c, &self.public_base);
+        let sp_metadata_url = c.sp_metadata_url(&self.public_base);
+        match &mut c.settings.upstream {
+            Upstream::Oidc(o) => {
                 let op = p.oidc.clone().unwrap_or_default();
                 op.apply(o, &mut c.secrets);
-                let preset_oidc = preset.oidc.as_ref();
+                let preset_oidc = preset.oidc();
                 let refill = creating || p.placeholders.is_some();
                 if op.issuer.is_none() && refill {
                     if let Some(pattern) = preset_oidc.and_then(|x| x.issuer.as_deref()) {
@@ -393,13 +394,7 @@ impl Registry {
                     }
                 }
             }
-            Protocol::Saml => {
-                if p.oidc.is_some() {
-                    errors.push(FieldError::new("oidc", "this is a SAML connection"));
-                }
-                let cn = sp_common_name(c, &self.public_base);
-                let sp_metadata_url = c.sp_metadata_url(&self.public_base);
-                let s = c.settings.saml.get_or_insert_with(|| preset.settings().saml.unwrap_or_else(unreachable_saml));
+            Upstream::Saml(s) => {
                 let sp = p.saml.clone().unwrap_or_default();
                 set(&mut s.entity_id, &sp.entity_id.as_ref().map(|e| e.trim().to_string()));
                 if s.entity_id.is_empty() {
@@ -411,7 +406,7 @@ impl Registry {
                 set_opt(&mut s.name_id_format, &sp.name_id_format);
                 set_opt(&mut s.idp_metadata_url, &sp.idp_metadata_url);
                 if creating && s.idp_metadata_url.is_none() && sp.idp_metadata_xml.is_none() && sp.idp.is_none() && !placeholders.is_empty() {
-                    if let Some(pattern) = preset.saml.as_ref().and_then(|x| x.metadata_url.as_deref()) {
+                    if let Some(pattern) = preset.saml().and_then(|x| x.metadata_url.as_deref()) {
                         match preset.fill(pattern, &placeholders, None) {
                             Ok(u) => s.idp_metadata_url = Some(u),
                             Err(e) => errors.extend(e),
@@ -492,42 +487,6 @@ fn sp_common_name(c: &Connection, public_base: &str) -> String {
     url::Url::parse(&c.webapp_base(public_base)).ok().and_then(|u| u.host_str().map(|h| format!("ssogate SP {h}"))).unwrap_or_else(|| "ssogate SP".into())
 }
 
-// Presets are checked at parse time to carry their protocol's section; these only
-// satisfy the type checker for a preset of the other protocol.
-fn unreachable_oidc() -> OidcSettings {
-    preset::find(Protocol::Oidc, "custom").and_then(|p| p.settings().oidc).unwrap_or_else(|| OidcSettings {
-        issuer: String::new(),
-        client_id: String::new(),
-        authorization_endpoint: String::new(),
-        token_endpoint: String::new(),
-        revocation_endpoint: None,
-        userinfo_endpoint: None,
-        jwks_uri: None,
-        userinfo_from_id_token: true,
-        email_verification: true,
-        verify_signature: true,
-        code_challenge_method: Pkce::S256,
-        token_endpoint_auth_method: ClientAuth::ClientSecretBasic,
-        scopes: vec!["openid".into()],
-        additional_scopes: vec![],
-        allowed_algorithms: vec!["RS256".into()],
-        authorization_response_iss_parameter_supported: false,
-    })
-}
-
-fn unreachable_saml() -> SamlSettings {
-    SamlSettings {
-        entity_id: String::new(),
-        idp: IdpMetadata { entity_id: String::new(), sso_url: String::new(), sso_binding: String::new(), certificates: vec![] },
-        idp_metadata_url: None,
-        require_signed_assertions: true,
-        sign_requests: false,
-        sp_certificate: None,
-        name_id_format: None,
-        allow_idp_initiated: false,
-    }
-}
-
 /// The names of the fields a patch sets (for the audit log: names, never values).
 pub fn changed_fields(p: &ConnectionPatch) -> Vec<String> {
     fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
@@ -551,46 +510,51 @@ pub fn changed_fields(p: &ConnectionPatch) -> Vec<String> {
 
 /// A connection as exported: the patch that recreates it. Secrets only when asked.
 pub fn export(c: &Connection, include_secrets: bool) -> ConnectionPatch {
-    let oidc = c.settings.oidc.as_ref().map(|o| OidcPatch {
-        issuer: Some(o.issuer.clone()),
-        client_id: Some(o.client_id.clone()),
-        client_secret: if include_secrets { c.secrets.client_secret.clone() } else { None },
-        authorization_endpoint: Some(o.authorization_endpoint.clone()),
-        token_endpoint: Some(o.token_endpoint.clone()),
-        revocation_endpoint: o.revocation_endpoint.clone(),
-        userinfo_endpoint: o.userinfo_endpoint.clone(),
-        jwks_uri: o.jwks_uri.clone(),
-        userinfo_from_id_token: Some(o.userinfo_from_id_token),
-        email_verification: Some(o.email_verification),
-        verify_signature: Some(o.verify_signature),
-        code_challenge_method: Some(o.code_challenge_method),
-        token_endpoint_auth_method: Some(o.token_endpoint_auth_method),
-        scopes: Some(input::ScopeList(o.scopes.clone())),
-        additional_scopes: Some(input::ScopeList(o.additional_scopes.clone())),
-        allowed_algorithms: Some(o.allowed_algorithms.clone()),
-        authorization_response_iss_parameter_supported: Some(o.authorization_response_iss_parameter_supported),
-    });
-    let saml = c.settings.saml.as_ref().map(|s| {
-        let with_key = include_secrets && c.secrets.sp_private_key.is_some();
-        SamlPatch {
-            entity_id: Some(s.entity_id.clone()),
-            idp_metadata_xml: None,
-            idp_metadata_url: s.idp_metadata_url.clone(),
-            idp: Some(s.idp.clone()),
-            require_signed_assertions: Some(s.require_signed_assertions),
-            // Without the key, an importer regenerates a pair when signing is on.
-            sign_requests: Some(s.sign_requests),
-            sp_certificate: if with_key { s.sp_certificate.clone() } else { None },
-            sp_private_key: if with_key { c.secrets.sp_private_key.clone() } else { None },
-            name_id_format: s.name_id_format.clone(),
-            allow_idp_initiated: Some(s.allow_idp_initiated),
+    let (mut oidc, mut saml) = (None, None);
+    match &c.settings.upstream {
+        Upstream::Oidc(o) => {
+            oidc = Some(OidcPatch {
+                issuer: Some(o.issuer.clone()),
+                client_id: Some(o.client_id.clone()),
+                client_secret: if include_secrets { c.secrets.client_secret.clone() } else { None },
+                authorization_endpoint: Some(o.authorization_endpoint.clone()),
+                token_endpoint: Some(o.token_endpoint.clone()),
+                revocation_endpoint: o.revocation_endpoint.clone(),
+                userinfo_endpoint: o.userinfo_endpoint.clone(),
+                jwks_uri: o.jwks_uri.clone(),
+                userinfo_from_id_token: Some(o.userinfo_from_id_token),
+                email_verification: Some(o.email_verification),
+                verify_signature: Some(o.verify_signature),
+                code_challenge_method: Some(o.code_challenge_method),
+                token_endpoint_auth_method: Some(o.token_endpoint_auth_method),
+                scopes: Some(input::ScopeList(o.scopes.clone())),
+                additional_scopes: Some(input::ScopeList(o.additional_scopes.clone())),
+                allowed_algorithms: Some(o.allowed_algorithms.clone()),
+                authorization_response_iss_parameter_supported: Some(o.authorization_response_iss_parameter_supported),
+            })
         }
-    });
+        Upstream::Saml(s) => {
+            let with_key = include_secrets && c.secrets.sp_private_key.is_some();
+            saml = Some(SamlPatch {
+                entity_id: Some(s.entity_id.clone()),
+                idp_metadata_xml: None,
+                idp_metadata_url: s.idp_metadata_url.clone(),
+                idp: Some(s.idp.clone()),
+                require_signed_assertions: Some(s.require_signed_assertions),
+                // Without the key, an importer regenerates a pair when signing is on.
+                sign_requests: Some(s.sign_requests),
+                sp_certificate: if with_key { s.sp_certificate.clone() } else { None },
+                sp_private_key: if with_key { c.secrets.sp_private_key.clone() } else { None },
+                name_id_format: s.name_id_format.clone(),
+                allow_idp_initiated: Some(s.allow_idp_initiated),
+            });
+        }
+    }
     let cl = &c.settings.claims;
     ConnectionPatch {
         id: Some(c.id.clone()),
         display_name: Some(c.display_name.clone()),
-        protocol: Some(c.protocol),
+        protocol: Some(c.protocol()),
         provider: Some(c.provider.clone()),
         active: Some(c.active),
         version: None,

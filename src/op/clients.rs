@@ -7,11 +7,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
+use crate::app::AppState;
 use crate::audit::AuditEntry;
 use crate::clock::rfc3339;
 use crate::connection::input::check_url;
 use crate::connection::FieldError;
-use crate::server::AppState;
 use crate::store::Client;
 use crate::web::ApiError;
 

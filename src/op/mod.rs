@@ -17,13 +17,24 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::login::current_session;
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::state::Session;
+use crate::web::browser::current_session;
 use crate::web::page;
 
 /// How long a code may wait for its exchange.
 const CODE_TTL_MS: i64 = 60_000;
+
+/// The OpenID Provider's routes.
+pub fn routes() -> axum::Router<AppState> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/jwks.json", get(jwks))
+        .route("/authorize", get(authorize))
+        .route("/token", post(token))
+        .route("/userinfo", get(userinfo).post(userinfo))
+}
 /// The longest an ID or access token lives (less when the session ends sooner).
 pub const TOKEN_TTL_MS: i64 = 3600 * 1000;
 

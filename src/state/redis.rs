@@ -848,7 +848,7 @@ mod tests {
     #[tokio::test]
     async fn the_redis_password_is_never_shown() {
         for url in ["redis://:hunter2-secret@10.0.0.1:6379/0", "redis://default:hunter2-secret@redis.internal/1"] {
-            assert!(!crate::server::redact_url(url).contains("hunter2-secret"), "{url}");
+            assert!(!crate::app::redact_url(url).contains("hunter2-secret"), "{url}");
             let r = Redis::open(url, None, "p:", Duration::from_secs(1)).unwrap();
             assert!(!format!("{r:?}").contains("hunter2-secret"));
         }

@@ -87,6 +87,10 @@ ALTER TABLE users ADD COLUMN given_name TEXT;
 ALTER TABLE users ADD COLUMN family_name TEXT;
 ALTER TABLE users ADD COLUMN picture TEXT
 "#,
+    // 6: a connection's protocol settings become one section named by the protocol
+    // (`"upstream": {"oidc": {...}}`) instead of two optional ones (`"oidc"`, `"saml"`,
+    // one of them null). No SQL: `one_upstream` rewrites the JSON.
+    "",
 ];
 
 /// The columns keyed by [`name_key`]: (table, value column, key column).
@@ -112,6 +116,37 @@ async fn rekey(tx: &mut AnyConnection) -> StoreResult<()> {
         }
     }
     Ok(())
+}
+
+/// Rewrites every connection's settings to the one-section form (migration 6).
+async fn one_upstream(tx: &mut AnyConnection) -> StoreResult<()> {
+    let rows = sqlx::query("SELECT id, protocol, settings FROM connections").fetch_all(&mut *tx).await?;
+    for row in rows {
+        let (id, protocol, settings): (String, String, String) = (row.try_get("id")?, row.try_get("protocol")?, row.try_get("settings")?);
+        let upgraded = upstream_section(&protocol, &settings).map_err(|e| StoreError::Corrupt(format!("connection {id}: {e}")))?;
+        if let Some(new) = upgraded {
+            sqlx::query("UPDATE connections SET settings = $1 WHERE id = $2").bind(new).bind(id).execute(&mut *tx).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The settings JSON with the protocol's section moved under `upstream`, every other
+/// field kept as it is; `None` when it is already in that form.
+fn upstream_section(protocol: &str, settings: &str) -> Result<Option<String>, String> {
+    let mut v: serde_json::Value = serde_json::from_str(settings).map_err(|e| format!("settings are not JSON: {e}"))?;
+    let obj = v.as_object_mut().ok_or("settings are not a JSON object")?;
+    if obj.contains_key("upstream") {
+        return Ok(None);
+    }
+    let (oidc, saml) = (obj.remove("oidc").unwrap_or_default(), obj.remove("saml").unwrap_or_default());
+    let section = match protocol {
+        "oidc" if !oidc.is_null() => oidc,
+        "saml" if !saml.is_null() => saml,
+        other => return Err(format!("protocol {other:?} has no settings section")),
+    };
+    obj.insert("upstream".into(), serde_json::json!({ protocol: section }));
+    Ok(Some(v.to_string()))
 }
 
 static DRIVERS: Once = Once::new();
@@ -208,6 +243,9 @@ impl Sql {
             }
             if version == 3 {
                 rekey(&mut tx).await?;
+            }
+            if version == 6 {
+                one_upstream(&mut tx).await?;
             }
             if version == 1 {
                 for (kind, id, name, description) in Builtin::ALL {

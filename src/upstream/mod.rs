@@ -14,28 +14,30 @@ pub mod xmldsig;
 mod dsig_differential;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::clock::Millis;
+use crate::connection::{Connection, Upstream};
+use crate::mapping::Identity;
 
-/// What a login in progress keeps server-side until the IdP answers. `Debug` leaves
-/// out the nonce and the PKCE verifier.
+/// What a login in progress keeps server-side until the IdP answers: the generic part
+/// (connection, browser binding, where to go after) and the protocol's own. `Debug`
+/// leaves out the protocol's secrets (nonce, PKCE verifier).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowState {
     /// The connection the login goes through.
     pub connection_id: String,
     /// SHA-256 (hex) of the flow cookie that binds the login to this browser.
     pub browser: String,
-    /// OIDC nonce.
-    pub nonce: String,
-    /// PKCE verifier, when PKCE is used.
-    pub pkce_verifier: Option<String>,
     /// Where to go after login (a validated local path, or a downstream request id).
     pub return_to: Option<String>,
     /// When the login started.
     pub created_at: Millis,
-    /// The SAML AuthnRequest ID, for the response's InResponseTo.
+    /// What the protocol needs to check the reply.
+    pub kept: Kept,
+    /// A real login, or the admin's dry run (which never becomes a login).
     #[serde(default)]
-    pub saml_request_id: Option<String>,
+    pub purpose: Purpose,
 }
 
 impl std::fmt::Debug for FlowState {
@@ -44,7 +46,242 @@ impl std::fmt::Debug for FlowState {
             .field("connection_id", &self.connection_id)
             .field("return_to", &self.return_to)
             .field("created_at", &self.created_at)
+            .field("purpose", &self.purpose)
             .finish_non_exhaustive()
+    }
+}
+
+/// What each protocol keeps for its reply.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kept {
+    /// OIDC: the nonce the ID token must carry and the PKCE verifier.
+    Oidc {
+        /// The nonce.
+        nonce: String,
+        /// The PKCE verifier, when PKCE is used.
+        pkce_verifier: Option<String>,
+    },
+    /// SAML: the AuthnRequest ID the response must answer (InResponseTo).
+    Saml {
+        /// The request ID.
+        request_id: String,
+    },
+}
+
+/// Why a flow was started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Purpose {
+    /// A user signs in.
+    #[default]
+    Login,
+    /// An admin tries the connection (Test Provider): the pipeline reports and writes
+    /// nothing; the test's report is kept under `test_id`.
+    Test {
+        /// The test run's id.
+        test_id: String,
+    },
+}
+
+/// How the browser carries the request to the IdP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// Go to this URL.
+    Redirect(String),
+    /// An auto-submitted form (SAML HTTP-POST binding).
+    Post {
+        /// Where the form posts.
+        url: String,
+        /// The form's fields.
+        fields: Vec<(&'static str, String)>,
+    },
+}
+
+/// A begun login: the key the reply will name (`state`, `RelayState`), what to keep under
+/// it, and how to send the browser on.
+#[derive(Debug)]
+pub struct Begun {
+    /// The flow state's key.
+    pub key: String,
+    /// What to keep.
+    pub flow: FlowState,
+    /// Where the browser goes.
+    pub outbound: Outbound,
+}
+
+/// What a login starts from, whatever the protocol.
+#[derive(Debug, Clone)]
+pub struct Start<'a> {
+    /// The gateway's public URL.
+    pub public_base: &'a str,
+    /// SHA-256 (hex) of the browser's flow cookie.
+    pub browser: String,
+    /// Where to go after the login.
+    pub return_to: Option<String>,
+    /// Who is signing in, when known (OIDC `login_hint`).
+    pub login_hint: Option<&'a str>,
+    /// Now.
+    pub now: Millis,
+    /// A login, or a test.
+    pub purpose: Purpose,
+}
+
+/// Starts a login with `conn`: the one place that picks the protocol for the way out.
+pub fn begin(conn: &Connection, start: Start<'_>) -> Result<Begun, UpstreamError> {
+    match &conn.settings.upstream {
+        Upstream::Oidc(o) => oidc::begin(conn, o, start),
+        Upstream::Saml(s) => saml::begin(conn, s, start),
+    }
+}
+
+/// The IdP's reply as the browser brought it, before anything is trusted.
+#[derive(Debug)]
+pub struct Reply {
+    /// How it came.
+    pub transport: Transport,
+    /// Its parameters (query or form fields), in order.
+    pub params: Vec<(String, String)>,
+    /// The message as [`screen`] passed it (the SAML response's XML), when screened.
+    pub screened: Option<String>,
+}
+
+/// How a reply came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// The query of a redirect back (OIDC callback).
+    Query,
+    /// A form post (SAML ACS).
+    Form,
+}
+
+impl Reply {
+    /// A reply with these parameters.
+    pub fn new(transport: Transport, params: Vec<(String, String)>) -> Self {
+        Self { transport, params, screened: None }
+    }
+
+    /// The first value of a parameter.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The protocol's first look at a reply, before any state is looked up or spent: cheap,
+/// linear checks that refuse a malformed or hostile message (the SAML pre-check, off the
+/// async runtime). OIDC replies are plain parameters: nothing to screen.
+pub async fn screen(conn: &Connection, reply: Reply, report: &mut Diagnostics) -> Result<Reply, UpstreamError> {
+    match &conn.settings.upstream {
+        Upstream::Oidc(_) => Ok(reply),
+        Upstream::Saml(_) => saml::screen(reply, report).await,
+    }
+}
+
+/// The key of the flow a reply answers, as the reply names it.
+pub fn flow_key<'r>(conn: &Connection, reply: &'r Reply) -> Option<&'r str> {
+    match &conn.settings.upstream {
+        Upstream::Oidc(_) => reply.get("state"),
+        Upstream::Saml(_) => reply.get("RelayState"),
+    }
+    .filter(|k| !k.is_empty())
+}
+
+/// Whether `conn` takes a reply that answers no flow of ours (SAML IdP-initiated).
+pub fn accepts_unsolicited(conn: &Connection) -> bool {
+    match &conn.settings.upstream {
+        Upstream::Oidc(_) => false,
+        Upstream::Saml(s) => s.allow_idp_initiated,
+    }
+}
+
+/// What finishing needs besides the connection and the reply.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    /// The gateway's public URL.
+    pub public_base: &'a str,
+    /// The outbound HTTP client.
+    pub http: &'a reqwest::Client,
+    /// IdP signing keys.
+    pub jwks: &'a jwks::JwksCache,
+    /// Now.
+    pub now: Millis,
+    /// Allowed clock difference with the IdP.
+    pub skew_ms: Millis,
+    /// How long a login may take (oldest SAML IssueInstant accepted).
+    pub max_age_ms: Millis,
+}
+
+/// A verified reply: who the IdP says the user is, and what the rest of the login needs.
+/// No `Debug`: it holds the upstream access token.
+pub struct Verified {
+    /// The mapped identity.
+    pub identity: Identity,
+    /// The claims (OIDC) or attributes and NameID (SAML) it was mapped from.
+    pub claims: Value,
+    /// Refuse unless the IdP verified the email.
+    pub require_verified_email: bool,
+    /// The upstream access token, for revocation at logout.
+    pub upstream_token: Option<String>,
+    /// The IdP's own end for the session (SAML `SessionNotOnOrAfter`).
+    pub session_until: Option<Millis>,
+    /// A one-time marker the reply must not have used before, and how long it is kept.
+    pub replay: Option<(String, Millis)>,
+}
+
+/// Verifies the reply to `flow` (none: unsolicited, where the connection allows it): the
+/// one place that picks the protocol for the way back. Every check is written to
+/// `report` as it runs, failed or not.
+pub async fn finish(conn: &Connection, flow: Option<&FlowState>, reply: Reply, cx: &Context<'_>, report: &mut Diagnostics) -> Result<Verified, UpstreamError> {
+    match &conn.settings.upstream {
+        Upstream::Oidc(o) => oidc::finish(conn, o, flow, &reply, cx, report).await,
+        Upstream::Saml(s) => saml::finish(conn, s, flow, reply, cx, report).await,
+    }
+}
+
+/// What the upstream step checked, with which key or certificate, and what it found: in
+/// order, each step once. Shown by the Test Provider dry run, and logged (without values)
+/// when a login fails.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diagnostics {
+    /// The steps, in order.
+    pub steps: Vec<Check>,
+}
+
+/// One step of [`Diagnostics`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// What was checked ("code exchange", "ID token signature", "InResponseTo", ...).
+    pub step: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found (an algorithm and key id, a certificate, a value compared).
+    pub detail: String,
+}
+
+impl Diagnostics {
+    /// Records a passed step.
+    pub fn passed(&mut self, step: &str, detail: impl Into<String>) {
+        self.steps.push(Check { step: step.into(), ok: true, detail: detail.into() });
+    }
+
+    /// Records the outcome of a step and hands it on.
+    pub fn record<T>(&mut self, step: &str, r: Result<T, UpstreamError>, detail: impl FnOnce(&T) -> String) -> Result<T, UpstreamError> {
+        match &r {
+            Ok(v) => self.passed(step, detail(v)),
+            Err(e) => self.steps.push(Check { step: step.into(), ok: false, detail: e.to_string() }),
+        }
+        r
+    }
+
+    /// Records a failed step and hands the error on.
+    pub fn fail<T>(&mut self, step: &str, e: UpstreamError) -> Result<T, UpstreamError> {
+        self.steps.push(Check { step: step.into(), ok: false, detail: e.to_string() });
+        Err(e)
+    }
+
+    /// The step that failed, if one did.
+    pub fn failed_step(&self) -> Option<&str> {
+        self.steps.iter().find(|c| !c.ok).map(|c| c.step.as_str())
     }
 }
 
@@ -61,4 +298,8 @@ pub enum UpstreamError {
     /// The reply did not verify: it is refused.
     #[error("the identity provider's reply was refused: {0}")]
     Invalid(String),
+    /// The reply is not a well-formed message of its protocol (or a hostile one): the
+    /// request is bad, whoever sent it.
+    #[error("the sign-in reply was refused: {0}")]
+    Malformed(String),
 }

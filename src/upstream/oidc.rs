@@ -10,7 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::jwks::JwksCache;
-use super::{FlowState, UpstreamError};
+use super::{Begun, Context, Diagnostics, FlowState, Kept, Outbound, Reply, Start, UpstreamError, Verified};
 use crate::clock::Millis;
 use crate::connection::{ClaimMappings, ClientAuth, Connection, OidcSettings, Pkce};
 use crate::mapping::{self, Identity};
@@ -23,21 +23,9 @@ fn random(bytes: usize) -> String {
     crate::id::token(bytes)
 }
 
-fn settings(conn: &Connection) -> Result<&OidcSettings, UpstreamError> {
-    conn.settings.oidc.as_ref().ok_or_else(|| UpstreamError::Unavailable("the connection has no OIDC settings".into()))
-}
-
-/// Builds the authorization request. Returns the `state` (the flow state's key), the
-/// state to keep, and the URL to send the browser to.
-pub fn begin(
-    conn: &Connection,
-    callback_url: &str,
-    browser: &str,
-    return_to: Option<String>,
-    login_hint: Option<&str>,
-    now: Millis,
-) -> Result<(String, FlowState, String), UpstreamError> {
-    let o = settings(conn)?;
+/// Builds the authorization request: `state` (the flow's key), nonce and PKCE verifier
+/// kept with the flow, and the URL to send the browser to.
+pub fn begin(conn: &Connection, o: &OidcSettings, start: Start<'_>) -> Result<Begun, UpstreamError> {
     let state = random(32);
     let nonce = random(32);
     let verifier = (o.code_challenge_method != Pkce::None).then(|| random(48));
@@ -47,11 +35,11 @@ pub fn begin(
         let mut q = url.query_pairs_mut();
         q.append_pair("response_type", "code")
             .append_pair("client_id", &o.client_id)
-            .append_pair("redirect_uri", callback_url)
+            .append_pair("redirect_uri", &conn.callback_url(start.public_base))
             .append_pair("scope", &scopes.join(" "))
             .append_pair("state", &state)
             .append_pair("nonce", &nonce);
-        if let Some(h) = login_hint {
+        if let Some(h) = start.login_hint {
             q.append_pair("login_hint", h);
         }
         if let Some(v) = &verifier {
@@ -64,14 +52,13 @@ pub fn begin(
     }
     let flow = FlowState {
         connection_id: conn.id.clone(),
-        browser: browser.into(),
-        nonce,
-        pkce_verifier: verifier,
-        return_to,
-        created_at: now,
-        saml_request_id: None,
+        browser: start.browser,
+        return_to: start.return_to,
+        created_at: start.now,
+        kept: Kept::Oidc { nonce, pkce_verifier: verifier },
+        purpose: start.purpose,
     };
-    Ok((state, flow, url.into()))
+    Ok(Begun { key: state, flow, outbound: Outbound::Redirect(url.into()) })
 }
 
 #[derive(Deserialize)]
@@ -85,19 +72,6 @@ struct OAuthError {
     error: String,
     #[serde(default)]
     error_description: Option<String>,
-}
-
-/// What a verified reply says (no `Debug`: it holds the access token).
-#[derive(Clone)]
-pub struct Verified {
-    /// The mapped identity.
-    pub identity: Identity,
-    /// The claims it was mapped from.
-    pub claims: Value,
-    /// The access token (for revocation at logout).
-    pub access_token: Option<String>,
-    /// The `kid` of the key that verified the ID token, if it was verified.
-    pub verified_with: Option<String>,
 }
 
 /// Tuning of the checks.
@@ -115,8 +89,7 @@ fn invalid(msg: impl Into<String>) -> UpstreamError {
 
 /// RFC 9207: the authorization response's `iss`, when present, is the connection's issuer
 /// byte for byte; when the IdP's discovery says it sends one, it must be there.
-pub fn check_response_issuer(conn: &Connection, iss: Option<&str>) -> Result<(), UpstreamError> {
-    let o = settings(conn)?;
+pub fn check_response_issuer(o: &OidcSettings, iss: Option<&str>) -> Result<(), UpstreamError> {
     match iss {
         Some(iss) if iss != o.issuer => Err(invalid("the sign-in reply's iss names another issuer (RFC 9207)")),
         Some(_) => Ok(()),
@@ -127,23 +100,43 @@ pub fn check_response_issuer(conn: &Connection, iss: Option<&str>) -> Result<(),
     }
 }
 
-/// Exchanges the code and verifies everything; returns the mapped identity.
+/// Checks the callback (issuer, error, code), exchanges the code and verifies everything;
+/// returns the mapped identity.
 pub async fn finish(
     conn: &Connection,
-    callback_url: &str,
-    code: &str,
-    flow: &FlowState,
-    http: &reqwest::Client,
-    jwks: &JwksCache,
-    checks: Checks,
+    o: &OidcSettings,
+    flow: Option<&FlowState>,
+    reply: &Reply,
+    cx: &Context<'_>,
+    report: &mut Diagnostics,
 ) -> Result<Verified, UpstreamError> {
-    let o = settings(conn)?;
-    let mut form = vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", callback_url)];
-    if let Some(v) = &flow.pkce_verifier {
+    let (nonce, verifier) = match flow.map(|f| &f.kept) {
+        Some(Kept::Oidc { nonce, pkce_verifier }) => (nonce.as_str(), pkce_verifier.as_deref()),
+        // The generic step only lets an unsolicited reply through where the protocol
+        // takes those, and OIDC never does.
+        _ => return Err(invalid("this sign-in reply answers no sign-in of this connection")),
+    };
+    // RFC 9207 (mix-up defence), before anything of the reply is used, errors included.
+    report.record("authorization response issuer (RFC 9207)", check_response_issuer(o, reply.get("iss")), |_| match reply.get("iss") {
+        Some(_) => format!("iss is {}", o.issuer),
+        None => "no iss sent (the IdP does not announce it)".into(),
+    })?;
+    if let Some(err) = reply.get("error") {
+        let detail = reply.get("error_description").map(|d| format!(": {d}")).unwrap_or_default();
+        let e = UpstreamError::Refused(format!("{err}{detail}"));
+        return report.fail("authorization response", e);
+    }
+    let code =
+        report.record("authorization response", reply.get("code").filter(|c| !c.is_empty()).ok_or_else(|| invalid("the sign-in reply has no code")), |_| {
+            "a code was returned".into()
+        })?;
+    let callback_url = conn.callback_url(cx.public_base);
+    let mut form = vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", callback_url.as_str())];
+    if let Some(v) = verifier {
         form.push(("code_verifier", v));
     }
     let secret = conn.secrets.client_secret.clone().unwrap_or_default();
-    let mut req = http.post(&o.token_endpoint).header("accept", "application/json");
+    let mut req = cx.http.post(&o.token_endpoint).header("accept", "application/json");
     match o.token_endpoint_auth_method {
         // RFC 6749 2.3.1: id and secret are form-urlencoded before Basic encoding.
         ClientAuth::ClientSecretBasic => {
@@ -156,29 +149,46 @@ pub async fn finish(
         }
         ClientAuth::None => form.push(("client_id", &o.client_id)),
     }
-    let resp = req.form(&form).send().await.map_err(|_| UpstreamError::Unavailable("the token endpoint could not be reached".into()))?;
+    let exchanged = exchange(o, req.form(&form)).await;
+    let tokens = report.record("code exchange", exchanged, |_| format!("{} answered with tokens", o.token_endpoint))?;
+    let id_token =
+        report.record("ID token", tokens.id_token.ok_or_else(|| invalid("the token endpoint sent no ID token (is the openid scope allowed?)")), |_| {
+            "present".into()
+        })?;
+    let checks = Checks { now: cx.now, skew_ms: cx.skew_ms };
+    let (claims, _kid) = verify_id_token(o, &id_token, nonce, tokens.access_token.as_deref(), cx.jwks, checks, report).await?;
+    let info = read_userinfo(o, cx.http, tokens.access_token.as_deref(), &conn.id).await;
+    let info_claims = report.record("userinfo", info, |i| match i {
+        Some(_) => format!("read from {}", o.userinfo_endpoint.as_deref().unwrap_or_default()),
+        None => "not read (no endpoint, no access token, or unavailable: the ID token's claims are used)".into(),
+    })?;
+    if let Some(info) = &info_claims {
+        // OIDC Core 5.3.2: the userinfo sub must be the ID token's, or it is someone else's answer.
+        let same = if info.get("sub") != claims.get("sub") { Err(invalid("the userinfo sub differs from the ID token's sub")) } else { Ok(()) };
+        report.record("userinfo sub", same, |_| "same as the ID token's".into())?;
+    }
+    let (claims, identity) = report.record("claim mapping", claims_and_identity(claims, info_claims, &conn.settings.claims), |(_, i)| {
+        format!("user id {:?} from {}", i.subject, i.sources.join(" and "))
+    })?;
+    Ok(Verified { identity, claims, require_verified_email: o.email_verification, upstream_token: tokens.access_token, session_until: None, replay: None })
+}
+
+/// The token endpoint's answer: its tokens, or why there are none (the IdP's error
+/// code and description, or the transport failure).
+async fn exchange(o: &OidcSettings, req: reqwest::RequestBuilder) -> Result<TokenResponse, UpstreamError> {
+    let resp =
+        req.send().await.map_err(|e| UpstreamError::Unavailable(format!("the token endpoint could not be reached ({})", crate::outbound::describe(&e))))?;
     let status = resp.status();
     let body = crate::outbound::read_capped(&o.token_endpoint, resp, MAX_BODY)
         .await
-        .map_err(|_| UpstreamError::Unavailable("the token endpoint's answer could not be read (or is too large)".into()))?;
+        .map_err(|e| UpstreamError::Unavailable(format!("the token endpoint's answer could not be read: {e}")))?;
     if !status.is_success() {
         let why = serde_json::from_slice::<OAuthError>(&body)
-            .map(|e| format!("{}{}", e.error, e.error_description.map(|d| format!(" ({d})")).unwrap_or_default()))
+            .map(|e| format!("HTTP {}: {}{}", status.as_u16(), e.error, e.error_description.map(|d| format!(" ({d})")).unwrap_or_default()))
             .unwrap_or_else(|_| format!("HTTP {}", status.as_u16()));
         return Err(UpstreamError::Refused(format!("the code exchange failed: {why}")));
     }
-    let tokens: TokenResponse = serde_json::from_slice(&body).map_err(|_| invalid("the token endpoint did not answer with JSON tokens"))?;
-    let id_token = tokens.id_token.ok_or_else(|| invalid("the token endpoint sent no ID token (is the openid scope allowed?)"))?;
-    let (claims, kid) = verify_id_token(o, &id_token, flow, tokens.access_token.as_deref(), jwks, checks).await?;
-    let info_claims = read_userinfo(o, http, tokens.access_token.as_deref(), &conn.id).await?;
-    if let Some(info) = &info_claims {
-        // OIDC Core 5.3.2: the userinfo sub must be the ID token's, or it is someone else's answer.
-        if info.get("sub") != claims.get("sub") {
-            return Err(invalid("the userinfo sub differs from the ID token's sub"));
-        }
-    }
-    let (claims, identity) = claims_and_identity(claims, info_claims, &conn.settings.claims)?;
-    Ok(Verified { identity, claims, access_token: tokens.access_token, verified_with: kid })
+    serde_json::from_slice(&body).map_err(|_| invalid("the token endpoint did not answer with JSON tokens"))
 }
 
 /// Userinfo, read whenever the IdP has an endpoint for it: an IdP may put claims (groups,
@@ -215,7 +225,7 @@ async fn userinfo(http: &reqwest::Client, endpoint: &str, access: &str) -> Resul
         .header("accept", "application/json")
         .send()
         .await
-        .map_err(|_| UpstreamError::Unavailable("the userinfo endpoint could not be reached".into()))?;
+        .map_err(|e| UpstreamError::Unavailable(format!("the userinfo endpoint could not be reached ({})", crate::outbound::describe(&e))))?;
     if !resp.status().is_success() {
         return Err(UpstreamError::Unavailable(format!("the userinfo endpoint answered HTTP {}", resp.status().as_u16())));
     }
@@ -317,11 +327,33 @@ fn check_times(c: &Value, checks: Checks) -> Result<(), UpstreamError> {
 pub async fn verify_id_token(
     o: &OidcSettings,
     token: &str,
-    flow: &FlowState,
+    nonce: &str,
     access_token: Option<&str>,
     jwks: &JwksCache,
     checks: Checks,
+    report: &mut Diagnostics,
 ) -> Result<(Value, Option<String>), UpstreamError> {
+    let signed = signature(o, token, jwks).await;
+    let (parsed, verified_with) = report.record("ID token signature", signed, |(p, kid)| match kid {
+        Some(kid) => format!("{} with the IdP's key {kid}", p.header.alg),
+        None if o.verify_signature => format!("{} with the IdP's key (no kid)", p.header.alg),
+        None => format!("{}, not verified (verify_signature is off)", p.header.alg),
+    })?;
+    report.record("ID token claims", id_token_claims(o, &parsed, nonce, access_token, checks), |_| {
+        format!(
+            "iss {}, aud {}, nonce of this login, exp/iat/nbf within {} s{}",
+            o.issuer,
+            o.client_id,
+            checks.skew_ms / 1000,
+            if access_token.is_some() { ", at_hash" } else { "" }
+        )
+    })?;
+    Ok((parsed.claims, verified_with))
+}
+
+/// The ID token parsed, its algorithm allowed, and its signature verified against the
+/// IdP's JWKS (unless the connection turns that off); with the kid of the key.
+async fn signature(o: &OidcSettings, token: &str, jwks: &JwksCache) -> Result<(jws::Parsed, Option<String>), UpstreamError> {
     let parsed = jws::parse(token).map_err(|e| invalid(e.to_string()))?;
     let alg = parsed.header.alg.clone();
     // The allow-list comes first: `none` and HMAC are never on it.
@@ -339,6 +371,12 @@ pub async fn verify_id_token(
         let key = ok.ok_or_else(|| invalid("the ID token's signature is invalid"))?;
         verified_with = key.get("kid").and_then(Value::as_str).map(str::to_string);
     }
+    Ok((parsed, verified_with))
+}
+
+/// The ID token's claims checked: issuer, audience, azp, nonce, times, at_hash, sub.
+pub fn id_token_claims(o: &OidcSettings, parsed: &jws::Parsed, nonce: &str, access_token: Option<&str>, checks: Checks) -> Result<(), UpstreamError> {
+    let alg = &parsed.header.alg;
     let c = &parsed.claims;
     if c.get("iss").and_then(Value::as_str) != Some(o.issuer.as_str()) {
         return Err(invalid("the ID token comes from another issuer"));
@@ -359,19 +397,19 @@ pub async fn verify_id_token(
             return Err(invalid("the ID token's azp is another client"));
         }
     }
-    if c.get("nonce").and_then(Value::as_str) != Some(flow.nonce.as_str()) {
+    if c.get("nonce").and_then(Value::as_str) != Some(nonce) {
         return Err(invalid("the ID token's nonce does not match this login"));
     }
     check_times(c, checks)?;
     if let (Some(at_hash), Some(access)) = (c.get("at_hash").and_then(Value::as_str), access_token) {
-        if jws::half_hash(&alg, access).as_deref() != Some(at_hash) {
+        if jws::half_hash(alg, access).as_deref() != Some(at_hash) {
             return Err(invalid("the ID token's at_hash does not match the access token"));
         }
     }
     if c.get("sub").and_then(Value::as_str).is_none_or(str::is_empty) {
         return Err(invalid("the ID token has no sub"));
     }
-    Ok((parsed.claims, verified_with))
+    Ok(())
 }
 
 #[cfg(test)]

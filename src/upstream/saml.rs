@@ -16,10 +16,9 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::{Id, PKey};
 use openssl::sign::Signer;
 
-use super::{FlowState, UpstreamError};
-use crate::clock::Millis;
+use super::{Begun, Context, Diagnostics, FlowState, Kept, Outbound, Reply, Start, Transport, UpstreamError, Verified};
 use crate::connection::metadata::{POST, REDIRECT};
-use crate::connection::Connection;
+use crate::connection::{Connection, SamlSettings};
 
 /// RSA-SHA256 signature algorithm URI.
 pub const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
@@ -46,7 +45,7 @@ pub const UNSPECIFIED: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspeci
 /// An IdP that cannot send a persistent one is asked for `unspecified` (the setting), or
 /// the user id is mapped from an attribute.
 pub fn requested_name_id_format(conn: &Connection) -> &str {
-    conn.settings.saml.as_ref().and_then(|s| s.name_id_format.as_deref()).unwrap_or(PERSISTENT)
+    conn.settings.upstream.saml().and_then(|s| s.name_id_format.as_deref()).unwrap_or(PERSISTENT)
 }
 
 /// Checks the assertion's NameID when it is the user id (`user_id_claim`, the claim the
@@ -81,7 +80,7 @@ pub fn check_name_id(conn: &Connection, claims: &serde_json::Value, user_id_clai
 /// Our SP metadata for a SAML connection: entity id, ACS (HTTP-POST), NameID format, the
 /// signing certificate when requests are signed, and the signing flags as set.
 pub fn sp_metadata(conn: &Connection, public_base: &str) -> Option<String> {
-    let s = conn.settings.saml.as_ref()?;
+    let s = conn.settings.upstream.saml()?;
     let key = match (&s.sp_certificate, s.sign_requests) {
         (Some(cert), true) => {
             format!("<md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>", pem_body(cert))
@@ -102,22 +101,6 @@ pub fn sp_metadata(conn: &Connection, public_base: &str) -> Option<String> {
     ))
 }
 
-/// How the browser carries the AuthnRequest to the IdP.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outbound {
-    /// HTTP-Redirect: go to this URL.
-    Redirect(String),
-    /// HTTP-POST: an auto-submitted form.
-    Post {
-        /// The IdP's SSO URL.
-        url: String,
-        /// Base64 of the (signed) AuthnRequest.
-        saml_request: String,
-        /// RelayState.
-        relay_state: String,
-    },
-}
-
 fn sp_key(conn: &Connection) -> Result<openssl::pkey::PKey<openssl::pkey::Private>, UpstreamError> {
     let pem = conn.secrets.sp_private_key.as_deref().ok_or_else(|| UpstreamError::Unavailable("the connection signs requests but has no SP key".into()))?;
     PKey::private_key_from_pem_callback(pem.as_bytes(), |_| Ok(0)).map_err(|_| UpstreamError::Unavailable("the SP private key is unusable".into()))
@@ -125,14 +108,8 @@ fn sp_key(conn: &Connection) -> Result<openssl::pkey::PKey<openssl::pkey::Privat
 
 /// Builds the AuthnRequest. Returns the RelayState (the flow state's key), the state to
 /// keep (with the request id for InResponseTo), and how to send it.
-pub fn begin(
-    conn: &Connection,
-    public_base: &str,
-    browser: &str,
-    return_to: Option<String>,
-    now: Millis,
-) -> Result<(String, FlowState, Outbound), UpstreamError> {
-    let s = conn.settings.saml.as_ref().ok_or_else(|| UpstreamError::Unavailable("the connection has no SAML settings".into()))?;
+pub fn begin(conn: &Connection, s: &SamlSettings, start: Start<'_>) -> Result<Begun, UpstreamError> {
+    let (public_base, now) = (start.public_base, start.now);
     let binding = if s.idp.sso_binding == POST { POST } else { REDIRECT };
     // 128 random bits; an XML ID must not start with a digit.
     let request_id = format!("_{}", hex::encode(rand::random::<[u8; 16]>()));
@@ -149,12 +126,11 @@ ProtocolBinding=\"{POST}\"><saml:Issuer>{issuer}</saml:Issuer>{nameid}</samlp:Au
     let relay_state = crate::id::token(32);
     let flow = FlowState {
         connection_id: conn.id.clone(),
-        browser: browser.into(),
-        nonce: String::new(),
-        pkce_verifier: None,
-        return_to,
+        browser: start.browser,
+        return_to: start.return_to,
         created_at: now,
-        saml_request_id: Some(request_id),
+        kept: Kept::Saml { request_id },
+        purpose: start.purpose,
     };
     if binding == POST {
         let xml = if s.sign_requests {
@@ -163,8 +139,8 @@ ProtocolBinding=\"{POST}\"><saml:Issuer>{issuer}</saml:Issuer>{nameid}</samlp:Au
         } else {
             xml
         };
-        let out = Outbound::Post { url: s.idp.sso_url.clone(), saml_request: B64.encode(xml), relay_state: relay_state.clone() };
-        return Ok((relay_state, flow, out));
+        let fields = vec![("SAMLRequest", B64.encode(xml)), ("RelayState", relay_state.clone())];
+        return Ok(Begun { key: relay_state, flow, outbound: Outbound::Post { url: s.idp.sso_url.clone(), fields } });
     }
     let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
     let deflated =
@@ -192,5 +168,93 @@ ProtocolBinding=\"{POST}\"><saml:Issuer>{issuer}</saml:Issuer>{nameid}</samlp:Au
     // Only our own parameters are signed; an SSO URL's own query stays in front of them.
     let sep = if s.idp.sso_url.contains('?') { '&' } else { '?' };
     let url = format!("{}{sep}{query}", s.idp.sso_url);
-    Ok((relay_state, flow, Outbound::Redirect(url)))
+    Ok(Begun { key: relay_state, flow, outbound: Outbound::Redirect(url) })
+}
+
+/// The ACS's first look: a form post with a `SAMLResponse` that passes the pre-check (no
+/// DTD, no comments, local references only, allowed transforms and algorithms, unique
+/// IDs, bounded shape), off the async runtime. The checked XML is kept in the reply.
+pub async fn screen(mut reply: Reply, report: &mut Diagnostics) -> Result<Reply, UpstreamError> {
+    let malformed = |m: &str| UpstreamError::Malformed(m.into());
+    if reply.transport != Transport::Form {
+        return report.fail("SAML response", malformed("the SAML reply is not a form post"));
+    }
+    let value = reply.params.iter().position(|(k, _)| k == "SAMLResponse").map(|i| reply.params.swap_remove(i).1);
+    let value =
+        report.record("SAML response", value.ok_or_else(|| malformed("the SAML reply has no SAMLResponse")), |v| format!("{} bytes (base64)", v.len()))?;
+    let prechecked = tokio::task::spawn_blocking(move || super::saml_precheck::check(&value)).await;
+    let prechecked = match prechecked {
+        Ok(r) => r.map_err(|e| UpstreamError::Malformed(e.to_string())),
+        Err(_) => Err(UpstreamError::Unavailable("the SAML reply could not be checked".into())),
+    };
+    let xml = report.record("pre-check", prechecked, |_| "no DTD, comments or external references; allowed algorithms; unique IDs".into())?;
+    reply.screened = Some(xml);
+    Ok(reply)
+}
+
+/// Verifies the IdP's POST to the ACS: the pre-check (unless screened), then signatures and the profile's
+/// checks (`saml_response`), both off the async runtime; then the attribute mapping and
+/// the NameID rules. SAML says nothing of email verification: `email_verified` is never
+/// taken from an attribute, so the email never claims an existing account.
+pub async fn finish(
+    conn: &Connection,
+    s: &SamlSettings,
+    flow: Option<&FlowState>,
+    reply: Reply,
+    cx: &Context<'_>,
+    report: &mut Diagnostics,
+) -> Result<Verified, UpstreamError> {
+    let request_id = match flow.map(|f| &f.kept) {
+        Some(Kept::Saml { request_id }) => Some(request_id.clone()),
+        Some(_) => return Err(UpstreamError::Invalid("this SAML response answers a sign-in of another protocol".into())),
+        None => None,
+    };
+    let xml = match reply.screened {
+        Some(xml) => xml,
+        None => screen(reply, report).await?.screened.unwrap_or_default(),
+    };
+    let acs = conn.acs_url(cx.public_base);
+    let (now, skew_ms, max_age_ms) = (cx.now, cx.skew_ms, cx.max_age_ms);
+    let c = conn.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        let expect = super::saml_response::Expect { acs_url: &acs, request_id: request_id.as_deref(), now, skew_ms, max_age_ms };
+        super::saml_response::verify_xml(&xml, &c, &expect)
+    })
+    .await;
+    let checked = match checked {
+        Ok(r) => r,
+        Err(_) => Err(UpstreamError::Unavailable("the SAML reply could not be checked".into())),
+    };
+    let verified = report.record("signature and conditions", checked, |v| {
+        format!(
+            "signed by a pinned certificate of {} ({} pinned); Destination, Recipient, Audience {}, {}, validity window within {} s",
+            s.idp.entity_id,
+            s.idp.certificates.len(),
+            s.entity_id,
+            if flow.is_some() { "InResponseTo this login" } else { "unsolicited (IdP-initiated allowed)" },
+            skew_ms / 1000,
+        ) + v.session_until.map(|_| ", SessionNotOnOrAfter kept").unwrap_or_default()
+    })?;
+    let mapped = crate::mapping::map(&verified.claims, &conn.settings.claims).map_err(|e| match e {
+        e @ crate::mapping::MappingError::NoSubject(_) => UpstreamError::Invalid(format!("{e} (looked in the SAML assertion's NameID and attributes)")),
+        e => UpstreamError::Invalid(e.to_string()),
+    });
+    let mut identity = report.record("attribute mapping", mapped, |i| format!("user id {:?}", i.subject))?;
+    identity.sources = vec!["the SAML assertion".into()];
+    let user_id_from = crate::mapping::source_of(&verified.claims, &conn.settings.claims.user_id);
+    report.record("NameID", check_name_id(conn, &verified.claims, user_id_from), |_| {
+        let format = verified.claims.get("NameIDFormat").and_then(serde_json::Value::as_str).unwrap_or(UNSPECIFIED);
+        format!("format {format}; user id from {}", user_id_from.unwrap_or("(none)"))
+    })?;
+    identity.email_verified = None;
+    // Replay cache: an assertion is accepted once, for as long as it could be presented.
+    let ttl = (verified.valid_until - now + skew_ms).clamp(1000, 24 * 3600 * 1000);
+    Ok(Verified {
+        identity,
+        claims: verified.claims,
+        require_verified_email: false,
+        upstream_token: None,
+        session_until: verified.session_until,
+        replay: Some((format!("saml-assertion:{}:{}", conn.id, verified.assertion_id), ttl)),
+    })
 }

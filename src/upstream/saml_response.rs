@@ -89,7 +89,7 @@ fn instant(n: Node, attr: &str) -> Result<Option<Millis>, UpstreamError> {
 
 /// Pinned public keys from the connection's IdP certificates.
 pub fn pinned_keys(conn: &Connection) -> Vec<PKey<Public>> {
-    conn.settings.saml.iter().flat_map(|s| s.idp.certificates.iter()).filter_map(|c| public_key(&c.pem)).collect()
+    conn.settings.upstream.saml().into_iter().flat_map(|s| s.idp.certificates.iter()).filter_map(|c| public_key(&c.pem)).collect()
 }
 
 /// The public key of a PEM certificate, decoded once per process: with OpenSSL 3 the
@@ -181,7 +181,9 @@ pub fn verify(saml_response: &str, conn: &Connection, expect: &Expect) -> Result
 
 /// [`verify`] on pre-checked XML.
 pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verified, UpstreamError> {
-    let s = conn.settings.saml.as_ref().ok_or_else(|| UpstreamError::Unavailable("the connection has no SAML settings".into()))?;
+    let Some(s) = conn.settings.upstream.saml() else {
+        return Err(UpstreamError::Unavailable("the connection has no SAML settings".into()));
+    };
     saml_precheck::shape_within(xml, &saml_precheck::RESPONSE_LIMITS).map_err(|e| invalid(saml_precheck::Refused::Shape(e).to_string()))?;
     let doc = roxmltree::Document::parse_with_options(xml, roxmltree::ParsingOptions { allow_dtd: false, nodes_limit: 50_000 })
         .map_err(|_| invalid("the SAML response is not well-formed XML"))?;
@@ -377,7 +379,6 @@ pub(crate) mod tests {
     //! signed every way, then cut, bent and repeated. Nothing may panic, and whatever
     //! still verifies must say exactly what the unbent response said.
     use super::*;
-    use crate::connection::{ClaimMappings, IdpMetadata, Protocol, SamlSettings, Secrets, Settings};
     use crate::upstream::xmldsig::sign_root;
     use openssl::pkey::{PKey, Private};
 
@@ -391,35 +392,10 @@ pub(crate) mod tests {
     /// A SAML connection trusting `cert_pem` (also the differential test's fixture).
     pub(crate) fn connection(cert_pem: &str, require_signed_assertions: bool) -> Connection {
         let cert = openssl::x509::X509::from_pem(cert_pem.as_bytes()).unwrap();
-        let idp = IdpMetadata {
-            entity_id: IDP.into(),
-            sso_url: "https://idp.example.test/sso".into(),
-            sso_binding: "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect".into(),
-            certificates: vec![crate::connection::metadata::describe(&cert).unwrap()],
-        };
-        let saml = SamlSettings {
-            entity_id: SP.into(),
-            idp,
-            idp_metadata_url: None,
-            require_signed_assertions,
-            sign_requests: false,
-            sp_certificate: None,
-            name_id_format: None,
-            allow_idp_initiated: false,
-        };
-        Connection {
-            id: "con_t".into(),
-            display_name: "T".into(),
-            protocol: Protocol::Saml,
-            provider: "custom".into(),
-            active: true,
-            settings: Settings { webapp_url: None, create_users: true, group_sync: true, claims: ClaimMappings::default(), oidc: None, saml: Some(saml) },
-            secrets: Secrets::default(),
-            created_at: 0,
-            updated_at: 0,
-            version: 1,
-        }
+        crate::testkit::saml_connection(crate::testkit::SamlNames { id: "con_t", sp_entity_id: SP, idp_entity_id: IDP }, &cert, require_signed_assertions)
     }
+
+    pub(crate) use crate::testkit::saml_mut;
 
     pub(crate) fn expect() -> Expect<'static> {
         Expect { acs_url: ACS, request_id: Some(REQUEST), now: NOW + 10_000, skew_ms: 60_000, max_age_ms: 600_000 }
@@ -587,7 +563,7 @@ pub(crate) mod tests {
         let pem = String::from_utf8(cert.to_pem().unwrap()).unwrap();
         let (strong, _) = crate::connection::keypair::generate("strong").unwrap();
         let mut conn = connection(&strong, true);
-        conn.settings.saml.as_mut().unwrap().idp.certificates[0].pem = pem;
+        saml_mut(&mut conn).idp.certificates[0].pem = pem;
         assert!(pinned_keys(&conn).is_empty());
         let xml = response(&sign_root(&assertion(), &key, None, true).unwrap());
         let err = verify_xml(&xml, &conn, &expect()).unwrap_err();
@@ -604,11 +580,11 @@ pub(crate) mod tests {
         assert_eq!(der(&a), vec![want_a.clone()]);
         assert_eq!(der(&a), vec![want_a.clone()]);
         let mut both = a.clone();
-        both.settings.saml.as_mut().unwrap().idp.certificates.extend(connection(&cert_b, true).settings.saml.unwrap().idp.certificates);
+        saml_mut(&mut both).idp.certificates.extend(saml_mut(&mut connection(&cert_b, true)).idp.certificates.clone());
         assert_eq!(der(&both).len(), 2);
         assert_ne!(der(&both)[1], want_a);
         let mut broken = a;
-        broken.settings.saml.as_mut().unwrap().idp.certificates[0].pem = "not a certificate".into();
+        saml_mut(&mut broken).idp.certificates[0].pem = "not a certificate".into();
         assert!(pinned_keys(&broken).is_empty());
     }
 }

@@ -3,12 +3,14 @@
 //! and their security headers, health checks, and the public list of providers for
 //! login buttons.
 
+pub mod browser;
 pub mod cookie;
 pub mod error;
 pub mod extract;
 pub mod outage;
 pub mod page;
 pub mod public;
+pub mod redirect;
 pub mod request_id;
 
 pub use error::ApiError;

@@ -86,10 +86,17 @@ pub async fn security_headers(req: axum::extract::Request, next: axum::middlewar
 
 /// An error page: what happened, what to do, and the request id to quote.
 pub fn error(status: StatusCode, message: &str) -> Response {
+    error_with_retry(status, message, "/login")
+}
+
+/// An error page whose "try again" goes to `retry` (a local path: the same login).
+pub fn error_with_retry(status: StatusCode, message: &str, retry: &str) -> Response {
     let id = super::request_id::current().unwrap_or_default();
+    let retry = super::redirect::local_path(retry).unwrap_or_else(|| "/login".into());
     let body = format!(
-        "<h1>Sign-in failed</h1><p class=\"error\">{}</p><p><a href=\"/login\">Back to sign-in</a></p><p class=\"muted\">Request id: {}</p>",
+        "<h1>Sign-in failed</h1><p class=\"error\">{}</p><p><a href=\"{}\">Try again</a></p><p class=\"muted\">Request id: {}</p>",
         esc(message),
+        esc(&retry),
         esc(&id)
     );
     (status, Html(layout("Sign-in failed", &body))).into_response()

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::ApiError;
+use crate::app::AppState;
 use crate::connection::Protocol;
-use crate::server::AppState;
 use crate::store::ConnectionSort;
 
 /// A login button.
@@ -47,6 +47,11 @@ pub async fn list_providers(State(app): State<AppState>) -> Result<Json<Vec<Prov
             })
             .collect(),
     ))
+}
+
+/// The health checks.
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new().route("/healthz", axum::routing::get(healthz)).route("/readyz", axum::routing::get(readyz))
 }
 
 /// The process is up.

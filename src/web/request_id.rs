@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
-use crate::server::AppState;
+use crate::app::AppState;
 
 /// The header carrying the request id.
 pub const HEADER: &str = "x-request-id";

@@ -11,14 +11,14 @@ async fn every_preset_builds_a_valid_connection() {
     let gw = Gateway::start().await;
     for p in preset::all() {
         let placeholders: serde_json::Map<String, serde_json::Value> = p.placeholders.iter().map(|ph| (ph.name.clone(), json!(ph.example))).collect();
-        let name = format!("{} {}", p.protocol, p.name);
-        let body = match p.protocol {
+        let name = format!("{} {}", p.protocol(), p.name);
+        let body = match p.protocol() {
             Protocol::Oidc => {
                 // Endpoints given by hand (no internet here); the issuer comes from the pattern.
                 let mut oidc = json!({"client_id": "cid", "client_secret": "csecret",
                     "authorization_endpoint": "https://idp.example/authorize", "token_endpoint": "https://idp.example/token",
                     "jwks_uri": "https://idp.example/jwks", "userinfo_endpoint": "https://idp.example/userinfo"});
-                if p.oidc.as_ref().unwrap().issuer.is_none() {
+                if p.oidc().unwrap().issuer.is_none() {
                     oidc["issuer"] = json!("https://custom.example");
                 }
                 json!({"display_name": name, "protocol": "oidc", "provider": p.provider, "placeholders": placeholders, "discover": false, "oidc": oidc})
@@ -33,7 +33,7 @@ async fn every_preset_builds_a_valid_connection() {
         let want_groups = serde_json::to_value(&p.claims.mappings.groups).unwrap();
         assert_eq!(c["claims"]["groups"], want_groups, "{}", p.provider);
         assert_eq!(c["group_sync"], p.claims.group_sync);
-        if let Some(o) = &p.oidc {
+        if let Some(o) = p.oidc() {
             assert_eq!(c["oidc"]["email_verification"], o.email_verification);
             assert_eq!(c["oidc"]["additional_scopes"], json!(o.additional_scopes));
             if let Some(pattern) = &o.issuer {
@@ -41,7 +41,7 @@ async fn every_preset_builds_a_valid_connection() {
                 assert_eq!(c["oidc"]["issuer"], p.fill(pattern, &vals, None).unwrap());
             }
         }
-        if let Some(s) = &p.saml {
+        if let Some(s) = p.saml() {
             assert_eq!(c["saml"]["sign_requests"], s.sign_requests);
             assert_eq!(c["saml"]["sp_private_key_set"], s.sign_requests, "a key pair exists exactly when requests are signed");
         }

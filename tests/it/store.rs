@@ -1,8 +1,8 @@
 //! The store conformance suite on SQLite and PostgreSQL, and start-up checks of the
 //! master key against the store.
 
+use ssogate::app::{App, StartupError};
 use ssogate::clock::Clock;
-use ssogate::server::{App, StartupError};
 
 use crate::support::{config, Gateway, PgDb};
 

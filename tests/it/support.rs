@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use ssogate::app::App;
 use ssogate::clock::Clock;
 use ssogate::config::Config;
-use ssogate::server::{self, App};
+use ssogate::server;
 use tokio::sync::oneshot;
 
 /// The admin token every test gateway uses.

@@ -1,0 +1,285 @@
+//! The browser-facing login: the login page, the start of a login, and the IdP's reply
+//! (the OIDC callback and the SAML ACS), each through the same steps:
+//!
+//! 1. start: the connection, then the protocol's `begin` (upstream seam) and the flow
+//!    state, bound to this browser's flow cookie;
+//! 2. reply: the connection, the protocol's `screen`, the flow this browser started
+//!    (single use), the protocol's `finish` (upstream seam), then the [`pipeline`].
+//!
+//! Every refusal is a [`LoginError`]: a page the user can act on, and one log line.
+
+pub mod error;
+pub mod logout;
+pub mod pipeline;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+
+pub use error::{LoginError, Step};
+pub use logout::{end_session, request_site, sign_out_refusal, sign_out_token, Site};
+
+use crate::app::AppState;
+use crate::connection::Connection;
+use crate::store::ConnectionSort;
+use crate::upstream::{self, FlowState, Outbound, Purpose, Reply, Transport};
+use crate::web::browser;
+use crate::web::page::{self, esc};
+use crate::web::redirect::return_target;
+use crate::web::ApiPath;
+
+/// The login's routes. Unauthenticated starts and replies spend the client's budget
+/// (429 past it).
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let starts = || axum::middleware::from_fn_with_state(state.clone(), crate::limit::starts);
+    let replies = || axum::middleware::from_fn_with_state(state.clone(), crate::limit::callbacks);
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_page))
+        .route("/oauth2/sign_in", get(login_page))
+        .route("/login/{id}", get(login_start).layer(starts()))
+        .route("/oidc/{id}/callback", get(oidc_callback).layer(replies()))
+        .route("/saml/{id}/metadata", get(saml_metadata))
+        .route("/saml/{id}/acs", post(saml_acs).layer(replies()))
+        .route("/logout", post(logout::logout))
+}
+
+/// `?return_to=&login_hint=`
+#[derive(Debug, Deserialize)]
+pub struct ReturnTo {
+    /// Where to go after login (a path on this gateway).
+    pub return_to: Option<String>,
+    /// Passed to the IdP as `login_hint` (who is signing in, when known).
+    pub login_hint: Option<String>,
+}
+
+/// The login page: one button per active connection; works without JavaScript.
+pub async fn login_page(State(app): State<AppState>, Query(q): Query<ReturnTo>) -> Response {
+    let list = match app.store.connection_list(ConnectionSort::Name, false).await {
+        Ok(l) => l,
+        Err(e) => return LoginError::store_unavailable(Step::Start, &e).into_response(),
+    };
+    let suffix = q
+        .return_to
+        .as_deref()
+        .and_then(|p| return_target(&app.config, p))
+        .map(|p| format!("?return_to={}", url::form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>()))
+        .unwrap_or_default();
+    let mut buttons = String::new();
+    for c in list.iter().filter(|c| c.active) {
+        let initial = c.display_name.chars().next().map(|ch| ch.to_uppercase().to_string()).unwrap_or_default();
+        buttons.push_str(&format!(
+            "<a class=\"button\" href=\"/login/{id}{suffix}\" data-provider=\"{p}\"><span class=\"initial\">{i}</span>Sign in with {n}</a>",
+            id = esc(&c.id),
+            suffix = esc(&suffix),
+            p = esc(&c.provider),
+            i = esc(&initial),
+            n = esc(&c.display_name)
+        ));
+    }
+    if buttons.is_empty() {
+        buttons = "<p>No identity provider is set up yet. An administrator adds one through the admin API.</p>".into();
+    }
+    Html(page::layout("Sign in", &format!("<h1>Sign in</h1>{buttons}"))).into_response()
+}
+
+/// The connection a login goes through, when it exists and is on.
+pub async fn active_connection(app: &AppState, id: &str) -> Result<std::sync::Arc<Connection>, LoginError> {
+    match app.registry.get_cached(id).await {
+        Ok(c) if c.active => Ok(c),
+        Ok(_) | Err(crate::connection::ConnectionError::NotFound(_)) => {
+            Err(LoginError::new(StatusCode::NOT_FOUND, Step::Start, "this sign-in option does not exist or is turned off; choose another one").connection(id))
+        }
+        Err(e) => Err(LoginError::store_unavailable(Step::Start, &e).connection(id)),
+    }
+}
+
+/// Where "try again" goes for a login through `conn` that was to return to `return_to`.
+fn retry_href(conn_id: &str, return_to: Option<&str>) -> String {
+    let query = return_to.map(|r| format!("?return_to={}", url::form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>())).unwrap_or_default();
+    format!("/login/{conn_id}{query}")
+}
+
+/// Starts a login with a connection: keeps the flow state and sends the browser to the IdP.
+pub async fn login_start(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    Query(q): Query<ReturnTo>,
+    client: crate::limit::Client,
+    headers: HeaderMap,
+) -> Result<Response, LoginError> {
+    use crate::limit::{too_long, LOGIN_HINT_MAX, RETURN_TO_MAX};
+    // Both are kept with the flow state: bounded before anything is looked up.
+    if let Some(why) = too_long("return_to", q.return_to.as_deref(), RETURN_TO_MAX).or_else(|| too_long("login_hint", q.login_hint.as_deref(), LOGIN_HINT_MAX))
+    {
+        return Err(LoginError::bad_request(Step::Start, why).connection(&id));
+    }
+    let conn = active_connection(&app, &id).await?;
+    let return_to = q.return_to.as_deref().and_then(|p| return_target(&app.config, p));
+    let hint = q.login_hint.as_deref().filter(|h| !h.is_empty() && !h.chars().any(char::is_control));
+    let flow_id = browser::flow_id(&app, &headers);
+    let base = app.config.public_base();
+    let start =
+        upstream::Start { public_base: &base, browser: browser::binding(&flow_id), return_to, login_hint: hint, now: app.clock.now(), purpose: Purpose::Login };
+    let begun = upstream::begin(&conn, start).map_err(|e| LoginError::upstream(&e, None).connection(&conn.id))?;
+    keep_flow(&app, &client, &begun.key, &begun.flow).await.map_err(|e| e.connection(&conn.id))?;
+    let mut resp = match begun.outbound {
+        Outbound::Redirect(url) => Redirect::to(&url).into_response(),
+        Outbound::Post { url, fields } => post_form(&url, &fields),
+    };
+    resp.headers_mut().append(header::SET_COOKIE, browser::flow_cookie(&app, &flow_id, app.config.login.flow_ttl_seconds));
+    Ok(resp)
+}
+
+/// Keeps a flow until its reply (or `login.flow_ttl_seconds`), within the client's share.
+pub async fn keep_flow(app: &AppState, client: &crate::limit::Client, key: &str, flow: &FlowState) -> Result<(), LoginError> {
+    let ttl_ms = (app.config.login.flow_ttl_seconds * 1000) as i64;
+    let stored = serde_json::to_string(flow).unwrap_or_default();
+    match app.ephemeral.put_flow(&client.to_string(), &format!("flow:{key}"), &stored, ttl_ms).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(LoginError::new(StatusCode::SERVICE_UNAVAILABLE, Step::Start, "sign-in is unavailable right now; try again shortly")
+            .cause("the flow store is full (login.flows_per_client or state.memory_max_*)")),
+        Err(e) => Err(LoginError::state_unavailable(Step::Start, &e)),
+    }
+}
+
+/// An auto-submitting form (SAML HTTP-POST binding). Without JavaScript the user presses
+/// the button. Every value is escaped.
+fn post_form(url: &str, fields: &[(&str, String)]) -> Response {
+    const SCRIPT: &str = "document.getElementById('f').submit()";
+    let inputs: String = fields.iter().map(|(k, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", esc(k), esc(v))).collect();
+    let body = format!(
+        "<h1>Signing in</h1><form id=\"f\" method=\"post\" action=\"{}\">{inputs}<button type=\"submit\">Continue to your identity provider</button></form>\
+<script>{SCRIPT}</script>",
+        esc(url)
+    );
+    // The form may post to the IdP's origin, and the one script run is this one.
+    let idp: Vec<String> = url::Url::parse(url).ok().map(|u| u.origin().ascii_serialization()).into_iter().filter(|o| o != "null").collect();
+    page::with_csp(Html(page::layout("Signing in", &body)).into_response(), Some(SCRIPT), &idp)
+}
+
+/// The OIDC callback: the IdP sends the browser back here.
+pub async fn oidc_callback(State(app): State<AppState>, ApiPath(id): ApiPath<String>, Query(q): Query<Vec<(String, String)>>, headers: HeaderMap) -> Response {
+    reply(&app, &id, Reply::new(Transport::Query, q), &headers).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The SAML assertion consumer service: the IdP's form post.
+pub async fn saml_acs(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let refused = |e: LoginError| e.connection(&id).into_response();
+    // Refused like every other reply: the same page and log line (413 kept).
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let why = "the SAML reply is too large (over http.max_body_bytes); start the sign-in again";
+            return refused(LoginError::new(StatusCode::PAYLOAD_TOO_LARGE, Step::Reply, why));
+        }
+        Err(_) => return refused(LoginError::bad_request(Step::Reply, "the SAML reply could not be read; start the sign-in again")),
+    };
+    let Ok(form) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
+        return refused(LoginError::bad_request(Step::Reply, "the SAML reply is not a form post; start the sign-in again"));
+    };
+    let reply = Reply::new(Transport::Form, form);
+    if let Some(why) = crate::limit::too_long("RelayState", reply.get("RelayState"), crate::limit::RELAY_STATE_MAX) {
+        return refused(LoginError::bad_request(Step::Reply, why));
+    }
+    self::reply(&app, &id, reply, &headers).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The reply to a login, whatever the protocol: the connection; the protocol's screen;
+/// the flow this browser started (taken: single use), or an unsolicited reply where the
+/// connection takes those; the protocol's verification; then the pipeline. Each refusal
+/// leaves nothing behind.
+async fn reply(app: &AppState, id: &str, reply: Reply, headers: &HeaderMap) -> Result<Response, LoginError> {
+    let conn = active_connection(app, id).await?;
+    let at = |e: LoginError| e.connection(&conn.id);
+    let mut report = upstream::Diagnostics::default();
+    let reply = upstream::screen(&conn, reply, &mut report).await.map_err(|e| at(LoginError::upstream(&e, report.failed_step())))?;
+    let key = upstream::flow_key(&conn, &reply).map(str::to_string);
+    let flow: Option<FlowState> = match key.as_deref().filter(|k| k.len() <= 128 && crate::id::is_wellformed(k)) {
+        Some(k) => match app.ephemeral.take(&format!("flow:{k}")).await {
+            Ok(v) => v.and_then(|s| serde_json::from_str(&s).ok()),
+            Err(e) => return Err(at(LoginError::state_unavailable(Step::Flow, &e))),
+        },
+        None => None,
+    };
+    let return_to = match &flow {
+        Some(f) if f.connection_id != conn.id || !browser::holds_flow(app, headers, &f.browser) => {
+            let e = LoginError::bad_request(Step::Flow, "this sign-in was started in another browser; start the sign-in again here");
+            return Err(at(e.cause("the flow is bound to another browser or connection")));
+        }
+        Some(f) => f.return_to.clone(),
+        None if upstream::accepts_unsolicited(&conn) => key.as_deref().and_then(|r| return_target(&app.config, r)),
+        None if key.is_none() => return Err(at(LoginError::bad_request(Step::Flow, "the sign-in reply names no sign-in (no state); start the sign-in again"))),
+        None => {
+            let e = LoginError::bad_request(
+                Step::Flow,
+                "this sign-in has expired or was already used (or was started in another browser); start the sign-in again",
+            );
+            return Err(at(e));
+        }
+    };
+    if flow.as_ref().is_some_and(|f| f.purpose != Purpose::Login) {
+        // A test flow's reply goes to the console's test page, never into a login.
+        return Err(at(LoginError::forbidden(Step::Flow, "this reply belongs to a Test Provider run, which never signs anyone in")));
+    }
+    let retry = retry_href(&conn.id, return_to.as_deref());
+    let base = app.config.public_base();
+    let cx = upstream::Context {
+        public_base: &base,
+        http: &app.http,
+        jwks: &app.jwks,
+        now: app.clock.now(),
+        skew_ms: (app.config.login.clock_skew_seconds * 1000) as i64,
+        max_age_ms: (app.config.login.flow_ttl_seconds * 1000) as i64,
+    };
+    let verified = upstream::finish(&conn, flow.as_ref(), reply, &cx, &mut report)
+        .await
+        .map_err(|e| at(LoginError::upstream(&e, report.failed_step())).retry(Some(retry.clone())))?;
+    let mode = pipeline::Mode::Login { previous_session: browser::session_id(headers).map(str::to_string) };
+    let session = match pipeline::run(app, &conn, verified, mode).await.map_err(|e| e.retry(Some(retry.clone())))? {
+        pipeline::Outcome::Session(s) => s,
+        pipeline::Outcome::Report(_) => return Err(at(LoginError::forbidden(Step::Session, "this sign-in did not start a session"))),
+    };
+    let now = app.clock.now();
+    let mut resp = Redirect::to(return_to.as_deref().unwrap_or("/")).into_response();
+    resp.headers_mut().append(header::SET_COOKIE, browser::session_cookie(app, &session.id, ((session.expires_at - now) / 1000).max(1) as u64));
+    resp.headers_mut().append(header::SET_COOKIE, browser::flow_cookie(app, "", 0));
+    Ok(resp)
+}
+
+/// `/`: who is signed in, or the login page.
+pub async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    match browser::current_session(&app, &headers).await {
+        Some(s) => {
+            let body = format!(
+                "<h1>Signed in</h1><p>You are signed in as <strong>{}</strong>{}.</p><p class=\"muted\">Groups: {}</p>\
+                 <form method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out</button></form>",
+                esc(&s.username),
+                s.email.as_deref().map(|e| format!(" ({})", esc(e))).unwrap_or_default(),
+                esc(&s.groups.join(", "))
+            );
+            Html(page::layout("Signed in", &body)).into_response()
+        }
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+/// Our SP metadata for a SAML connection, for the IdP to import as is.
+pub async fn saml_metadata(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Response {
+    let conn = match app.registry.get_cached(&id).await {
+        Ok(c) => c,
+        Err(_) => return LoginError::new(StatusCode::NOT_FOUND, Step::Start, "there is no SAML connection with this id").connection(&id).into_response(),
+    };
+    match crate::upstream::saml::sp_metadata(&conn, &app.config.public_base()) {
+        Some(xml) => ([(header::CONTENT_TYPE, "application/samlmetadata+xml")], xml).into_response(),
+        None => LoginError::new(StatusCode::NOT_FOUND, Step::Start, "there is no SAML connection with this id").connection(&id).into_response(),
+    }
+}
