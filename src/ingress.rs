@@ -271,22 +271,8 @@ async fn bearer(app: &AppState, s: &Session, now: Millis) -> Option<HeaderValue>
         return Some(v);
     }
     let exp = (now + TOKEN_TTL_MS).min(s.expires_at);
-    let sid = crate::op::public_sid(&s.id);
-    let claims = serde_json::json!({
-        "iss": app.config.public_base(),
-        "aud": app.config.ingress.token_audience,
-        "sub": s.user_id,
-        "email": s.email,
-        "email_verified": s.email_verified,
-        "name": s.name,
-        "preferred_username": s.username,
-        "groups": s.groups,
-        "connection": s.connection_id,
-        "sid": sid,
-        "iat": now / 1000,
-        "exp": exp / 1000,
-    });
-    let token = match crate::op::sign(app, &claims).await {
+    let claims = crate::token::claims::token(&app.config.public_base(), &app.config.ingress.token_audience, s, crate::token::claims::Scope::All, now, exp);
+    let token = match crate::token::claims::sign(app.store.as_ref(), &app.cipher, &claims).await {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "could not sign the ingress token");

@@ -6,30 +6,37 @@
 //!
 //! # Layout
 //! - [`config`]: the one configuration tree (TOML file overlaid by `SSOGATE_*` env).
+//! - [`app`]: the application state and its start-up (store, keys, state backends).
+//! - [`server`]: composes the routes each feature module exposes; answers `/auth` first;
+//!   `serve(listener, state, shutdown)`.
 //! - [`secret`]: secrets that never print, and the master-key cipher for secrets at rest.
 //! - [`store`]: the `Store` trait over SQLite and PostgreSQL, its migrations and the
 //!   conformance suite every backend passes.
-//! - [`connection`]: the connection model, its validation, provider presets, IdP
-//!   metadata parsing, OIDC discovery and SP key pairs.
+//! - [`connection`]: the connection model (`Settings.upstream`: one enum over the
+//!   protocols), its validation, provider presets, IdP metadata parsing, OIDC discovery
+//!   and SP key pairs; drafts for the Test Provider.
 //! - [`mapping`]: raw claims or SAML attributes to an `Identity`, by the connection's claim mappings.
 //! - [`directory`]: users, groups, memberships and invitations: the rules above the store.
 //! - [`state`]: flow state, one-time codes, replay markers and sessions: in memory, or in Redis
 //!   with a per-replica session cache kept honest by a pub/sub invalidation feed.
-//! - [`token`]: the gateway's own signing keys (generated, encrypted, listed as JWKS).
+//! - [`token`]: the gateway's own signing keys, the claims of every token it signs, JWS.
 //! - [`outbound`]: the one HTTP client for calls to IdPs: no redirects, timeouts, size caps.
-//! - [`upstream`]: the protocol step of a login (OIDC and SAML): begin, then verify the
-//!   reply (the SAML pre-check, XML signatures, the profile's checks).
+//! - [`upstream`]: the seam between the protocols and the rest: `begin`, `screen`,
+//!   `finish` (verified claims plus a diagnostics record), each protocol in its module.
+//! - [`login`]: the login page, login start, the reply (OIDC callback, SAML ACS), the one
+//!   pipeline after the seam (with its report-only mode), the Test Provider, sign-out,
+//!   and `LoginError`.
+//! - [`ingress`]: `/auth` for ingress controllers, `/start?rd=`, the oauth2-proxy paths.
+//! - [`op`]: ssogate as an OpenID Provider for the main server (discovery, authorize, token, userinfo, JWKS).
 //! - [`admin`]: the admin REST API and its OpenAPI document.
 //! - [`limit`]: length caps on kept values, per-client rate limits, the client's address.
 //! - [`listen`]: the accept loop: connection timeouts and cap, peer addresses.
-//! - [`login`]: the login page, login start, OIDC callback, the shared steps after it, logout.
-//! - [`ingress`]: `/auth` for ingress controllers, `/start?rd=`, and the redirect validator.
-//! - [`op`]: ssogate as an OpenID Provider for the main server (discovery, authorize, token, userinfo, JWKS).
-//! - [`web`]: request ids, error bodies and pages (with their security headers), the one
-//!   cookie reader, outage logging, health checks and the public provider list.
-//! - [`server`]: builds the application state and router; `serve(listener, state, shutdown)`.
+//! - [`web`]: request ids, error bodies and pages (with their security headers), the
+//!   cookies and the browser session, the one redirect validator, outage logging, health
+//!   checks and the public provider list.
 //! - [`audit`]: who changed what and when.
 //! - [`clock`]: time, injected so expiry tests never sleep.
+//! - [`testkit`]: fixtures shared by tests, benches and fuzz targets.
 
 // Outside tests, failures are handled, not unwrapped (STYLE.md).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]

@@ -218,3 +218,46 @@ pub async fn discover(State(app): State<AppState>, ApiJson(req): ApiJson<Discove
     };
     Ok(Json(app.registry.discover(&issuer, url.as_deref()).await?))
 }
+
+/// A Test Provider run, started.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct TestStarted {
+    /// The test's id.
+    pub test_id: String,
+    /// Open this in the browser that will sign in at the IdP (once; it expires with
+    /// `login.flow_ttl_seconds`). The result shows there, and at `GET /connection-tests/{id}`.
+    pub start_url: String,
+    /// The connection as it will be tried (nothing is saved).
+    pub connection: ConnectionView,
+}
+
+/// Test Provider: tries a connection — a new one, or a saved one with changes (give its
+/// `id`) — with a real round trip to the IdP that creates nothing. The body is what a
+/// create or update takes; it is validated (422 names each field) but not saved.
+#[utoipa::path(post, path = "/connection-tests", tag = "connections", request_body = ConnectionPatch,
+    security(("admin_token" = [])),
+    responses((status = 201, body = TestStarted), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn start_test(State(app): State<AppState>, ApiJson(patch): ApiJson<ConnectionPatch>) -> Result<Response, ApiError> {
+    let draft = app.registry.draft(&patch).await?;
+    let view = draft.view(&app.config.public_base());
+    let test_id = crate::login::test::create(&app, draft, ACTOR, None).await.map_err(|e| state_unavailable(&e))?;
+    let start_url = format!("{}/test/{test_id}/start", app.config.public_base());
+    Ok((StatusCode::CREATED, Json(TestStarted { test_id, start_url, connection: view })).into_response())
+}
+
+/// The result of a Test Provider run: every check, the claims as received (secrets
+/// redacted), the mapped identity, what a login would do, warnings. 404 until it finished.
+#[utoipa::path(get, path = "/connection-tests/{id}", tag = "connections", params(("id" = String, Path, description = "Test id")),
+    security(("admin_token" = [])),
+    responses((status = 200, description = "The result", body = Object), (status = 404, body = ErrorBody)))]
+pub async fn test_result(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<crate::login::test::TestResult>, ApiError> {
+    match crate::login::test::result(&app, &id).await.map_err(|e| state_unavailable(&e))? {
+        Some(r) => Ok(Json(r)),
+        None => Err(ApiError::not_found(format!("test {id} (not finished, expired, or never started)"))),
+    }
+}
+
+fn state_unavailable(e: &crate::state::StateError) -> ApiError {
+    crate::web::outage::STATE.failed(e);
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the state store is unavailable; try again shortly")
+}

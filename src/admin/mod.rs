@@ -96,6 +96,8 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(connections::generate_sp_keypair))
         .routes(routes!(connections::sp_certificate))
         .routes(routes!(connections::discover))
+        .routes(routes!(connections::start_test))
+        .routes(routes!(connections::test_result))
         .routes(routes!(system::list_presets))
         .routes(routes!(directory::list_users, directory::create_user))
         .routes(routes!(directory::get_user, directory::update_user, directory::delete_user))

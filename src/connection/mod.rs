@@ -324,7 +324,7 @@ impl Secrets {
 }
 
 /// A connection with its secrets opened.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {
     /// Stable, URL-safe id.
     pub id: String,

@@ -179,6 +179,46 @@ impl Registry {
 
     /// Creates a connection from its provider's preset and the admin's values.
     pub async fn create(&self, patch: &ConnectionPatch, actor: &str) -> Result<Connection, ConnectionError> {
+        let c = self.new_connection(patch).await?;
+        let stored = self.encode(&c);
+        let audit = AuditEntry::new(
+            c.created_at,
+            actor,
+            "connection.create",
+            &c.id,
+            json!({"display_name": c.display_name, "protocol": c.protocol(), "provider": c.provider, "fields": changed_fields(patch)}),
+        );
+        self.store.connection_insert(&stored, &audit).await.map_err(|e| match e {
+            StoreError::Conflict(m) if !m.contains("display_name") => ConnectionError::Conflict(format!("id: {} is taken", c.id)),
+            other => other.into(),
+        })?;
+        Ok(c)
+    }
+
+    /// The connection `patch` would make (or, with the id of a stored one, what the
+    /// stored one would become), validated, fetching what must be fetched, and stored
+    /// nowhere: what the Test Provider dry run tries before the admin saves.
+    pub async fn draft(&self, patch: &ConnectionPatch) -> Result<Connection, ConnectionError> {
+        let stored = match &patch.id {
+            Some(id) => match self.get(id).await {
+                Ok(c) => Some(c),
+                Err(ConnectionError::NotFound(_)) => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        match stored {
+            Some(mut c) => {
+                let mut p = patch.clone();
+                p.version = None;
+                self.changed(&mut c, &p).await?;
+                Ok(c)
+            }
+            None => self.new_connection(patch).await,
+        }
+    }
+
+    async fn new_connection(&self, patch: &ConnectionPatch) -> Result<Connection, ConnectionError> {
         let protocol = patch.protocol.ok_or_else(|| invalid("protocol", "is required: oidc or saml"))?;
         let provider = patch.provider.clone().unwrap_or_else(|| "custom".into());
         let preset = preset::find(protocol, &provider).ok_or_else(|| {
@@ -209,18 +249,6 @@ impl Registry {
             return Err(invalid("display_name", "is required"));
         }
         self.apply(&mut c, patch, preset, true).await?;
-        let stored = self.encode(&c);
-        let audit = AuditEntry::new(
-            now,
-            actor,
-            "connection.create",
-            &c.id,
-            json!({"display_name": c.display_name, "protocol": protocol, "provider": c.provider, "fields": changed_fields(patch)}),
-        );
-        self.store.connection_insert(&stored, &audit).await.map_err(|e| match e {
-            StoreError::Conflict(m) if !m.contains("display_name") => ConnectionError::Conflict(format!("id: {} is taken", c.id)),
-            other => other.into(),
-        })?;
         Ok(c)
     }
 
@@ -237,6 +265,18 @@ impl Registry {
                 return Err(ConnectionError::Stale { current: c.version });
             }
         }
+        let read_version = c.version;
+        self.changed(&mut c, patch).await?;
+        c.version = read_version + 1;
+        c.updated_at = self.clock.now().max(c.updated_at + 1);
+        let audit = AuditEntry::new(c.updated_at, actor, "connection.update", &c.id, json!({"fields": changed_fields(patch)}));
+        self.store.connection_update(&self.encode(&c), read_version, &audit).await?;
+        self.forget(id);
+        Ok(c)
+    }
+
+    /// `c` with `patch` applied and validated.
+    async fn changed(&self, c: &mut Connection, patch: &ConnectionPatch) -> Result<(), ConnectionError> {
         if patch.protocol.is_some_and(|p| p != c.protocol()) {
             return Err(invalid("protocol", "cannot change; create a new connection instead"));
         }
@@ -246,14 +286,7 @@ impl Registry {
         let provider = patch.provider.clone().unwrap_or_else(|| c.provider.clone());
         let preset = preset::find(c.protocol(), &provider).ok_or_else(|| invalid("provider", format!("{provider:?} is not a {} provider", c.protocol())))?;
         c.provider = provider;
-        let read_version = c.version;
-        self.apply(&mut c, patch, preset, false).await?;
-        c.version = read_version + 1;
-        c.updated_at = self.clock.now().max(c.updated_at + 1);
-        let audit = AuditEntry::new(c.updated_at, actor, "connection.update", &c.id, json!({"fields": changed_fields(patch)}));
-        self.store.connection_update(&self.encode(&c), read_version, &audit).await?;
-        self.forget(id);
-        Ok(c)
+        self.apply(c, patch, preset, false).await
     }
 
     /// Fetches and parses IdP metadata; the error is a sentence for the admin.

@@ -114,16 +114,5 @@ pub async fn end_session(app: &AppState, headers: &HeaderMap) -> Response {
 async fn revoke_upstream(app: &AppState, s: &Session) {
     let Some(token) = &s.upstream_token else { return };
     let Ok(conn) = app.registry.get(&s.connection_id).await else { return };
-    let Some(o) = conn.settings.upstream.oidc() else { return };
-    let Some(endpoint) = &o.revocation_endpoint else { return };
-    let secret = conn.secrets.client_secret.clone().unwrap_or_default();
-    let form = [("token", token.as_str()), ("token_type_hint", "access_token")];
-    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let req = app.http.post(endpoint).basic_auth(enc(&o.client_id), Some(enc(&secret))).form(&form);
-    // Best effort: the local session is already gone whatever the IdP says.
-    match req.send().await {
-        Ok(r) if r.status().is_success() => tracing::info!(connection = %conn.id, "upstream token revoked"),
-        Ok(r) => tracing::warn!(connection = %conn.id, status = r.status().as_u16(), "upstream revocation refused"),
-        Err(_) => tracing::warn!(connection = %conn.id, "upstream revocation endpoint unreachable"),
-    }
+    crate::upstream::revoke(&conn, token, &app.http).await;
 }

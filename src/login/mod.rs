@@ -11,8 +11,9 @@
 pub mod error;
 pub mod logout;
 pub mod pipeline;
+pub mod test;
 
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -23,9 +24,9 @@ pub use error::{LoginError, Step};
 pub use logout::{end_session, request_site, sign_out_refusal, sign_out_token, Site};
 
 use crate::app::AppState;
-use crate::connection::Connection;
+use crate::connection::{Connection, Protocol};
 use crate::store::ConnectionSort;
-use crate::upstream::{self, FlowState, Outbound, Purpose, Reply, Transport};
+use crate::upstream::{self, FlowState, Outbound, Purpose, Reply, Transport, Unsolicited};
 use crate::web::browser;
 use crate::web::page::{self, esc};
 use crate::web::redirect::return_target;
@@ -45,6 +46,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/saml/{id}/metadata", get(saml_metadata))
         .route("/saml/{id}/acs", post(saml_acs).layer(replies()))
         .route("/logout", post(logout::logout))
+        .route("/test/{id}/start", get(test::start).layer(starts()))
+        .route("/test/{id}", get(test::page))
 }
 
 /// `?return_to=&login_hint=`
@@ -148,7 +151,7 @@ pub async fn keep_flow(app: &AppState, client: &crate::limit::Client, key: &str,
 
 /// An auto-submitting form (SAML HTTP-POST binding). Without JavaScript the user presses
 /// the button. Every value is escaped.
-fn post_form(url: &str, fields: &[(&str, String)]) -> Response {
+pub(crate) fn post_form(url: &str, fields: &[(&str, String)]) -> Response {
     const SCRIPT: &str = "document.getElementById('f').submit()";
     let inputs: String = fields.iter().map(|(k, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", esc(k), esc(v))).collect();
     let body = format!(
@@ -162,8 +165,9 @@ fn post_form(url: &str, fields: &[(&str, String)]) -> Response {
 }
 
 /// The OIDC callback: the IdP sends the browser back here.
-pub async fn oidc_callback(State(app): State<AppState>, ApiPath(id): ApiPath<String>, Query(q): Query<Vec<(String, String)>>, headers: HeaderMap) -> Response {
-    reply(&app, &id, Reply::new(Transport::Query, q), &headers).await.unwrap_or_else(IntoResponse::into_response)
+pub async fn oidc_callback(State(app): State<AppState>, ApiPath(id): ApiPath<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    let params = url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect();
+    reply(&app, &id, Protocol::Oidc, Reply::new(Transport::Query, params), &headers).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// The SAML assertion consumer service: the IdP's form post.
@@ -183,25 +187,34 @@ pub async fn saml_acs(
         }
         Err(_) => return refused(LoginError::bad_request(Step::Reply, "the SAML reply could not be read; start the sign-in again")),
     };
-    let Ok(form) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
-        return refused(LoginError::bad_request(Step::Reply, "the SAML reply is not a form post; start the sign-in again"));
-    };
-    let reply = Reply::new(Transport::Form, form);
+    let reply = Reply::new(Transport::Form, url::form_urlencoded::parse(&body).into_owned().collect());
     if let Some(why) = crate::limit::too_long("RelayState", reply.get("RelayState"), crate::limit::RELAY_STATE_MAX) {
         return refused(LoginError::bad_request(Step::Reply, why));
     }
-    self::reply(&app, &id, reply, &headers).await.unwrap_or_else(IntoResponse::into_response)
+    self::reply(&app, &id, Protocol::Saml, reply, &headers).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// The reply to a login, whatever the protocol: the connection; the protocol's screen;
 /// the flow this browser started (taken: single use), or an unsolicited reply where the
 /// connection takes those; the protocol's verification; then the pipeline. Each refusal
 /// leaves nothing behind.
-async fn reply(app: &AppState, id: &str, reply: Reply, headers: &HeaderMap) -> Result<Response, LoginError> {
-    let conn = active_connection(app, id).await?;
-    let at = |e: LoginError| e.connection(&conn.id);
+async fn reply(app: &AppState, id: &str, protocol: Protocol, reply: Reply, headers: &HeaderMap) -> Result<Response, LoginError> {
+    // Screened before anything is looked up: a hostile message costs one linear pass.
     let mut report = upstream::Diagnostics::default();
-    let reply = upstream::screen(&conn, reply, &mut report).await.map_err(|e| at(LoginError::upstream(&e, report.failed_step())))?;
+    let reply = upstream::screen(protocol, reply, &mut report).await.map_err(|e| LoginError::upstream(&e, report.failed_step()).connection(id))?;
+    // A connection being tried before it is saved or turned on: its pending test's
+    // draft names the flow's key; only a test flow ever uses the draft.
+    let conn = match active_connection(app, id).await {
+        Ok(c) => c,
+        Err(e) => match test::pending_connection(app, id).await {
+            Some(draft) => std::sync::Arc::new(draft),
+            None => return Err(e),
+        },
+    };
+    if conn.protocol() != protocol {
+        return Err(LoginError::new(StatusCode::NOT_FOUND, Step::Reply, format!("there is no {protocol} connection with this id")).connection(id));
+    }
+    let at = |e: LoginError| e.connection(&conn.id);
     let key = upstream::flow_key(&conn, &reply).map(str::to_string);
     let flow: Option<FlowState> = match key.as_deref().filter(|k| k.len() <= 128 && crate::id::is_wellformed(k)) {
         Some(k) => match app.ephemeral.take(&format!("flow:{k}")).await {
@@ -216,20 +229,33 @@ async fn reply(app: &AppState, id: &str, reply: Reply, headers: &HeaderMap) -> R
             return Err(at(e.cause("the flow is bound to another browser or connection")));
         }
         Some(f) => f.return_to.clone(),
-        None if upstream::accepts_unsolicited(&conn) => key.as_deref().and_then(|r| return_target(&app.config, r)),
-        None if key.is_none() => return Err(at(LoginError::bad_request(Step::Flow, "the sign-in reply names no sign-in (no state); start the sign-in again"))),
-        None => {
-            let e = LoginError::bad_request(
-                Step::Flow,
-                "this sign-in has expired or was already used (or was started in another browser); start the sign-in again",
-            );
-            return Err(at(e));
-        }
+        None => match upstream::unsolicited(&conn) {
+            Unsolicited::Accepted => key.as_deref().and_then(|r| return_target(&app.config, r)),
+            Unsolicited::Refused(why) => {
+                let e = LoginError::forbidden(
+                    Step::Flow,
+                    format!("this reply answers no sign-in started in this browser (it expired, was already used, or came unrequested, and {why}); start the sign-in again"),
+                );
+                return Err(at(e));
+            }
+            Unsolicited::Never if key.is_none() => {
+                return Err(at(LoginError::bad_request(Step::Flow, "the sign-in reply names no sign-in (no state); start the sign-in again")))
+            }
+            Unsolicited::Never => {
+                let e = LoginError::bad_request(
+                    Step::Flow,
+                    "this sign-in has expired or was already used (or was started in another browser); start the sign-in again",
+                );
+                return Err(at(e));
+            }
+        },
     };
-    if flow.as_ref().is_some_and(|f| f.purpose != Purpose::Login) {
-        // A test flow's reply goes to the console's test page, never into a login.
-        return Err(at(LoginError::forbidden(Step::Flow, "this reply belongs to a Test Provider run, which never signs anyone in")));
+    if let Some(f @ FlowState { purpose: Purpose::Test { test_id }, .. }) = &flow {
+        // A test flow's reply goes to its result, never into a login.
+        return test::finish(app, f, test_id, reply, report).await.map_err(at);
     }
+    // From here on a real login: only a saved, active connection.
+    let conn = active_connection(app, id).await?;
     let retry = retry_href(&conn.id, return_to.as_deref());
     let base = app.config.public_base();
     let cx = upstream::Context {

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
-use openssl::pkey::PKey;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -306,7 +305,7 @@ pub async fn token(State(app): State<AppState>, headers: HeaderMap, Form(f): For
     };
     let exp = (now + TOKEN_TTL_MS).min(session.expires_at);
     let claims = id_token_claims(&app, &session, &grant.scope, &client.client_id, grant.nonce.as_deref(), now, exp);
-    let id_token = match sign(&app, &claims).await {
+    let id_token = match crate::token::claims::sign(app.store.as_ref(), &app.cipher, &claims).await {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "could not sign the session token");
@@ -329,55 +328,12 @@ pub async fn token(State(app): State<AppState>, headers: HeaderMap, Form(f): For
 }
 
 fn id_token_claims(app: &AppState, s: &Session, scope: &str, aud: &str, nonce: Option<&str>, now: i64, exp: i64) -> Value {
-    let mut c = user_claims(s, scope);
-    c["iss"] = json!(app.config.public_base());
-    c["aud"] = json!(aud);
-    c["iat"] = json!(now / 1000);
-    c["exp"] = json!(exp / 1000);
+    let mut c = crate::token::claims::token(&app.config.public_base(), aud, s, crate::token::claims::Scope::Oidc(scope), now, exp);
     c["auth_time"] = json!(s.created_at / 1000);
     if let Some(n) = nonce {
         c["nonce"] = json!(n);
     }
     c
-}
-
-/// The session's claims for an app; the stored profile (given and family name, picture)
-/// only when `scope` has `profile`.
-fn user_claims(s: &Session, scope: &str) -> Value {
-    let mut c = json!({
-        "sub": s.user_id,
-        "email": s.email,
-        "email_verified": s.email_verified,
-        "name": s.name,
-        "preferred_username": s.username,
-        "groups": s.groups,
-        "connection": s.connection_id,
-        "sid": public_sid(&s.id),
-    });
-    if scope.split(' ').any(|x| x == "profile") {
-        let p = &s.profile;
-        for (k, v) in [("given_name", &p.given_name), ("family_name", &p.family_name), ("picture", &p.picture)] {
-            if let Some(v) = v {
-                c[k] = json!(v);
-            }
-        }
-    }
-    c
-}
-
-/// The `sid` claim: names the session without being its id. The id is the session
-/// cookie's value, and tokens travel to apps, logs and browsers.
-pub fn public_sid(session_id: &str) -> String {
-    crate::state::public_sid(session_id)
-}
-
-/// Signs claims with the gateway's current signing key.
-pub async fn sign(app: &AppState, claims: &Value) -> Result<String, String> {
-    let keys = app.store.signing_key_list().await.map_err(|e| e.to_string())?;
-    let key = keys.iter().find(|k| k.retired_at.is_none()).ok_or("no active signing key")?;
-    let pem = app.cipher.open(&format!("signing_key:{}", key.kid), &key.private_key).map_err(|e| e.to_string())?;
-    let pkey = PKey::private_key_from_pem(&pem).map_err(|e| e.to_string())?;
-    crate::token::jws::sign(&pkey, &key.alg, &key.kid, claims).map_err(|e| e.to_string())
 }
 
 /// `/userinfo`: the session's claims for a bearer access token.
@@ -397,7 +353,8 @@ pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Respon
     let info: Value = serde_json::from_str(&info).unwrap_or_default();
     let Some(sid) = info.get("session_id").and_then(Value::as_str) else { return unauthorized() };
     match app.sessions.touch(sid, app.clock.now()).await {
-        Ok(Some(s)) => Json(user_claims(&s, info.get("scope").and_then(Value::as_str).unwrap_or_default())).into_response(),
+        Ok(Some(s)) => Json(crate::token::claims::user(&s, crate::token::claims::Scope::Oidc(info.get("scope").and_then(Value::as_str).unwrap_or_default())))
+            .into_response(),
         Ok(None) => unauthorized(),
         Err(e) => store_unavailable("userinfo", e),
     }

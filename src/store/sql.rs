@@ -948,3 +948,24 @@ async fn insert_user(conn: &mut AnyConnection, u: &User) -> StoreResult<()> {
     .map_err(|e| conflict(e, USER_TAKEN))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::upstream_section;
+
+    #[test]
+    fn migration_6_moves_the_protocol_section_and_keeps_the_rest() {
+        let old = r#"{"webapp_url":null,"create_users":true,"group_sync":false,"claims":{"user_id":"sub"},"oidc":{"issuer":"https://i"},"saml":null}"#;
+        let new: serde_json::Value = serde_json::from_str(&upstream_section("oidc", old).unwrap().unwrap()).unwrap();
+        assert_eq!(
+            new,
+            serde_json::json!({"webapp_url": null, "create_users": true, "group_sync": false, "claims": {"user_id": "sub"}, "upstream": {"oidc": {"issuer": "https://i"}}})
+        );
+        assert_eq!(upstream_section("oidc", &new.to_string()).unwrap(), None, "already moved: left alone");
+        let saml = r#"{"oidc":null,"saml":{"entity_id":"e"}}"#;
+        assert!(upstream_section("saml", saml).unwrap().unwrap().contains(r#""upstream":{"saml":{"entity_id":"e"}}"#));
+        for (protocol, bad) in [("saml", old), ("oidc", "[]"), ("oidc", "not json"), ("ldap", old)] {
+            assert!(upstream_section(protocol, bad).is_err(), "{protocol} {bad}");
+        }
+    }
+}

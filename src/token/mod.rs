@@ -3,6 +3,7 @@
 //! rotated by adding a new one: older keys are retired but stay listed (and in the
 //! JWKS) until their tokens have expired.
 
+pub mod claims;
 pub mod jws;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::clock::Millis;
-use crate::connection::{Connection, Upstream};
+use crate::connection::{Connection, Protocol, Upstream};
 use crate::mapping::Identity;
 
 /// What a login in progress keeps server-side until the IdP answers: the generic part
@@ -167,13 +167,14 @@ impl Reply {
     }
 }
 
-/// The protocol's first look at a reply, before any state is looked up or spent: cheap,
-/// linear checks that refuse a malformed or hostile message (the SAML pre-check, off the
-/// async runtime). OIDC replies are plain parameters: nothing to screen.
-pub async fn screen(conn: &Connection, reply: Reply, report: &mut Diagnostics) -> Result<Reply, UpstreamError> {
-    match &conn.settings.upstream {
-        Upstream::Oidc(_) => Ok(reply),
-        Upstream::Saml(_) => saml::screen(reply, report).await,
+/// The protocol's first look at a reply, before any connection, state or store is looked
+/// up: cheap, linear checks that refuse a malformed or hostile message (the SAML
+/// pre-check, off the async runtime). OIDC replies are plain parameters: nothing to
+/// screen. The reply's route names the protocol.
+pub async fn screen(protocol: Protocol, reply: Reply, report: &mut Diagnostics) -> Result<Reply, UpstreamError> {
+    match protocol {
+        Protocol::Oidc => Ok(reply),
+        Protocol::Saml => saml::screen(reply, report).await,
     }
 }
 
@@ -186,11 +187,23 @@ pub fn flow_key<'r>(conn: &Connection, reply: &'r Reply) -> Option<&'r str> {
     .filter(|k| !k.is_empty())
 }
 
+/// What `conn` does with a reply that answers no flow of ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsolicited {
+    /// Taken (SAML IdP-initiated, where the connection allows it).
+    Accepted,
+    /// The protocol knows such replies, and this connection refuses them: why.
+    Refused(&'static str),
+    /// The protocol has no such replies: one without a flow is a bad request.
+    Never,
+}
+
 /// Whether `conn` takes a reply that answers no flow of ours (SAML IdP-initiated).
-pub fn accepts_unsolicited(conn: &Connection) -> bool {
+pub fn unsolicited(conn: &Connection) -> Unsolicited {
     match &conn.settings.upstream {
-        Upstream::Oidc(_) => false,
-        Upstream::Saml(s) => s.allow_idp_initiated,
+        Upstream::Oidc(_) => Unsolicited::Never,
+        Upstream::Saml(s) if s.allow_idp_initiated => Unsolicited::Accepted,
+        Upstream::Saml(_) => Unsolicited::Refused("IdP-initiated sign-in is off for this connection"),
     }
 }
 
@@ -235,6 +248,16 @@ pub async fn finish(conn: &Connection, flow: Option<&FlowState>, reply: Reply, c
     match &conn.settings.upstream {
         Upstream::Oidc(o) => oidc::finish(conn, o, flow, &reply, cx, report).await,
         Upstream::Saml(s) => saml::finish(conn, s, flow, reply, cx, report).await,
+    }
+}
+
+/// Revokes an upstream access token at sign-out, where the protocol and the IdP have a
+/// way to (OIDC's revocation endpoint). Best effort: the local session is already gone
+/// whatever the IdP says; the outcome is logged.
+pub async fn revoke(conn: &Connection, token: &str, http: &reqwest::Client) {
+    match &conn.settings.upstream {
+        Upstream::Oidc(o) => oidc::revoke(conn, o, token, http).await,
+        Upstream::Saml(_) => {}
     }
 }
 

@@ -74,6 +74,20 @@ struct OAuthError {
     error_description: Option<String>,
 }
 
+/// Revokes `token` at the IdP's revocation endpoint (RFC 7009), when it has one.
+pub async fn revoke(conn: &Connection, o: &OidcSettings, token: &str, http: &reqwest::Client) {
+    let Some(endpoint) = &o.revocation_endpoint else { return };
+    let secret = conn.secrets.client_secret.clone().unwrap_or_default();
+    let form = [("token", token), ("token_type_hint", "access_token")];
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let req = http.post(endpoint).basic_auth(enc(&o.client_id), Some(enc(&secret))).form(&form);
+    match req.send().await {
+        Ok(r) if r.status().is_success() => tracing::info!(connection = %conn.id, "upstream token revoked"),
+        Ok(r) => tracing::warn!(connection = %conn.id, status = r.status().as_u16(), "upstream revocation refused"),
+        Err(e) => tracing::warn!(connection = %conn.id, cause = %crate::outbound::describe(&e), "upstream revocation endpoint unreachable"),
+    }
+}
+
 /// Tuning of the checks.
 #[derive(Debug, Clone, Copy)]
 pub struct Checks {

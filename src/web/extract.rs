@@ -49,7 +49,8 @@ where
 /// Fields that hold objects in our request bodies. serde's derived structs also accept
 /// a JSON array (fields by position), which silently maps values to the wrong fields:
 /// refuse that shape before deserializing.
-const OBJECT_FIELDS: &[&str] = &["claims", "oidc", "saml", "placeholders", "idp"];
+/// (The protocols' sections, `oidc` and `saml`, are named by `Protocol::ALL`.)
+const OBJECT_FIELDS: &[&str] = &["claims", "placeholders", "idp"];
 
 fn check_shape(bytes: &[u8]) -> Result<(), ApiError> {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
@@ -61,7 +62,8 @@ fn check_shape(bytes: &[u8]) -> Result<(), ApiError> {
     if has_nul(&v) {
         return Err(ApiError::invalid(vec![crate::connection::FieldError::new("body", "must not contain NUL characters")]));
     }
-    for f in OBJECT_FIELDS {
+    let protocols = crate::connection::Protocol::ALL.map(crate::connection::Protocol::as_str);
+    for f in OBJECT_FIELDS.iter().chain(protocols.iter()) {
         if obj.get(*f).is_some_and(|x| !x.is_object() && !x.is_null()) {
             return Err(ApiError::invalid(vec![crate::connection::FieldError::new(*f, "must be a JSON object")]));
         }

@@ -115,6 +115,59 @@ async fn migrations_3_and_4_refold_keys_and_mark_known_emails() {
     }
 }
 
+/// Migration 6 on a store written before it: each connection's protocol settings were two
+/// optional sections (`"oidc"`, `"saml"`, one null); they become one `upstream` section
+/// named by the protocol, and every connection reads back exactly as before, secrets
+/// included (issue #18). On SQLite and PostgreSQL.
+#[tokio::test]
+async fn migration_6_moves_protocol_settings_into_one_section() {
+    use sqlx::Connection;
+    let pg = PgDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    for url in [format!("sqlite://{}?mode=rwc", dir.path().join("six.db").display()), pg.url.clone()] {
+        let cfg = || config(dir.path(), &[("SSOGATE_STORE__URL", &url), ("SSOGATE_MASTER_KEY", &"c".repeat(64))]);
+        let (app, _) = App::start(cfg(), Clock::system()).await.unwrap();
+        let oidc: ssogate::connection::ConnectionPatch = serde_json::from_value(crate::support::oidc_body("Six OIDC")).unwrap();
+        let saml: ssogate::connection::ConnectionPatch = serde_json::from_value(serde_json::json!({
+            "display_name": "Six SAML", "protocol": "saml", "provider": "custom",
+            "saml": {"idp_metadata_xml": crate::support::saml_metadata("https://idp.six.test/metadata"), "sign_requests": true}
+        }))
+        .unwrap();
+        let before = [app.registry.create(&oidc, "test").await.unwrap(), app.registry.create(&saml, "test").await.unwrap()];
+        drop(app);
+
+        // What version 5 wrote: both sections, the other one null, and no migration 6.
+        sqlx::any::install_default_drivers();
+        let mut raw = sqlx::AnyConnection::connect(&url).await.unwrap();
+        for c in &before {
+            let row: (String,) = sqlx::query_as("SELECT settings FROM connections WHERE id = $1").bind(&c.id).fetch_one(&mut raw).await.unwrap();
+            let mut v: serde_json::Value = serde_json::from_str(&row.0).unwrap();
+            let upstream = v.as_object_mut().unwrap().remove("upstream").unwrap();
+            let (name, section) = upstream.as_object().unwrap().iter().next().map(|(k, v)| (k.clone(), v.clone())).unwrap();
+            let other = if name == "oidc" { "saml" } else { "oidc" };
+            v[name.as_str()] = section;
+            v[other] = serde_json::Value::Null;
+            sqlx::query("UPDATE connections SET settings = $1 WHERE id = $2").bind(v.to_string()).bind(&c.id).execute(&mut raw).await.unwrap();
+        }
+        sqlx::query("DELETE FROM schema_migrations WHERE version >= 6").execute(&mut raw).await.unwrap();
+        raw.close().await.unwrap();
+
+        let (app, _) = App::start(cfg(), Clock::system()).await.unwrap();
+        for c in &before {
+            let after = app.registry.get(&c.id).await.unwrap();
+            assert_eq!(&after, c, "{url}: {} reads back as it was written", c.display_name);
+            let stored = ssogate::store::Store::connection_get(app.store.as_ref(), &c.id).await.unwrap().unwrap();
+            let v: serde_json::Value = serde_json::from_str(&stored.settings).unwrap();
+            assert!(v.get("oidc").is_none() && v.get("saml").is_none() && v["upstream"].get(c.protocol().as_str()).is_some(), "{url}: {v}");
+        }
+        assert!(before[1].secrets.sp_private_key.is_some(), "the SAML connection has a sealed key to keep");
+        drop(app);
+        // The migration ran once; reopening changes nothing.
+        let (app, _) = App::start(cfg(), Clock::system()).await.unwrap();
+        assert_eq!(app.registry.get(&before[0].id).await.unwrap(), before[0]);
+    }
+}
+
 /// Issue #16, 8: a replica started while PostgreSQL refuses connections waits for it
 /// (as it does for Redis) instead of exiting, and starts once it answers.
 #[tokio::test]

@@ -1,0 +1,104 @@
+//! Test Provider (issue #11, built on the login pipeline's report-only mode of #18): a
+//! real round trip through oidc-provider with a connection that is not saved, which
+//! shows the checks, the claims and what a login would do, and creates nothing.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::login::{setup, Browser};
+
+/// What the directory and the sessions hold, to compare before and after a test.
+async fn snapshot(s: &crate::login::Setup) -> Value {
+    let users = s.gw.admin(Method::GET, "/users", None).await.1;
+    let groups = s.gw.admin(Method::GET, "/groups", None).await.1;
+    let mut members = vec![];
+    for g in groups.as_array().unwrap() {
+        members.push(s.gw.admin(Method::GET, &format!("/groups/{}/members", g["id"].as_str().unwrap()), None).await.1);
+    }
+    let mut sessions = vec![];
+    for u in users.as_array().unwrap() {
+        sessions.push(s.gw.admin(Method::GET, &format!("/users/{}/sessions", u["id"].as_str().unwrap()), None).await.1);
+    }
+    json!({"users": users, "groups": groups, "members": members, "sessions": sessions})
+}
+
+fn draft(s: &crate::login::Setup, id: &str, secret: &str) -> Value {
+    json!({"id": id, "display_name": format!("Draft {id}"), "protocol": "oidc", "create_users": true, "group_sync": true,
+        "claims": {"groups": "groups"},
+        "oidc": {"issuer": s.idp.ready["issuer"], "client_id": "gateway", "client_secret": secret}})
+}
+
+#[tokio::test]
+async fn a_dry_run_of_an_unsaved_connection_reports_everything_and_creates_nothing() {
+    // The IdP knows the draft's callback; the saved connection `con_node` is not used.
+    let s = setup(json!({}), json!({})).await;
+    let engineers = s.gw.admin(Method::POST, "/groups", Some(json!({"name": "engineers"}))).await.1;
+    assert!(engineers["id"].is_string(), "{engineers}");
+    let before = snapshot(&s).await;
+
+    // The draft's id is con_node's: the IdP has its callback registered. Saved connection
+    // or not, the test runs the draft's settings (here: with group sync).
+    let (st, started) = s.gw.admin(Method::POST, "/connection-tests", Some(draft(&s, &s.conn, "gateway-secret-0123456789"))).await;
+    assert_eq!(st, StatusCode::CREATED, "{started}");
+    let start_url = started["start_url"].as_str().unwrap().to_string();
+    assert_eq!(started["connection"]["callback_url"], format!("{}/oidc/{}/callback", s.gw.base, s.conn));
+
+    let admin_browser = Browser::new();
+    let (page, url) = admin_browser.visit(&format!("{start_url}?login_hint=alice")).await;
+    assert_eq!(page.status(), StatusCode::OK, "{url}");
+    assert!(url.contains("/test/"), "{url}");
+    let body = page.text().await.unwrap();
+    assert!(body.contains("the round trip verified"), "{body}");
+    assert!(body.contains("alice@example.test") && body.contains("ID token signature"), "{body}");
+    assert!(body.contains("Nothing was created"), "{body}");
+
+    let test_id = started["test_id"].as_str().unwrap();
+    let (st, result) = s.gw.admin(Method::GET, &format!("/connection-tests/{test_id}"), None).await;
+    assert_eq!(st, StatusCode::OK, "{result}");
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["report"]["user"]["action"], "create", "{result}");
+    assert_eq!(result["report"]["groups"]["add"][0]["name"], "engineers", "{result}");
+    assert_eq!(result["report"]["groups"]["unmatched"], json!(["staff"]), "{result}");
+    assert_eq!(result["claims"]["email"], "alice@example.test");
+    let steps: Vec<&str> = result["steps"].as_array().unwrap().iter().map(|c| c["step"].as_str().unwrap()).collect();
+    for want in ["code exchange", "ID token signature", "ID token claims", "claim mapping"] {
+        assert!(steps.contains(&want), "{want} in {steps:?}");
+    }
+    assert!(result["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("staff")), "{result}");
+
+    // Nothing was created, and the browser holds no session.
+    assert_eq!(snapshot(&s).await, before);
+    let (home, url) = admin_browser.visit(&format!("{}/", s.gw.base)).await;
+    assert!(url.ends_with("/login") && home.status() == StatusCode::OK, "{url}");
+    // One audit record says the test ran.
+    let audit = s.gw.admin(Method::GET, "/audit", None).await.1;
+    assert!(audit.as_array().unwrap().iter().any(|e| e["action"] == "connection.test"), "{audit}");
+
+    // The start URL is single use, and the result is the starting browser's alone.
+    let other = Browser::new();
+    let (r, _) = other.visit(&start_url).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (r, _) = other.visit(&format!("{}/test/{test_id}", s.gw.base)).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_failing_dry_run_says_what_failed_and_what_to_change() {
+    let s = setup(json!({}), json!({})).await;
+    let before = snapshot(&s).await;
+    let (st, started) = s.gw.admin(Method::POST, "/connection-tests", Some(draft(&s, &s.conn, "the-wrong-secret"))).await;
+    assert_eq!(st, StatusCode::CREATED, "{started}");
+    let b = Browser::new();
+    let (page, _) = b.visit(&format!("{}?login_hint=alice", started["start_url"].as_str().unwrap())).await;
+    let body = page.text().await.unwrap();
+    assert!(body.contains("the test failed") && body.contains("client secret"), "{body}");
+    let (_, result) = s.gw.admin(Method::GET, &format!("/connection-tests/{}", started["test_id"].as_str().unwrap()), None).await;
+    assert_eq!(result["ok"], false);
+    assert!(result["error"].as_str().unwrap().starts_with("code exchange:"), "{result}");
+    assert!(result["error"].as_str().unwrap().contains("invalid_client"), "{result}");
+    assert_eq!(snapshot(&s).await, before);
+
+    // A draft with a bad field is refused before anything starts, naming the field.
+    let (st, e) = s.gw.admin(Method::POST, "/connection-tests", Some(json!({"display_name": "x", "protocol": "oidc", "oidc": {"issuer": "not a url"}}))).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+}
