@@ -475,8 +475,12 @@ fn refusals_get_the_same_verdict() {
             rows.push(row(format!("{alg}: signature as DER"), with_signature(token, &jose_to_der(&sig)), &key.jwk, Want::Refuse));
             let wide = ecdsa_jose(&key.private, md, &input, width + 1);
             rows.push(row(format!("{alg}: r and s zero-padded a byte each"), with_signature(token, &wide), &key.jwk, Want::Refuse));
-            let narrow = ecdsa_jose(&key.private, md, &input, width - 1);
-            rows.push(row(format!("{alg}: r and s a byte short each (leading zeros dropped)"), with_signature(token, &narrow), &key.jwk, Want::Refuse));
+            // A valid signature whose r and s both fit a byte less takes ~2^15 signings to
+            // find: cheap on P-256, ~30 s on P-384 in a debug build, so P-256 only.
+            if kind == Kind::P256 {
+                let narrow = ecdsa_jose(&key.private, md, &input, width - 1);
+                rows.push(row(format!("{alg}: r and s a byte short each (leading zeros dropped)"), with_signature(token, &narrow), &key.jwk, Want::Refuse));
+            }
             let right = ecdsa_jose(&key.private, md, &input, width);
             rows.push(row(format!("{alg}: the same signing input, exact width"), with_signature(token, &right), &key.jwk, Want::Accept));
         }
