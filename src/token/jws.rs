@@ -40,6 +40,9 @@ pub struct Header {
     /// Key id.
     #[serde(default)]
     pub kid: Option<String>,
+    /// Type of the whole token (RFC 7515 4.1.9), e.g. `JWT`.
+    #[serde(default)]
+    pub typ: Option<String>,
     /// Critical extensions: we understand none, so any is a refusal.
     #[serde(default)]
     pub crit: Option<Value>,

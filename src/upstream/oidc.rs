@@ -297,7 +297,8 @@ fn check_times(c: &Value, checks: Checks) -> Result<(), UpstreamError> {
     let now_s = checks.now / 1000;
     let skew_s = (checks.skew_ms / 1000).max(0);
     let exp = number(c, "exp").ok_or_else(|| invalid("the ID token has no exp"))?;
-    if now_s > exp.saturating_add(skew_s) {
+    // RFC 7519 4.1.4: expired on or after exp (here exp + skew).
+    if now_s >= exp.saturating_add(skew_s) {
         return Err(invalid("the ID token has expired"));
     }
     let iat = number(c, "iat").ok_or_else(|| invalid("the ID token has no iat"))?;
@@ -328,6 +329,14 @@ pub async fn verify_id_token(
     if !o.allowed_algorithms.contains(&alg) {
         return Err(invalid(format!("the ID token is signed with {alg:?}, which this connection does not accept")));
     }
+    // RFC 8725 3.11: a token typed as another kind of JWT (an access token is `at+jwt`,
+    // RFC 9068) is not an ID token. IdPs send no typ, or `JWT`; `JOSE` is the generic type.
+    if let Some(typ) = &parsed.header.typ {
+        let lower = typ.to_ascii_lowercase();
+        if !matches!(lower.strip_prefix("application/").unwrap_or(&lower), "jwt" | "jose") {
+            return Err(invalid(format!("the ID token is typed {typ:?}, which is not an ID token's type (JWT)")));
+        }
+    }
     let mut verified_with = None;
     if o.verify_signature {
         let uri = o.jwks_uri.as_deref().ok_or_else(|| UpstreamError::Unavailable("no JWKS URI is configured".into()))?;
@@ -345,7 +354,9 @@ pub async fn verify_id_token(
     }
     let aud: Vec<&str> = match c.get("aud") {
         Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        // A member that is not a string (RFC 7519 4.1.3) is an audience we cannot compare,
+        // so one we do not trust: it stays in the list as "".
+        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().unwrap_or_default()).collect(),
         _ => vec![],
     };
     if !aud.contains(&o.client_id.as_str()) {
