@@ -251,7 +251,12 @@ fn ecdsa_jose(key: &PKey<Private>, md: MessageDigest, input: &str, width: usize)
 /// A token with header `{"alg": alg}` (and `kid`) signed the way `alg` says, except with
 /// `key` whatever it is: ECDSA in JOSE form at the width of `key`'s curve.
 fn signed_as(key: &Key, alg: &str, claims: &Value) -> String {
-    let input = input(&json!({"alg": alg, "kid": "k1"}), claims);
+    signed_under(key, alg, &json!({"alg": alg, "kid": "k1"}), claims)
+}
+
+/// [`signed_as`] under the header `header`.
+fn signed_under(key: &Key, alg: &str, header: &Value, claims: &Value) -> String {
+    let input = input(header, claims);
     let sig = match key.kind {
         Kind::P256 | Kind::P384 | Kind::P521 => {
             let md = match alg {
@@ -457,13 +462,12 @@ fn refusals_get_the_same_verdict() {
                 rows.push(row(case(&format!("alg {none}, signature removed")), stripped, &key.jwk, Want::Refuse));
                 rows.push(row(case(&format!("alg {none}, signature kept")), with_header(token, &json!({"alg": none})), &key.jwk, Want::Refuse));
             }
-            rows.push(row(
-                case("crit header naming an extension"),
-                with_header(token, &json!({"alg": alg, "crit": ["exp"], "exp": 1})),
-                &key.jwk,
-                Want::Refuse,
-            ));
         }
+        // A critical extension neither understands (RFC 7515 4.1.11), in the signed header.
+        let crit = signed_under(key, alg, &json!({"alg": alg, "kid": "k1", "crit": ["exp"], "exp": 1}), &claims());
+        rows.push(row(format!("{alg}: crit header naming an extension, signed"), crit, &key.jwk, Want::Refuse));
+        let plain = signed_under(key, alg, &json!({"alg": alg, "kid": "k1", "exp": 1}), &claims());
+        rows.push(row(format!("{alg}: the same header without crit"), plain, &key.jwk, Want::Accept));
         // ECDSA: the signature is r || s at the curve's width, exactly.
         if let Kind::P256 | Kind::P384 = kind {
             let (token, width, md) = match kind {
