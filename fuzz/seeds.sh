@@ -3,19 +3,23 @@
 # (fuzz/corpus/<target>/: decoded XML, one file per shape) with
 # tests/peers/saml/forge.py, which signs with xmlsec1. Neither is committed; run.sh runs
 # this when the corpus is missing. Needs python3 (stdlib), openssl and /usr/bin/xmlsec1.
+# SEEDS_DIR=dir puts keys/ and corpus/ there instead (the differential unit test
+# `upstream::dsig_differential` makes every seed this way and judges each one).
 set -euo pipefail
 cd "$(dirname "$0")"
-mkdir -p keys corpus/precheck corpus/response corpus/response_signed corpus/dsig_differential
-if [ ! -f keys/idp.crt ]; then
+out=${SEEDS_DIR:-.}
+mkdir -p "$out"/keys "$out"/corpus/precheck "$out"/corpus/response "$out"/corpus/response_signed "$out"/corpus/dsig_differential
+if [ ! -f "$out"/keys/idp.crt ]; then
   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=fuzz-idp \
-    -keyout keys/idp.key -out keys/idp.crt 2>/dev/null
+    -keyout "$out"/keys/idp.key -out "$out"/keys/idp.crt 2>/dev/null
 fi
-python3 - <<'PY'
+python3 - "$out" <<'PY'
 import base64, json, os, subprocess, sys
+OUT = sys.argv[1]
 
 # What fuzz_targets/common.rs expects.
 BASE = {
-    "keys": os.path.abspath("keys"), "now": 1800000000,
+    "keys": os.path.abspath(os.path.join(OUT, "keys")), "now": 1800000000,
     "acs": "https://sso.example.test/saml/con_f/acs",
     "sp": "https://sso.example.test/saml/con_f/metadata",
     "idp": "https://idp.example.test/metadata",
@@ -51,7 +55,7 @@ def forge(spec):
     return base64.b64decode(out.stdout)
 
 def put(target, name, xml):
-    with open(f"corpus/{target}/{name}.xml", "wb") as f:
+    with open(os.path.join(OUT, "corpus", target, name + ".xml"), "wb") as f:
         f.write(xml)
 
 for name, extra in SIGNED.items():
@@ -70,12 +74,20 @@ for name, extra in PROFILE.items():
 put("dsig_differential", "signed_ogham_name", forge({**BASE, "attack": "ogham_name"}))
 put("dsig_differential", "signed_both_ogham_name", forge({**BASE, "sign": "both", "attack": "ogham_name"}))
 ok = forge({**BASE, "sign": "none"}).decode()
+def start_tag(xml, tag):
+    """Where the first start tag of `tag` itself begins (not of a longer name such as
+    saml:AudienceRestriction for saml:Audience) and where its name ends."""
+    i = xml.index("<" + tag)
+    while xml[i + 1 + len(tag)] not in " />":
+        i = xml.index("<" + tag, i + 1)
+    return i, i + 1 + len(tag)
 for tag in ["saml:AuthnContextClassRef", "saml:Audience", "saml:NameID"]:
     local = tag.split(":")[1]
-    renamed = ok.replace("<" + tag, "<" + tag + "\u1680X", 1).replace("</" + tag + ">", "</" + tag + "\u1680X>", 1)
-    put("dsig_differential", "unsigned_ogham_" + local, renamed.encode())
-    prefixed = ok.replace("<" + tag, "<saml\u1680X:" + local + ' xmlns:saml\u1680X="urn:oasis:names:tc:SAML:2.0:assertion"', 1)
+    start, end = start_tag(ok, tag)
+    renamed = ok[:end] + "\u1680X" + ok[end:]
+    put("dsig_differential", "unsigned_ogham_" + local, renamed.replace("</" + tag + ">", "</" + tag + "\u1680X>", 1).encode())
+    prefixed = ok[:start] + "<saml\u1680X:" + local + ' xmlns:saml\u1680X="urn:oasis:names:tc:SAML:2.0:assertion"' + ok[end:]
     put("dsig_differential", "unsigned_ogham_prefix_" + local, prefixed.replace("</" + tag + ">", "</saml\u1680X:" + local + ">", 1).encode())
 put("precheck", "doctype", b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aa">]><r>&a;</r>')
 PY
-echo "seeds: $(ls corpus/response | wc -l) response, $(ls corpus/response_signed | wc -l) response_signed, $(ls corpus/dsig_differential | wc -l) dsig_differential, $(ls corpus/precheck | wc -l) precheck; key in fuzz/keys"
+echo "seeds: $(ls "$out"/corpus/response | wc -l) response, $(ls "$out"/corpus/response_signed | wc -l) response_signed, $(ls "$out"/corpus/dsig_differential | wc -l) dsig_differential, $(ls "$out"/corpus/precheck | wc -l) precheck; key in $out/keys"

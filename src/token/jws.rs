@@ -9,7 +9,7 @@ use openssl::ec::{EcGroup, EcKey};
 use openssl::ecdsa::EcdsaSig;
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private, Public};
+use openssl::pkey::{HasParams, Id, PKey, PKeyRef, Private, Public};
 use openssl::rsa::{Padding, Rsa};
 use openssl::sign::{Signer, Verifier};
 use serde::Deserialize;
@@ -40,6 +40,9 @@ pub struct Header {
     /// Key id.
     #[serde(default)]
     pub kid: Option<String>,
+    /// Type of the whole token (RFC 7515 4.1.9), e.g. `JWT`.
+    #[serde(default)]
+    pub typ: Option<String>,
     /// Critical extensions: we understand none, so any is a refusal.
     #[serde(default)]
     pub crit: Option<Value>,
@@ -124,9 +127,7 @@ pub fn public_key(jwk: &Value) -> Result<PKey<Public>, JwsError> {
             key.check_key().map_err(err)?;
             PKey::from_ec_key(key).map_err(err)
         }
-        "OKP" if jwk.get("crv").and_then(Value::as_str) == Some("Ed25519") => {
-            PKey::public_key_from_raw_bytes(&b64_field(jwk, "x")?, openssl::pkey::Id::ED25519).map_err(err)
-        }
+        "OKP" if jwk.get("crv").and_then(Value::as_str) == Some("Ed25519") => PKey::public_key_from_raw_bytes(&b64_field(jwk, "x")?, Id::ED25519).map_err(err),
         other => Err(JwsError::Key(format!("key type {other:?}"))),
     }
 }
@@ -148,23 +149,35 @@ pub fn key_fits(jwk: &Value, alg: &str) -> bool {
     kty == family && jwk.get("alg").and_then(Value::as_str).is_none_or(|a| a == alg) && jwk.get("use").and_then(Value::as_str).is_none_or(|u| u == "sig")
 }
 
+/// Whether `key` can make or check `alg`: the algorithm's key type (an EC key never
+/// verifies an "RS256" token, nor makes one), and for ECDSA the algorithm's own curve
+/// (RFC 7518 3.4).
+fn key_for<T: HasParams>(key: &PKeyRef<T>, alg: &str) -> Result<(), JwsError> {
+    let id = key.id();
+    let fits = match alg {
+        "EdDSA" => id == Id::ED25519,
+        a if a.starts_with("RS") || a.starts_with("PS") => id == Id::RSA,
+        a if a.starts_with("ES") => id == Id::EC,
+        _ => return Err(JwsError::Algorithm(alg.into())),
+    };
+    if !fits {
+        return Err(JwsError::Key(format!("{alg} needs a key of its own type")));
+    }
+    if let Some((nid, _, _)) = ec_curve(alg) {
+        if key.ec_key().ok().and_then(|k| k.group().curve_name()) != Some(nid) {
+            return Err(JwsError::Key(format!("{alg} needs a key on its own curve")));
+        }
+    }
+    Ok(())
+}
+
 /// Verifies the signature of `parsed` with `key` for its (already allowed) algorithm.
 pub fn verify(parsed: &Parsed, key: &PKey<Public>) -> Result<(), JwsError> {
     let alg = parsed.header.alg.as_str();
     let input = parsed.signing_input.as_bytes();
     let sig = &parsed.signature;
     let err = |_| JwsError::Signature;
-    // The key's type is the algorithm's (an EC key never verifies an "RS256" token).
-    let id = key.id();
-    let fits = match alg {
-        "EdDSA" => id == openssl::pkey::Id::ED25519,
-        a if a.starts_with("RS") || a.starts_with("PS") => id == openssl::pkey::Id::RSA,
-        a if a.starts_with("ES") => id == openssl::pkey::Id::EC,
-        _ => false,
-    };
-    if !fits {
-        return Err(JwsError::Key(format!("{alg} needs a key of its own type")));
-    }
+    key_for(key, alg)?;
     let ok = if alg == "EdDSA" {
         let mut v = Verifier::new_without_digest(key).map_err(err)?;
         v.verify_oneshot(sig, input).map_err(err)?
@@ -177,13 +190,9 @@ pub fn verify(parsed: &Parsed, key: &PKey<Public>) -> Result<(), JwsError> {
         }
         let der;
         let sig: &[u8] = if alg.starts_with("ES") {
-            // RFC 7518 3.4: the key is on the algorithm's curve, and the signature is r || s,
-            // each exactly one coordinate long (64, 96 or 132 bytes). openssl wants DER.
-            let (nid, _, size) = ec_curve(alg).ok_or_else(|| JwsError::Algorithm(alg.into()))?;
-            let on_curve = key.ec_key().ok().and_then(|k| k.group().curve_name()) == Some(nid);
-            if !on_curve {
-                return Err(JwsError::Key(format!("{alg} needs a key on its own curve")));
-            }
+            // RFC 7518 3.4: the signature is r || s, each exactly one coordinate long (64, 96
+            // or 132 bytes); the key is on the algorithm's curve (`key_for`). openssl wants DER.
+            let (_, _, size) = ec_curve(alg).ok_or_else(|| JwsError::Algorithm(alg.into()))?;
             if sig.len() != 2 * size {
                 return Err(JwsError::Signature);
             }
@@ -193,6 +202,12 @@ pub fn verify(parsed: &Parsed, key: &PKey<Public>) -> Result<(), JwsError> {
             der = EcdsaSig::from_private_components(r, s).and_then(|x| x.to_der()).map_err(err)?;
             &der
         } else {
+            // RFC 8017 8.1.2 and 8.2.2: an RSA signature is exactly as long as the modulus.
+            // OpenSSL's PSS path reads a shorter one (leading zero bytes dropped) as the same
+            // number: a second text for one signature (found by jws_differential).
+            if sig.len() != key.size() {
+                return Err(JwsError::Signature);
+            }
             sig
         };
         v.update(input).map_err(err)?;
@@ -205,15 +220,26 @@ pub fn verify(parsed: &Parsed, key: &PKey<Public>) -> Result<(), JwsError> {
     }
 }
 
-/// Signs `claims` as a compact JWS with `alg` (`ES256`/`ES384`/`ES512` or `RS256`) and `kid`.
+/// Signs `claims` as a compact JWS with `alg` (any algorithm [`verify`] knows) and `kid`.
+/// The key must be one `alg` is made with (its type, and for ECDSA its curve): it is
+/// never used its own way under another algorithm's name.
 pub fn sign(key: &PKey<Private>, alg: &str, kid: &str, claims: &Value) -> Result<String, JwsError> {
+    key_for(key, alg)?;
     let header = serde_json::json!({"alg": alg, "typ": "JWT", "kid": kid});
     let input = format!("{}.{}", B64URL.encode(header.to_string()), B64URL.encode(claims.to_string()));
     let err = |e: openssl::error::ErrorStack| JwsError::Key(e.to_string());
-    let md = digest(alg).ok_or_else(|| JwsError::Algorithm(alg.into()))?;
-    let mut signer = Signer::new(md, key).map_err(err)?;
-    signer.update(input.as_bytes()).map_err(err)?;
-    let mut sig = signer.sign_to_vec().map_err(err)?;
+    let mut sig = if alg == "EdDSA" {
+        Signer::new_without_digest(key).and_then(|mut s| s.sign_oneshot_to_vec(input.as_bytes())).map_err(err)?
+    } else {
+        let md = digest(alg).ok_or_else(|| JwsError::Algorithm(alg.into()))?;
+        let mut signer = Signer::new(md, key).map_err(err)?;
+        if alg.starts_with("PS") {
+            signer.set_rsa_padding(Padding::PKCS1_PSS).map_err(err)?;
+            signer.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::DIGEST_LENGTH).map_err(err)?;
+        }
+        signer.update(input.as_bytes()).map_err(err)?;
+        signer.sign_to_vec().map_err(err)?
+    };
     if let Some((_, _, size)) = ec_curve(alg) {
         let parsed = EcdsaSig::from_der(&sig).map_err(err)?;
         let size = size as i32;

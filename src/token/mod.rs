@@ -5,6 +5,8 @@
 
 pub mod claims;
 pub mod jws;
+#[cfg(test)]
+mod jws_differential;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;

@@ -12,6 +12,8 @@ pub mod xmldsig;
 
 #[cfg(test)]
 mod dsig_differential;
+#[cfg(test)]
+mod oidc_differential;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

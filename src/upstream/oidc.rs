@@ -321,7 +321,8 @@ fn check_times(c: &Value, checks: Checks) -> Result<(), UpstreamError> {
     let now_s = checks.now / 1000;
     let skew_s = (checks.skew_ms / 1000).max(0);
     let exp = number(c, "exp").ok_or_else(|| invalid("the ID token has no exp"))?;
-    if now_s > exp.saturating_add(skew_s) {
+    // RFC 7519 4.1.4: expired on or after exp (here exp + skew).
+    if now_s >= exp.saturating_add(skew_s) {
         return Err(invalid("the ID token has expired"));
     }
     let iat = number(c, "iat").ok_or_else(|| invalid("the ID token has no iat"))?;
@@ -374,6 +375,14 @@ async fn signature(o: &OidcSettings, token: &str, jwks: &JwksCache) -> Result<(j
     if !o.allowed_algorithms.contains(&alg) {
         return Err(invalid(format!("the ID token is signed with {alg:?}, which this connection does not accept")));
     }
+    // RFC 8725 3.11: a token typed as another kind of JWT (an access token is `at+jwt`,
+    // RFC 9068) is not an ID token. IdPs send no typ, or `JWT`; `JOSE` is the generic type.
+    if let Some(typ) = &parsed.header.typ {
+        let lower = typ.to_ascii_lowercase();
+        if !matches!(lower.strip_prefix("application/").unwrap_or(&lower), "jwt" | "jose") {
+            return Err(invalid(format!("the ID token is typed {typ:?}, which is not an ID token's type (JWT)")));
+        }
+    }
     let mut verified_with = None;
     if o.verify_signature {
         let uri = o.jwks_uri.as_deref().ok_or_else(|| UpstreamError::Unavailable("no JWKS URI is configured".into()))?;
@@ -397,7 +406,9 @@ pub fn id_token_claims(o: &OidcSettings, parsed: &jws::Parsed, nonce: &str, acce
     }
     let aud: Vec<&str> = match c.get("aud") {
         Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        // A member that is not a string (RFC 7519 4.1.3) is an audience we cannot compare,
+        // so one we do not trust: it stays in the list as "".
+        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().unwrap_or_default()).collect(),
         _ => vec![],
     };
     if !aud.contains(&o.client_id.as_str()) {
@@ -532,5 +543,139 @@ mod tests {
         // Other userinfo claims are still laid over the ID token's.
         let (claims, _) = claims_and_identity(json!({"sub": "s", "name": "a"}), Some(json!({"sub": "s", "name": "b"})), &mappings(&["email"])).unwrap();
         assert_eq!(claims["name"], "b");
+    }
+
+    #[test]
+    fn times_are_checked_with_the_skew_at_their_boundaries() {
+        let base = |exp: i64, iat: i64| json!({"exp": exp, "iat": iat});
+        // (what, claims, accepted) at NOW with a 60 s skew.
+        let table: Vec<(&str, Value, bool)> = vec![
+            ("valid", base(NOW + 300, NOW), true),
+            ("exp 59 s ago (within the skew)", base(NOW - 59, NOW - 120), true),
+            ("exp exactly 60 s ago (RFC 7519: expired on or after)", base(NOW - 60, NOW - 120), false),
+            ("exp 61 s ago", base(NOW - 61, NOW - 120), false),
+            ("exp a fraction after the skew", json!({"exp": (NOW - 60) as f64 + 0.5, "iat": NOW - 120}), false),
+            ("exp missing", json!({"iat": NOW}), false),
+            ("exp a string", json!({"exp": (NOW + 300).to_string(), "iat": NOW}), false),
+            ("exp null", json!({"exp": null, "iat": NOW}), false),
+            ("iat 60 s ahead (within the skew)", base(NOW + 300, NOW + 60), true),
+            ("iat 61 s ahead", base(NOW + 300, NOW + 61), false),
+            ("iat long ago", base(NOW + 300, 0), true),
+            ("iat missing", json!({"exp": NOW + 300}), false),
+            ("iat a string", json!({"exp": NOW + 300, "iat": NOW.to_string()}), false),
+            ("nbf 60 s ahead (within the skew)", json!({"exp": NOW + 300, "iat": NOW, "nbf": NOW + 60}), true),
+            ("nbf 61 s ahead", json!({"exp": NOW + 300, "iat": NOW, "nbf": NOW + 61}), false),
+        ];
+        for (what, claims, ok) in table {
+            assert_eq!(check_times(&claims, at(NOW, 60)).is_ok(), ok, "{what}");
+        }
+        // The skew is whole seconds; a clock part-way through a second counts that second.
+        let late = Checks { now: NOW * 1000 + 999, skew_ms: 60_999 };
+        assert!(check_times(&base(NOW - 60, NOW - 120), late).is_err(), "the skew's milliseconds are not a second");
+        // No skew: exp is the first instant the token is no longer valid.
+        assert!(check_times(&base(NOW, NOW - 1), at(NOW, 0)).is_err());
+        assert!(check_times(&base(NOW + 1, NOW - 1), at(NOW, 0)).is_ok());
+    }
+
+    /// The claim checks of `verify_id_token` (signature checking off: the JWS differential
+    /// and `oidc_differential` cover keys and signatures), each refusal naming its check.
+    #[tokio::test]
+    async fn id_token_claims_table() {
+        const ISSUER: &str = "https://idp.example.test";
+        const ACCESS: &str = "at-1";
+        let o = OidcSettings {
+            issuer: ISSUER.into(),
+            client_id: "app".into(),
+            authorization_endpoint: format!("{ISSUER}/authorize"),
+            token_endpoint: format!("{ISSUER}/token"),
+            revocation_endpoint: None,
+            userinfo_endpoint: None,
+            jwks_uri: None,
+            userinfo_from_id_token: true,
+            email_verification: false,
+            verify_signature: false,
+            code_challenge_method: Pkce::S256,
+            token_endpoint_auth_method: ClientAuth::ClientSecretBasic,
+            scopes: vec!["openid".into()],
+            additional_scopes: vec![],
+            allowed_algorithms: vec!["RS256".into(), "ES256".into()],
+            authorization_response_iss_parameter_supported: false,
+        };
+        let flow = FlowState {
+            connection_id: "con_o".into(),
+            browser: "b".into(),
+            nonce: "n1".into(),
+            pkce_verifier: None,
+            return_to: None,
+            created_at: NOW * 1000,
+            saml_request_id: None,
+        };
+        let jwks = JwksCache::new(reqwest::Client::new(), crate::clock::Clock::fixed(NOW * 1000), 60_000);
+        let at_hash = jws::half_hash("RS256", ACCESS).unwrap();
+        let good = json!({"iss": ISSUER, "sub": "alice", "aud": "app", "exp": NOW + 300, "iat": NOW, "nonce": "n1", "at_hash": at_hash});
+        let token = |header: Value, claims: &Value| format!("{}.{}.c2ln", B64URL.encode(header.to_string()), B64URL.encode(claims.to_string()));
+        let rs256 = json!({"alg": "RS256", "kid": "k1"});
+        // (what, header, claim edits (null removes), access token, None = accepted / Some(part of the refusal))
+        type Row<'a> = (&'a str, Value, Value, Option<&'a str>, Option<&'a str>);
+        let table: Vec<Row> = vec![
+            ("valid", rs256.clone(), json!({}), Some(ACCESS), None),
+            ("iss another issuer", rs256.clone(), json!({"iss": "https://evil.example.test"}), Some(ACCESS), Some("another issuer")),
+            ("iss with a trailing slash", rs256.clone(), json!({"iss": format!("{ISSUER}/")}), Some(ACCESS), Some("another issuer")),
+            ("iss missing", rs256.clone(), json!({"iss": null}), Some(ACCESS), Some("another issuer")),
+            ("iss not a string", rs256.clone(), json!({"iss": [ISSUER]}), Some(ACCESS), Some("another issuer")),
+            ("aud another client", rs256.clone(), json!({"aud": "other"}), Some(ACCESS), Some("not meant for this client")),
+            ("aud missing", rs256.clone(), json!({"aud": null}), Some(ACCESS), Some("not meant for this client")),
+            ("aud an empty list", rs256.clone(), json!({"aud": []}), Some(ACCESS), Some("not meant for this client")),
+            ("aud a number", rs256.clone(), json!({"aud": 5}), Some(ACCESS), Some("not meant for this client")),
+            ("aud a list of ours", rs256.clone(), json!({"aud": ["app"]}), Some(ACCESS), None),
+            ("aud ours twice", rs256.clone(), json!({"aud": ["app", "app"]}), Some(ACCESS), None),
+            ("aud ours and another", rs256.clone(), json!({"aud": ["app", "other"]}), Some(ACCESS), Some("other, untrusted audiences")),
+            ("aud ours and another, azp ours", rs256.clone(), json!({"aud": ["app", "other"], "azp": "app"}), Some(ACCESS), Some("other, untrusted audiences")),
+            ("aud ours and a number", rs256.clone(), json!({"aud": ["app", 5]}), Some(ACCESS), Some("other, untrusted audiences")),
+            ("aud ours and null", rs256.clone(), json!({"aud": ["app", null]}), Some(ACCESS), Some("other, untrusted audiences")),
+            ("azp ours", rs256.clone(), json!({"azp": "app"}), Some(ACCESS), None),
+            ("azp another client", rs256.clone(), json!({"azp": "other"}), Some(ACCESS), Some("azp is another client")),
+            ("azp not a string", rs256.clone(), json!({"azp": ["app"]}), Some(ACCESS), Some("azp is another client")),
+            ("nonce missing", rs256.clone(), json!({"nonce": null}), Some(ACCESS), Some("nonce does not match")),
+            ("nonce of another login", rs256.clone(), json!({"nonce": "n2"}), Some(ACCESS), Some("nonce does not match")),
+            ("nonce a number", rs256.clone(), json!({"nonce": 1}), Some(ACCESS), Some("nonce does not match")),
+            ("nonce with a trailing space", rs256.clone(), json!({"nonce": "n1 "}), Some(ACCESS), Some("nonce does not match")),
+            ("expired", rs256.clone(), json!({"exp": NOW - 600}), Some(ACCESS), Some("expired")),
+            ("at_hash of another access token", rs256.clone(), json!({"at_hash": jws::half_hash("RS256", "at-2").unwrap()}), Some(ACCESS), Some("at_hash")),
+            ("at_hash not a hash", rs256.clone(), json!({"at_hash": "x"}), Some(ACCESS), Some("at_hash")),
+            ("at_hash with no access token to compare", rs256.clone(), json!({"at_hash": "x"}), None, None),
+            ("at_hash absent", rs256.clone(), json!({"at_hash": null}), Some(ACCESS), None),
+            ("sub missing", rs256.clone(), json!({"sub": null}), Some(ACCESS), Some("no sub")),
+            ("sub empty", rs256.clone(), json!({"sub": ""}), Some(ACCESS), Some("no sub")),
+            ("sub a number", rs256.clone(), json!({"sub": 7}), Some(ACCESS), Some("no sub")),
+            ("alg not allowed", json!({"alg": "RS384"}), json!({}), Some(ACCESS), Some("does not accept")),
+            ("alg HS256", json!({"alg": "HS256"}), json!({}), Some(ACCESS), Some("does not accept")),
+            ("alg none", json!({"alg": "none"}), json!({}), Some(ACCESS), Some("does not accept")),
+            ("typ JWT", json!({"alg": "RS256", "typ": "JWT"}), json!({}), Some(ACCESS), None),
+            ("typ jwt", json!({"alg": "RS256", "typ": "jwt"}), json!({}), Some(ACCESS), None),
+            ("typ application/jwt", json!({"alg": "RS256", "typ": "application/jwt"}), json!({}), Some(ACCESS), None),
+            ("typ JOSE", json!({"alg": "RS256", "typ": "JOSE"}), json!({}), Some(ACCESS), None),
+            ("typ at+jwt", json!({"alg": "RS256", "typ": "at+jwt"}), json!({}), Some(ACCESS), Some("typed \"at+jwt\"")),
+            ("typ application/at+jwt", json!({"alg": "RS256", "typ": "application/at+jwt"}), json!({}), Some(ACCESS), Some("typed")),
+            ("typ logout+jwt", json!({"alg": "RS256", "typ": "logout+jwt"}), json!({}), Some(ACCESS), Some("typed")),
+            ("typ not a string", json!({"alg": "RS256", "typ": 1}), json!({}), Some(ACCESS), Some("not a well-formed JWS")),
+        ];
+        for (what, header, edits, access, refusal) in table {
+            let mut claims = good.clone();
+            for (k, v) in edits.as_object().unwrap() {
+                if v.is_null() {
+                    claims.as_object_mut().unwrap().remove(k);
+                } else {
+                    claims[k] = v.clone();
+                }
+            }
+            let got = verify_id_token(&o, &token(header, &claims), &flow, access, &jwks, at(NOW, 60)).await;
+            match (refusal, got) {
+                (None, Ok((c, kid))) => assert_eq!((c, kid), (claims, None), "{what}"),
+                (None, Err(e)) => panic!("{what}: refused: {e}"),
+                (Some(part), Ok(_)) => panic!("{what}: accepted, want a refusal naming {part:?}"),
+                (Some(part), Err(e)) => assert!(e.to_string().contains(part), "{what}: {e}"),
+            }
+        }
     }
 }

@@ -587,4 +587,173 @@ pub(crate) mod tests {
         saml_mut(&mut broken).idp.certificates[0].pem = "not a certificate".into();
         assert!(pinned_keys(&broken).is_empty());
     }
+
+    /// The Web SSO profile's conditions, one row each, at their skew boundaries: the
+    /// assertion edited, then signed (so every edit is inside the signature), in a
+    /// response edited outside it. `expect()` is 10 s after the fixture's issue instant
+    /// with a 60 s skew, so "now + skew" is 08:01:10 and "now - skew" 07:59:10.
+    #[test]
+    fn conditions_table() {
+        let (cert, key) = crate::connection::keypair::generate("idp").unwrap();
+        let key = PKey::private_key_from_pem(key.as_bytes()).unwrap();
+        let conn = connection(&cert, true);
+        /// Replaces the first `from` with `to`.
+        fn swap(xml: &str, from: &str, to: &str) -> String {
+            assert!(xml.contains(from), "{from} is not in the fixture");
+            xml.replacen(from, to, 1)
+        }
+        let conditions_nb = "<saml:Conditions NotBefore=\"2027-01-15T07:59:00Z\"";
+        let conditions_noa = "NotOnOrAfter=\"2027-01-15T08:05:00Z\"><saml:AudienceRestriction>";
+        let scd_noa = "<saml:SubjectConfirmationData NotOnOrAfter=\"2027-01-15T08:05:00Z\"";
+        let recipient = format!("Recipient=\"{ACS}\"");
+        let scd_irt = format!("Recipient=\"{ACS}\" InResponseTo=\"{REQUEST}\"");
+        let audience = format!("<saml:Audience>{SP}</saml:Audience>");
+        let bearer_sc = format!("<saml:SubjectConfirmation Method=\"{BEARER}\">");
+        let hok = "urn:oasis:names:tc:SAML:2.0:cm:holder-of-key";
+        let unsolicited = Expect { request_id: None, ..expect() };
+        // (what, edit of the assertion, edit of the response around it, expectation, refusal part or None)
+        type Edit<'a> = Box<dyn Fn(String) -> String + 'a>;
+        let same = || -> Edit { Box::new(|x| x) };
+        let a = |from: &'static str, to: String| -> Edit { Box::new(move |x| swap(&x, from, &to)) };
+        let a_owned = |from: String, to: String| -> Edit { Box::new(move |x| swap(&x, &from, &to)) };
+        let table: Vec<(&str, Edit, Edit, Expect, Option<&str>)> = vec![
+            ("the fixture", same(), same(), expect(), None),
+            // Conditions NotBefore / NotOnOrAfter with the skew.
+            ("Conditions NotBefore = now + skew", a(conditions_nb, "<saml:Conditions NotBefore=\"2027-01-15T08:01:10Z\"".into()), same(), expect(), None),
+            (
+                "Conditions NotBefore = now + skew + 1 s",
+                a(conditions_nb, "<saml:Conditions NotBefore=\"2027-01-15T08:01:11Z\"".into()),
+                same(),
+                expect(),
+                Some("not valid yet (Conditions NotBefore)"),
+            ),
+            ("Conditions without NotBefore", a(conditions_nb, "<saml:Conditions".into()), same(), expect(), None),
+            (
+                "Conditions NotOnOrAfter = now - skew",
+                a(conditions_noa, "NotOnOrAfter=\"2027-01-15T07:59:10Z\"><saml:AudienceRestriction>".into()),
+                same(),
+                expect(),
+                Some("expired (Conditions NotOnOrAfter)"),
+            ),
+            (
+                "Conditions NotOnOrAfter = now - skew + 1 s",
+                a(conditions_noa, "NotOnOrAfter=\"2027-01-15T07:59:11Z\"><saml:AudienceRestriction>".into()),
+                same(),
+                expect(),
+                None,
+            ),
+            (
+                "Conditions NotOnOrAfter not a date-time",
+                a(conditions_noa, "NotOnOrAfter=\"soon\"><saml:AudienceRestriction>".into()),
+                same(),
+                expect(),
+                Some("not a UTC date-time"),
+            ),
+            // SubjectConfirmationData NotOnOrAfter (required) and NotBefore.
+            ("SubjectConfirmationData NotOnOrAfter = now - skew", a(scd_noa, "<saml:SubjectConfirmationData NotOnOrAfter=\"2027-01-15T07:59:10Z\"".into()), same(), expect(), Some("expired (SubjectConfirmationData NotOnOrAfter)")),
+            ("SubjectConfirmationData NotOnOrAfter = now - skew + 1 s", a(scd_noa, "<saml:SubjectConfirmationData NotOnOrAfter=\"2027-01-15T07:59:11Z\"".into()), same(), expect(), None),
+            ("SubjectConfirmationData without NotOnOrAfter", a(scd_noa, "<saml:SubjectConfirmationData".into()), same(), expect(), Some("no NotOnOrAfter")),
+            (
+                "SubjectConfirmationData NotBefore = now + skew + 1 s",
+                a(scd_noa, "<saml:SubjectConfirmationData NotBefore=\"2027-01-15T08:01:11Z\" NotOnOrAfter=\"2027-01-15T08:05:00Z\"".into()),
+                same(),
+                expect(),
+                Some("not valid yet (SubjectConfirmationData NotBefore)"),
+            ),
+            (
+                "SubjectConfirmationData NotBefore = now + skew",
+                a(scd_noa, "<saml:SubjectConfirmationData NotBefore=\"2027-01-15T08:01:10Z\" NotOnOrAfter=\"2027-01-15T08:05:00Z\"".into()),
+                same(),
+                expect(),
+                None,
+            ),
+            // AudienceRestriction.
+            ("no AudienceRestriction", a_owned(format!("<saml:AudienceRestriction>{audience}</saml:AudienceRestriction>"), String::new()), same(), expect(), Some("names no Audience")),
+            ("Audience another SP", a_owned(audience.clone(), "<saml:Audience>https://other-sp.example/</saml:Audience>".into()), same(), expect(), Some("another service provider")),
+            ("Audience ours among others", a_owned(audience.clone(), format!("<saml:Audience>https://other-sp.example/</saml:Audience>{audience}")), same(), expect(), None),
+            ("Audience ours with spaces around", a_owned(audience.clone(), format!("<saml:Audience>\n  {SP} </saml:Audience>")), same(), expect(), None),
+            ("Audience ours with a trailing slash", a_owned(audience.clone(), format!("<saml:Audience>{SP}/</saml:Audience>")), same(), expect(), Some("another service provider")),
+            ("AudienceRestriction empty", a_owned(audience.clone(), String::new()), same(), expect(), Some("another service provider")),
+            (
+                "a second AudienceRestriction without us (each must name us)",
+                a_owned(format!("{audience}</saml:AudienceRestriction>"), format!("{audience}</saml:AudienceRestriction><saml:AudienceRestriction><saml:Audience>https://other-sp.example/</saml:Audience></saml:AudienceRestriction>")),
+                same(),
+                expect(),
+                Some("another service provider"),
+            ),
+            (
+                "a second AudienceRestriction with us",
+                a_owned(format!("{audience}</saml:AudienceRestriction>"), format!("{audience}</saml:AudienceRestriction><saml:AudienceRestriction>{audience}<saml:Audience>https://x.example/</saml:Audience></saml:AudienceRestriction>")),
+                same(),
+                expect(),
+                None,
+            ),
+            // Recipient.
+            ("Recipient another ACS", a_owned(recipient.clone(), "Recipient=\"https://other-sp.example/acs\"".into()), same(), expect(), Some("(Recipient)")),
+            ("Recipient ours with a trailing slash", a_owned(recipient.clone(), format!("Recipient=\"{ACS}/\"")), same(), expect(), Some("(Recipient)")),
+            ("no Recipient", a_owned(recipient.clone(), String::new()), same(), expect(), Some("no Recipient")),
+            // InResponseTo, in the signed confirmation and on the response.
+            ("SubjectConfirmationData InResponseTo another request", a_owned(scd_irt.clone(), format!("{recipient} InResponseTo=\"_other\"")), same(), expect(), Some("another sign-in")),
+            ("SubjectConfirmationData without InResponseTo", a_owned(scd_irt.clone(), recipient.clone()), same(), expect(), Some("no InResponseTo")),
+            ("Response InResponseTo another request", same(), a_owned(format!("InResponseTo=\"{REQUEST}\">"), "InResponseTo=\"_other\">".into()), expect(), Some("another sign-in")),
+            ("Response without InResponseTo", same(), a_owned(format!(" InResponseTo=\"{REQUEST}\">"), ">".into()), expect(), Some("no InResponseTo")),
+            ("unsolicited, but the response answers a request", same(), same(), unsolicited.clone(), Some("did not start here")),
+            (
+                "unsolicited, no InResponseTo anywhere",
+                a_owned(scd_irt.clone(), recipient.clone()),
+                a_owned(format!(" InResponseTo=\"{REQUEST}\">"), ">".into()),
+                unsolicited.clone(),
+                None,
+            ),
+            (
+                "unsolicited response, but the confirmation answers a request",
+                same(),
+                a_owned(format!(" InResponseTo=\"{REQUEST}\">"), ">".into()),
+                unsolicited.clone(),
+                Some("did not start here"),
+            ),
+            // SubjectConfirmation Method.
+            ("Method holder-of-key only", a_owned(bearer_sc.clone(), format!("<saml:SubjectConfirmation Method=\"{hok}\">")), same(), expect(), Some("no bearer SubjectConfirmation")),
+            (
+                "Method sender-vouches only",
+                a_owned(bearer_sc.clone(), "<saml:SubjectConfirmation Method=\"urn:oasis:names:tc:SAML:2.0:cm:sender-vouches\">".into()),
+                same(),
+                expect(),
+                Some("no bearer SubjectConfirmation"),
+            ),
+            ("Method bearer with a leading space (compared exactly, not schema-collapsed)", a_owned(bearer_sc.clone(), format!("<saml:SubjectConfirmation Method=\" {BEARER}\">")), same(), expect(), Some("no bearer SubjectConfirmation")),
+            (
+                "holder-of-key beside a valid bearer",
+                a_owned(bearer_sc.clone(), format!("<saml:SubjectConfirmation Method=\"{hok}\"/>{bearer_sc}")),
+                same(),
+                expect(),
+                None,
+            ),
+            (
+                "a bearer for another ACS, then a valid one",
+                a_owned(
+                    bearer_sc.clone(),
+                    format!("{bearer_sc}<saml:SubjectConfirmationData NotOnOrAfter=\"2027-01-15T08:05:00Z\" Recipient=\"https://other-sp.example/acs\"/></saml:SubjectConfirmation>{bearer_sc}"),
+                ),
+                same(),
+                expect(),
+                None,
+            ),
+            ("bearer without SubjectConfirmationData", a_owned(format!("<saml:SubjectConfirmationData NotOnOrAfter=\"2027-01-15T08:05:00Z\" {scd_irt}/>"), String::new()), same(), expect(), Some("no SubjectConfirmationData")),
+            // IssueInstant.
+            ("IssueInstant = now + skew", a("IssueInstant=\"2027-01-15T08:00:00Z\"", "IssueInstant=\"2027-01-15T08:01:10Z\"".into()), same(), expect(), None),
+            ("IssueInstant = now + skew + 1 s", a("IssueInstant=\"2027-01-15T08:00:00Z\"", "IssueInstant=\"2027-01-15T08:01:11Z\"".into()), same(), expect(), Some("issued in the future")),
+            ("IssueInstant older than a login may take", a("IssueInstant=\"2027-01-15T08:00:00Z\"", "IssueInstant=\"2027-01-15T07:48:00Z\"".into()), same(), expect(), Some("too long ago")),
+        ];
+        for (what, edit_assertion, edit_response, expect, refusal) in table {
+            let signed = sign_root(&edit_assertion(assertion()), &key, None, true).unwrap();
+            let xml = edit_response(response(&signed));
+            match (refusal, verify_xml(&xml, &conn, &expect)) {
+                (None, Ok(v)) => assert_eq!(v.claims[NAME_ID], "alice@example.test", "{what}"),
+                (None, Err(e)) => panic!("{what}: refused: {e}"),
+                (Some(part), Ok(_)) => panic!("{what}: accepted, want a refusal naming {part:?}"),
+                (Some(part), Err(e)) => assert!(e.to_string().contains(part), "{what}: {e}"),
+            }
+        }
+    }
 }
