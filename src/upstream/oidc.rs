@@ -601,15 +601,6 @@ mod tests {
             allowed_algorithms: vec!["RS256".into(), "ES256".into()],
             authorization_response_iss_parameter_supported: false,
         };
-        let flow = FlowState {
-            connection_id: "con_o".into(),
-            browser: "b".into(),
-            nonce: "n1".into(),
-            pkce_verifier: None,
-            return_to: None,
-            created_at: NOW * 1000,
-            saml_request_id: None,
-        };
         let jwks = JwksCache::new(reqwest::Client::new(), crate::clock::Clock::fixed(NOW * 1000), 60_000);
         let at_hash = jws::half_hash("RS256", ACCESS).unwrap();
         let good = json!({"iss": ISSUER, "sub": "alice", "aud": "app", "exp": NOW + 300, "iat": NOW, "nonce": "n1", "at_hash": at_hash});
@@ -669,7 +660,7 @@ mod tests {
                     claims[k] = v.clone();
                 }
             }
-            let got = verify_id_token(&o, &token(header, &claims), &flow, access, &jwks, at(NOW, 60)).await;
+            let got = verify_id_token(&o, &token(header, &claims), "n1", access, &jwks, at(NOW, 60), &mut Default::default()).await;
             match (refusal, got) {
                 (None, Ok((c, kid))) => assert_eq!((c, kid), (claims, None), "{what}"),
                 (None, Err(e)) => panic!("{what}: refused: {e}"),

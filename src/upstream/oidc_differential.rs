@@ -30,7 +30,6 @@ use serde_json::{json, Value};
 
 use super::jwks::JwksCache;
 use super::oidc::{verify_id_token, Checks};
-use super::FlowState;
 use crate::clock::Clock;
 use crate::connection::{ClientAuth, OidcSettings, Pkce};
 use crate::token::jws;
@@ -86,18 +85,6 @@ fn settings(jwks_uri: &str) -> OidcSettings {
     }
 }
 
-fn flow() -> FlowState {
-    FlowState {
-        connection_id: "con_o".into(),
-        browser: "b".into(),
-        nonce: NONCE.into(),
-        pkce_verifier: None,
-        return_to: None,
-        created_at: NOW * 1000,
-        saml_request_id: None,
-    }
-}
-
 /// Their allowed algorithms: the connection's.
 const THEIR_ALGS: [CoreJwsSigningAlgorithm; 2] = [CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256, CoreJwsSigningAlgorithm::EcdsaP256Sha256];
 
@@ -119,7 +106,7 @@ async fn serve_jwks(jwks: Value) -> String {
 
 async fn ours(o: &OidcSettings, cache: &JwksCache, token: &str, access: Option<&str>) -> Result<(), String> {
     let checks = Checks { now: NOW * 1000, skew_ms: SKEW * 1000 };
-    verify_id_token(o, token, &flow(), access, cache, checks).await.map(|_| ()).map_err(|e| e.to_string())
+    verify_id_token(o, token, NONCE, access, cache, checks, &mut Default::default()).await.map(|_| ()).map_err(|e| e.to_string())
 }
 
 fn theirs(jwks: &CoreJsonWebKeySet, token: &str, access: Option<&str>) -> Result<(), String> {
