@@ -298,13 +298,15 @@ pub async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
-/// Our SP metadata for a SAML connection, for the IdP to import as is.
+/// Our SP metadata for a SAML connection, for the IdP to import as is; for a connection
+/// not saved yet, that of its pending Test Provider draft (the admin registers the SP at
+/// the IdP before saving).
 pub async fn saml_metadata(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Response {
     let conn = match app.registry.get_cached(&id).await {
-        Ok(c) => c,
-        Err(_) => return LoginError::new(StatusCode::NOT_FOUND, Step::Start, "there is no SAML connection with this id").connection(&id).into_response(),
+        Ok(c) => Some((*c).clone()),
+        Err(_) => test::pending_connection(&app, &id).await,
     };
-    match crate::upstream::saml::sp_metadata(&conn, &app.config.public_base()) {
+    match conn.and_then(|c| crate::upstream::saml::sp_metadata(&c, &app.config.public_base())) {
         Some(xml) => ([(header::CONTENT_TYPE, "application/samlmetadata+xml")], xml).into_response(),
         None => LoginError::new(StatusCode::NOT_FOUND, Step::Start, "there is no SAML connection with this id").connection(&id).into_response(),
     }
