@@ -20,6 +20,7 @@
 //! - [`upstream`]: the protocol step of a login (OIDC and SAML): begin, then verify the
 //!   reply (the SAML pre-check, XML signatures, the profile's checks).
 //! - [`admin`]: the admin REST API and its OpenAPI document.
+//! - [`console`]: the admin console's pages (sign-in, Identity Providers), server-rendered.
 //! - [`limit`]: length caps on kept values, per-client rate limits, the client's address.
 //! - [`listen`]: the accept loop: connection timeouts and cap, peer addresses.
 //! - [`login`]: the login page, login start, OIDC callback, the shared steps after it, logout.
@@ -39,6 +40,7 @@ pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod connection;
+pub mod console;
 pub mod directory;
 pub mod id;
 pub mod ingress;

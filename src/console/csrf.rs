@@ -1,0 +1,55 @@
+//! Cross-site request forgery: every state-changing console request must carry the
+//! session's token (a hidden `csrf` field) **and** must not say it comes from another
+//! origin. Browsers send `Sec-Fetch-Site` and `Origin` with a form POST; when they name
+//! anything but this gateway's own origin the request is refused before the token is
+//! looked at. Stricter than logout's check: a sibling site (`same-site`, or a host of
+//! `ingress.allowed_domains`) is another origin here.
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use subtle::ConstantTimeEq;
+
+use crate::server::AppState;
+
+/// Refuses (403, saying why) unless the request comes from this gateway's origin and
+/// `sent` is `expected`.
+pub fn check(app: &AppState, headers: &HeaderMap, expected: &str, sent: Option<&str>) -> Result<(), Response> {
+    if let Some(why) = foreign(app, headers) {
+        tracing::info!(reason = %why, "console request refused: sent from another site");
+        return Err(super::error_page(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            &format!("This change was sent from another site ({why}), so it was refused and nothing changed. Make changes from the console's own pages."),
+        ));
+    }
+    let sent = sent.unwrap_or("");
+    if expected.is_empty() || sent.is_empty() || !bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
+        tracing::info!("console request refused: missing or wrong form token");
+        return Err(super::error_page(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "This form is not from your current console session (it may be from an older page, or from another site), so nothing changed. Reload the page and try again.",
+        ));
+    }
+    Ok(())
+}
+
+/// What names another origin than ours, if anything does.
+fn foreign(app: &AppState, headers: &HeaderMap) -> Option<String> {
+    let shown = |v: &str| v.chars().take(100).flat_map(char::escape_default).collect::<String>();
+    if let Some(v) = headers.get("sec-fetch-site") {
+        let v = v.to_str().unwrap_or("(not ASCII)");
+        // `none`: typed in or bookmarked, which a POST form never is, but harmless.
+        if !matches!(v, "same-origin" | "none") {
+            return Some(format!("Sec-Fetch-Site: {}", shown(v)));
+        }
+    }
+    if let Some(v) = headers.get("origin") {
+        let v = v.to_str().unwrap_or("(not ASCII)");
+        let ours = app.config.public_url.origin().ascii_serialization();
+        if v != ours {
+            return Some(format!("Origin: {}", shown(v)));
+        }
+    }
+    None
+}
