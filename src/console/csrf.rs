@@ -37,17 +37,18 @@ pub fn check(app: &AppState, headers: &HeaderMap, expected: &str, sent: Option<&
 /// What names another origin than ours, if anything does.
 fn foreign(app: &AppState, headers: &HeaderMap) -> Option<String> {
     let shown = |v: &str| v.chars().take(100).flat_map(char::escape_default).collect::<String>();
-    if let Some(v) = headers.get("sec-fetch-site") {
-        let v = v.to_str().unwrap_or("(not ASCII)");
-        // `none`: typed in or bookmarked, which a POST form never is, but harmless.
-        if !matches!(v, "same-origin" | "none") {
-            return Some(format!("Sec-Fetch-Site: {}", shown(v)));
-        }
+    let fetch_site = headers.get("sec-fetch-site").map(|v| v.to_str().unwrap_or("(not ASCII)"));
+    // `none`: typed in or bookmarked, which a POST form never is, but harmless.
+    if let Some(v) = fetch_site.filter(|v| !matches!(*v, "same-origin" | "none")) {
+        return Some(format!("Sec-Fetch-Site: {}", shown(v)));
     }
     if let Some(v) = headers.get("origin") {
         let v = v.to_str().unwrap_or("(not ASCII)");
-        let ours = app.config.public_url.origin().ascii_serialization();
-        if v != ours {
+        // Our pages send `Referrer-Policy: no-referrer`, under which a browser sends
+        // `Origin: null` even for a same-origin form: then `Sec-Fetch-Site`, which pages
+        // cannot forge, must vouch for it.
+        let vouched = v == "null" && fetch_site == Some("same-origin");
+        if v != app.config.public_url.origin().ascii_serialization() && !vouched {
             return Some(format!("Origin: {}", shown(v)));
         }
     }

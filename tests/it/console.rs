@@ -112,7 +112,10 @@ async fn the_admin_token_is_exchanged_for_a_console_session_by_form_only() {
     // A wrong token: 401, the page says so, no session.
     let r = b.http.post(format!("{}/console/sign-in", gw.base)).form(&[("csrf", token.as_str()), ("token", "sgt_wrong")]).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert!(r.text().await.unwrap().contains("not the admin token"));
+    let page = r.text().await.unwrap();
+    assert!(page.contains("not the admin token"));
+    // Each sign-in page binds a fresh form token to the browser.
+    let token = csrf_of(&page);
     // Without the form's token (a form from another site): refused before the token is read.
     let r = Browser::new().http.post(format!("{}/console/sign-in", gw.base)).form(&[("token", TOKEN)]).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
@@ -227,7 +230,6 @@ async fn every_page_sends_the_strict_csp_and_no_inline_script_or_style() {
         let html = r.text().await.unwrap();
         assert!(status == StatusCode::OK || p == "/console/nowhere", "{p}: {status}");
         assert_strict(&headers, &html, &p);
-        assert!(html.contains("<label") || p.contains("nowhere") || p == "/console/connections/new" || p.contains("protocol=") || p.contains("sort="), "{p}");
     }
     // Every control has a label: each input / select / textarea id is named by a <label for>.
     let (_, html) = c.get(&format!("/console/connections/{m}")).await;
@@ -492,7 +494,7 @@ async fn saml_connections_from_an_uploaded_file_or_pasted_xml() {
     let html = r.text().await.unwrap();
     let field = html.split("id=\"field-saml-idp-metadata-xml\"").nth(1).unwrap().split("id=\"field-").next().unwrap();
     assert!(field.contains("class=\"err\""), "{field}");
-    assert!(field.contains("&lt;nope/&gt;"), "the pasted XML comes back, escaped");
+    assert!(field.contains("&#60;nope/&#62;"), "the pasted XML comes back, escaped: {field}");
 }
 
 // ---------------------------------------------------------------------------------

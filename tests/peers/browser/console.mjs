@@ -20,7 +20,8 @@ import { mkdirSync } from 'node:fs';
 
 const [mode, gateway, shots, arg] = process.argv.slice(2);
 mkdirSync(shots, { recursive: true });
-const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const reader = createInterface({ input: process.stdin });
+const lines = reader[Symbol.asyncIterator]();
 async function ask(need) {
   console.log(JSON.stringify(need));
   const { value, done } = await lines.next();
@@ -163,6 +164,18 @@ try {
   }
   out.csp_violations = cspViolations;
   console.log(JSON.stringify(out));
+} catch (err) {
+  // Say where it stopped: the page's URL and text, and a screenshot of it.
+  for (const ctx of browser.contexts()) {
+    for (const p of ctx.pages()) {
+      console.error(`page ${p.url()}:\n${await p.locator('body').innerText().catch(() => '')}`);
+      await p.screenshot({ path: `${shots}/error.png`, fullPage: true }).catch(() => {});
+    }
+  }
+  throw err;
 } finally {
   await browser.close();
+  // The test keeps our stdin open: let go of it, or node never exits.
+  reader.close();
+  process.stdin.destroy();
 }
