@@ -170,7 +170,7 @@ pub async fn list(State(app): State<AppState>, admin: Admin, Query(q): Query<Lis
 /// `POST /console/connections/{id}/active`: `active=true|false` (the state wanted, so
 /// two admins clicking at once cannot flip it back).
 pub async fn set_active(State(app): State<AppState>, admin: Admin, Path(id): Path<String>, headers: HeaderMap, form: Form) -> Response {
-    if let Err(r) = super::csrf::check(&app, &headers, &admin.csrf, form.get("csrf")) {
+    if let Some(r) = super::csrf::refusal(&app, &headers, &admin.csrf, form.get("csrf")) {
         return r;
     }
     let active = form.get("active") == Some("true");
@@ -815,8 +815,10 @@ fn render_form(
     let preset = page.preset;
     let title = match page.existing {
         Some(c) => c.display_name.clone(),
+        None if preset.provider == "custom" => format!("New {} connection", protocol_label(preset.protocol)),
         None => format!("New {} connection", preset.name),
     };
+    let idp_name = if preset.provider == "custom" { "your identity provider".to_string() } else { preset.name.clone() };
     let view = views::ConnectionForm {
         chrome: chrome(admin),
         title,
@@ -827,6 +829,7 @@ fn render_form(
         protocol_label: protocol_label(preset.protocol),
         provider: preset.provider.clone(),
         provider_name: preset.name.clone(),
+        idp_name,
         logo: super::assets::logo_path(preset.protocol, &preset.provider),
         preset_hint: preset.hint.clone(),
         preset_docs: preset.docs.clone(),
@@ -891,7 +894,7 @@ fn conflict_errors(message: &str) -> Vec<FieldError> {
 /// `POST /console/connections`: creates the connection the form describes, with its
 /// reserved id; or, with `action=discover`, fills the form from the issuer.
 pub async fn create(State(app): State<AppState>, admin: Admin, headers: HeaderMap, form: Form) -> Response {
-    if let Err(r) = super::csrf::check(&app, &headers, &admin.csrf, form.get("csrf")) {
+    if let Some(r) = super::csrf::refusal(&app, &headers, &admin.csrf, form.get("csrf")) {
         return r;
     }
     let protocol = form.get("protocol").and_then(Protocol::parse);
@@ -957,7 +960,7 @@ pub async fn edit(State(app): State<AppState>, admin: Admin, Path(id): Path<Stri
 /// `POST /console/connections/{id}`: saves the form over the version it was read at;
 /// a change saved by someone else meanwhile is never overwritten.
 pub async fn update(State(app): State<AppState>, admin: Admin, Path(id): Path<String>, headers: HeaderMap, form: Form) -> Response {
-    if let Err(r) = super::csrf::check(&app, &headers, &admin.csrf, form.get("csrf")) {
+    if let Some(r) = super::csrf::refusal(&app, &headers, &admin.csrf, form.get("csrf")) {
         return r;
     }
     let c = match app.registry.get(&id).await {
@@ -993,7 +996,7 @@ pub async fn update(State(app): State<AppState>, admin: Admin, Path(id): Path<St
 
 /// `POST /console/connections/{id}/sp-keypair`: a new request-signing key pair.
 pub async fn generate_keypair(State(app): State<AppState>, admin: Admin, Path(id): Path<String>, headers: HeaderMap, form: Form) -> Response {
-    if let Err(r) = super::csrf::check(&app, &headers, &admin.csrf, form.get("csrf")) {
+    if let Some(r) = super::csrf::refusal(&app, &headers, &admin.csrf, form.get("csrf")) {
         return r;
     }
     match app.registry.generate_sp_keypair(&id, &admin.identity.actor()).await {
@@ -1058,7 +1061,7 @@ pub async fn confirm_delete(State(app): State<AppState>, admin: Admin, Path(id):
 /// `POST /console/connections/{id}/delete`: deletes it, ends its sessions, and rewrites
 /// the groups of the sessions whose memberships it had granted.
 pub async fn delete(State(app): State<AppState>, admin: Admin, Path(id): Path<String>, headers: HeaderMap, form: Form) -> Response {
-    if let Err(r) = super::csrf::check(&app, &headers, &admin.csrf, form.get("csrf")) {
+    if let Some(r) = super::csrf::refusal(&app, &headers, &admin.csrf, form.get("csrf")) {
         return r;
     }
     // Whose groups change with the memberships it granted: known only before it goes.

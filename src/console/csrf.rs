@@ -11,12 +11,12 @@ use subtle::ConstantTimeEq;
 
 use crate::server::AppState;
 
-/// Refuses (403, saying why) unless the request comes from this gateway's origin and
-/// `sent` is `expected`.
-pub fn check(app: &AppState, headers: &HeaderMap, expected: &str, sent: Option<&str>) -> Result<(), Response> {
+/// The refusal (403, saying why) of a request that does not come from this gateway's
+/// origin or whose token `sent` is not `expected`; None lets it through.
+pub fn refusal(app: &AppState, headers: &HeaderMap, expected: &str, sent: Option<&str>) -> Option<Response> {
     if let Some(why) = foreign(app, headers) {
         tracing::info!(reason = %why, "console request refused: sent from another site");
-        return Err(super::error_page(
+        return Some(super::error_page(
             StatusCode::FORBIDDEN,
             "Refused",
             &format!("This change was sent from another site ({why}), so it was refused and nothing changed. Make changes from the console's own pages."),
@@ -25,13 +25,13 @@ pub fn check(app: &AppState, headers: &HeaderMap, expected: &str, sent: Option<&
     let sent = sent.unwrap_or("");
     if expected.is_empty() || sent.is_empty() || !bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
         tracing::info!("console request refused: missing or wrong form token");
-        return Err(super::error_page(
+        return Some(super::error_page(
             StatusCode::FORBIDDEN,
             "Refused",
             "This form is not from your current console session (it may be from an older page, or from another site), so nothing changed. Reload the page and try again.",
         ));
     }
-    Ok(())
+    None
 }
 
 /// What names another origin than ours, if anything does.

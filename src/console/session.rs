@@ -278,7 +278,7 @@ async fn start(app: &AppState, identity: Identity, login_session: Option<String>
 /// no other site can sign a browser in as the admin token's holder.
 pub async fn sign_in_with_token(State(app): State<AppState>, headers: HeaderMap, form: Form) -> Response {
     let expected = crate::web::cookie::find(&headers, SIGN_IN_COOKIE).unwrap_or_default();
-    if let Err(r) = super::csrf::check(&app, &headers, expected, form.get("csrf")) {
+    if let Some(r) = super::csrf::refusal(&app, &headers, expected, form.get("csrf")) {
         return r;
     }
     let presented = form.get("token").unwrap_or("").trim();
@@ -321,7 +321,7 @@ pub async fn enter(State(app): State<AppState>, headers: HeaderMap) -> Response 
 
 /// `POST /console/sign-out`: ends the console session (the login session stays).
 pub async fn sign_out(State(app): State<AppState>, admin: Admin, headers: HeaderMap, form: Form) -> Response {
-    if let Err(r) = super::csrf::check(&app, &headers, &admin.csrf, form.get("csrf")) {
+    if let Some(r) = super::csrf::refusal(&app, &headers, &admin.csrf, form.get("csrf")) {
         return r;
     }
     if let Some(cookie) = crate::web::cookie::find(&headers, cookie_name(&app)) {

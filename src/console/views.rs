@@ -169,6 +169,8 @@ pub struct ConnectionForm {
     pub provider: String,
     /// Vendor name.
     pub provider_name: String,
+    /// How the page names the IdP ("Okta", or "your identity provider" for Custom).
+    pub idp_name: String,
     /// Logo URL.
     pub logo: String,
     /// The preset's hint.

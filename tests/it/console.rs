@@ -537,6 +537,7 @@ async fn a_real_browser_runs_the_console_with_oidc() {
     make_admin(&s.gw, "alice@example.test").await;
     let issuer = s.idp.ready["issuer"].as_str().unwrap().to_string();
     let dir = shots().join("oidc");
+    let _ = std::fs::remove_dir_all(&dir);
     let (base, dir_s, iss) = (s.gw.base.clone(), dir.display().to_string(), issuer.clone());
     let rt = tokio::runtime::Handle::current();
     let out = tokio::task::spawn_blocking(move || {
@@ -592,6 +593,7 @@ async fn a_real_browser_runs_the_console_with_saml_and_an_uploaded_metadata_file
     let file = keys.path().join("idp-metadata.xml");
     std::fs::write(&file, metadata).unwrap();
     let dir = shots().join("saml");
+    let _ = std::fs::remove_dir_all(&dir);
     let (base, dir_s, file_s) = (gw.base.clone(), dir.display().to_string(), file.display().to_string());
     let rt = tokio::runtime::Handle::current();
     let out = tokio::task::spawn_blocking(move || {
