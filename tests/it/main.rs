@@ -5,6 +5,7 @@ mod apache;
 mod api;
 mod browser;
 mod cli;
+mod console;
 mod flood;
 mod hostile;
 mod identity;
