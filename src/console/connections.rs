@@ -141,6 +141,7 @@ pub async fn list(State(app): State<AppState>, admin: Admin, Query(q): Query<Lis
         Some("deleted") => Some("The connection was deleted.".to_string()),
         _ => None,
     };
+    let tests = last_tests(&app).await;
     let rows = list
         .iter()
         .map(|c| {
@@ -160,11 +161,57 @@ pub async fn list(State(app): State<AppState>, admin: Admin, Query(q): Query<Lis
                 updated: when(c.updated_at),
                 updated_iso: crate::clock::rfc3339(c.updated_at),
                 cert,
+                last_test: tests.get(&c.id).map(|(ok, at)| views::LastTest { ok: *ok, when: when(*at) }),
             }
         })
         .collect();
     let sorted_by = format!("{} ({})", COLUMNS.iter().find(|c| c.0 == key).map(|c| c.1).unwrap_or("Name"), if descending { "descending" } else { "ascending" });
     super::render(StatusCode::OK, &views::Connections { chrome: chrome(&admin), columns, sorted_by, rows, notice })
+}
+
+/// The last Test Provider run of each connection (outcome, time), from the latest audit
+/// records (a bounded read: the table shows what is recent).
+async fn last_tests(app: &AppState) -> std::collections::HashMap<String, (bool, crate::clock::Millis)> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(entries) = app.store.audit_list(crate::store::AuditQuery { before: None, limit: 1000 }).await else { return out };
+    for e in entries.iter().filter(|e| e.action == "connection.test") {
+        let ok = serde_json::from_str::<serde_json::Value>(&e.detail).ok().and_then(|d| d["ok"].as_bool()).unwrap_or(false);
+        let seen = out.entry(e.target.clone()).or_insert((ok, e.at));
+        if e.at > seen.1 {
+            *seen = (ok, e.at);
+        }
+    }
+    out
+}
+
+/// Starts a Test Provider run of `patch` (a draft: nothing is saved) for the console's
+/// admin and sends this window to its start, where the real round trip begins; the result
+/// shows in the same window. Field errors come back on the form like a save's.
+async fn test_draft(app: &AppState, admin: &Admin, patch: &ConnectionPatch) -> Result<Response, ConnectionError> {
+    let draft = app.registry.draft(patch).await?;
+    let user_id = match &admin.identity {
+        super::session::Identity::User { user_id, .. } => Some(user_id.clone()),
+        super::session::Identity::AdminToken => None,
+    };
+    match crate::login::test::create(app, draft, &admin.identity.actor(), user_id).await {
+        // Not a redirect: the console's `form-action 'self'` would stop a form post from
+        // being redirected on to the IdP. A page that moves on by itself (meta refresh),
+        // with a link for the keyboard, starts the round trip as a plain navigation.
+        Ok(test_id) => Ok(super::render(StatusCode::OK, &views::TestStarting { start: format!("/test/{test_id}/start") })),
+        Err(e) => Ok(super::unavailable(&e)),
+    }
+}
+
+/// `POST /console/connections/{id}/test`: a Test Provider run of the saved settings.
+pub async fn test_saved(State(app): State<AppState>, admin: Admin, Path(id): Path<String>, headers: HeaderMap, form: Form) -> Response {
+    if let Some(r) = super::csrf::refusal(&app, &headers, &admin.csrf, form.get("csrf")) {
+        return r;
+    }
+    let patch = ConnectionPatch { id: Some(id), ..Default::default() };
+    match test_draft(&app, &admin, &patch).await {
+        Ok(r) => r,
+        Err(e) => failed(&e),
+    }
 }
 
 /// `POST /console/connections/{id}/active`: `active=true|false` (the state wanted, so
@@ -921,6 +968,13 @@ pub async fn create(State(app): State<AppState>, admin: Admin, headers: HeaderMa
     patch.id = Some(id.clone());
     patch.protocol = Some(preset.protocol());
     patch.provider = Some(preset.provider.clone());
+    if form.get("action") == Some("test") {
+        return match test_draft(&app, &admin, &patch).await {
+            Ok(r) => r,
+            Err(ConnectionError::Invalid(errors)) => render_form(&app, &admin, &page, &v, errors, None, None, StatusCode::UNPROCESSABLE_ENTITY),
+            Err(e) => failed(&e),
+        };
+    }
     match app.registry.create(&patch, &admin.identity.actor()).await {
         Ok(c) => Redirect::to(&format!("/console/connections?done=created&id={}", urlencode(&c.id))).into_response(),
         Err(ConnectionError::Invalid(errors)) => render_form(&app, &admin, &page, &v, errors, None, None, StatusCode::UNPROCESSABLE_ENTITY),
@@ -981,7 +1035,15 @@ pub async fn update(State(app): State<AppState>, admin: Admin, Path(id): Path<St
             Err(errors) => render_form(&app, &admin, &page, &v, errors, None, None, StatusCode::UNPROCESSABLE_ENTITY),
         };
     }
-    let patch = to_patch(&v, c.protocol(), false, Some(&c));
+    let mut patch = to_patch(&v, c.protocol(), false, Some(&c));
+    if form.get("action") == Some("test") {
+        patch.id = Some(id.clone());
+        return match test_draft(&app, &admin, &patch).await {
+            Ok(r) => r,
+            Err(ConnectionError::Invalid(errors)) => render_form(&app, &admin, &page, &v, errors, None, None, StatusCode::UNPROCESSABLE_ENTITY),
+            Err(e) => failed(&e),
+        };
+    }
     match app.registry.update(&id, &patch, Some(version), &admin.identity.actor()).await {
         Ok(saved) => Redirect::to(&format!("/console/connections/{}?done=saved", urlencode(&saved.id))).into_response(),
         Err(ConnectionError::Stale { current }) => render_form(&app, &admin, &page, &v, vec![], None, Some(current), StatusCode::CONFLICT),

@@ -46,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/connections/new/{protocol}/{provider}", get(connections::new_form))
         .route("/console/connections/{id}", get(connections::edit).post(connections::update))
         .route("/console/connections/{id}/active", post(connections::set_active))
+        .route("/console/connections/{id}/test", post(connections::test_saved))
         .route("/console/connections/{id}/delete", get(connections::confirm_delete).post(connections::delete))
         .route("/console/connections/{id}/sp-keypair", post(connections::generate_keypair))
         .route("/console/connections/{id}/sp-certificate", get(connections::sp_certificate))

@@ -111,6 +111,16 @@ pub struct Row {
     pub updated_iso: String,
     /// The next IdP certificate expiry (SAML).
     pub cert: Option<CertBadge>,
+    /// The last Test Provider run: passed or not, and when.
+    pub last_test: Option<LastTest>,
+}
+
+/// The last Test Provider run of a connection, from the audit log.
+pub struct LastTest {
+    /// It verified.
+    pub ok: bool,
+    /// When, for people.
+    pub when: String,
 }
 
 /// A certificate expiry in the table.
@@ -314,4 +324,12 @@ pub struct Delete {
     pub linked: usize,
     /// Users with memberships its group sync granted.
     pub granted: usize,
+}
+
+/// The page that starts a Test Provider run in its new window.
+#[derive(askama::Template)]
+#[template(path = "test-starting.html")]
+pub struct TestStarting {
+    /// Where the round trip starts.
+    pub start: String,
 }

@@ -540,17 +540,45 @@ async fn a_real_browser_runs_the_console_with_oidc() {
     let _ = std::fs::remove_dir_all(&dir);
     let (base, dir_s, iss) = (s.gw.base.clone(), dir.display().to_string(), issuer.clone());
     let rt = tokio::runtime::Handle::current();
+    // What the directory and the sessions hold (users with their links and groups; each
+    // user's sessions), to see that Test Provider creates nothing.
+    let (gw_base, snapshot_of) = (s.gw.base.clone(), |base: String| async move {
+        let http = reqwest::Client::new();
+        let get = |path: String| {
+            let http = http.clone();
+            let base = base.clone();
+            async move { http.get(format!("{base}/api/v1/admin{path}")).bearer_auth(TOKEN).send().await.unwrap().json::<Value>().await.unwrap() }
+        };
+        let users = get("/users".into()).await;
+        let mut sessions = vec![];
+        for u in users.as_array().unwrap() {
+            sessions.push(get(format!("/users/{}/sessions", u["id"].as_str().unwrap())).await);
+        }
+        json!({"users": users, "sessions": sessions, "groups": get("/groups".into()).await})
+    });
     let out = tokio::task::spawn_blocking(move || {
-        drive(&["oidc", &base, &dir_s, &iss], &[], |need| {
-            assert_eq!(need["need"], "redirect_uri");
-            let callback = need["callback"].as_str().unwrap().to_string();
-            let r =
-                rt.block_on(reqwest::Client::new().post(format!("{iss}/__test/clients/gateway/redirect_uris")).json(&json!({"uri": callback})).send()).unwrap();
-            assert!(r.status().is_success());
+        let mut before = Value::Null;
+        drive(&["oidc", &base, &dir_s, &iss], &[], |need| match need["need"].as_str() {
+            Some("redirect_uri") => {
+                let callback = need["callback"].as_str().unwrap().to_string();
+                let r = rt
+                    .block_on(reqwest::Client::new().post(format!("{iss}/__test/clients/gateway/redirect_uris")).json(&json!({"uri": callback})).send())
+                    .unwrap();
+                assert!(r.status().is_success());
+            }
+            Some("snapshot") => before = rt.block_on(snapshot_of(gw_base.clone())),
+            Some("compare") => assert_eq!(rt.block_on(snapshot_of(gw_base.clone())), before, "Test Provider created nothing"),
+            other => panic!("unexpected need {other:?}"),
         })
     })
     .await
     .unwrap();
+    assert!(out["test_verdict"].as_str().unwrap().contains("The round trip verified"), "{out}");
+    let checks = out["test_checks"].to_string();
+    for step in ["code exchange", "ID token signature", "ID token claims", "claim mapping"] {
+        assert!(checks.contains(step), "{step} in {checks}");
+    }
+    assert!(out["test_outcome"].as_str().unwrap().contains("alice"), "the test signs in as alice: {out}");
     assert_eq!(out["who"], "alice@example.test");
     let presets: Vec<String> = serde_json::from_value(out["presets"].clone()).unwrap();
     assert_eq!(presets.len(), 9, "every OIDC preset in the grid: {presets:?}");
@@ -570,8 +598,18 @@ async fn a_real_browser_runs_the_console_with_oidc() {
     let (_, conn) = s.gw.admin(Method::GET, &format!("/connections/{id}"), None).await;
     assert_eq!((conn["display_name"].as_str(), conn["active"].as_bool()), (Some("Second IdP"), Some(true)));
     assert_eq!(conn["oidc"]["token_endpoint"], format!("{issuer}/token"));
-    for page in ["signin", "connections", "new-protocol", "new-oidc-providers", "new-oidc-form", "connections-two", "edit-oidc", "delete-confirm", "forbidden"]
-    {
+    for page in [
+        "signin",
+        "connections",
+        "new-protocol",
+        "new-oidc-providers",
+        "new-oidc-form",
+        "test-provider-result",
+        "connections-two",
+        "edit-oidc",
+        "delete-confirm",
+        "forbidden",
+    ] {
         for size in ["desktop", "phone"] {
             assert!(dir.join(format!("{page}-{size}.png")).exists(), "{page}-{size}");
         }

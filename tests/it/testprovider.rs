@@ -47,8 +47,10 @@ async fn a_dry_run_of_an_unsaved_connection_reports_everything_and_creates_nothi
     let (page, url) = admin_browser.visit(&format!("{start_url}?login_hint=alice")).await;
     assert_eq!(page.status(), StatusCode::OK, "{url}");
     assert!(url.contains("/test/"), "{url}");
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("style-src 'self'") && csp.contains("frame-ancestors 'none'"), "the result page loads the console's style sheet: {csp}");
     let body = page.text().await.unwrap();
-    assert!(body.contains("the round trip verified"), "{body}");
+    assert!(body.contains("The round trip verified"), "{body}");
     assert!(body.contains("alice@example.test") && body.contains("ID token signature"), "{body}");
     assert!(body.contains("Nothing was created"), "{body}");
 
@@ -91,7 +93,7 @@ async fn a_failing_dry_run_says_what_failed_and_what_to_change() {
     let b = Browser::new();
     let (page, _) = b.visit(&format!("{}?login_hint=alice", started["start_url"].as_str().unwrap())).await;
     let body = page.text().await.unwrap();
-    assert!(body.contains("the test failed") && body.contains("client secret"), "{body}");
+    assert!(body.contains("The test failed") && body.contains("client secret"), "{body}");
     let (_, result) = s.gw.admin(Method::GET, &format!("/connection-tests/{}", started["test_id"].as_str().unwrap()), None).await;
     assert_eq!(result["ok"], false);
     assert!(result["error"].as_str().unwrap().starts_with("code exchange:"), "{result}");
@@ -153,7 +155,7 @@ async fn a_saml_dry_run_with_signed_requests_reports_a_refusal_and_a_wrong_key()
     assert_eq!(st, StatusCode::CREATED, "{started}");
     assert!(started["connection"]["saml"]["sp_certificate"].is_string(), "{started}");
     let body = run_saml_test(&gw, "con_t", started["start_url"].as_str().unwrap()).await;
-    assert!(body.contains("the round trip verified") && body.contains("signature and conditions"), "{body}");
+    assert!(body.contains("The round trip verified") && body.contains("signature and conditions"), "{body}");
     let (_, result) = gw.admin(Method::GET, &format!("/connection-tests/{}", started["test_id"].as_str().unwrap()), None).await;
     assert_eq!(result["ok"], true, "{result}");
     assert_eq!(result["report"]["user"]["action"], "refuse", "{result}");
@@ -171,6 +173,6 @@ async fn a_saml_dry_run_with_signed_requests_reports_a_refusal_and_a_wrong_key()
     let (st, started) = gw.admin(Method::POST, "/connection-tests", Some(draft)).await;
     assert_eq!(st, StatusCode::CREATED, "{started}");
     let body = run_saml_test(&gw, "con_t", started["start_url"].as_str().unwrap()).await;
-    assert!(body.contains("the test failed") && body.contains("metadata again"), "{body}");
+    assert!(body.contains("The test failed") && body.contains("metadata again"), "{body}");
     assert_eq!(gw.admin(Method::GET, "/users", None).await.1, users_before);
 }

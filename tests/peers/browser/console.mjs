@@ -6,6 +6,8 @@
 //     An admin (alice) signs in through the connection "Node IdP", creates a second OIDC
 //     connection from the preset grid (Custom, "Fetch from issuer"), saves, turns it off
 //     (by keyboard) and on; then carol signs in with its button, and is refused the console.
+//     Before saving, it runs Test Provider with the unsaved form (a new window) and reads
+//     the result.
 //   node console.mjs saml GATEWAY_URL SHOTS_DIR IDP_METADATA_FILE   (CONSOLE_TOKEN in env)
 //     The admin signs in with the admin token, creates a SAML connection from the grid with
 //     the IdP's metadata uploaded and signed requests on, saves, toggles it; then a user
@@ -89,6 +91,26 @@ try {
     await page.locator('#oidc-client-secret').fill('gateway-secret-0123456789');
     await page.getByLabel('Create new users on first login').check();
     await shot(page, 'new-oidc-filled');
+
+    // Test Provider with the unsaved form: a new window signs in at the IdP and shows the
+    // result; the test compares the store before and after.
+    await ask({ need: 'snapshot' });
+    const [popup] = await Promise.all([ctx.waitForEvent('page'), page.getByRole('button', { name: 'Test provider' }).click()]);
+    watch(popup);
+    await popup.waitForURL(/\/(interaction\/|test\/[^/]+$)/);
+    if (popup.url().includes('/interaction/')) {
+      await popup.locator('input[name="login"]').fill('alice');
+      await popup.locator('form').first().evaluate((f) => f.submit());
+      await popup.waitForURL(/\/test\/[^/]+$/);
+    }
+    await popup.getByText('The round trip verified').waitFor();
+    out.test_verdict = await popup.locator('.notice').first().innerText();
+    out.test_checks = await popup.locator('ol.checks li').allInnerTexts();
+    out.test_outcome = await popup.locator('section.card').nth(1).innerText();
+    await shot(popup, 'test-provider-result');
+    await popup.close();
+    await ask({ need: 'compare' });
+
     await Promise.all([page.waitForURL('**/console/connections?done=created*'), page.getByRole('button', { name: 'Save connection' }).click()]);
     out.created = await page.locator('.notice.success').innerText();
 
