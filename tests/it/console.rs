@@ -505,6 +505,23 @@ fn shots() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/console")
 }
 
+/// What the directory and the sessions hold (users with their links and groups, each
+/// user's sessions, the groups), to see that Test Provider creates nothing.
+async fn store_snapshot(base: String) -> Value {
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move { http.get(format!("{base}/api/v1/admin{path}")).bearer_auth(TOKEN).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let users = get("/users".into()).await;
+    let mut sessions = vec![];
+    for u in users.as_array().unwrap() {
+        sessions.push(get(format!("/users/{}/sessions", u["id"].as_str().unwrap())).await);
+    }
+    json!({"users": users, "sessions": sessions, "groups": get("/groups".into()).await})
+}
+
 /// Runs console.mjs; `answer` does what each {"need": …} line asks. Returns its last line.
 fn drive(args: &[&str], env: &[(&str, &str)], mut answer: impl FnMut(&Value)) -> Value {
     assert!(peers_dir().join("browser/node_modules/playwright-core").exists(), "run `bash tests/peers/setup.sh` first");
@@ -540,22 +557,7 @@ async fn a_real_browser_runs_the_console_with_oidc() {
     let _ = std::fs::remove_dir_all(&dir);
     let (base, dir_s, iss) = (s.gw.base.clone(), dir.display().to_string(), issuer.clone());
     let rt = tokio::runtime::Handle::current();
-    // What the directory and the sessions hold (users with their links and groups; each
-    // user's sessions), to see that Test Provider creates nothing.
-    let (gw_base, snapshot_of) = (s.gw.base.clone(), |base: String| async move {
-        let http = reqwest::Client::new();
-        let get = |path: String| {
-            let http = http.clone();
-            let base = base.clone();
-            async move { http.get(format!("{base}/api/v1/admin{path}")).bearer_auth(TOKEN).send().await.unwrap().json::<Value>().await.unwrap() }
-        };
-        let users = get("/users".into()).await;
-        let mut sessions = vec![];
-        for u in users.as_array().unwrap() {
-            sessions.push(get(format!("/users/{}/sessions", u["id"].as_str().unwrap())).await);
-        }
-        json!({"users": users, "sessions": sessions, "groups": get("/groups".into()).await})
-    });
+    let gw_base = s.gw.base.clone();
     let out = tokio::task::spawn_blocking(move || {
         let mut before = Value::Null;
         drive(&["oidc", &base, &dir_s, &iss], &[], |need| match need["need"].as_str() {
@@ -566,8 +568,8 @@ async fn a_real_browser_runs_the_console_with_oidc() {
                     .unwrap();
                 assert!(r.status().is_success());
             }
-            Some("snapshot") => before = rt.block_on(snapshot_of(gw_base.clone())),
-            Some("compare") => assert_eq!(rt.block_on(snapshot_of(gw_base.clone())), before, "Test Provider created nothing"),
+            Some("snapshot") => before = rt.block_on(store_snapshot(gw_base.clone())),
+            Some("compare") => assert_eq!(rt.block_on(store_snapshot(gw_base.clone())), before, "Test Provider created nothing"),
             other => panic!("unexpected need {other:?}"),
         })
     })
@@ -635,11 +637,16 @@ async fn a_real_browser_runs_the_console_with_saml_and_an_uploaded_metadata_file
     let (base, dir_s, file_s) = (gw.base.clone(), dir.display().to_string(), file.display().to_string());
     let rt = tokio::runtime::Handle::current();
     let out = tokio::task::spawn_blocking(move || {
-        drive(&["saml", &base, &dir_s, &file_s], &[("CONSOLE_TOKEN", TOKEN)], |need| {
-            assert_eq!(need["need"], "sp_metadata");
-            let xml = rt.block_on(async { reqwest::get(need["url"].as_str().unwrap()).await.unwrap().text().await.unwrap() });
-            assert!(xml.contains("AuthnRequestsSigned=\"true\""), "signed requests: {xml}");
-            std::fs::write(&sp, xml).unwrap();
+        let mut before = Value::Null;
+        drive(&["saml", &base, &dir_s, &file_s], &[("CONSOLE_TOKEN", TOKEN)], |need| match need["need"].as_str() {
+            Some("snapshot") => before = rt.block_on(store_snapshot(base.clone())),
+            Some("compare") => assert_eq!(rt.block_on(store_snapshot(base.clone())), before, "Test Provider created nothing"),
+            _ => {
+                assert_eq!(need["need"], "sp_metadata");
+                let xml = rt.block_on(async { reqwest::get(need["url"].as_str().unwrap()).await.unwrap().text().await.unwrap() });
+                assert!(xml.contains("AuthnRequestsSigned=\"true\""), "signed requests: {xml}");
+                std::fs::write(&sp, xml).unwrap();
+            }
         })
     })
     .await
@@ -654,7 +661,13 @@ async fn a_real_browser_runs_the_console_with_saml_and_an_uploaded_metadata_file
     assert!(out["user_text"].as_str().unwrap().contains("Signed in") && out["user_text"].as_str().unwrap().contains("alice@example.test"), "{out}");
     assert_eq!(out["csp_violations"], json!([]));
     assert_eq!(audit_actors(&gw, "connection.create").await, vec!["admin token".to_string()]);
-    for page in ["signin-first-run", "connections-empty", "new-saml-providers", "new-saml-form", "connections-saml", "edit-saml"] {
+    // Test Provider from the row, with signed requests, through the real IdP.
+    assert!(out["test_verdict"].as_str().unwrap().contains("The round trip verified"), "{out}");
+    assert!(out["test_checks"].to_string().contains("signature and conditions"), "{out}");
+    assert!(out["test_outcome"].as_str().unwrap().contains("Creates the user"), "{out}");
+    assert!(out["last_test"].as_str().unwrap().contains("passed"), "{out}");
+    assert_eq!(audit_actors(&gw, "connection.test").await, vec!["admin token".to_string()]);
+    for page in ["signin-first-run", "connections-empty", "new-saml-providers", "new-saml-form", "connections-saml", "test-provider-saml", "edit-saml"] {
         for size in ["desktop", "phone"] {
             assert!(dir.join(format!("{page}-{size}.png")).exists(), "{page}-{size}");
         }

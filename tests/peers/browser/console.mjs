@@ -172,6 +172,21 @@ try {
     // The IdP reads our SP metadata (with the generated signing certificate) now.
     await ask({ need: 'sp_metadata', url: out.sp_metadata });
 
+    // Test Provider from the row (the saved settings): a new window, nothing created.
+    await ask({ need: 'snapshot' });
+    const [popup] = await Promise.all([ctx.waitForEvent('page'), page.getByRole('button', { name: 'Test Test SAML' }).click()]);
+    watch(popup);
+    await popup.waitForURL(/\/test\/[^/]+$/);
+    await popup.getByText('The round trip verified').waitFor();
+    out.test_verdict = await popup.locator('.notice').first().innerText();
+    out.test_checks = await popup.locator('ol.checks li').allInnerTexts();
+    out.test_outcome = await popup.locator('section.card').nth(1).innerText();
+    await shot(popup, 'test-provider-saml');
+    await popup.close();
+    await ask({ need: 'compare' });
+    await page.reload();
+    out.last_test = await page.locator('td[data-label="Health"]').first().innerText();
+
     await page.getByRole('link', { name: 'Test SAML', exact: true }).click();
     out.edit_text = await page.locator('main').innerText();
     out.certificate_link = await page.getByRole('link', { name: 'Download certificate' }).getAttribute('href');
