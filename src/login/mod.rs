@@ -84,7 +84,7 @@ pub async fn login_page(State(app): State<AppState>, Query(q): Query<ReturnTo>) 
         ));
     }
     if buttons.is_empty() {
-        buttons = "<p>No identity provider is set up yet. An administrator adds one through the admin API.</p>".into();
+        buttons = "<p>No identity provider is set up yet. An administrator adds one in the <a href=\"/console\">admin console</a>.</p>".into();
     }
     Html(page::layout("Sign in", &format!("<h1>Sign in</h1>{buttons}"))).into_response()
 }
