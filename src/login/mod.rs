@@ -137,6 +137,18 @@ pub async fn login_start(
     Ok(resp)
 }
 
+/// What the upstream step's `finish` needs of the gateway, now.
+pub(crate) fn upstream_context<'a>(app: &'a crate::app::App, public_base: &'a str) -> upstream::Context<'a> {
+    upstream::Context {
+        public_base,
+        http: &app.http,
+        jwks: &app.jwks,
+        now: app.clock.now(),
+        skew_ms: (app.config.login.clock_skew_seconds * 1000) as i64,
+        max_age_ms: (app.config.login.flow_ttl_seconds * 1000) as i64,
+    }
+}
+
 /// Keeps a flow until its reply (or `login.flow_ttl_seconds`), within the client's share.
 pub async fn keep_flow(app: &AppState, client: &crate::limit::Client, key: &str, flow: &FlowState) -> Result<(), LoginError> {
     let ttl_ms = (app.config.login.flow_ttl_seconds * 1000) as i64;
@@ -258,14 +270,7 @@ async fn reply(app: &AppState, id: &str, protocol: Protocol, reply: Reply, heade
     let conn = active_connection(app, id).await?;
     let retry = retry_href(&conn.id, return_to.as_deref());
     let base = app.config.public_base();
-    let cx = upstream::Context {
-        public_base: &base,
-        http: &app.http,
-        jwks: &app.jwks,
-        now: app.clock.now(),
-        skew_ms: (app.config.login.clock_skew_seconds * 1000) as i64,
-        max_age_ms: (app.config.login.flow_ttl_seconds * 1000) as i64,
-    };
+    let cx = upstream_context(app, &base);
     let verified = upstream::finish(&conn, flow.as_ref(), reply, &cx, &mut report)
         .await
         .map_err(|e| at(LoginError::upstream(&e, report.failed_step())).retry(Some(retry.clone())))?;

@@ -165,14 +165,7 @@ pub async fn finish(app: &AppState, flow: &FlowState, test_id: &str, reply: Repl
         .ok_or_else(|| LoginError::bad_request(Step::Flow, "this test has expired; start a new test from the console"))?;
     let conn = &test.connection;
     let base = app.config.public_base();
-    let cx = upstream::Context {
-        public_base: &base,
-        http: &app.http,
-        jwks: &app.jwks,
-        now: app.clock.now(),
-        skew_ms: (app.config.login.clock_skew_seconds * 1000) as i64,
-        max_age_ms: ttl_ms(app),
-    };
+    let cx = super::upstream_context(app, &base);
     let result = match upstream::finish(conn, Some(flow), reply, &cx, &mut report).await {
         Err(e) => failed(&test, &report, &e),
         Ok(verified) => {
