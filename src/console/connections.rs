@@ -161,7 +161,11 @@ pub async fn list(State(app): State<AppState>, admin: Admin, Query(q): Query<Lis
                 updated: when(c.updated_at),
                 updated_iso: crate::clock::rfc3339(c.updated_at),
                 cert,
-                last_test: tests.get(&c.id).map(|(ok, at)| views::LastTest { ok: *ok, when: when(*at) }),
+                last_test: tests.get(&c.id).map(|(ok, at)| views::LastTest {
+                    ok: *ok,
+                    when: when(*at),
+                    short: chrono::DateTime::from_timestamp_millis(*at).map(|t| t.format("%b %-d, %H:%M").to_string()).unwrap_or_default(),
+                }),
             }
         })
         .collect();

@@ -121,6 +121,8 @@ pub struct LastTest {
     pub ok: bool,
     /// When, for people.
     pub when: String,
+    /// When, short (month-day hour:minute, UTC).
+    pub short: String,
 }
 
 /// A certificate expiry in the table.

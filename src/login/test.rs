@@ -381,9 +381,10 @@ fn render(r: &TestResult) -> String {
     for s in &r.steps {
         let (class, mark, said) = if s.ok { ("pass", "✔", "passed") } else { ("fail", "✘", "failed") };
         body.push_str(&format!(
-            "<li><span class=\"mark {class}\" aria-hidden=\"true\">{mark}</span><strong>{step}<span class=\"visually-hidden\"> {said}</span></strong><span class=\"check-detail\">{detail}</span></li>",
+            "<li><span class=\"mark {class}\" aria-hidden=\"true\">{mark}</span><strong>{step}<span class=\"visually-hidden\"> {said}</span></strong><span class=\"check-detail\">{detail} <span class=\"faint\">({ms} ms)</span></span></li>",
             step = esc(&s.step),
-            detail = esc(&s.detail)
+            detail = esc(&s.detail),
+            ms = s.ms
         ));
     }
     body.push_str("</ol></div></section><div class=\"test-grid\">");
