@@ -241,7 +241,7 @@ fn parse_doc<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
     if text.trim_start().starts_with(['{', '[']) {
         serde_json::from_str(text).context("the file is not valid JSON for this command")
     } else {
-        serde_yaml::from_str(text).context("the file is not valid YAML for this command")
+        yaml_serde::from_str(text).context("the file is not valid YAML for this command")
     }
 }
 
@@ -348,7 +348,7 @@ async fn connections(config: Config, cmd: &ConnectionsCmd) -> Result<()> {
             let items: Vec<ConnectionPatch> = list.iter().map(|c| export(c, *include_secrets)).collect();
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&items)?),
-                Format::Yaml => print!("{}", serde_yaml::to_string(&items)?),
+                Format::Yaml => print!("{}", yaml_serde::to_string(&items)?),
             }
         }
     }
