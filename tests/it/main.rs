@@ -11,6 +11,7 @@ mod identity;
 mod ingress;
 mod login;
 mod nginx;
+mod oauth2_proxy;
 mod op;
 mod openapi;
 mod peers;
