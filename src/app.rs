@@ -44,6 +44,10 @@ pub struct App {
     pub ingress: crate::ingress::Tokens,
     /// Per-client limits on login starts and callbacks, and the trusted proxies.
     pub limits: crate::limit::Limiter,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
+    /// When this process started (epoch milliseconds).
+    pub started_at: crate::clock::Millis,
 }
 
 /// Handlers' state.
@@ -169,7 +173,23 @@ impl App {
         let jwks = crate::upstream::jwks::JwksCache::new(http.clone(), clock.clone(), (config.login.jwks_min_refetch_seconds * 1000) as i64);
         let limits = crate::limit::Limiter::new(&config);
         Ok((
-            App { config, store, registry, directory, cipher, clock, admin_token_sha256, ephemeral, sessions, jwks, http, ingress: Default::default(), limits },
+            App {
+                started_at: clock.now(),
+                config,
+                store,
+                registry,
+                directory,
+                cipher,
+                clock,
+                admin_token_sha256,
+                ephemeral,
+                sessions,
+                jwks,
+                http,
+                ingress: Default::default(),
+                limits,
+                metrics: crate::metrics::Metrics::new(),
+            },
             startup,
         ))
     }

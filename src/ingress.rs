@@ -326,10 +326,14 @@ pub async fn forward_auth(State(app): State<AppState>, req: Request) -> Response
 /// `/auth` and `/oauth2/auth` as the server's front answers them before the router
 /// (and [`forward_auth`] behind it): the request read in place.
 pub async fn answer(app: &AppState, req: &axum::http::request::Parts) -> Response {
-    match AuthQuery::parse(req.uri.query()) {
+    let started = std::time::Instant::now();
+    let resp = match AuthQuery::parse(req.uri.query()) {
         Ok(q) => check(app, &q, &req.headers, None).await,
         Err(why) => bad_query(why),
-    }
+    };
+    // The metrics' whole cost here: a clock read and three relaxed atomic increments.
+    app.metrics.auth.observe(resp.status().as_u16(), started.elapsed());
+    resp
 }
 
 /// Whether the front answers this request itself (see [`answer`]).
@@ -348,12 +352,16 @@ fn bad_query(why: String) -> Response {
 /// to the app ([`AuthQuery::parse_envoy`]). The original URL is `Host` and the path,
 /// without the query.
 pub async fn forward_auth_envoy(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
-    let q = match AuthQuery::parse_envoy(uri.query()) {
-        Ok(q) => q,
-        Err(why) => return bad_query(why),
+    let started = std::time::Instant::now();
+    let resp = match AuthQuery::parse_envoy(uri.query()) {
+        Ok(q) => {
+            let original = uri.path().strip_prefix("/auth").unwrap_or(uri.path());
+            check(&app, &q, &headers, Some(original)).await
+        }
+        Err(why) => bad_query(why),
     };
-    let original = uri.path().strip_prefix("/auth").unwrap_or(uri.path());
-    check(&app, &q, &headers, Some(original)).await
+    app.metrics.auth.observe(resp.status().as_u16(), started.elapsed());
+    resp
 }
 
 async fn check(app: &AppState, q: &AuthQuery, headers: &HeaderMap, envoy_path: Option<&str>) -> Response {

@@ -190,7 +190,24 @@ async fn serve(config: Config) -> Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("could not listen on {listen} (set listen or SSOGATE_LISTEN)"))?;
     tracing::info!(listen = %listener.local_addr()?, public_url = %app.config.public_url, "ssogate is serving");
-    server::serve(listener, std::sync::Arc::new(app), shutdown).await?;
+    let app = std::sync::Arc::new(app);
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = match app.config.metrics.listen.filter(|_| app.config.metrics.enabled) {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("could not listen on {addr} for metrics (metrics.listen)"))?;
+            tracing::info!(listen = %l.local_addr()?, "metrics at /metrics");
+            let stopped = async {
+                let _ = metrics_stopped.await;
+            };
+            Some(tokio::spawn(server::serve_metrics(l, app.clone(), stopped)))
+        }
+        None => None,
+    };
+    server::serve(listener, app, shutdown).await?;
+    let _ = metrics_stop.send(());
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

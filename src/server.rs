@@ -22,7 +22,10 @@ pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.config.http.request_timeout_seconds);
     let (api, openapi) = crate::admin::api_router(state.clone()).split_for_parts();
     let openapi = Arc::new(crate::admin::finish_openapi(openapi));
+    let metrics = state.config.metrics.enabled && state.config.metrics.listen.is_none();
+    let metrics = if metrics { Router::new().route("/metrics", get(crate::metrics::handler)) } else { Router::new() };
     Router::new()
+        .merge(metrics)
         .merge(crate::login::routes(&state))
         .merge(crate::ingress::routes(&state))
         .merge(crate::op::routes())
@@ -150,6 +153,12 @@ pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future
     served
 }
 
+/// Serves `/metrics` alone on a listener of its own (`metrics.listen`) until `shutdown`.
+pub async fn serve_metrics(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let app = Router::new().route("/metrics", get(crate::metrics::handler)).fallback(not_found).with_state(state);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
 /// Re-reads SAML IdP metadata by URL every `login.saml_metadata_refresh_seconds`.
 fn background_refresh(state: AppState) -> tokio::task::JoinHandle<()> {
     let every = state.config.login.saml_metadata_refresh_seconds;
@@ -162,7 +171,9 @@ fn background_refresh(state: AppState) -> tokio::task::JoinHandle<()> {
         tick.tick().await; // the first tick is immediate: the metadata was just read at save
         loop {
             tick.tick().await;
-            state.registry.refresh_saml_metadata().await;
+            for (_, result) in state.registry.refresh_saml_metadata().await {
+                state.metrics.saml_metadata_refresh(result.is_ok());
+            }
         }
     })
 }

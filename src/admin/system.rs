@@ -42,7 +42,7 @@ pub async fn list_audit(State(app): State<AppState>, ApiQuery(q): ApiQuery<Audit
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));
     }
-    let entries = app.store.audit_list(AuditQuery { before: q.before, limit }).await?;
+    let entries = app.store.audit_list(AuditQuery { before: q.before, limit, ..Default::default() }).await?;
     Ok(Json(entries.into_iter().map(AuditView::from).collect()))
 }
 

@@ -344,6 +344,9 @@ pub struct Connection {
     pub updated_at: Millis,
     /// Version for optimistic concurrency.
     pub version: i64,
+    /// `config` when the configuration file declares it: read-only through the API.
+    #[serde(default)]
+    pub managed_by: Option<String>,
 }
 
 impl Connection {
