@@ -48,6 +48,8 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// When this process started (epoch milliseconds).
     pub started_at: crate::clock::Millis,
+    /// Refusals counted but not yet audited, and logins not yet in the health table.
+    pub recorder: crate::login::record::Recorder,
 }
 
 /// Handlers' state.
@@ -189,6 +191,7 @@ impl App {
                 ingress: Default::default(),
                 limits,
                 metrics: crate::metrics::Metrics::new(),
+                recorder: Default::default(),
             },
             startup,
         ))

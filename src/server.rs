@@ -147,10 +147,27 @@ impl tower::Service<axum::extract::Request> for Front {
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let refresh = background_refresh(state.clone());
+    let recorder = background_flush(state.clone());
     crate::listen::check_fd_limit(state.config.http.max_connections);
     let served = crate::listen::run(listener, Front::new(state.clone()), &state.config.http, shutdown).await;
     refresh.abort();
+    recorder.abort();
+    // What was counted and not yet written (refusals of the current minute, the latest
+    // logins) is written before the process goes.
+    crate::login::record::flush(&state, true).await;
     served
+}
+
+/// Writes counted refusals and pending health every few seconds (see `login::record`).
+fn background_flush(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            crate::login::record::flush(&state, false).await;
+        }
+    })
 }
 
 /// Serves `/metrics` alone on a listener of its own (`metrics.listen`) until `shutdown`.

@@ -14,6 +14,7 @@ mod nginx;
 mod oauth2_proxy;
 mod op;
 mod openapi;
+mod operations;
 mod peers;
 mod presets;
 mod refusals;
