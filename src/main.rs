@@ -165,7 +165,7 @@ async fn main() -> Result<()> {
             let (app, _) = start(config).await?;
             let token = app::reset_admin_token(app.store.as_ref(), app.clock.now(), "cli").await?;
             println!("{}", token.expose());
-            eprintln!("the new admin token is above; it is shown only now. Restart running gateways to use it.");
+            eprintln!("the new admin token is above; it is shown only now. Running gateways take it, and refuse the old one, within a second.");
             Ok(())
         }
     }

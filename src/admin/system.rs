@@ -127,3 +127,28 @@ pub async fn rotate_key(State(app): State<AppState>, ApiJson(req): ApiJson<Rotat
     })?;
     Ok((StatusCode::CREATED, Json(KeyView::from(&key))))
 }
+
+/// A new admin token, shown once.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct NewAdminToken {
+    /// The new token: only its hash is kept, so this is the one time it is shown.
+    pub admin_token: String,
+}
+
+/// Rotates the admin token: the answer carries the new one (shown once). The token that
+/// made this request stops working at once here and within a second on every other
+/// replica; the new one works as fast. 409 when the token comes from the configuration.
+#[utoipa::path(post, path = "/admin-token", tag = "admin", security(("admin_token" = [])),
+    responses((status = 201, body = NewAdminToken), (status = 409, body = ErrorBody)))]
+pub async fn rotate_admin_token(State(app): State<AppState>) -> Result<(StatusCode, Json<NewAdminToken>), ApiError> {
+    if app.admin_token.is_configured() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the admin token comes from the configuration (admin_token or SSOGATE_ADMIN_TOKEN), which always wins: change it there",
+        ));
+    }
+    let token = crate::app::reset_admin_token(app.store.as_ref(), app.clock.now(), ACTOR).await?;
+    app.admin_token.replaced(crate::app::token_hash(token.expose()));
+    Ok((StatusCode::CREATED, Json(NewAdminToken { admin_token: token.expose().to_string() })))
+}
