@@ -30,8 +30,8 @@ pub struct App {
     pub cipher: Cipher,
     /// Time.
     pub clock: Clock,
-    /// SHA-256 of the admin token.
-    pub admin_token_sha256: [u8; 32],
+    /// The admin token's hash: configured, or the stored one (rotatable while running).
+    pub admin_token: AdminToken,
     /// Flow state, one-time codes, replay markers.
     pub ephemeral: Arc<dyn crate::state::Ephemeral>,
     /// Sessions.
@@ -44,6 +44,12 @@ pub struct App {
     pub ingress: crate::ingress::Tokens,
     /// Per-client limits on login starts and callbacks, and the trusted proxies.
     pub limits: crate::limit::Limiter,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
+    /// When this process started (epoch milliseconds).
+    pub started_at: crate::clock::Millis,
+    /// Refusals counted but not yet audited, and logins not yet in the health table.
+    pub recorder: crate::login::record::Recorder,
 }
 
 /// Handlers' state.
@@ -157,9 +163,9 @@ impl App {
             .map_err(|source| StartupError::Store { url: redact_url(&store_url), source })?,
         );
         check_master_key(store.as_ref(), &cipher).await?;
-        let admin_token_sha256 = match &config.admin_token {
-            Some(t) => token_hash(t.expose()),
-            None => admin_token(store.as_ref(), &mut startup).await?,
+        let admin_token = match &config.admin_token {
+            Some(t) => AdminToken::configured(token_hash(t.expose())),
+            None => AdminToken::stored(admin_token(store.as_ref(), &mut startup).await?),
         };
         startup.signing_key_created = crate::token::ensure(store.as_ref(), &cipher, clock.now()).await?;
         let http = crate::outbound::client(Duration::from_secs(config.outbound.timeout_seconds)).map_err(|e| StartupError::Http(e.to_string()))?;
@@ -169,7 +175,24 @@ impl App {
         let jwks = crate::upstream::jwks::JwksCache::new(http.clone(), clock.clone(), (config.login.jwks_min_refetch_seconds * 1000) as i64);
         let limits = crate::limit::Limiter::new(&config);
         Ok((
-            App { config, store, registry, directory, cipher, clock, admin_token_sha256, ephemeral, sessions, jwks, http, ingress: Default::default(), limits },
+            App {
+                started_at: clock.now(),
+                config,
+                store,
+                registry,
+                directory,
+                cipher,
+                clock,
+                admin_token,
+                ephemeral,
+                sessions,
+                jwks,
+                http,
+                ingress: Default::default(),
+                limits,
+                metrics: crate::metrics::Metrics::new(),
+                recorder: Default::default(),
+            },
             startup,
         ))
     }
@@ -228,10 +251,80 @@ fn decode_hash(h: &str) -> Result<[u8; 32], StartupError> {
     hex::decode(h).ok().and_then(|v| <[u8; 32]>::try_from(v).ok()).ok_or_else(|| StoreError::Corrupt("admin token hash".into()).into())
 }
 
-/// Replaces the stored admin token with a new one and returns it (shown once).
+/// Replaces the stored admin token with a new one and returns it (shown once). Every
+/// gateway on the store takes it within [`ADMIN_TOKEN_CACHE`]; the old one stops working
+/// as fast.
 pub async fn reset_admin_token(store: &dyn Store, now: i64, actor: &str) -> Result<Secret, StoreError> {
     let token = format!("sgt_{}", crate::id::token(32));
     store.meta_put(ADMIN_TOKEN_HASH, &hex::encode(token_hash(&token))).await?;
     store.audit_append(&crate::audit::AuditEntry::new(now, actor, "admin_token.reset", "admin_token", serde_json::json!({}))).await?;
     Ok(Secret::new(token))
+}
+
+/// How long a gateway trusts the stored admin token hash it last read: a rotation on
+/// another replica (or by the CLI) takes effect here within this.
+pub const ADMIN_TOKEN_CACHE: Duration = Duration::from_secs(1);
+
+/// The admin token the API accepts. A configured one (`admin_token`,
+/// `SSOGATE_ADMIN_TOKEN`) is fixed for the process's life; otherwise the hash in the
+/// store is the one, read again once [`ADMIN_TOKEN_CACHE`] has passed, so a token
+/// rotated on any replica or by the CLI is taken, and the old one refused, by every
+/// replica within a second, without a restart.
+#[derive(Debug)]
+pub struct AdminToken {
+    configured: Option<[u8; 32]>,
+    /// The stored hash and when it was read.
+    cached: std::sync::Mutex<([u8; 32], std::time::Instant)>,
+}
+
+impl AdminToken {
+    /// A token from the configuration.
+    pub fn configured(hash: [u8; 32]) -> Self {
+        Self { configured: Some(hash), cached: std::sync::Mutex::new((hash, std::time::Instant::now())) }
+    }
+
+    /// The stored token, just read.
+    pub fn stored(hash: [u8; 32]) -> Self {
+        Self { configured: None, cached: std::sync::Mutex::new((hash, std::time::Instant::now())) }
+    }
+
+    /// Whether the token comes from the configuration (and so cannot be rotated here).
+    pub fn is_configured(&self) -> bool {
+        self.configured.is_some()
+    }
+
+    /// Whether `presented` is the admin token, compared as hashes in constant time
+    /// (neither length nor content leaks through timing). Reads the store when the
+    /// cached hash is older than [`ADMIN_TOKEN_CACHE`].
+    pub async fn accepts(&self, store: &dyn Store, presented: &str) -> Result<bool, StoreError> {
+        use subtle::ConstantTimeEq;
+        let current = match self.configured {
+            Some(h) => h,
+            None => self.current(store).await?,
+        };
+        Ok(bool::from(token_hash(presented).ct_eq(&current)))
+    }
+
+    async fn current(&self, store: &dyn Store) -> Result<[u8; 32], StoreError> {
+        if let Ok(c) = self.cached.lock() {
+            if c.1.elapsed() < ADMIN_TOKEN_CACHE {
+                return Ok(c.0);
+            }
+        }
+        let hash = match store.meta_get(ADMIN_TOKEN_HASH).await? {
+            Some(h) => decode_hash(&h).map_err(|_| StoreError::Corrupt("admin token hash".into()))?,
+            None => return Err(StoreError::Corrupt("the admin token hash is missing".into())),
+        };
+        if let Ok(mut c) = self.cached.lock() {
+            *c = (hash, std::time::Instant::now());
+        }
+        Ok(hash)
+    }
+
+    /// Takes a new stored hash at once (a rotation made through this gateway).
+    pub fn replaced(&self, hash: [u8; 32]) {
+        if let Ok(mut c) = self.cached.lock() {
+            *c = (hash, std::time::Instant::now());
+        }
+    }
 }

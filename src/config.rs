@@ -56,6 +56,27 @@ pub struct Config {
     pub ingress: IngressConfig,
     /// Where flow state, one-time codes, replay markers and sessions live.
     pub state: StateConfig,
+    /// Prometheus metrics (`/metrics`).
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: Prometheus metrics at `/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` at all.
+    #[serde(deserialize_with = "lenient")]
+    pub enabled: bool,
+    /// A listen address of their own (`0.0.0.0:9090`): `/metrics` is then served there
+    /// only, not on `listen`, so it stays off whatever exposes the gateway itself.
+    /// Absent: on the main listener, without authentication (like `/healthz`).
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { enabled: true, listen: None }
+    }
 }
 
 /// `[state]`: in this process (the default, one machine), or Redis (several replicas).
@@ -331,6 +352,7 @@ impl Default for Config {
             clients: Vec::new(),
             ingress: IngressConfig::default(),
             state: StateConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -597,6 +619,9 @@ impl Config {
         }
         if !(50..=10_000).contains(&self.state.timeout_ms) {
             bad("state.timeout_ms", "must be between 50 and 10000");
+        }
+        if self.metrics.listen.is_some_and(|m| m == self.listen && m.port() != 0) {
+            bad("metrics.listen", "must differ from listen (leave it out to serve /metrics on the main listener)");
         }
         problems
     }

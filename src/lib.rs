@@ -35,6 +35,8 @@
 //! - [`web`]: request ids, error bodies and pages (with their security headers), the
 //!   cookies and the browser session, the one redirect validator, outage logging, health
 //!   checks and the public provider list.
+//! - [`metrics`]: Prometheus metrics at `/metrics`: atomics on the `/auth` path, the
+//!   rest read when scraped.
 //! - [`audit`]: who changed what and when.
 //! - [`clock`]: time, injected so expiry tests never sleep.
 //! - [`testkit`]: fixtures shared by tests, benches and fuzz targets.
@@ -56,6 +58,7 @@ pub mod limit;
 pub mod listen;
 pub mod login;
 pub mod mapping;
+pub mod metrics;
 pub mod op;
 pub mod outbound;
 pub mod secret;

@@ -165,7 +165,7 @@ async fn main() -> Result<()> {
             let (app, _) = start(config).await?;
             let token = app::reset_admin_token(app.store.as_ref(), app.clock.now(), "cli").await?;
             println!("{}", token.expose());
-            eprintln!("the new admin token is above; it is shown only now. Restart running gateways to use it.");
+            eprintln!("the new admin token is above; it is shown only now. Running gateways take it, and refuse the old one, within a second.");
             Ok(())
         }
     }
@@ -190,7 +190,24 @@ async fn serve(config: Config) -> Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("could not listen on {listen} (set listen or SSOGATE_LISTEN)"))?;
     tracing::info!(listen = %listener.local_addr()?, public_url = %app.config.public_url, "ssogate is serving");
-    server::serve(listener, std::sync::Arc::new(app), shutdown).await?;
+    let app = std::sync::Arc::new(app);
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = match app.config.metrics.listen.filter(|_| app.config.metrics.enabled) {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("could not listen on {addr} for metrics (metrics.listen)"))?;
+            tracing::info!(listen = %l.local_addr()?, "metrics at /metrics");
+            let stopped = async {
+                let _ = metrics_stopped.await;
+            };
+            Some(tokio::spawn(server::serve_metrics(l, app.clone(), stopped)))
+        }
+        None => None,
+    };
+    server::serve(listener, app, shutdown).await?;
+    let _ = metrics_stop.send(());
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -241,7 +258,7 @@ fn parse_doc<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
     if text.trim_start().starts_with(['{', '[']) {
         serde_json::from_str(text).context("the file is not valid JSON for this command")
     } else {
-        serde_yaml::from_str(text).context("the file is not valid YAML for this command")
+        yaml_serde::from_str(text).context("the file is not valid YAML for this command")
     }
 }
 
@@ -348,7 +365,7 @@ async fn connections(config: Config, cmd: &ConnectionsCmd) -> Result<()> {
             let items: Vec<ConnectionPatch> = list.iter().map(|c| export(c, *include_secrets)).collect();
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&items)?),
-                Format::Yaml => print!("{}", serde_yaml::to_string(&items)?),
+                Format::Yaml => print!("{}", yaml_serde::to_string(&items)?),
             }
         }
     }

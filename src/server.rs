@@ -22,7 +22,10 @@ pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.config.http.request_timeout_seconds);
     let (api, openapi) = crate::admin::api_router(state.clone()).split_for_parts();
     let openapi = Arc::new(crate::admin::finish_openapi(openapi));
+    let metrics = state.config.metrics.enabled && state.config.metrics.listen.is_none();
+    let metrics = if metrics { Router::new().route("/metrics", get(crate::metrics::handler)) } else { Router::new() };
     Router::new()
+        .merge(metrics)
         .merge(crate::login::routes(&state))
         .merge(crate::ingress::routes(&state))
         .merge(crate::op::routes())
@@ -145,10 +148,33 @@ impl tower::Service<axum::extract::Request> for Front {
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let refresh = background_refresh(state.clone());
+    let recorder = background_flush(state.clone());
     crate::listen::check_fd_limit(state.config.http.max_connections);
     let served = crate::listen::run(listener, Front::new(state.clone()), &state.config.http, shutdown).await;
     refresh.abort();
+    recorder.abort();
+    // What was counted and not yet written (refusals of the current minute, the latest
+    // logins) is written before the process goes.
+    crate::login::record::flush(&state, true).await;
     served
+}
+
+/// Writes counted refusals and pending health every few seconds (see `login::record`).
+fn background_flush(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            crate::login::record::flush(&state, false).await;
+        }
+    })
+}
+
+/// Serves `/metrics` alone on a listener of its own (`metrics.listen`) until `shutdown`.
+pub async fn serve_metrics(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let app = Router::new().route("/metrics", get(crate::metrics::handler)).fallback(not_found).with_state(state);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 /// Re-reads SAML IdP metadata by URL every `login.saml_metadata_refresh_seconds`.
@@ -163,7 +189,9 @@ fn background_refresh(state: AppState) -> tokio::task::JoinHandle<()> {
         tick.tick().await; // the first tick is immediate: the metadata was just read at save
         loop {
             tick.tick().await;
-            state.registry.refresh_saml_metadata().await;
+            for (_, result) in state.registry.refresh_saml_metadata().await {
+                state.metrics.saml_metadata_refresh(result.is_ok());
+            }
         }
     })
 }

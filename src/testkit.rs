@@ -47,6 +47,7 @@ pub fn saml_connection(names: SamlNames<'_>, cert: &openssl::x509::X509, require
         created_at: 0,
         updated_at: 0,
         version: 1,
+        managed_by: None,
     }
 }
 

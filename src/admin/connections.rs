@@ -38,6 +38,24 @@ pub enum Order {
     Desc,
 }
 
+/// The connection's health, for its view (a failure to read it leaves the fields empty:
+/// it is never a reason to refuse the admin the connection itself).
+async fn health(app: &AppState, id: Option<&str>) -> std::collections::HashMap<String, crate::store::ConnectionHealth> {
+    match app.store.health_list().await {
+        Ok(list) => list.into_iter().filter(|h| id.is_none_or(|id| h.connection_id == id)).map(|h| (h.connection_id.clone(), h)).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the connections' health");
+            Default::default()
+        }
+    }
+}
+
+/// The view of `c` with its health.
+async fn view(app: &AppState, c: &crate::connection::Connection) -> ConnectionView {
+    let h = health(app, Some(&c.id)).await;
+    c.view(&app.config.public_base()).with_health(h.get(&c.id))
+}
+
 fn with_etag(view: ConnectionView, status: StatusCode) -> Response {
     let etag = HeaderValue::from_str(&format!("\"{}\"", view.version)).ok();
     let mut resp = (status, Json(view)).into_response();
@@ -63,7 +81,9 @@ pub async fn list_connections(State(app): State<AppState>, ApiQuery(q): ApiQuery
     let descending = matches!(q.order, Some(Order::Desc));
     let list = app.registry.list(q.sort.unwrap_or_default(), descending).await?;
     let base = app.config.public_base();
-    Ok(Json(list.iter().map(|c| c.view(&base)).collect()))
+    // One read for every row's health (no query per row).
+    let health = health(&app, None).await;
+    Ok(Json(list.iter().map(|c| c.view(&base).with_health(health.get(&c.id))).collect()))
 }
 
 /// Creates a connection from a provider preset and the given fields.
@@ -82,7 +102,7 @@ pub async fn create_connection(State(app): State<AppState>, ApiJson(patch): ApiJ
     responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody)))]
 pub async fn get_connection(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     let c = app.registry.get(&id).await?;
-    Ok(with_etag(c.view(&app.config.public_base()), StatusCode::OK))
+    Ok(with_etag(view(&app, &c).await, StatusCode::OK))
 }
 
 /// The version a change is based on: `Some(n)` from `If-Match: "n"`, `None` for

@@ -12,13 +12,12 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use subtle::ConstantTimeEq;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::{token_hash, AppState};
+use crate::app::AppState;
 use crate::web::ApiError;
 
 /// The actor recorded in the audit log for admin-token requests.
@@ -37,6 +36,7 @@ pub const ACTOR: &str = "admin";
         (name = "invitations", description = "Invitations by email"),
         (name = "audit", description = "Audit log"),
         (name = "keys", description = "The gateway's signing keys"),
+        (name = "admin", description = "The admin token"),
         (name = "clients", description = "Applications that sign in through ssogate (OpenID Provider)"),
         (name = "public", description = "Unauthenticated routes"),
     )
@@ -113,6 +113,7 @@ pub fn api_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(directory::delete_invitation))
         .routes(routes!(system::list_audit))
         .routes(routes!(system::list_keys, system::rotate_key))
+        .routes(routes!(system::rotate_admin_token))
         .routes(routes!(clients::list_clients, clients::create_client))
         .routes(routes!(clients::get_client, clients::update_client, clients::delete_client))
         .route_layer(axum::middleware::from_fn_with_state(state, require_admin));
@@ -127,7 +128,7 @@ pub fn finish_openapi(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::Ope
 
 /// Refuses a request without the admin token (401, with `WWW-Authenticate`).
 async fn require_admin(State(app): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
-    authorized(&app, &req)?;
+    authorized(&app, &req).await?;
     Ok(next.run(req).await)
 }
 
@@ -137,20 +138,28 @@ async fn require_admin(State(app): State<AppState>, req: Request, next: Next) ->
 pub async fn gate(State(app): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     let path = req.uri().path();
     if path == "/api/v1/admin" || path.starts_with("/api/v1/admin/") {
-        authorized(&app, &req)?;
+        authorized(&app, &req).await?;
     }
     Ok(next.run(req).await)
 }
 
-fn authorized(app: &AppState, req: &Request) -> Result<(), ApiError> {
+fn authorized(app: &AppState, req: &Request) -> impl std::future::Future<Output = Result<(), ApiError>> + Send + 'static {
+    // Owned before the await: the request itself is not `Sync`.
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    // Compare hashes in constant time: neither length nor content leaks through timing.
-    let ok = presented.is_some_and(|t| bool::from(token_hash(t).ct_eq(&app.admin_token_sha256)));
+        .map(|t| t.trim().to_string());
+    let app = app.clone();
+    async move { check_token(&app, presented).await }
+}
+
+async fn check_token(app: &AppState, presented: Option<String>) -> Result<(), ApiError> {
+    let ok = match presented {
+        Some(t) => app.admin_token.accepts(app.store.as_ref(), &t).await?,
+        None => false,
+    };
     if !ok {
         let mut e = ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -344,6 +344,9 @@ pub struct Connection {
     pub updated_at: Millis,
     /// Version for optimistic concurrency.
     pub version: i64,
+    /// `config` when the configuration file declares it: read-only through the API.
+    #[serde(default)]
+    pub managed_by: Option<String>,
 }
 
 impl Connection {
@@ -416,9 +419,30 @@ pub struct ConnectionView {
     pub group_sync: bool,
     /// Claim mappings.
     pub claims: ClaimMappings,
+    /// `config` when the configuration file declares this connection: the API then
+    /// refuses to change or delete it (409), the file is where it changes.
+    pub managed_by: Option<String>,
+    /// When a login through it last succeeded (RFC 3339).
+    pub last_login_at: Option<String>,
+    /// When a login through it was last refused (RFC 3339).
+    pub last_error_at: Option<String>,
+    /// What that refusal was: its step, its reason and the sentence the user saw.
+    pub last_error: Option<String>,
     /// The protocol's settings, as `oidc` or `saml`.
     #[serde(flatten)]
     pub upstream: UpstreamView,
+}
+
+impl ConnectionView {
+    /// The view with the connection's health (last login, last refusal).
+    pub fn with_health(mut self, health: Option<&crate::store::ConnectionHealth>) -> Self {
+        if let Some(h) = health {
+            self.last_login_at = h.last_login_at.map(rfc3339);
+            self.last_error_at = h.last_error_at.map(rfc3339);
+            self.last_error.clone_from(&h.last_error);
+        }
+        self
+    }
 }
 
 /// The protocol's settings as shown: one key, `oidc` or `saml`.
@@ -489,6 +513,10 @@ impl Connection {
             create_users: self.settings.create_users,
             group_sync: self.settings.group_sync,
             claims: self.settings.claims.clone(),
+            managed_by: self.managed_by.clone(),
+            last_login_at: None,
+            last_error_at: None,
+            last_error: None,
             upstream,
         }
     }

@@ -141,6 +141,7 @@ impl Registry {
             created_at: s.created_at,
             updated_at: s.updated_at,
             version: s.version,
+            managed_by: s.managed_by,
         })
     }
 
@@ -160,6 +161,7 @@ impl Registry {
             created_at: c.created_at,
             updated_at: c.updated_at,
             version: c.version,
+            managed_by: c.managed_by.clone(),
         }
     }
 
@@ -244,6 +246,7 @@ impl Registry {
             created_at: now,
             updated_at: now,
             version: 1,
+            managed_by: None,
         };
         if patch.display_name.is_none() {
             return Err(invalid("display_name", "is required"));

@@ -442,7 +442,7 @@ impl Directory {
             return Err(invalid("description", "must be at most 1024 characters"));
         }
         let now = self.clock.now();
-        let g = Group { id: crate::id::new("grp"), name, description, builtin: None, created_at: now, updated_at: now };
+        let g = Group { id: crate::id::new("grp"), name, description, builtin: None, created_at: now, updated_at: now, managed_by: None };
         self.store.group_insert(&g, &self.audit(actor, "group.create", &g.id, json!({"name": g.name}))).await?;
         Ok(group_view(g, 0))
     }

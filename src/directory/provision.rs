@@ -134,9 +134,9 @@ pub enum Refusal {
     /// No user, no invitation, and the connection does not create users.
     #[error("there is no account for you here; ask an administrator to invite you")]
     NoAccount,
-    /// The account was disabled by an admin.
+    /// The account (its id) was disabled by an admin.
     #[error("your account here is disabled; ask an administrator to enable it")]
-    Disabled,
+    Disabled(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] DirectoryError),
@@ -231,7 +231,7 @@ impl Directory {
         };
         if let Found::Linked(u) | Found::ByEmail(u) = &found {
             if u.status == UserStatus::Disabled {
-                return Err(Refusal::Disabled);
+                return Err(Refusal::Disabled(u.id.clone()));
             }
         }
         // Read once: the plan and the session's group snapshot both come from these.

@@ -75,7 +75,7 @@ mod tests {
     use crate::store::Builtin;
 
     fn group(id: &str, name: &str) -> Group {
-        Group { id: id.into(), name: name.into(), description: String::new(), builtin: None, created_at: 0, updated_at: 0 }
+        Group { id: id.into(), name: name.into(), description: String::new(), builtin: None, created_at: 0, updated_at: 0, managed_by: None }
     }
 
     fn member(group: &str, source: Source) -> Membership {

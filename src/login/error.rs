@@ -13,7 +13,7 @@ use crate::upstream::UpstreamError;
 use crate::web::page;
 
 /// Where in a login a refusal happened (a log field, and the admin's first clue).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Step {
     /// The login's start (`/login/{id}`).
     Start,
@@ -46,6 +46,78 @@ impl Step {
     }
 }
 
+/// Why a login was refused, from a small fixed set: a label of the metrics and a field
+/// of the audit event (the log line and the page keep the full sentence). Never free
+/// text, so no client can make a new series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// The request cannot be a login's (a parameter too long, a form that does not read).
+    BadRequest,
+    /// No such connection, or it is turned off.
+    UnknownConnection,
+    /// The reply is larger than `http.max_body_bytes`.
+    TooLarge,
+    /// The reply answers no login this browser started (expired, used, or none).
+    FlowMissing,
+    /// The login was started in another browser.
+    WrongBrowser,
+    /// The IdP could not be reached or did not answer usably (DNS, TLS, timeout, status).
+    IdpUnavailable,
+    /// The IdP said no (an `error` in the callback, a SAML status other than Success).
+    IdpRefused,
+    /// The reply failed a check: signature, issuer, audience, times, nonce, claims.
+    InvalidReply,
+    /// The reply could not be read (not XML, not a token, parameters missing).
+    MalformedReply,
+    /// The SAML assertion was used before.
+    Replay,
+    /// The connection requires a verified email and the IdP did not vouch for it.
+    EmailNotVerified,
+    /// No account, no invitation, and the connection does not create users.
+    NoAccount,
+    /// The account is disabled.
+    UserDisabled,
+    /// The store or the state store did not answer.
+    Unavailable,
+    /// Anything else.
+    Other,
+}
+
+impl Reason {
+    /// The name in metrics and audit events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::BadRequest => "bad_request",
+            Reason::UnknownConnection => "unknown_connection",
+            Reason::TooLarge => "too_large",
+            Reason::FlowMissing => "flow_missing",
+            Reason::WrongBrowser => "wrong_browser",
+            Reason::IdpUnavailable => "idp_unavailable",
+            Reason::IdpRefused => "idp_refused",
+            Reason::InvalidReply => "invalid_reply",
+            Reason::MalformedReply => "malformed_reply",
+            Reason::Replay => "replay",
+            Reason::EmailNotVerified => "email_not_verified",
+            Reason::NoAccount => "no_account",
+            Reason::UserDisabled => "user_disabled",
+            Reason::Unavailable => "unavailable",
+            Reason::Other => "other",
+        }
+    }
+
+    /// What a status says when the caller named no reason.
+    fn of_status(status: StatusCode) -> Self {
+        match status.as_u16() {
+            400 => Reason::BadRequest,
+            404 => Reason::UnknownConnection,
+            413 => Reason::TooLarge,
+            502 => Reason::IdpUnavailable,
+            503 => Reason::Unavailable,
+            _ => Reason::Other,
+        }
+    }
+}
+
 /// Which store an outage is in: logged once per outage, not once per request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outage {
@@ -58,10 +130,13 @@ enum Outage {
 pub struct LoginError {
     status: StatusCode,
     step: Step,
+    reason: Reason,
     message: String,
     cause: String,
-    connection: Option<String>,
-    retry: Option<String>,
+    // Boxed strings keep the error small (it travels in every `Result` of a login).
+    connection: Option<Box<str>>,
+    user: Option<Box<str>>,
+    retry: Option<Box<str>>,
     outage: Option<Outage>,
 }
 
@@ -81,7 +156,7 @@ impl LoginError {
     /// A refusal at `step`: `message` is shown and logged.
     pub fn new(status: StatusCode, step: Step, message: impl Into<String>) -> Self {
         let message = sentence(&message.into());
-        Self { status, step, cause: message.clone(), message, connection: None, retry: None, outage: None }
+        Self { status, step, reason: Reason::of_status(status), cause: message.clone(), message, connection: None, user: None, retry: None, outage: None }
     }
 
     /// 400: the request is not one a login can continue from.
@@ -107,12 +182,13 @@ impl LoginError {
     /// The protocol step failed: 502 when the IdP could not be used, 400 for a malformed
     /// reply, else 403.
     pub fn upstream(e: &UpstreamError, failed_check: Option<&str>) -> Self {
-        let status = match e {
-            UpstreamError::Unavailable(_) => StatusCode::BAD_GATEWAY,
-            UpstreamError::Malformed(_) => StatusCode::BAD_REQUEST,
-            UpstreamError::Refused(_) | UpstreamError::Invalid(_) => StatusCode::FORBIDDEN,
+        let (status, reason) = match e {
+            UpstreamError::Unavailable(_) => (StatusCode::BAD_GATEWAY, Reason::IdpUnavailable),
+            UpstreamError::Malformed(_) => (StatusCode::BAD_REQUEST, Reason::MalformedReply),
+            UpstreamError::Refused(_) => (StatusCode::FORBIDDEN, Reason::IdpRefused),
+            UpstreamError::Invalid(_) => (StatusCode::FORBIDDEN, Reason::InvalidReply),
         };
-        let err = Self::new(status, Step::Upstream, e.to_string());
+        let err = Self::new(status, Step::Upstream, e.to_string()).reason(reason);
         match failed_check {
             Some(check) => err.cause(format!("{check}: {e}")),
             None => err,
@@ -127,13 +203,25 @@ impl LoginError {
 
     /// The connection the login went through.
     pub fn connection(mut self, id: &str) -> Self {
-        self.connection = Some(id.to_string());
+        self.connection = Some(id.into());
+        self
+    }
+
+    /// Why, from the fixed set (default: what the status says).
+    pub fn reason(mut self, reason: Reason) -> Self {
+        self.reason = reason;
+        self
+    }
+
+    /// The user the login was for, when it got that far.
+    pub fn user(mut self, id: &str) -> Self {
+        self.user = Some(id.into());
         self
     }
 
     /// Where "try again" goes (default: the login page).
     pub fn retry(mut self, href: Option<String>) -> Self {
-        self.retry = href;
+        self.retry = href.map(String::into_boxed_str);
         self
     }
 
@@ -151,6 +239,21 @@ impl LoginError {
     pub fn step(&self) -> Step {
         self.step
     }
+
+    /// Why, as the metrics and the audit name it.
+    pub fn why(&self) -> Reason {
+        self.reason
+    }
+
+    /// The connection id the login named (not necessarily one that exists).
+    pub fn connection_id(&self) -> Option<&str> {
+        self.connection.as_deref()
+    }
+
+    /// The user, when known.
+    pub fn user_id(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
 }
 
 impl fmt::Display for LoginError {
@@ -163,7 +266,7 @@ impl IntoResponse for LoginError {
     fn into_response(self) -> Response {
         let request_id = crate::web::request_id::current().unwrap_or_default();
         let connection = self.connection.as_deref().unwrap_or("-");
-        let (status, step) = (self.status.as_u16(), self.step.as_str());
+        let (status, step, reason) = (self.status.as_u16(), self.step.as_str(), self.reason.as_str());
         match self.outage {
             // The outage's start is logged once (and once a minute while it lasts); each
             // request still says which login step it stopped.
@@ -172,9 +275,9 @@ impl IntoResponse for LoginError {
             None => {}
         }
         if self.outage.is_some() {
-            tracing::debug!(request_id, connection, step, status, cause = %self.cause, "login refused");
+            tracing::debug!(request_id, connection, step, reason, status, cause = %self.cause, "login refused");
         } else {
-            tracing::warn!(request_id, connection, step, status, cause = %self.cause, "login refused");
+            tracing::warn!(request_id, connection, step, reason, status, cause = %self.cause, "login refused");
         }
         let mut resp = page::error_with_retry(self.status, &self.message, self.retry.as_deref().unwrap_or("/login"));
         if self.outage.is_some() {
@@ -194,6 +297,10 @@ mod tests {
         assert_eq!(LoginError::forbidden(Step::Flow, "Done.").message(), "Done.");
         let e = LoginError::upstream(&UpstreamError::Unavailable("the token endpoint could not be reached (timed out)".into()), Some("code exchange"));
         assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(e.why(), Reason::IdpUnavailable);
+        assert_eq!(LoginError::upstream(&UpstreamError::Invalid("bad signature".into()), None).why(), Reason::InvalidReply);
+        assert_eq!(LoginError::bad_request(Step::Reply, "x").why(), Reason::BadRequest);
+        assert_eq!(LoginError::forbidden(Step::Flow, "x").reason(Reason::FlowMissing).why().as_str(), "flow_missing");
         assert!(e.to_string().contains("upstream: code exchange: the identity provider could not be used"), "{e}");
     }
 }

@@ -11,6 +11,7 @@
 pub mod error;
 pub mod logout;
 pub mod pipeline;
+pub mod record;
 pub mod test;
 
 use axum::extract::{Query, RawQuery, State};
@@ -20,7 +21,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
-pub use error::{LoginError, Step};
+pub use error::{LoginError, Reason, Step};
 pub use logout::{end_session, request_site, sign_out_refusal, sign_out_token, Site};
 
 use crate::app::AppState;
@@ -106,34 +107,45 @@ fn retry_href(conn_id: &str, return_to: Option<&str>) -> String {
     format!("/login/{conn_id}{query}")
 }
 
-/// Starts a login with a connection: keeps the flow state and sends the browser to the IdP.
+/// Starts a login with a connection: keeps the flow state and sends the browser to the
+/// IdP. A refusal is counted and audited ([`record`]).
 pub async fn login_start(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
     Query(q): Query<ReturnTo>,
     client: crate::limit::Client,
     headers: HeaderMap,
-) -> Result<Response, LoginError> {
+) -> Response {
+    match start(&app, &id, &q, &client, &headers).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            record::refused(&app, &e).await;
+            e.into_response()
+        }
+    }
+}
+
+async fn start(app: &AppState, id: &str, q: &ReturnTo, client: &crate::limit::Client, headers: &HeaderMap) -> Result<Response, LoginError> {
     use crate::limit::{too_long, LOGIN_HINT_MAX, RETURN_TO_MAX};
     // Both are kept with the flow state: bounded before anything is looked up.
     if let Some(why) = too_long("return_to", q.return_to.as_deref(), RETURN_TO_MAX).or_else(|| too_long("login_hint", q.login_hint.as_deref(), LOGIN_HINT_MAX))
     {
-        return Err(LoginError::bad_request(Step::Start, why).connection(&id));
+        return Err(LoginError::bad_request(Step::Start, why).connection(id));
     }
-    let conn = active_connection(&app, &id).await?;
+    let conn = active_connection(app, id).await?;
     let return_to = q.return_to.as_deref().and_then(|p| return_target(&app.config, p));
     let hint = q.login_hint.as_deref().filter(|h| !h.is_empty() && !h.chars().any(char::is_control));
-    let flow_id = browser::flow_id(&app, &headers);
+    let flow_id = browser::flow_id(app, headers);
     let base = app.config.public_base();
     let start =
         upstream::Start { public_base: &base, browser: browser::binding(&flow_id), return_to, login_hint: hint, now: app.clock.now(), purpose: Purpose::Login };
     let begun = upstream::begin(&conn, start).map_err(|e| LoginError::upstream(&e, None).connection(&conn.id))?;
-    keep_flow(&app, &client, &begun.key, &begun.flow).await.map_err(|e| e.connection(&conn.id))?;
+    keep_flow(app, client, &begun.key, &begun.flow).await.map_err(|e| e.connection(&conn.id))?;
     let mut resp = match begun.outbound {
         Outbound::Redirect(url) => Redirect::to(&url).into_response(),
         Outbound::Post { url, fields } => post_form(&url, &fields),
     };
-    resp.headers_mut().append(header::SET_COOKIE, browser::flow_cookie(&app, &flow_id, app.config.login.flow_ttl_seconds));
+    resp.headers_mut().append(header::SET_COOKIE, browser::flow_cookie(app, &flow_id, app.config.login.flow_ttl_seconds));
     Ok(resp)
 }
 
@@ -178,8 +190,23 @@ pub(crate) fn post_form(url: &str, fields: &[(&str, String)]) -> Response {
 
 /// The OIDC callback: the IdP sends the browser back here.
 pub async fn oidc_callback(State(app): State<AppState>, ApiPath(id): ApiPath<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    let started = std::time::Instant::now();
     let params = url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect();
-    reply(&app, &id, Protocol::Oidc, Reply::new(Transport::Query, params), &headers).await.unwrap_or_else(IntoResponse::into_response)
+    let answered = reply(&app, &id, Protocol::Oidc, Reply::new(Transport::Query, params), &headers).await;
+    let resp = recorded(&app, answered).await;
+    app.metrics.oidc_callback.observe(started.elapsed());
+    resp
+}
+
+/// The answer to a reply; a refusal counted and audited first ([`record`]).
+async fn recorded(app: &AppState, answered: Result<Response, LoginError>) -> Response {
+    match answered {
+        Ok(resp) => resp,
+        Err(e) => {
+            record::refused(app, &e).await;
+            e.into_response()
+        }
+    }
 }
 
 /// The SAML assertion consumer service: the IdP's form post.
@@ -189,7 +216,20 @@ pub async fn saml_acs(
     headers: HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let refused = |e: LoginError| e.connection(&id).into_response();
+    let started = std::time::Instant::now();
+    let answered = acs(&app, &id, &headers, body).await;
+    let resp = recorded(&app, answered).await;
+    app.metrics.saml_acs.observe(started.elapsed());
+    resp
+}
+
+async fn acs(
+    app: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, LoginError> {
+    let refused = |e: LoginError| Err(e.connection(id));
     // Refused like every other reply: the same page and log line (413 kept).
     let body = match body {
         Ok(b) => b,
@@ -203,7 +243,7 @@ pub async fn saml_acs(
     if let Some(why) = crate::limit::too_long("RelayState", reply.get("RelayState"), crate::limit::RELAY_STATE_MAX) {
         return refused(LoginError::bad_request(Step::Reply, why));
     }
-    self::reply(&app, &id, Protocol::Saml, reply, &headers).await.unwrap_or_else(IntoResponse::into_response)
+    self::reply(app, id, Protocol::Saml, reply, headers).await
 }
 
 /// The reply to a login, whatever the protocol: the connection; the protocol's screen;
@@ -237,7 +277,8 @@ async fn reply(app: &AppState, id: &str, protocol: Protocol, reply: Reply, heade
     };
     let return_to = match &flow {
         Some(f) if f.connection_id != conn.id || !browser::holds_flow(app, headers, &f.browser) => {
-            let e = LoginError::bad_request(Step::Flow, "this sign-in was started in another browser; start the sign-in again here");
+            let e =
+                LoginError::bad_request(Step::Flow, "this sign-in was started in another browser; start the sign-in again here").reason(Reason::WrongBrowser);
             return Err(at(e.cause("the flow is bound to another browser or connection")));
         }
         Some(f) => f.return_to.clone(),
@@ -248,23 +289,24 @@ async fn reply(app: &AppState, id: &str, protocol: Protocol, reply: Reply, heade
                     Step::Flow,
                     format!("this reply answers no sign-in started in this browser (it expired, was already used, or came unrequested, and {why}); start the sign-in again"),
                 );
-                return Err(at(e));
+                return Err(at(e.reason(Reason::FlowMissing)));
             }
             Unsolicited::Never if key.is_none() => {
-                return Err(at(LoginError::bad_request(Step::Flow, "the sign-in reply names no sign-in (no state); start the sign-in again")))
+                let e = LoginError::bad_request(Step::Flow, "the sign-in reply names no sign-in (no state); start the sign-in again");
+                return Err(at(e.reason(Reason::FlowMissing)));
             }
             Unsolicited::Never => {
                 let e = LoginError::bad_request(
                     Step::Flow,
                     "this sign-in has expired or was already used (or was started in another browser); start the sign-in again",
                 );
-                return Err(at(e));
+                return Err(at(e.reason(Reason::FlowMissing)));
             }
         },
     };
     if let Some(f @ FlowState { purpose: Purpose::Test { test_id }, .. }) = &flow {
-        // A test flow's reply goes to its result, never into a login.
-        return test::finish(app, f, test_id, reply, report).await.map_err(at);
+        // A test flow's reply goes to its result, never into a login (nor its counts).
+        return Ok(test::finish(app, f, test_id, reply, report).await.unwrap_or_else(|e| at(e).into_response()));
     }
     // From here on a real login: only a saved, active connection.
     let conn = active_connection(app, id).await?;
@@ -279,6 +321,7 @@ async fn reply(app: &AppState, id: &str, protocol: Protocol, reply: Reply, heade
         pipeline::Outcome::Session(s) => s,
         pipeline::Outcome::Report(_) => return Err(at(LoginError::forbidden(Step::Session, "this sign-in did not start a session"))),
     };
+    record::success(app, &conn, &session).await;
     let now = app.clock.now();
     let mut resp = Redirect::to(return_to.as_deref().unwrap_or("/")).into_response();
     resp.headers_mut().append(header::SET_COOKIE, browser::session_cookie(app, &session.id, ((session.expires_at - now) / 1000).max(1) as u64));

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::error::{LoginError, Step};
+use super::error::{LoginError, Reason, Step};
 use crate::app::AppState;
 use crate::connection::Connection;
 use crate::directory::provision::{Found, Refusal, Resolution};
@@ -100,7 +100,7 @@ pub async fn run(app: &AppState, conn: &Connection, verified: Verified, mode: Mo
     if let Some((key, ttl)) = replay {
         match app.ephemeral.put_new(&key, "1", ttl).await {
             Ok(true) => {}
-            Ok(false) => return Err(refused(LoginError::forbidden(Step::Replay, "this SAML assertion was already used (replayed)"))),
+            Ok(false) => return Err(refused(LoginError::forbidden(Step::Replay, "this SAML assertion was already used (replayed)").reason(Reason::Replay))),
             Err(e) => return Err(refused(LoginError::state_unavailable(Step::Replay, &e))),
         }
     }
@@ -119,7 +119,16 @@ pub async fn run(app: &AppState, conn: &Connection, verified: Verified, mode: Mo
             let report = Report { identity, user: UserOutcome::Refuse { reason: refusal.to_string() }, groups: Plan::default(), session_groups: vec![] };
             return Ok(Outcome::Report(Box::new(report)));
         }
-        (Err(refusal), Mode::Login { .. }) => return Err(refused(LoginError::forbidden(Step::Directory, refusal.to_string()))),
+        (Err(refusal), Mode::Login { .. }) => {
+            let e = LoginError::forbidden(Step::Directory, refusal.to_string());
+            let e = match &refusal {
+                Refusal::EmailNotVerified(_) => e.reason(Reason::EmailNotVerified),
+                Refusal::NoAccount => e.reason(Reason::NoAccount),
+                Refusal::Disabled(user) => e.reason(Reason::UserDisabled).user(user),
+                Refusal::Store(_) => e,
+            };
+            return Err(refused(e));
+        }
     };
     let previous_session = match mode {
         Mode::DryRun => {

@@ -29,6 +29,7 @@ pub async fn find(app: &AppState, client_id: &str) -> Option<Client> {
             redirect_uris: c.redirect_uris.clone(),
             created_at: 0,
             updated_at: 0,
+            managed_by: Some("config".into()),
         });
     }
     app.store.client_get(client_id).await.ok().flatten()
@@ -114,8 +115,15 @@ pub async fn create(app: &AppState, input: &ClientInput, actor: &str) -> Result<
     }
     let secret = crate::id::token(32);
     let now = app.clock.now();
-    let c =
-        Client { client_id, name: input.name.clone().unwrap_or_default(), secret_sha256: sha(&secret), redirect_uris: uris, created_at: now, updated_at: now };
+    let c = Client {
+        client_id,
+        name: input.name.clone().unwrap_or_default(),
+        secret_sha256: sha(&secret),
+        redirect_uris: uris,
+        created_at: now,
+        updated_at: now,
+        managed_by: None,
+    };
     app.store.client_insert(&c, &AuditEntry::new(now, actor, "client.create", &c.client_id, json!({"redirect_uris": c.redirect_uris}))).await?;
     Ok(view(&c, Some(secret)))
 }

@@ -292,6 +292,10 @@ impl Sessions for Cached {
         self.inner.list_connection(connection_id, now).await
     }
 
+    async fn count_by_connection(&self, connections: &[String], now: Millis) -> StateResult<Option<BTreeMap<String, u64>>> {
+        self.inner.count_by_connection(connections, now).await
+    }
+
     async fn remove_sid(&self, user_id: &str, sid: &str) -> StateResult<bool> {
         // As `remove_user`: the store tells the other replicas; this one forgets the user's.
         let removed = self.inner.remove_sid(user_id, sid).await;

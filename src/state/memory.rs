@@ -274,6 +274,21 @@ impl Sessions for MemorySessions {
         Ok(map.values().filter(|s| s.connection_id == connection_id && s.live(now)).map(|s| (super::public_sid(&s.id), Session::clone(s))).collect())
     }
 
+    async fn count_by_connection(&self, connections: &[String], now: Millis) -> StateResult<Option<BTreeMap<String, u64>>> {
+        // One pass under the lock (about a millisecond per 100 000 sessions), once a scrape.
+        let mut counts: BTreeMap<String, u64> = connections.iter().map(|c| (c.clone(), 0)).collect();
+        let map = self.map.lock().map_err(poisoned)?;
+        for s in map.values().filter(|s| s.live(now)) {
+            match counts.get_mut(&s.connection_id) {
+                Some(n) => *n += 1,
+                None => {
+                    counts.insert(s.connection_id.clone(), 1);
+                }
+            }
+        }
+        Ok(Some(counts))
+    }
+
     async fn remove_sid(&self, user_id: &str, sid: &str) -> StateResult<bool> {
         let mut map = self.map.lock().map_err(poisoned)?;
         let id = map.values().find(|s| s.user_id == user_id && super::public_sid(&s.id) == sid).map(|s| s.id.clone());

@@ -154,6 +154,12 @@ pub trait Sessions: Send + Sync + std::fmt::Debug {
     /// Ends the session of `user_id` whose [`public_sid`] is `sid`, on every replica;
     /// whether there was one.
     async fn remove_sid(&self, user_id: &str, sid: &str) -> StateResult<bool>;
+    /// Live sessions per connection (of `connections`, and any other the backend holds
+    /// sessions of), for the metrics; `None` where counting is not cheap.
+    async fn count_by_connection(&self, connections: &[String], now: Millis) -> StateResult<Option<BTreeMap<String, u64>>> {
+        let _ = (connections, now);
+        Ok(None)
+    }
 }
 
 /// The public name of a session (`sid` in tokens, the handle in the admin API): the first

@@ -594,6 +594,17 @@ impl Sessions for RedisSessions {
         Ok(n == 1)
     }
 
+    async fn count_by_connection(&self, connections: &[String], now: Millis) -> StateResult<Option<BTreeMap<String, u64>>> {
+        // Each connection's index holds its sessions scored by their absolute expiry: one
+        // ZCOUNT each, pipelined. Sessions idle past their timeout count until swept.
+        let mut pipe = redis::pipe();
+        for id in connections {
+            pipe.cmd("ZCOUNT").arg(self.redis.key("c", id)).arg(now).arg("+inf");
+        }
+        let counts: Vec<u64> = if connections.is_empty() { vec![] } else { self.redis.run(|mut c| async move { pipe.query_async(&mut c).await }).await? };
+        Ok(Some(connections.iter().cloned().zip(counts).collect()))
+    }
+
     async fn remove_connection(&self, connection_id: &str) -> StateResult<usize> {
         let ck = self.redis.key("c", connection_id);
         let (script, prefix, channel, conn) = (&self.remove_connection, self.redis.prefix.clone(), self.redis.channel(), connection_id.to_string());

@@ -22,6 +22,7 @@ fn connection(id: &str, name: &str) -> StoredConnection {
         created_at: 1_000,
         updated_at: 1_000,
         version: 1,
+        managed_by: None,
     }
 }
 
@@ -71,6 +72,7 @@ async fn clients(store: &dyn Store, tag: &str) -> StoreResult<()> {
         redirect_uris: vec!["https://app.example/cb".into(), "https://app.example/cb2".into()],
         created_at: 1,
         updated_at: 1,
+        managed_by: Some("config".into()),
     };
     store.client_insert(&c, &audit("client.create", &c.client_id)).await?;
     check(store.client_get(&c.client_id).await?.as_ref() == Some(&c), "client reads back")?;
@@ -200,7 +202,15 @@ async fn directory(store: &dyn Store, tag: &str) -> StoreResult<()> {
     check(matches!(store.link_delete(&bob.id, &moved.connection_id, &audit("link.delete", &bob.id)).await, Err(StoreError::NotFound(_))), "link_delete: none")?;
 
     // Groups, memberships with sources.
-    let g = Group { id: format!("{tag}_g"), name: format!("{tag} Engineers"), description: "d".into(), builtin: None, created_at: 1, updated_at: 1 };
+    let g = Group {
+        id: format!("{tag}_g"),
+        name: format!("{tag} Engineers"),
+        description: "d".into(),
+        builtin: None,
+        created_at: 1,
+        updated_at: 1,
+        managed_by: Some("config".into()),
+    };
     store.group_insert(&g, &audit("group.create", &g.id)).await?;
     let dup = Group { id: format!("{tag}_g2"), name: g.name.to_uppercase(), ..g.clone() };
     check(
@@ -290,13 +300,71 @@ async fn keys_and_audit(store: &dyn Store, tag: &str) -> StoreResult<()> {
 
     let e = AuditEntry::new(42, "admin", "test.event", tag, serde_json::json!({"field": "value"}));
     store.audit_append(&e).await?;
-    let page = store.audit_list(AuditQuery { before: None, limit: 3 }).await?;
+    let page = store.audit_list(AuditQuery { before: None, limit: 3, ..Default::default() }).await?;
     check(page.len() == 3, "audit page has the limit")?;
     let newest = page.first().ok_or_else(|| fail("audit empty"))?;
     check(newest.action == "test.event" && newest.target == tag && newest.detail == e.detail, "newest audit entry first")?;
     check(page.windows(2).all(|w| w[0].seq > w[1].seq), "audit newest first")?;
-    let next = store.audit_list(AuditQuery { before: Some(newest.seq), limit: 1 }).await?;
+    let next = store.audit_list(AuditQuery { before: Some(newest.seq), limit: 1, ..Default::default() }).await?;
     check(next.first().map(|x| x.seq) == page.get(1).map(|x| x.seq), "audit pages with before")?;
-    let all = store.audit_list(AuditQuery { before: None, limit: 1000 }).await?;
-    check(all.iter().any(|a| a.action == "connection.create"), "mutations were audited")
+    let all = store.audit_list(AuditQuery { before: None, limit: 1000, ..Default::default() }).await?;
+    check(all.iter().any(|a| a.action == "connection.create"), "mutations were audited")?;
+    audit_filters(store, tag).await?;
+    health(store, tag).await
+}
+
+async fn audit_filters(store: &dyn Store, tag: &str) -> StoreResult<()> {
+    let conn = format!("{tag}_con");
+    let entries = [
+        AuditEntry::new(5_000, &format!("connection:{conn}"), "login.success", &format!("{tag}_usr"), serde_json::json!({})),
+        AuditEntry::new(6_000, &format!("connection:{conn}"), "login.refused", &conn, serde_json::json!({})),
+        AuditEntry::new(7_000, "admin", "connection.update", &conn, serde_json::json!({})),
+        AuditEntry::new(8_000, "admin", "login_x", &format!("{tag}_other"), serde_json::json!({})),
+        // A value that would be a wildcard in LIKE matches only itself.
+        AuditEntry::new(9_000, &format!("{tag}%"), "login.success", "x", serde_json::json!({})),
+    ];
+    for e in &entries {
+        store.audit_append(e).await?;
+    }
+    let mine =
+        |list: Vec<AuditEntry>| -> Vec<(String, i64)> { list.into_iter().filter(|e| e.at >= 5_000 && e.at <= 9_000).map(|e| (e.action, e.at)).collect() };
+    let by_connection = AuditQuery { connection: Some(conn.clone()), limit: 1000, ..Default::default() };
+    check(
+        mine(store.audit_list(by_connection).await?) == [("connection.update".into(), 7_000), ("login.refused".into(), 6_000), ("login.success".into(), 5_000)],
+        "audit filter by connection: its target and its actor",
+    )?;
+    let by_actor = AuditQuery { actor: Some(format!("connection:{conn}")), limit: 1000, ..Default::default() };
+    check(store.audit_list(by_actor).await?.len() == 2, "audit filter by actor")?;
+    let by_target = AuditQuery { target: Some(format!("{tag}_usr")), limit: 1000, ..Default::default() };
+    check(mine(store.audit_list(by_target).await?) == [("login.success".into(), 5_000)], "audit filter by target")?;
+    let prefix = AuditQuery { action: Some("login.".into()), connection: Some(conn.clone()), limit: 1000, ..Default::default() };
+    check(store.audit_list(prefix).await?.len() == 2, "audit filter by action prefix")?;
+    let exact = AuditQuery { action: Some("login.refused".into()), connection: Some(conn.clone()), limit: 1000, ..Default::default() };
+    check(store.audit_list(exact).await?.len() == 1, "audit filter by exact action")?;
+    let window = AuditQuery { since: Some(6_000), until: Some(8_000), connection: Some(conn.clone()), limit: 1000, ..Default::default() };
+    check(
+        mine(store.audit_list(window).await?) == [("connection.update".into(), 7_000), ("login.refused".into(), 6_000)],
+        "audit filter by time: since inclusive, until exclusive",
+    )?;
+    let wildcard = AuditQuery { actor: Some(format!("{tag}_")), limit: 1000, ..Default::default() };
+    check(store.audit_list(wildcard).await?.is_empty(), "audit filters compare exactly")
+}
+
+async fn health(store: &dyn Store, tag: &str) -> StoreResult<()> {
+    let conn = format!("{tag}_health");
+    let get = || async { Ok::<_, StoreError>(store.health_list().await?.into_iter().find(|h| h.connection_id == conn)) };
+    check(get().await?.is_none(), "no health before any login")?;
+    store.health_login(&conn, 2_000).await?;
+    store.health_login(&conn, 1_000).await?;
+    store.health_error(&conn, 3_000, "upstream: invalid_reply").await?;
+    store.health_error(&conn, 2_500, "older").await?;
+    let h = get().await?.ok_or_else(|| fail("health recorded"))?;
+    check(h.last_login_at == Some(2_000), "the latest login stays when an older one is recorded after it")?;
+    check(h.last_error_at == Some(3_000) && h.last_error.as_deref() == Some("upstream: invalid_reply"), "the latest error stays")?;
+    store.health_error(&conn, 4_000, "directory: no_account").await?;
+    let h = get().await?.ok_or_else(|| fail("health recorded"))?;
+    check(
+        h.last_error_at == Some(4_000) && h.last_error.as_deref() == Some("directory: no_account") && h.last_login_at == Some(2_000),
+        "a newer error replaces it",
+    )
 }

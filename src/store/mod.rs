@@ -73,6 +73,8 @@ pub struct StoredConnection {
     pub updated_at: Millis,
     /// Incremented on every change; updates name the version they started from.
     pub version: i64,
+    /// `config` when the configuration file declares it (read-only through the API).
+    pub managed_by: Option<String>,
 }
 
 /// A user's status in the directory.
@@ -211,6 +213,8 @@ pub struct Group {
     pub created_at: Millis,
     /// Last change.
     pub updated_at: Millis,
+    /// `config` when the configuration file declares it (read-only through the API).
+    pub managed_by: Option<String>,
 }
 
 /// Where a membership came from.
@@ -304,6 +308,8 @@ pub struct Client {
     pub created_at: Millis,
     /// Last change.
     pub updated_at: Millis,
+    /// `config` when the configuration file declares it (read-only through the API).
+    pub managed_by: Option<String>,
 }
 
 /// Sort column of the connections table.
@@ -325,13 +331,40 @@ pub enum ConnectionSort {
     UpdatedAt,
 }
 
-/// One page of the audit log, newest first.
-#[derive(Debug, Clone, Copy)]
+/// One page of the audit log, newest first, filtered.
+#[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     /// Entries with a sequence number below this one.
     pub before: Option<i64>,
     /// At most this many.
     pub limit: i64,
+    /// Made by exactly this actor (`admin`, `cli`, `connection:ID`, ...).
+    pub actor: Option<String>,
+    /// This action exactly, or every action starting with it when it ends in `.`
+    /// (`login.` for `login.success` and `login.refused`).
+    pub action: Option<String>,
+    /// About exactly this target (a connection, user, group, client id).
+    pub target: Option<String>,
+    /// Touching this connection: its own changes (target) and what was done through it
+    /// (actor `connection:ID`: logins, group sync).
+    pub connection: Option<String>,
+    /// At or after this time.
+    pub since: Option<Millis>,
+    /// Before this time.
+    pub until: Option<Millis>,
+}
+
+/// How a connection has been doing: its last login and its last refusal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionHealth {
+    /// The connection.
+    pub connection_id: String,
+    /// When a login through it last succeeded.
+    pub last_login_at: Option<Millis>,
+    /// When a login through it was last refused.
+    pub last_error_at: Option<Millis>,
+    /// What that refusal said (step, reason, the sentence the user saw).
+    pub last_error: Option<String>,
 }
 
 /// Everything ssogate keeps durably. Implemented for SQLite and PostgreSQL by
@@ -418,6 +451,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Appends to the audit log (for changes that are not store writes themselves).
     async fn audit_append(&self, entry: &AuditEntry) -> StoreResult<()>;
+    /// Records a login through a connection at `at` (a later one already recorded stays).
+    async fn health_login(&self, connection_id: &str, at: Millis) -> StoreResult<()>;
+    /// Records a refused login through a connection at `at`, with what it said (a later
+    /// one already recorded stays).
+    async fn health_error(&self, connection_id: &str, at: Millis, error: &str) -> StoreResult<()>;
+    /// The health of every connection that has any.
+    async fn health_list(&self) -> StoreResult<Vec<ConnectionHealth>>;
     /// Reads the audit log, newest first.
     async fn audit_list(&self, q: AuditQuery) -> StoreResult<Vec<AuditEntry>>;
 

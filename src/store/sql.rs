@@ -91,6 +91,19 @@ ALTER TABLE users ADD COLUMN picture TEXT
     // (`"upstream": {"oidc": {...}}`) instead of two optional ones (`"oidc"`, `"saml"`,
     // one of them null). No SQL: `one_upstream` rewrites the JSON.
     "",
+    // 7: what the configuration file declares (read-only through the API); each
+    // connection's last login and last refusal; the audit log's filters.
+    r#"
+ALTER TABLE connections ADD COLUMN managed_by TEXT;
+ALTER TABLE clients ADD COLUMN managed_by TEXT;
+ALTER TABLE user_groups ADD COLUMN managed_by TEXT;
+CREATE TABLE connection_health (
+  connection_id TEXT PRIMARY KEY, last_login_at BIGINT, last_error_at BIGINT, last_error TEXT);
+CREATE INDEX audit_log_actor ON audit_log (actor, seq);
+CREATE INDEX audit_log_action ON audit_log (action, seq);
+CREATE INDEX audit_log_target ON audit_log (target, seq);
+CREATE INDEX audit_log_at ON audit_log (at)
+"#,
 ];
 
 /// The columns keyed by [`name_key`]: (table, value column, key column).
@@ -338,6 +351,7 @@ fn connection_row(r: &AnyRow) -> StoreResult<StoredConnection> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         version: r.try_get("version")?,
+        managed_by: r.try_get("managed_by")?,
     })
 }
 
@@ -377,6 +391,7 @@ fn group_row(r: &AnyRow) -> StoreResult<Group> {
         builtin: r.try_get::<Option<String>, _>("builtin")?.as_deref().and_then(Builtin::parse),
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        managed_by: r.try_get("managed_by")?,
     })
 }
 
@@ -431,6 +446,7 @@ fn client_row(r: &AnyRow) -> StoreResult<Client> {
         redirect_uris: serde_json::from_str(&uris).map_err(|e| StoreError::Corrupt(format!("client redirect_uris: {e}")))?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        managed_by: r.try_get("managed_by")?,
     })
 }
 
@@ -489,10 +505,10 @@ impl Store for Sql {
 
     async fn connection_insert(&self, c: &StoredConnection, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO connections (id, display_name, name_key, protocol, provider, active, settings, secrets, created_at, updated_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+        sqlx::query("INSERT INTO connections (id, display_name, name_key, protocol, provider, active, settings, secrets, created_at, updated_at, version, managed_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
             .bind(&c.id).bind(&c.display_name).bind(name_key(&c.display_name)).bind(&c.protocol)
             .bind(&c.provider).bind(c.active as i64).bind(&c.settings).bind(&c.secrets)
-            .bind(c.created_at).bind(c.updated_at).bind(c.version)
+            .bind(c.created_at).bind(c.updated_at).bind(c.version).bind(&c.managed_by)
             .execute(&mut *tx).await
             .map_err(|e| conflict(e, CONNECTION_NAME_TAKEN))?;
         write_audit(&mut tx, audit).await?;
@@ -503,7 +519,7 @@ impl Store for Sql {
     async fn connection_update(&self, c: &StoredConnection, expected_version: i64, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE connections SET display_name = $1, name_key = $2, provider = $3, active = $4, settings = $5, secrets = $6, updated_at = $7, version = $8 WHERE id = $9 AND version = $10",
+            "UPDATE connections SET display_name = $1, name_key = $2, provider = $3, active = $4, settings = $5, secrets = $6, updated_at = $7, version = $8, managed_by = $9 WHERE id = $10 AND version = $11",
         )
         .bind(&c.display_name)
         .bind(name_key(&c.display_name))
@@ -513,6 +529,7 @@ impl Store for Sql {
         .bind(&c.secrets)
         .bind(c.updated_at)
         .bind(c.version)
+        .bind(&c.managed_by)
         .bind(&c.id)
         .bind(expected_version)
         .execute(&mut *tx)
@@ -538,6 +555,7 @@ impl Store for Sql {
         }
         sqlx::query("DELETE FROM user_links WHERE connection_id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM memberships WHERE source = $1").bind(Source::Connection(id.to_string()).encode()).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM connection_health WHERE connection_id = $1").bind(id).execute(&mut *tx).await?;
         write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -684,17 +702,20 @@ impl Store for Sql {
 
     async fn group_insert(&self, g: &Group, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO user_groups (id, name, name_key, description, builtin, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(&g.id)
-            .bind(&g.name)
-            .bind(name_key(&g.name))
-            .bind(&g.description)
-            .bind(g.builtin.map(Builtin::as_str))
-            .bind(g.created_at)
-            .bind(g.updated_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| conflict(e, &[("name_key", "name: another group already has this name")]))?;
+        sqlx::query(
+            "INSERT INTO user_groups (id, name, name_key, description, builtin, created_at, updated_at, managed_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&g.id)
+        .bind(&g.name)
+        .bind(name_key(&g.name))
+        .bind(&g.description)
+        .bind(g.builtin.map(Builtin::as_str))
+        .bind(g.created_at)
+        .bind(g.updated_at)
+        .bind(&g.managed_by)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict(e, &[("name_key", "name: another group already has this name")]))?;
         write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -702,11 +723,12 @@ impl Store for Sql {
 
     async fn group_update(&self, g: &Group, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE user_groups SET name = $1, name_key = $2, description = $3, updated_at = $4 WHERE id = $5")
+        let done = sqlx::query("UPDATE user_groups SET name = $1, name_key = $2, description = $3, updated_at = $4, managed_by = $5 WHERE id = $6")
             .bind(&g.name)
             .bind(name_key(&g.name))
             .bind(&g.description)
             .bind(g.updated_at)
+            .bind(&g.managed_by)
             .bind(&g.id)
             .execute(&mut *tx)
             .await
@@ -847,13 +869,100 @@ impl Store for Sql {
     }
 
     async fn audit_list(&self, q: AuditQuery) -> StoreResult<Vec<AuditEntry>> {
-        sqlx::query("SELECT * FROM audit_log WHERE seq < $1 ORDER BY seq DESC LIMIT $2")
-            .bind(q.before.unwrap_or(i64::MAX))
-            .bind(q.limit.clamp(1, 1000))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(audit_row)
+        // Each filter adds a condition with its value bound, never spliced into the text.
+        let mut sql = String::from("SELECT * FROM audit_log WHERE seq < $1");
+        let mut texts: Vec<String> = vec![];
+        let mut numbers: Vec<i64> = vec![];
+        let mut next = 2;
+        let mut bind_text = |sql: &mut String, cond: &str, v: String, texts: &mut Vec<String>| {
+            sql.push_str(&cond.replace('?', &format!("${next}")));
+            next += 1;
+            texts.push(v);
+        };
+        if let Some(a) = q.actor {
+            bind_text(&mut sql, " AND actor = ?", a, &mut texts);
+        }
+        match q.action {
+            Some(a) if a.ends_with('.') => {
+                let n = a.chars().count();
+                bind_text(&mut sql, &format!(" AND substr(action, 1, {n}) = ?"), a, &mut texts);
+            }
+            Some(a) => bind_text(&mut sql, " AND action = ?", a, &mut texts),
+            None => {}
+        }
+        if let Some(t) = q.target {
+            bind_text(&mut sql, " AND target = ?", t, &mut texts);
+        }
+        if let Some(c) = q.connection {
+            // Two places, one value: bound twice.
+            let actor = format!("connection:{c}");
+            sql.push_str(&format!(" AND (target = ${} OR actor = ${})", next, next + 1));
+            next += 2;
+            texts.push(c);
+            texts.push(actor);
+        }
+        let mut numeric = |sql: &mut String, cond: &str, v: i64| {
+            sql.push_str(&cond.replace('?', &format!("${next}")));
+            next += 1;
+            numbers.push(v);
+        };
+        if let Some(since) = q.since {
+            numeric(&mut sql, " AND at >= ?", since);
+        }
+        if let Some(until) = q.until {
+            numeric(&mut sql, " AND at < ?", until);
+        }
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${next}"));
+        let mut query = sqlx::query(&sql).bind(q.before.unwrap_or(i64::MAX));
+        for t in texts {
+            query = query.bind(t);
+        }
+        for n in numbers {
+            query = query.bind(n);
+        }
+        query.bind(q.limit.clamp(1, 1000)).fetch_all(&self.pool).await?.iter().map(audit_row).collect()
+    }
+
+    async fn health_login(&self, connection_id: &str, at: Millis) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO connection_health (connection_id, last_login_at) VALUES ($1, $2) ON CONFLICT (connection_id) DO UPDATE SET \
+             last_login_at = CASE WHEN connection_health.last_login_at IS NULL OR connection_health.last_login_at < excluded.last_login_at \
+             THEN excluded.last_login_at ELSE connection_health.last_login_at END",
+        )
+        .bind(connection_id)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn health_error(&self, connection_id: &str, at: Millis, error: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO connection_health (connection_id, last_error_at, last_error) VALUES ($1, $2, $3) ON CONFLICT (connection_id) DO UPDATE SET \
+             last_error = CASE WHEN connection_health.last_error_at IS NULL OR connection_health.last_error_at <= excluded.last_error_at \
+             THEN excluded.last_error ELSE connection_health.last_error END, \
+             last_error_at = CASE WHEN connection_health.last_error_at IS NULL OR connection_health.last_error_at < excluded.last_error_at \
+             THEN excluded.last_error_at ELSE connection_health.last_error_at END",
+        )
+        .bind(connection_id)
+        .bind(at)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn health_list(&self) -> StoreResult<Vec<ConnectionHealth>> {
+        let rows = sqlx::query("SELECT * FROM connection_health ORDER BY connection_id").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ConnectionHealth {
+                    connection_id: r.try_get("connection_id")?,
+                    last_login_at: r.try_get("last_login_at")?,
+                    last_error_at: r.try_get("last_error_at")?,
+                    last_error: r.try_get("last_error")?,
+                })
+            })
             .collect()
     }
 
@@ -889,16 +998,19 @@ impl Store for Sql {
 
     async fn client_insert(&self, c: &Client, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO clients (client_id, name, secret_sha256, redirect_uris, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(&c.client_id)
-            .bind(&c.name)
-            .bind(&c.secret_sha256)
-            .bind(serde_json::to_string(&c.redirect_uris).unwrap_or_default())
-            .bind(c.created_at)
-            .bind(c.updated_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| conflict(e, &[("", "client_id: another client has this id")]))?;
+        sqlx::query(
+            "INSERT INTO clients (client_id, name, secret_sha256, redirect_uris, created_at, updated_at, managed_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&c.client_id)
+        .bind(&c.name)
+        .bind(&c.secret_sha256)
+        .bind(serde_json::to_string(&c.redirect_uris).unwrap_or_default())
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .bind(&c.managed_by)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict(e, &[("", "client_id: another client has this id")]))?;
         write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -906,11 +1018,12 @@ impl Store for Sql {
 
     async fn client_update(&self, c: &Client, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE clients SET name = $1, secret_sha256 = $2, redirect_uris = $3, updated_at = $4 WHERE client_id = $5")
+        let done = sqlx::query("UPDATE clients SET name = $1, secret_sha256 = $2, redirect_uris = $3, updated_at = $4, managed_by = $5 WHERE client_id = $6")
             .bind(&c.name)
             .bind(&c.secret_sha256)
             .bind(serde_json::to_string(&c.redirect_uris).unwrap_or_default())
             .bind(c.updated_at)
+            .bind(&c.managed_by)
             .bind(&c.client_id)
             .execute(&mut *tx)
             .await?;

@@ -4,6 +4,7 @@
 //! hammer the IdP.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use serde_json::Value;
@@ -28,15 +29,28 @@ pub struct JwksCache {
     clock: Clock,
     min_refetch_ms: Millis,
     entries: Mutex<HashMap<String, Entry>>,
+    /// Fetches that succeeded and failed (the metrics read them).
+    fetched: [AtomicU64; 2],
 }
 
 impl JwksCache {
     /// A cache fetching with `http`; unknown kids refetch at most once per `min_refetch_ms`.
     pub fn new(http: reqwest::Client, clock: Clock, min_refetch_ms: Millis) -> Self {
-        Self { http, clock, min_refetch_ms, entries: Mutex::new(HashMap::new()) }
+        Self { http, clock, min_refetch_ms, entries: Mutex::new(HashMap::new()), fetched: [AtomicU64::new(0), AtomicU64::new(0)] }
+    }
+
+    /// How many fetches succeeded and failed since start.
+    pub fn fetches(&self) -> (u64, u64) {
+        (self.fetched[0].load(Ordering::Relaxed), self.fetched[1].load(Ordering::Relaxed))
     }
 
     async fn fetch(&self, uri: &str) -> Result<Vec<Value>, UpstreamError> {
+        let fetched = self.fetch_keys(uri).await;
+        self.fetched[usize::from(fetched.is_err())].fetch_add(1, Ordering::Relaxed);
+        fetched
+    }
+
+    async fn fetch_keys(&self, uri: &str) -> Result<Vec<Value>, UpstreamError> {
         let body = outbound::get_bytes(&self.http, uri, MAX_BYTES).await.map_err(|e| UpstreamError::Unavailable(format!("JWKS: {e}")))?;
         let doc: Value = serde_json::from_slice(&body).map_err(|_| UpstreamError::Unavailable(format!("{uri} is not a JWKS")))?;
         let keys = doc.get("keys").and_then(Value::as_array).cloned().ok_or_else(|| UpstreamError::Unavailable(format!("{uri} has no keys")))?;

@@ -49,9 +49,16 @@ pub async fn list_providers(State(app): State<AppState>) -> Result<Json<Vec<Prov
     ))
 }
 
-/// The health checks.
+/// The health checks, also under oauth2-proxy's names (`/ping`, `/ready`) so probes and
+/// load-balancer checks written for it keep working.
 pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new().route("/healthz", axum::routing::get(healthz)).route("/readyz", axum::routing::get(readyz))
+    use axum::routing::get;
+    axum::Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/ping", get(ping)).route("/ready", get(readyz))
+}
+
+/// oauth2-proxy's liveness check: `OK`.
+pub async fn ping() -> &'static str {
+    "OK"
 }
 
 /// The process is up.

@@ -1,6 +1,7 @@
 //! Integration tests: real servers on port 0, real SQLite and PostgreSQL, real peers
 //! (oidc-provider from npm, pysaml2) set up by `tests/peers/setup.sh`.
 
+mod admin_token;
 mod apache;
 mod api;
 mod browser;
@@ -12,8 +13,10 @@ mod identity;
 mod ingress;
 mod login;
 mod nginx;
+mod oauth2_proxy;
 mod op;
 mod openapi;
+mod operations;
 mod peers;
 mod presets;
 mod refusals;

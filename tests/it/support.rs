@@ -139,6 +139,14 @@ impl Gateway {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// An admin GET with another token.
+    pub async fn admin_with(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let resp = self.http.get(format!("{}/api/v1/admin{path}", self.base)).bearer_auth(token).send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
     /// A raw request builder on the gateway.
     pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.http.request(method, format!("{}{path}", self.base))
@@ -229,5 +237,23 @@ impl Gateway {
         };
         self.app.sessions.create(&s).await.unwrap();
         format!("ssogate_session={}", s.id)
+    }
+}
+
+impl Gateway {
+    /// A gateway on `cfg` as given (no test admin token added), with what its start said.
+    pub async fn start_config(dir: Arc<tempfile::TempDir>, cfg: Config) -> (Gateway, ssogate::app::Startup) {
+        let listener = tokio::net::TcpListener::bind(cfg.listen).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (app, startup) = App::start(cfg, Clock::system()).await.unwrap();
+        let app = Arc::new(app);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(listener, app.clone(), async {
+            let _ = rx.await;
+        }));
+        let task = tokio::spawn(async move {
+            let _ = task.await;
+        });
+        (Gateway { base, app, dir, stop: Some(tx), task: Some(task), http: reqwest::Client::new() }, startup)
     }
 }
