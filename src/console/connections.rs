@@ -177,7 +177,9 @@ pub async fn list(State(app): State<AppState>, admin: Admin, Query(q): Query<Lis
 /// records (a bounded read: the table shows what is recent).
 async fn last_tests(app: &AppState) -> std::collections::HashMap<String, (bool, crate::clock::Millis)> {
     let mut out = std::collections::HashMap::new();
-    let Ok(entries) = app.store.audit_list(crate::store::AuditQuery { before: None, limit: 1000 }).await else { return out };
+    let Ok(entries) = app.store.audit_list(crate::store::AuditQuery { limit: 1000, action: Some("connection.test".into()), ..Default::default() }).await else {
+        return out;
+    };
     for e in entries.iter().filter(|e| e.action == "connection.test") {
         let ok = serde_json::from_str::<serde_json::Value>(&e.detail).ok().and_then(|d| d["ok"].as_bool()).unwrap_or(false);
         let seen = out.entry(e.target.clone()).or_insert((ok, e.at));

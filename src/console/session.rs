@@ -148,7 +148,10 @@ async fn load(app: &AppState, headers: &HeaderMap) -> Result<Admin, Missing> {
     }
     match &record.identity {
         Identity::AdminToken => {
-            let current = hex::encode(app.admin_token_sha256);
+            let current = match app.admin_token.current(app.store.as_ref()).await {
+                Ok(h) => hex::encode(h),
+                Err(e) => return Err(Missing::Failed(super::unavailable(&e))),
+            };
             if !record.token_sha256.as_deref().is_some_and(|t| bool::from(t.as_bytes().ct_eq(current.as_bytes()))) {
                 end().await;
                 return Err(Missing::SignedOut);
@@ -247,14 +250,15 @@ async fn sign_in_page(app: &AppState, status: StatusCode, error: Option<&str>) -
 /// Starts a console session for `identity` and goes to the connections page.
 async fn start(app: &AppState, identity: Identity, login_session: Option<String>, expires_at: Millis) -> Response {
     let now = app.clock.now();
-    let cookie = crate::id::token(32);
-    let record = Record {
-        identity: identity.clone(),
-        csrf: crate::id::token(32),
-        expires_at,
-        login_session,
-        token_sha256: matches!(identity, Identity::AdminToken).then(|| hex::encode(app.admin_token_sha256)),
+    let token_sha256 = match identity {
+        Identity::AdminToken => match app.admin_token.current(app.store.as_ref()).await {
+            Ok(h) => Some(hex::encode(h)),
+            Err(e) => return super::unavailable(&e),
+        },
+        Identity::User { .. } => None,
     };
+    let cookie = crate::id::token(32);
+    let record = Record { identity: identity.clone(), csrf: crate::id::token(32), expires_at, login_session, token_sha256 };
     let value = serde_json::to_string(&record).unwrap_or_default();
     match app.ephemeral.put_new(&state_key(&cookie), &value, expires_at - now).await {
         Ok(true) => {}
@@ -283,7 +287,10 @@ pub async fn sign_in_with_token(State(app): State<AppState>, headers: HeaderMap,
     }
     let presented = form.get("token").unwrap_or("").trim();
     // Hashes compared in constant time: neither length nor content leaks through timing.
-    let ok = !presented.is_empty() && bool::from(crate::app::token_hash(presented).ct_eq(&app.admin_token_sha256));
+    let ok = match app.admin_token.accepts(app.store.as_ref(), presented).await {
+        Ok(ok) => !presented.is_empty() && ok,
+        Err(e) => return super::unavailable(&e),
+    };
     if !ok {
         tracing::info!("console sign-in with a wrong admin token");
         return sign_in_page(&app, StatusCode::UNAUTHORIZED, Some("That is not the admin token. Check it and try again.")).await;
