@@ -415,3 +415,128 @@ pub async fn reload(app: &AppState, env: impl IntoIterator<Item = (String, Strin
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, crate::config::ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, toml).unwrap();
+        Config::load(Some(&f), env.iter().map(|(a, b)| (a.to_string(), b.to_string())))
+    }
+
+    #[test]
+    fn secrets_come_by_reference_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("okta");
+        std::fs::write(&secret_file, "from-a-file-0123456789\n").unwrap();
+        let toml = format!(
+            r#"
+[[connections]]
+id = "corp"
+display_name = "Corp"
+protocol = "oidc"
+[connections.oidc]
+issuer = "https://idp.example.com"
+client_id = "gw"
+client_secret_file = "{}"
+authorization_endpoint = "https://idp.example.com/a"
+token_endpoint = "https://idp.example.com/t"
+jwks_uri = "https://idp.example.com/k"
+
+[[clients]]
+client_id = "app"
+client_secret_env = "APP_SECRET"
+redirect_uris = ["https://app.example.com/cb"]
+
+[[groups]]
+name = "Engineers"
+description = "People who build"
+"#,
+            secret_file.display()
+        );
+        let c = load(&toml, &[("APP_SECRET", "from-the-environment-01")]).unwrap();
+        let d = &c.declared;
+        assert_eq!(d.connections[0].oidc.as_ref().unwrap().client_secret.as_deref(), Some("from-a-file-0123456789"), "trailing newline dropped");
+        assert_eq!(d.clients[0].secret.expose(), "from-the-environment-01");
+        assert_eq!(d.groups[0].name, "Engineers");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("from-a-file") && !shown.contains("from-the-environment"), "{shown}");
+        assert!(shown.contains("corp"), "ids are shown: {shown}");
+        assert!(c.file.is_some());
+    }
+
+    #[test]
+    fn every_declaration_problem_is_named_by_its_key() {
+        let toml = r#"
+[[connections]]
+display_name = "No id"
+protocol = "oidc"
+[connections.oidc]
+client_secret = "inline-is-refused-0123"
+
+[[connections]]
+id = "dup"
+display_name = "A"
+protocol = "saml"
+bogus = 1
+
+[[connections]]
+id = "dup2"
+display_name = "B"
+protocol = "oidc"
+
+[[connections]]
+id = "dup2"
+display_name = "C"
+protocol = "oidc"
+
+[[connections]]
+id = "env"
+display_name = "D"
+protocol = "oidc"
+[connections.oidc]
+client_secret_env = "NOT_SET"
+
+[[clients]]
+client_id = "short"
+client_secret = "short"
+redirect_uris = ["https://a.example/cb"]
+
+[[clients]]
+client_id = "none"
+redirect_uris = ["https://a.example/cb"]
+
+[[clients]]
+client_id = "file"
+client_secret_file = "/nonexistent/secret"
+redirect_uris = ["https://a.example/cb"]
+
+[[groups]]
+name = "Admins"
+
+[[groups]]
+name = "eng"
+[[groups]]
+name = "ENG"
+"#;
+        let err = load(toml, &[]).unwrap_err().to_string();
+        for needle in [
+            "connections[0].id: is required",
+            "connections[0].oidc.client_secret: a secret is not written in the configuration file",
+            "connections[1].bogus",
+            "connections[4].oidc.client_secret_env: the environment variable NOT_SET is not set",
+            "connections[3].id: dup2 is declared twice",
+            "clients[0].client_secret: must be at least 16 characters",
+            "clients[1].client_secret: is required",
+            "clients[2].client_secret_file: could not read /nonexistent/secret",
+            "groups[0].name: Admins is a built-in group",
+            "groups[2].name: ENG is declared twice",
+        ] {
+            assert!(err.contains(needle), "{needle} missing from:\n{err}");
+        }
+        assert!(!err.contains("inline-is-refused"), "the refused secret is not echoed: {err}");
+    }
+}
