@@ -301,7 +301,12 @@ async fn connections(app: &AppState, declared: &Declared, report: &mut Report) {
     use crate::connection::Declaration;
     for patch in &declared.connections {
         let id = patch.id.clone().unwrap_or_default();
-        match app.registry.declare(patch).await {
+        let mut declared = app.registry.declare(patch).await;
+        // Another replica applying the same file may have written it in between: once more.
+        if matches!(declared, Err(ConnectionError::Conflict(_) | ConnectionError::Stale { .. })) {
+            declared = app.registry.declare(patch).await;
+        }
+        match declared {
             Ok(Declaration::Created(c)) => report.changes.push(format!("connection {} created", c.id)),
             Ok(Declaration::Updated { connection, was_active }) => {
                 report.changes.push(format!("connection {} updated", connection.id));
