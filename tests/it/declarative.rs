@@ -234,3 +234,91 @@ async fn a_declared_connection_logs_users_in_follows_sighup_and_is_read_only_in_
     let (s, _) = gw.admin(Method::DELETE, "/connections/corp", None).await;
     assert_eq!(s, StatusCode::NO_CONTENT, "the API may now delete it");
 }
+
+/// In process, on SQLite: a SAML connection declared with its IdP metadata from a file
+/// and signed requests keeps the key pair the gateway made across reconciliations
+/// (nothing is written when nothing changed); a connection made through the API with a
+/// declared id is taken over; an API-made group of a declared name too.
+#[tokio::test]
+async fn reconciling_twice_changes_nothing_and_takes_over_what_the_api_made() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let metadata = dir.path().join("idp-metadata.xml");
+    std::fs::write(&metadata, crate::support::saml_metadata("https://idp.declared.test/metadata")).unwrap();
+    let file = dir.path().join("ssogate.toml");
+    let toml = format!(
+        r#"
+[[connections]]
+id = "saml-idp"
+display_name = "Declared SAML"
+protocol = "saml"
+[connections.saml]
+idp_metadata_file = "{}"
+sign_requests = true
+
+[[connections]]
+id = "taken-over"
+display_name = "Taken over"
+protocol = "oidc"
+discover = false
+[connections.oidc]
+issuer = "https://idp.example.com"
+client_id = "gw"
+client_secret_env = "TAKEN_OVER_SECRET"
+authorization_endpoint = "https://idp.example.com/authorize"
+token_endpoint = "https://idp.example.com/token"
+jwks_uri = "https://idp.example.com/jwks"
+
+[[groups]]
+name = "ops"
+description = "From the file"
+"#,
+        metadata.display()
+    );
+    std::fs::write(&file, toml).unwrap();
+    let env = [
+        ("SSOGATE_DATA_DIR", dir.path().join("data").display().to_string()),
+        ("SSOGATE_CERTS_DIR", dir.path().join("certs").display().to_string()),
+        ("SSOGATE_ADMIN_TOKEN", TOKEN.to_string()),
+        ("SSOGATE_LISTEN", "127.0.0.1:0".to_string()),
+        ("TAKEN_OVER_SECRET", "taken-over-secret-value".to_string()),
+    ];
+    let load = || ssogate::config::Config::load(Some(&file), env.iter().map(|(k, v)| (k.to_string(), v.clone()))).unwrap();
+    // First a gateway without declarations, where an admin makes the connection and group.
+    let bare = ssogate::config::Config::load(None, env.iter().map(|(k, v)| (k.to_string(), v.clone()))).unwrap();
+    let (gw, _) = crate::support::Gateway::start_config(dir.clone(), bare).await;
+    let mut body = crate::support::oidc_body("Made by an admin");
+    body["id"] = json!("taken-over");
+    assert_eq!(gw.admin(Method::POST, "/connections", Some(body)).await.0, StatusCode::CREATED);
+    assert_eq!(gw.admin(Method::POST, "/groups", Some(json!({"name": "OPS"}))).await.0, StatusCode::CREATED);
+    gw.stop().await;
+
+    // Started with the file: created, taken over, marked.
+    let (gw, _) = crate::support::Gateway::start_config(dir.clone(), load()).await;
+    let (_, saml) = gw.admin(Method::GET, "/connections/saml-idp", None).await;
+    assert_eq!(saml["managed_by"], "config", "{saml}");
+    assert_eq!(saml["saml"]["sign_requests"], true);
+    let cert = saml["saml"]["sp_certificate"].as_str().unwrap().to_string();
+    let (_, taken) = gw.admin(Method::GET, "/connections/taken-over", None).await;
+    assert_eq!((taken["display_name"].as_str(), taken["managed_by"].as_str()), (Some("Taken over"), Some("config")), "{taken}");
+    let (_, groups) = gw.admin(Method::GET, "/groups", None).await;
+    let ops = groups.as_array().unwrap().iter().find(|g| g["name"] == "ops").expect("the declared spelling").clone();
+    assert_eq!((ops["description"].as_str(), ops["managed_by"].as_str()), (Some("From the file"), Some("config")));
+
+    // Once more with the same file: nothing written, the key pair kept.
+    let version = saml["version"].clone();
+    let report = ssogate::declare::reconcile(&gw.app, &load().declared).await;
+    assert!(report.changes.is_empty() && report.failures.is_empty(), "{report:?}");
+    let (_, again) = gw.admin(Method::GET, "/connections/saml-idp", None).await;
+    assert_eq!((again["version"].clone(), again["saml"]["sp_certificate"].as_str()), (version, Some(cert.as_str())));
+    let (_, audit) = gw.admin(Method::GET, "/audit?actor=config&limit=1000", None).await;
+    let by_config = audit.as_array().unwrap().len();
+    assert_eq!(by_config, 3, "create, take-over, group take-over: {audit}");
+
+    // The CLI's import refuses a declared connection too (the registry does).
+    let patch: ssogate::connection::ConnectionPatch = serde_json::from_value(json!({"display_name": "Edited"})).unwrap();
+    let err = gw.app.registry.update("taken-over", &patch, None, "cli").await.unwrap_err();
+    assert!(err.to_string().contains(&file.display().to_string()), "{err}");
+    // The metadata refresh (a system actor) may still update it.
+    let refreshed = gw.app.registry.update("saml-idp", &ssogate::connection::ConnectionPatch::default(), None, "system:metadata-refresh").await;
+    assert!(refreshed.is_ok(), "{refreshed:?}");
+}
