@@ -76,7 +76,9 @@ enum ConnectionsCmd {
         file: PathBuf,
     },
     /// Export every connection as the bodies that recreate them. Secrets are left out
-    /// unless --include-secrets is given.
+    /// unless --include-secrets is given. `--format toml` writes `[[connections]]`
+    /// tables to paste into the configuration file (declarative configuration; give each
+    /// secret there as `client_secret_file` or `client_secret_env`).
     Export {
         /// Output format.
         #[arg(long, value_enum, default_value = "yaml")]
@@ -125,6 +127,7 @@ enum SortArg {
 enum Format {
     Json,
     Yaml,
+    Toml,
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
@@ -392,11 +395,21 @@ async fn connections(config: Config, cmd: &ConnectionsCmd) -> Result<()> {
             }
         }
         ConnectionsCmd::Export { format, include_secrets } => {
+            if matches!(format, Format::Toml) && *include_secrets {
+                bail!("the configuration file takes secrets by reference only (client_secret_file, client_secret_env): export without --include-secrets");
+            }
             let list = app.registry.list(ConnectionSort::Name, false).await.map_err(explain)?;
             let items: Vec<ConnectionPatch> = list.iter().map(|c| export(c, *include_secrets)).collect();
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&items)?),
                 Format::Yaml => print!("{}", yaml_serde::to_string(&items)?),
+                Format::Toml => {
+                    #[derive(serde::Serialize)]
+                    struct File<'a> {
+                        connections: &'a [ConnectionPatch],
+                    }
+                    print!("{}", toml::to_string(&File { connections: &items })?);
+                }
             }
         }
     }
