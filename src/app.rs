@@ -305,7 +305,11 @@ impl AdminToken {
         Ok(bool::from(token_hash(presented).ct_eq(&current)))
     }
 
-    async fn current(&self, store: &dyn Store) -> Result<[u8; 32], StoreError> {
+    /// The current token's hash (the configured one, or the stored one as last read).
+    pub async fn current(&self, store: &dyn Store) -> Result<[u8; 32], StoreError> {
+        if let Some(h) = self.configured {
+            return Ok(h);
+        }
         if let Ok(c) = self.cached.lock() {
             if c.1.elapsed() < ADMIN_TOKEN_CACHE {
                 return Ok(c.0);

@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .merge(api.with_state(state.clone()))
+        .merge(crate::console::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Before routing: an admin path without the token is a 401, never a 404 or 405.

@@ -4,7 +4,7 @@
 //! crates), small, and used by nothing that serves requests.
 
 use crate::clock::Millis;
-use crate::connection::{ClaimMappings, Connection, IdpMetadata, SamlSettings, Secrets, Settings, Upstream};
+use crate::connection::{ClaimMappings, ClientAuth, Connection, IdpMetadata, OidcSettings, Pkce, SamlSettings, Secrets, Settings, Upstream};
 use crate::state::Session;
 
 /// The names a SAML fixture connection uses.
@@ -48,6 +48,30 @@ pub fn saml_connection(names: SamlNames<'_>, cert: &openssl::x509::X509, require
         updated_at: 0,
         version: 1,
         managed_by: None,
+    }
+}
+
+/// OIDC settings for `issuer` and `client_id`: endpoints under the issuer, PKCE S256,
+/// HTTP Basic, `openid` only, RS256 and ES256; the JWKS at `jwks_uri` verifies signatures
+/// when given (without one, signatures are not verified).
+pub fn oidc_settings(issuer: &str, client_id: &str, jwks_uri: Option<&str>) -> OidcSettings {
+    OidcSettings {
+        issuer: issuer.into(),
+        client_id: client_id.into(),
+        authorization_endpoint: format!("{issuer}/authorize"),
+        token_endpoint: format!("{issuer}/token"),
+        revocation_endpoint: None,
+        userinfo_endpoint: None,
+        jwks_uri: jwks_uri.map(str::to_string),
+        userinfo_from_id_token: true,
+        email_verification: false,
+        verify_signature: jwks_uri.is_some(),
+        code_challenge_method: Pkce::S256,
+        token_endpoint_auth_method: ClientAuth::ClientSecretBasic,
+        scopes: vec!["openid".into()],
+        additional_scopes: vec![],
+        allowed_algorithms: vec!["RS256".into(), "ES256".into()],
+        authorization_response_iss_parameter_supported: false,
     }
 }
 

@@ -85,7 +85,7 @@ pub async fn login_page(State(app): State<AppState>, Query(q): Query<ReturnTo>) 
         ));
     }
     if buttons.is_empty() {
-        buttons = "<p>No identity provider is set up yet. An administrator adds one through the admin API.</p>".into();
+        buttons = "<p>No identity provider is set up yet. An administrator adds one in the <a href=\"/console\">admin console</a>.</p>".into();
     }
     Html(page::layout("Sign in", &format!("<h1>Sign in</h1>{buttons}"))).into_response()
 }
@@ -147,6 +147,18 @@ async fn start(app: &AppState, id: &str, q: &ReturnTo, client: &crate::limit::Cl
     };
     resp.headers_mut().append(header::SET_COOKIE, browser::flow_cookie(app, &flow_id, app.config.login.flow_ttl_seconds));
     Ok(resp)
+}
+
+/// What the upstream step's `finish` needs of the gateway, now.
+pub(crate) fn upstream_context<'a>(app: &'a crate::app::App, public_base: &'a str) -> upstream::Context<'a> {
+    upstream::Context {
+        public_base,
+        http: &app.http,
+        jwks: &app.jwks,
+        now: app.clock.now(),
+        skew_ms: (app.config.login.clock_skew_seconds * 1000) as i64,
+        max_age_ms: (app.config.login.flow_ttl_seconds * 1000) as i64,
+    }
 }
 
 /// Keeps a flow until its reply (or `login.flow_ttl_seconds`), within the client's share.
@@ -300,14 +312,7 @@ async fn reply(app: &AppState, id: &str, protocol: Protocol, reply: Reply, heade
     let conn = active_connection(app, id).await?;
     let retry = retry_href(&conn.id, return_to.as_deref());
     let base = app.config.public_base();
-    let cx = upstream::Context {
-        public_base: &base,
-        http: &app.http,
-        jwks: &app.jwks,
-        now: app.clock.now(),
-        skew_ms: (app.config.login.clock_skew_seconds * 1000) as i64,
-        max_age_ms: (app.config.login.flow_ttl_seconds * 1000) as i64,
-    };
+    let cx = upstream_context(app, &base);
     let verified = upstream::finish(&conn, flow.as_ref(), reply, &cx, &mut report)
         .await
         .map_err(|e| at(LoginError::upstream(&e, report.failed_step())).retry(Some(retry.clone())))?;
@@ -341,13 +346,15 @@ pub async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
-/// Our SP metadata for a SAML connection, for the IdP to import as is.
+/// Our SP metadata for a SAML connection, for the IdP to import as is; for a connection
+/// not saved yet, that of its pending Test Provider draft (the admin registers the SP at
+/// the IdP before saving).
 pub async fn saml_metadata(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Response {
     let conn = match app.registry.get_cached(&id).await {
-        Ok(c) => c,
-        Err(_) => return LoginError::new(StatusCode::NOT_FOUND, Step::Start, "there is no SAML connection with this id").connection(&id).into_response(),
+        Ok(c) => Some((*c).clone()),
+        Err(_) => test::pending_connection(&app, &id).await,
     };
-    match crate::upstream::saml::sp_metadata(&conn, &app.config.public_base()) {
+    match conn.and_then(|c| crate::upstream::saml::sp_metadata(&c, &app.config.public_base())) {
         Some(xml) => ([(header::CONTENT_TYPE, "application/samlmetadata+xml")], xml).into_response(),
         None => LoginError::new(StatusCode::NOT_FOUND, Step::Start, "there is no SAML connection with this id").connection(&id).into_response(),
     }

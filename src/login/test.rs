@@ -165,14 +165,7 @@ pub async fn finish(app: &AppState, flow: &FlowState, test_id: &str, reply: Repl
         .ok_or_else(|| LoginError::bad_request(Step::Flow, "this test has expired; start a new test from the console"))?;
     let conn = &test.connection;
     let base = app.config.public_base();
-    let cx = upstream::Context {
-        public_base: &base,
-        http: &app.http,
-        jwks: &app.jwks,
-        now: app.clock.now(),
-        skew_ms: (app.config.login.clock_skew_seconds * 1000) as i64,
-        max_age_ms: ttl_ms(app),
-    };
+    let cx = super::upstream_context(app, &base);
     let result = match upstream::finish(conn, Some(flow), reply, &cx, &mut report).await {
         Err(e) => failed(&test, &report, &e),
         Ok(verified) => {
@@ -294,7 +287,7 @@ fn claim_warnings(conn: &Connection, claims: &Value, identity: &crate::mapping::
         out.push(format!("Group sync is on but no groups claim came ({}): memberships would not change.", m.groups.0.join(", ")));
     }
     if identity.sources.iter().any(|s| s == "userinfo") {
-        out.push("Some claims came from the userinfo endpoint only: logins depend on it answering.".into());
+        out.push("Claims were merged from the userinfo endpoint: sign-ins also depend on it answering.".into());
     }
     if claims.get("NameIDFormat").and_then(Value::as_str) == Some(crate::upstream::saml::UNSPECIFIED) {
         out.push("The NameID has no particular format: make sure it is stable for a user (or map the user id from an attribute).".into());
@@ -352,40 +345,89 @@ pub async fn page(State(app): State<AppState>, ApiPath(id): ApiPath<String>, hea
         ))
         .into_response());
     };
-    Ok(Html(page::layout("Test Provider", &render(&r))).into_response())
+    Ok(render_page(&r))
+}
+
+/// The result page's Content-Security-Policy: the console's style sheet, nothing else.
+const RESULT_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+fn render_page(r: &TestResult) -> Response {
+    let mut resp = Html(render(r)).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(RESULT_CSP) {
+        resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    resp
+}
+
+fn json_block(v: &Value) -> String {
+    format!("<pre class=\"json\">{}</pre>", esc(&serde_json::to_string_pretty(v).unwrap_or_default()))
 }
 
 fn render(r: &TestResult) -> String {
-    let mut out = format!(
-        "<h1>Test Provider</h1><p><strong>{}</strong> — {}</p>",
-        esc(&r.connection_name),
-        if r.ok { "the round trip verified" } else { "the test failed" }
+    let (tone, verdict) = if r.ok { ("success", "The round trip verified") } else { ("error", "The test failed") };
+    let mut body = format!(
+        "<div class=\"page-head\"><div><p class=\"crumbs\">Test Provider</p><h1>{name}</h1><p class=\"lede\">A real sign-in at the provider with these settings. Nothing was created: no user, link, membership or session.</p></div></div>\
+<div class=\"notice {tone}\" role=\"status\"><strong>{verdict}.</strong>{error}</div>",
+        name = esc(&r.connection_name),
+        error = r.error.as_deref().map(|e| format!(" {}", esc(e))).unwrap_or_default(),
     );
-    if let Some(e) = &r.error {
-        out.push_str(&format!("<p class=\"error\">{}</p>", esc(e)));
-    }
     if let Some(h) = &r.hint {
-        out.push_str(&format!("<p><strong>What to change:</strong> {}</p>", esc(h)));
+        body.push_str(&format!("<div class=\"notice info\"><strong>What to change:</strong> {}</div>", esc(h)));
     }
-    out.push_str("<h2>Checks</h2><ol>");
+    for w in &r.warnings {
+        body.push_str(&format!("<div class=\"notice warn\">{}</div>", esc(w)));
+    }
+    body.push_str("<section class=\"card\"><div class=\"card-body\"><h2>Checks</h2><ol class=\"checks\">");
     for s in &r.steps {
-        out.push_str(&format!("<li>{} <strong>{}</strong>: {}</li>", if s.ok { "✔" } else { "✘" }, esc(&s.step), esc(&s.detail)));
+        let (class, mark, said) = if s.ok { ("pass", "✔", "passed") } else { ("fail", "✘", "failed") };
+        body.push_str(&format!(
+            "<li><span class=\"mark {class}\" aria-hidden=\"true\">{mark}</span><strong>{step}<span class=\"visually-hidden\"> {said}</span></strong><span class=\"check-detail\">{detail} <span class=\"faint\">({ms} ms)</span></span></li>",
+            step = esc(&s.step),
+            detail = esc(&s.detail),
+            ms = s.ms
+        ));
     }
-    out.push_str("</ol>");
-    if !r.warnings.is_empty() {
-        out.push_str("<h2>Warnings</h2><ul>");
-        for w in &r.warnings {
-            out.push_str(&format!("<li>{}</li>", esc(w)));
-        }
-        out.push_str("</ul>");
-    }
+    body.push_str("</ol></div></section><div class=\"test-grid\">");
     if let Some(rep) = &r.report {
-        out.push_str(&format!("<h2>What a login would do</h2><pre>{}</pre>", esc(&serde_json::to_string_pretty(rep).unwrap_or_default())));
+        body.push_str(&format!(
+            "<section class=\"card\"><div class=\"card-body\"><h2>What a sign-in would do</h2>{}{}</div></section>",
+            outcome(rep),
+            json_block(rep)
+        ));
     }
     if let Some(c) = &r.claims {
-        out.push_str(&format!("<h2>Claims as received</h2><pre>{}</pre>", esc(&serde_json::to_string_pretty(c).unwrap_or_default())));
+        body.push_str(&format!("<section class=\"card\"><div class=\"card-body\"><h2>Claims as received</h2><p class=\"muted\">Tokens and secrets are redacted.</p>{}</div></section>", json_block(c)));
     }
-    out.push_str("<p class=\"muted\">Nothing was created: no user, link, membership or session.</p>");
+    body.push_str("</div>");
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>Test Provider · {name}</title><link rel=\"stylesheet\" href=\"/console/assets/console.css\"></head><body>\
+<header class=\"topbar\"><div class=\"topbar-inner\"><a class=\"brand\" href=\"/console\"><span class=\"brand-mark\" aria-hidden=\"true\"></span>ssogate <small>console</small></a></div></header>\
+<main id=\"main\">{body}</main></body></html>",
+        name = esc(&r.connection_name)
+    )
+}
+
+/// One sentence for the report's user outcome and group changes.
+fn outcome(rep: &Value) -> String {
+    let u = &rep["user"];
+    let who = match u["action"].as_str() {
+        Some("link") => format!("Signs in as <strong>{}</strong> (already linked).", esc(u["username"].as_str().unwrap_or_default())),
+        Some("email") => format!("Links to and signs in as <strong>{}</strong> (same verified email).", esc(u["username"].as_str().unwrap_or_default())),
+        Some("create") => format!("Creates the user <strong>{}</strong>.", esc(u["username"].as_str().unwrap_or_default())),
+        Some("refuse") => format!("Refused: {}.", esc(u["reason"].as_str().unwrap_or_default())),
+        _ => String::new(),
+    };
+    let names =
+        |k: &str| rep["groups"][k].as_array().map(|a| a.iter().filter_map(|g| g["name"].as_str()).map(esc).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+    let (add, remove) = (names("add"), names("remove"));
+    let mut out = format!("<p>{who}</p>");
+    if !add.is_empty() {
+        out.push_str(&format!("<p>Adds to: {add}.</p>"));
+    }
+    if !remove.is_empty() {
+        out.push_str(&format!("<p>Removes from: {remove}.</p>"));
+    }
     out
 }
 

@@ -264,12 +264,21 @@ pub async fn revoke(conn: &Connection, token: &str, http: &reqwest::Client) {
 }
 
 /// What the upstream step checked, with which key or certificate, and what it found: in
-/// order, each step once. Shown by the Test Provider dry run, and logged (without values)
-/// when a login fails.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// order, each step once, with the time it took. Shown by the Test Provider dry run, and
+/// its failed step named in the log when a login fails.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Diagnostics {
     /// The steps, in order.
     pub steps: Vec<Check>,
+    /// When the step under way began (the previous one ended).
+    #[serde(skip, default = "std::time::Instant::now")]
+    mark: std::time::Instant,
+}
+
+impl Default for Diagnostics {
+    fn default() -> Self {
+        Self { steps: vec![], mark: std::time::Instant::now() }
+    }
 }
 
 /// One step of [`Diagnostics`].
@@ -281,26 +290,38 @@ pub struct Check {
     pub ok: bool,
     /// What was found (an algorithm and key id, a certificate, a value compared).
     pub detail: String,
+    /// How long it took, in milliseconds (from the end of the step before).
+    #[serde(default)]
+    pub ms: u64,
 }
 
 impl Diagnostics {
+    fn push(&mut self, step: &str, ok: bool, detail: String) {
+        let ms = self.mark.elapsed().as_millis() as u64;
+        self.mark = std::time::Instant::now();
+        self.steps.push(Check { step: step.into(), ok, detail, ms });
+    }
+
     /// Records a passed step.
     pub fn passed(&mut self, step: &str, detail: impl Into<String>) {
-        self.steps.push(Check { step: step.into(), ok: true, detail: detail.into() });
+        self.push(step, true, detail.into());
     }
 
     /// Records the outcome of a step and hands it on.
     pub fn record<T>(&mut self, step: &str, r: Result<T, UpstreamError>, detail: impl FnOnce(&T) -> String) -> Result<T, UpstreamError> {
         match &r {
-            Ok(v) => self.passed(step, detail(v)),
-            Err(e) => self.steps.push(Check { step: step.into(), ok: false, detail: e.to_string() }),
+            Ok(v) => {
+                let d = detail(v);
+                self.push(step, true, d)
+            }
+            Err(e) => self.push(step, false, e.to_string()),
         }
         r
     }
 
     /// Records a failed step and hands the error on.
     pub fn fail<T>(&mut self, step: &str, e: UpstreamError) -> Result<T, UpstreamError> {
-        self.steps.push(Check { step: step.into(), ok: false, detail: e.to_string() });
+        self.push(step, false, e.to_string());
         Err(e)
     }
 

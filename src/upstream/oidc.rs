@@ -583,24 +583,7 @@ mod tests {
     async fn id_token_claims_table() {
         const ISSUER: &str = "https://idp.example.test";
         const ACCESS: &str = "at-1";
-        let o = OidcSettings {
-            issuer: ISSUER.into(),
-            client_id: "app".into(),
-            authorization_endpoint: format!("{ISSUER}/authorize"),
-            token_endpoint: format!("{ISSUER}/token"),
-            revocation_endpoint: None,
-            userinfo_endpoint: None,
-            jwks_uri: None,
-            userinfo_from_id_token: true,
-            email_verification: false,
-            verify_signature: false,
-            code_challenge_method: Pkce::S256,
-            token_endpoint_auth_method: ClientAuth::ClientSecretBasic,
-            scopes: vec!["openid".into()],
-            additional_scopes: vec![],
-            allowed_algorithms: vec!["RS256".into(), "ES256".into()],
-            authorization_response_iss_parameter_supported: false,
-        };
+        let o = crate::testkit::oidc_settings(ISSUER, "app", None);
         let jwks = JwksCache::new(reqwest::Client::new(), crate::clock::Clock::fixed(NOW * 1000), 60_000);
         let at_hash = jws::half_hash("RS256", ACCESS).unwrap();
         let good = json!({"iss": ISSUER, "sub": "alice", "aud": "app", "exp": NOW + 300, "iat": NOW, "nonce": "n1", "at_hash": at_hash});

@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use super::jwks::JwksCache;
 use super::oidc::{verify_id_token, Checks};
 use crate::clock::Clock;
-use crate::connection::{ClientAuth, OidcSettings, Pkce};
+use crate::connection::OidcSettings;
 use crate::token::jws;
 
 const NOW: i64 = 1_700_000_000;
@@ -65,24 +65,7 @@ impl Idp {
 }
 
 fn settings(jwks_uri: &str) -> OidcSettings {
-    OidcSettings {
-        issuer: ISSUER.into(),
-        client_id: CLIENT.into(),
-        authorization_endpoint: format!("{ISSUER}/authorize"),
-        token_endpoint: format!("{ISSUER}/token"),
-        revocation_endpoint: None,
-        userinfo_endpoint: None,
-        jwks_uri: Some(jwks_uri.into()),
-        userinfo_from_id_token: true,
-        email_verification: false,
-        verify_signature: true,
-        code_challenge_method: Pkce::S256,
-        token_endpoint_auth_method: ClientAuth::ClientSecretBasic,
-        scopes: vec!["openid".into()],
-        additional_scopes: vec![],
-        allowed_algorithms: vec!["RS256".into(), "ES256".into()],
-        authorization_response_iss_parameter_supported: false,
-    }
+    crate::testkit::oidc_settings(ISSUER, CLIENT, Some(jwks_uri))
 }
 
 /// Their allowed algorithms: the connection's.

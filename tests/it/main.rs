@@ -6,6 +6,7 @@ mod apache;
 mod api;
 mod browser;
 mod cli;
+mod console;
 mod declarative;
 mod flood;
 mod hostile;

@@ -47,8 +47,10 @@ async fn a_dry_run_of_an_unsaved_connection_reports_everything_and_creates_nothi
     let (page, url) = admin_browser.visit(&format!("{start_url}?login_hint=alice")).await;
     assert_eq!(page.status(), StatusCode::OK, "{url}");
     assert!(url.contains("/test/"), "{url}");
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("style-src 'self'") && csp.contains("frame-ancestors 'none'"), "the result page loads the console's style sheet: {csp}");
     let body = page.text().await.unwrap();
-    assert!(body.contains("the round trip verified"), "{body}");
+    assert!(body.contains("The round trip verified"), "{body}");
     assert!(body.contains("alice@example.test") && body.contains("ID token signature"), "{body}");
     assert!(body.contains("Nothing was created"), "{body}");
 
@@ -91,7 +93,7 @@ async fn a_failing_dry_run_says_what_failed_and_what_to_change() {
     let b = Browser::new();
     let (page, _) = b.visit(&format!("{}?login_hint=alice", started["start_url"].as_str().unwrap())).await;
     let body = page.text().await.unwrap();
-    assert!(body.contains("the test failed") && body.contains("client secret"), "{body}");
+    assert!(body.contains("The test failed") && body.contains("client secret"), "{body}");
     let (_, result) = s.gw.admin(Method::GET, &format!("/connection-tests/{}", started["test_id"].as_str().unwrap()), None).await;
     assert_eq!(result["ok"], false);
     assert!(result["error"].as_str().unwrap().starts_with("code exchange:"), "{result}");
@@ -101,4 +103,76 @@ async fn a_failing_dry_run_says_what_failed_and_what_to_change() {
     // A draft with a bad field is refused before anything starts, naming the field.
     let (st, e) = s.gw.admin(Method::POST, "/connection-tests", Some(json!({"display_name": "x", "protocol": "oidc", "oidc": {"issuer": "not a url"}}))).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+}
+
+/// A pysaml2 IdP serving `keys`, asking our SP metadata of `conn` at each request.
+fn saml_idp(gw: &crate::support::Gateway, keys: &std::path::Path, conn: &str) -> crate::peers::Peer {
+    let users = keys.join("users.json");
+    std::fs::write(&users, json!({"alice": {"email": ["alice@example.test"], "givenName": ["Alice"], "groups": ["Staff"]}}).to_string()).unwrap();
+    let mut cmd = std::process::Command::new(crate::peers::peers_dir().join(".venv/bin/python"));
+    cmd.arg(crate::peers::peers_dir().join("saml/idp.py"))
+        .args(["serve", "--keys"])
+        .arg(keys)
+        .args(["--sp-metadata-url", &format!("{}/saml/{conn}/metadata", gw.base), "--users"])
+        .arg(&users);
+    crate::peers::spawn(cmd)
+}
+
+/// Walks a test's start URL through the IdP (HTTP-Redirect binding) to the result page.
+async fn run_saml_test(gw: &crate::support::Gateway, conn: &str, start_url: &str) -> String {
+    let b = Browser::new();
+    let r = b.http.get(start_url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let idp = b.http.get(format!("{}&sign=assertion", r.headers()["location"].to_str().unwrap())).send().await.unwrap();
+    let html = idp.text().await.unwrap();
+    let field = |name: &str| {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} in {html}")) + marker.len();
+        html[start..start + html[start..].find('"').unwrap()].replace("&quot;", "\"").replace("&amp;", "&")
+    };
+    let form = [("SAMLResponse", field("SAMLResponse")), ("RelayState", field("RelayState"))];
+    let r = b.http.post(format!("{}/saml/{conn}/acs", gw.base)).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (page, url) = b.visit(&format!("{}{}", gw.base, r.headers()["location"].to_str().unwrap())).await;
+    assert!(url.contains("/test/"), "{url}");
+    page.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_saml_dry_run_with_signed_requests_reports_a_refusal_and_a_wrong_key() {
+    let gw = crate::support::Gateway::start().await;
+    gw.admin(Method::POST, "/groups", Some(json!({"name": "Staff"}))).await;
+    let keys = tempfile::tempdir().unwrap();
+    let _ = crate::peers::saml_metadata(keys.path(), "http://127.0.0.1:9", &[]);
+    let idp = saml_idp(&gw, keys.path(), "con_t");
+    let users_before = gw.admin(Method::GET, "/users", None).await.1;
+
+    // Not saved, signed AuthnRequests (a key pair made for the draft), no account for
+    // alice and no JIT: the test verifies the round trip and reports the refusal.
+    let draft = json!({"id": "con_t", "display_name": "Draft SAML", "protocol": "saml", "group_sync": true, "create_users": false,
+        "saml": {"idp_metadata_url": idp.ready["metadata_url"], "sign_requests": true}});
+    let (st, started) = gw.admin(Method::POST, "/connection-tests", Some(draft)).await;
+    assert_eq!(st, StatusCode::CREATED, "{started}");
+    assert!(started["connection"]["saml"]["sp_certificate"].is_string(), "{started}");
+    let body = run_saml_test(&gw, "con_t", started["start_url"].as_str().unwrap()).await;
+    assert!(body.contains("The round trip verified") && body.contains("signature and conditions"), "{body}");
+    let (_, result) = gw.admin(Method::GET, &format!("/connection-tests/{}", started["test_id"].as_str().unwrap()), None).await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["report"]["user"]["action"], "refuse", "{result}");
+    assert!(result["report"]["user"]["reason"].as_str().unwrap().contains("no account"), "{result}");
+    assert!(result["claims"]["NameID"].is_string() || result["claims"]["NameID"].is_array(), "{result}");
+    assert_eq!(gw.admin(Method::GET, "/users", None).await.1, users_before, "nothing was created");
+    assert_eq!(gw.admin(Method::GET, "/connections", None).await.1, json!([]), "nothing was saved");
+
+    // Metadata with another signing key: the test says the signature failed and what to do.
+    let other = tempfile::tempdir().unwrap();
+    let base = idp.ready["metadata_url"].as_str().unwrap().trim_end_matches("/metadata").to_string();
+    let wrong_md = crate::peers::saml_metadata(other.path(), &base, &[]);
+    let draft = json!({"id": "con_t", "display_name": "Draft SAML", "protocol": "saml", "create_users": true,
+        "saml": {"idp_metadata_xml": wrong_md}});
+    let (st, started) = gw.admin(Method::POST, "/connection-tests", Some(draft)).await;
+    assert_eq!(st, StatusCode::CREATED, "{started}");
+    let body = run_saml_test(&gw, "con_t", started["start_url"].as_str().unwrap()).await;
+    assert!(body.contains("The test failed") && body.contains("metadata again"), "{body}");
+    assert_eq!(gw.admin(Method::GET, "/users", None).await.1, users_before);
 }

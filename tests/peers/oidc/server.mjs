@@ -33,6 +33,8 @@
 //   DELETE /__test/accounts/SUB                     -> removes it
 //   POST   /__test/rotate-keys   optional {"keep_old":true} -> fresh RS256 + ES256 keys
 //                                (new keys sign; old ones stay in JWKS only with keep_old)
+//   POST   /__test/clients/ID/redirect_uris  {"uri": URL} -> the client also accepts URL
+//                                (a connection whose callback is known only once its form opens)
 //
 // PKCE: oidc-provider 9 implements S256 only (hard-coded). When CONFIG.pkce_methods holds
 // "plain", a small pre-middleware on GET /auth turns a plain challenge c into the S256
@@ -244,6 +246,17 @@ async function control(req, res) {
     if (acct && req.method === 'DELETE') {
       delete accounts[decodeURIComponent(acct[1])];
       return send(200, { ok: true });
+    }
+    const redirect = url.pathname.match(/^\/__test\/clients\/([^/]+)\/redirect_uris$/);
+    if (redirect && req.method === 'POST') {
+      const { uri } = JSON.parse(await readBody(req));
+      const client = (config.clients || []).find((c) => c.client_id === decodeURIComponent(redirect[1]));
+      if (!client || typeof uri !== 'string') throw new Error('unknown client, or no uri');
+      client.redirect_uris = [...new Set([...(client.redirect_uris || []), uri])];
+      // Static clients are read when the provider is built: build it again (as rotate-keys does).
+      current = build(keys);
+      handler = current.callback();
+      return send(200, { ok: true, redirect_uris: client.redirect_uris });
     }
     if (url.pathname === '/__test/rotate-keys' && req.method === 'POST') {
       const body = await readBody(req);
