@@ -169,8 +169,8 @@ impl App {
         };
         startup.signing_key_created = crate::token::ensure(store.as_ref(), &cipher, clock.now()).await?;
         let http = crate::outbound::client(Duration::from_secs(config.outbound.timeout_seconds)).map_err(|e| StartupError::Http(e.to_string()))?;
-        let registry = Registry::new(store.clone(), cipher.clone(), config.public_base(), http.clone(), clock.clone());
-        let directory = Directory::new(store.clone(), clock.clone());
+        let registry = Registry::new(store.clone(), cipher.clone(), config.public_base(), http.clone(), clock.clone()).with_config_file(config.file.as_deref());
+        let directory = Directory::new(store.clone(), clock.clone()).with_config_file(config.file.as_deref());
         let (ephemeral, sessions) = state_backends(&config, &clock, &cipher)?;
         let jwks = crate::upstream::jwks::JwksCache::new(http.clone(), clock.clone(), (config.login.jwks_min_refetch_seconds * 1000) as i64);
         let limits = crate::limit::Limiter::new(&config);

@@ -50,14 +50,27 @@ pub struct Config {
     pub login: LoginConfig,
     /// Sessions.
     pub session: SessionConfig,
-    /// Downstream clients defined in configuration (more through the admin API).
+    /// Downstream clients declared here (more through the admin API).
     pub clients: Vec<ClientConfig>,
+    /// Connections declared here: each a table with the fields of `POST /connections`
+    /// (an `id` required), secrets by reference (`oidc.client_secret_file`, ...).
+    pub connections: Vec<ConnectionConfig>,
+    /// Groups declared here.
+    pub groups: Vec<GroupConfig>,
     /// Ingress auth (`/auth`, `/start`).
     pub ingress: IngressConfig,
     /// Where flow state, one-time codes, replay markers and sessions live.
     pub state: StateConfig,
     /// Prometheus metrics (`/metrics`).
     pub metrics: MetricsConfig,
+    /// `connections`, `groups` and `clients` with their secrets read: what
+    /// [`crate::declare::reconcile`] applies. Made by [`Config::load`].
+    #[serde(skip)]
+    pub declared: crate::declare::Declared,
+    /// The file this was read from, if any (named in the API's refusals to change what
+    /// it declares).
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 /// `[metrics]`: Prometheus metrics at `/metrics`.
@@ -150,18 +163,52 @@ impl Default for IngressConfig {
     }
 }
 
-/// `[[clients]]`: an application that logs in through ssogate's OpenID Provider.
+/// `[[clients]]`: an application that logs in through ssogate's OpenID Provider. The
+/// secret is given by reference (`client_secret_file`, `client_secret_env`) or, for
+/// files that are themselves secret, inline (`client_secret`): exactly one of them.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     /// OAuth client id.
     pub client_id: String,
-    /// Client secret.
-    pub client_secret: Secret,
+    /// Client secret, inline.
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    /// A file holding the client secret (a mounted Kubernetes Secret); trailing line
+    /// breaks are dropped.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// An environment variable holding the client secret.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
     /// Exact redirect URIs allowed.
     pub redirect_uris: Vec<String>,
     /// A name for admins.
     #[serde(default)]
     pub name: String,
+}
+
+/// `[[connections]]`: a connection declared here, as a table of the fields `POST
+/// /connections` takes (read by [`crate::declare::resolve`]). `Debug` shows its id only.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct ConnectionConfig(pub toml::Table);
+
+impl fmt::Debug for ConnectionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionConfig").field("id", &self.0.get("id").and_then(toml::Value::as_str)).finish_non_exhaustive()
+    }
+}
+
+/// `[[groups]]`: a group of the directory declared here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// Its name (unique regardless of ASCII case): the key it is found by.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
 }
 
 /// `[login]`
@@ -350,6 +397,10 @@ impl Default for Config {
             login: LoginConfig::default(),
             session: SessionConfig::default(),
             clients: Vec::new(),
+            connections: Vec::new(),
+            groups: Vec::new(),
+            declared: Default::default(),
+            file: None,
             ingress: IngressConfig::default(),
             state: StateConfig::default(),
             metrics: MetricsConfig::default(),
@@ -448,9 +499,10 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        let env: Vec<(String, String)> = env.into_iter().collect();
         let mut from_env = BTreeMap::new();
         let mut problems = Vec::new();
-        for (name, value) in env {
+        for (name, value) in env.iter().cloned() {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
             if ENV_NOT_KEYS.contains(&name.as_str()) || rest.is_empty() {
                 continue;
@@ -469,7 +521,7 @@ impl Config {
             let origin = from_env.get(&key).map(|v| format!(" (from {v})")).unwrap_or_default();
             problems.push(Problem { key, message: format!("unknown key{origin}") });
         }
-        let config = match parsed {
+        let mut config: Config = match parsed {
             Ok(c) => c,
             Err(e) => {
                 let key = e.path().to_string();
@@ -479,6 +531,10 @@ impl Config {
             }
         };
         problems.extend(config.validate());
+        let (declared, declare_problems) = crate::declare::resolve(&config, &env.iter().cloned().collect());
+        problems.extend(declare_problems);
+        config.declared = declared;
+        config.file = file.map(Path::to_path_buf);
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -586,9 +642,6 @@ impl Config {
         for (i, c) in self.clients.iter().enumerate() {
             if c.client_id.trim().is_empty() {
                 bad(&format!("clients[{i}].client_id"), "is required");
-            }
-            if c.client_secret.expose().len() < 16 {
-                bad(&format!("clients[{i}].client_secret"), "must be at least 16 characters");
             }
             if c.redirect_uris.is_empty() {
                 bad(&format!("clients[{i}].redirect_uris"), "must list at least one URI");

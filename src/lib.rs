@@ -15,6 +15,8 @@
 //! - [`connection`]: the connection model (`Settings.upstream`: one enum over the
 //!   protocols), its validation, provider presets, IdP metadata parsing, OIDC discovery
 //!   and SP key pairs; drafts for the Test Provider.
+//! - [`declare`]: connections, groups and clients declared in the configuration file,
+//!   reconciled into the store at start and on SIGHUP, read-only through the API.
 //! - [`mapping`]: raw claims or SAML attributes to an `Identity`, by the connection's claim mappings.
 //! - [`directory`]: users, groups, memberships and invitations: the rules above the store.
 //! - [`state`]: flow state, one-time codes, replay markers and sessions: in memory, or in Redis
@@ -51,6 +53,7 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod console;
+pub mod declare;
 pub mod directory;
 pub mod id;
 pub mod ingress;

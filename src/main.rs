@@ -76,7 +76,9 @@ enum ConnectionsCmd {
         file: PathBuf,
     },
     /// Export every connection as the bodies that recreate them. Secrets are left out
-    /// unless --include-secrets is given.
+    /// unless --include-secrets is given. `--format toml` writes `[[connections]]`
+    /// tables to paste into the configuration file (declarative configuration; give each
+    /// secret there as `client_secret_file` or `client_secret_env`).
     Export {
         /// Output format.
         #[arg(long, value_enum, default_value = "yaml")]
@@ -125,6 +127,7 @@ enum SortArg {
 enum Format {
     Json,
     Yaml,
+    Toml,
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
@@ -154,6 +157,10 @@ async fn main() -> Result<()> {
             println!("  listen      {}", config.listen);
             println!("  public_url  {}", config.public_url);
             println!("  store       {}", app::redact_url(&config.store_url()));
+            let d = &config.declared;
+            if !(d.connections.is_empty() && d.groups.is_empty() && d.clients.is_empty()) {
+                println!("  declared    {} connection(s), {} group(s), {} client(s); secrets read", d.connections.len(), d.groups.len(), d.clients.len());
+            }
             Ok(())
         }
         Command::Connections(cmd) => connections(config, cmd).await,
@@ -203,13 +210,40 @@ async fn serve(config: Config) -> Result<()> {
         }
         None => None,
     };
+    let reload = reload_on_hangup(app.clone());
     server::serve(listener, app, shutdown).await?;
+    reload.abort();
     let _ = metrics_stop.send(());
     if let Some(m) = metrics {
         let _ = m.await;
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: reads the configuration file again and reconciles the connections, groups and
+/// clients it declares (nothing else of the file changes until a restart).
+fn reload_on_hangup(app: std::sync::Arc<App>) -> tokio::task::JoinHandle<()> {
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let Ok(mut hangups) = hangups else {
+                tracing::warn!("could not listen for SIGHUP: the configuration is read at start only");
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                tracing::info!(file = ?app.config.file, "SIGHUP: applying the configuration file's declarations");
+                let env: Vec<(String, String)> = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+                if let Ok(report) = ssogate::declare::reload(&app, env).await {
+                    tracing::info!(changes = report.changes.len(), failures = report.failures.len(), "configuration reloaded");
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = app;
+    })
 }
 
 /// The stop signals (SIGTERM, Ctrl-C), registered when this is called, not when the
@@ -361,11 +395,21 @@ async fn connections(config: Config, cmd: &ConnectionsCmd) -> Result<()> {
             }
         }
         ConnectionsCmd::Export { format, include_secrets } => {
+            if matches!(format, Format::Toml) && *include_secrets {
+                bail!("the configuration file takes secrets by reference only (client_secret_file, client_secret_env): export without --include-secrets");
+            }
             let list = app.registry.list(ConnectionSort::Name, false).await.map_err(explain)?;
             let items: Vec<ConnectionPatch> = list.iter().map(|c| export(c, *include_secrets)).collect();
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&items)?),
                 Format::Yaml => print!("{}", yaml_serde::to_string(&items)?),
+                Format::Toml => {
+                    #[derive(serde::Serialize)]
+                    struct File<'a> {
+                        connections: &'a [ConnectionPatch],
+                    }
+                    print!("{}", toml::to_string(&File { connections: &items })?);
+                }
             }
         }
     }

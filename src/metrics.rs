@@ -159,6 +159,8 @@ pub struct Metrics {
     pub saml_acs: Histogram<12>,
     /// SAML metadata refreshes by URL: succeeded (changed or not), failed.
     saml_metadata: [AtomicU64; 2],
+    /// Reconciliations of the declarative configuration: all applied, not all.
+    config: [AtomicU64; 2],
 }
 
 impl Default for Metrics {
@@ -176,6 +178,7 @@ impl Metrics {
             oidc_callback: Histogram::new(&LOGIN_BOUNDS_NS),
             saml_acs: Histogram::new(&LOGIN_BOUNDS_NS),
             saml_metadata: [const { AtomicU64::new(0) }; 2],
+            config: [const { AtomicU64::new(0) }; 2],
         }
     }
 
@@ -184,6 +187,11 @@ impl Metrics {
         if let Ok(mut m) = self.logins.lock() {
             *m.entry((connection.to_string(), outcome, step, reason)).or_default() += 1;
         }
+    }
+
+    /// Counts a reconciliation of the declarative configuration (at start, on SIGHUP).
+    pub fn config_reconciled(&self, ok: bool) {
+        self.config[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a SAML metadata refresh.
@@ -247,6 +255,15 @@ pub async fn render(app: &AppState) -> String {
     head(&mut out, "ssogate_saml_metadata_refresh_total", "counter", "Periodic re-reads of SAML IdP metadata by URL, by result.");
     let _ = writeln!(out, "ssogate_saml_metadata_refresh_total{{result=\"ok\"}} {}", m.saml_metadata[0].load(Ordering::Relaxed));
     let _ = writeln!(out, "ssogate_saml_metadata_refresh_total{{result=\"failed\"}} {}", m.saml_metadata[1].load(Ordering::Relaxed));
+
+    head(
+        &mut out,
+        "ssogate_config_reconciles_total",
+        "counter",
+        "Reconciliations of the connections, groups and clients the configuration file declares (at start and on SIGHUP), by result.",
+    );
+    let _ = writeln!(out, "ssogate_config_reconciles_total{{result=\"ok\"}} {}", m.config[0].load(Ordering::Relaxed));
+    let _ = writeln!(out, "ssogate_config_reconciles_total{{result=\"failed\"}} {}", m.config[1].load(Ordering::Relaxed));
 
     let wait = Duration::from_secs(2);
     let connections = tokio::time::timeout(wait, app.registry.list(crate::store::ConnectionSort::Id, false)).await;

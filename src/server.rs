@@ -147,6 +147,8 @@ impl tower::Service<axum::extract::Request> for Front {
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    // What the configuration file declares is in the store before the first request.
+    crate::declare::reconcile(&state, &state.config.declared).await;
     let refresh = background_refresh(state.clone());
     let recorder = background_flush(state.clone());
     crate::listen::check_fd_limit(state.config.http.max_connections);

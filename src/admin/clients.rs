@@ -3,16 +3,15 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::json;
 
 use super::ACTOR;
 use crate::app::AppState;
-use crate::audit::AuditEntry;
 use crate::op::clients::{self, ClientInput, ClientView};
 use crate::web::error::ErrorBody;
 use crate::web::{ApiError, ApiJson, ApiPath};
 
-/// Every client registered through the API (configuration clients are not listed).
+/// Every client: those registered through the API, and those the configuration file
+/// declares (`managed_by: "config"`, read-only here).
 #[utoipa::path(get, path = "/clients", tag = "clients", security(("admin_token" = [])),
     responses((status = 200, body = [ClientView])))]
 pub async fn list_clients(State(app): State<AppState>) -> Result<Json<Vec<ClientView>>, ApiError> {
@@ -37,7 +36,7 @@ pub async fn get_client(State(app): State<AppState>, ApiPath(id): ApiPath<String
 /// Changes a client's name or redirect URIs, or rotates its secret.
 #[utoipa::path(patch, path = "/clients/{id}", tag = "clients", params(("id" = String, Path, description = "Client id")),
     request_body = ClientInput, security(("admin_token" = [])),
-    responses((status = 200, body = ClientView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ClientView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update_client(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -48,8 +47,8 @@ pub async fn update_client(
 
 /// Removes a client.
 #[utoipa::path(delete, path = "/clients/{id}", tag = "clients", params(("id" = String, Path, description = "Client id")),
-    security(("admin_token" = [])), responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
+    security(("admin_token" = [])), responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete_client(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<StatusCode, ApiError> {
-    app.store.client_delete(&id, &AuditEntry::new(app.clock.now(), ACTOR, "client.delete", &id, json!({}))).await?;
+    clients::delete(&app, &id, ACTOR).await?;
     Ok(StatusCode::NO_CONTENT)
 }

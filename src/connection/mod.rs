@@ -19,7 +19,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
 
 pub use input::{ConnectionPatch, FieldError, OidcPatch, SamlPatch};
-pub use registry::{changed_fields, export, ConnectionError, Registry};
+pub use registry::{changed_fields, export, ConnectionError, Declaration, Registry};
 
 use crate::clock::{rfc3339, Millis};
 use crate::secret::Secret;

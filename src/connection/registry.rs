@@ -43,6 +43,25 @@ pub enum ConnectionError {
     /// Key generation failed.
     #[error("could not generate a key pair")]
     Crypto(#[from] openssl::error::ErrorStack),
+    /// The configuration file declares it: only the file changes it (the sentence says so).
+    #[error("{0}")]
+    Managed(String),
+}
+
+/// What [`Registry::declare`] did.
+#[derive(Debug)]
+pub enum Declaration {
+    /// The connection was made.
+    Created(Connection),
+    /// The stored one was changed to what the file says (or taken over from the API).
+    Updated {
+        /// The connection now.
+        connection: Connection,
+        /// Whether it was on before (turned off now: its sessions must end).
+        was_active: bool,
+    },
+    /// It already was what the file says.
+    Unchanged,
 }
 
 impl From<StoreError> for ConnectionError {
@@ -76,12 +95,121 @@ pub struct Registry {
     http: reqwest::Client,
     clock: Clock,
     cache: Arc<Cache>,
+    /// The configuration file, named in refusals to change what it declares.
+    config_file: Option<Arc<std::path::Path>>,
 }
 
 impl Registry {
     /// A registry over `store`, sealing secrets with `cipher`.
     pub fn new(store: Arc<dyn Store>, cipher: Cipher, public_base: String, http: reqwest::Client, clock: Clock) -> Self {
-        Self { store, cipher, public_base, http, clock, cache: Arc::default() }
+        Self { store, cipher, public_base, http, clock, cache: Arc::default(), config_file: None }
+    }
+
+    /// This registry, naming `file` when it refuses to change what the file declares.
+    pub fn with_config_file(mut self, file: Option<&std::path::Path>) -> Self {
+        self.config_file = file.map(Arc::from);
+        self
+    }
+
+    /// Refuses a change to a connection the configuration file declares, unless the
+    /// reconciler or the gateway itself (`system:...`, such as the metadata refresh) makes it.
+    fn editable(&self, c: &Connection, actor: &str) -> Result<(), ConnectionError> {
+        let system = actor == crate::declare::ACTOR || actor.starts_with("system:");
+        if c.managed_by.as_deref() == Some(crate::declare::MANAGED_BY) && !system {
+            return Err(ConnectionError::Managed(crate::declare::read_only("connection", &c.id, self.config_file.as_deref())));
+        }
+        Ok(())
+    }
+
+    /// Makes the stored connection exactly what `patch` declares: the provider's preset
+    /// with the patch over it (as a create), validated, with the file's id, marked
+    /// `managed_by: "config"`. A stored connection with that id is changed to it (one made
+    /// through the API is taken over); the SP key pair the gateway made for it is kept
+    /// unless the file gives one. Nothing is written when nothing differs.
+    pub async fn declare(&self, patch: &ConnectionPatch) -> Result<Declaration, ConnectionError> {
+        let Some(id) = patch.id.clone() else {
+            return Err(invalid("id", "is required for a connection declared in the configuration"));
+        };
+        let stored = match self.get(&id).await {
+            Ok(c) => Some(c),
+            Err(ConnectionError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let mut fresh = self.new_connection(patch).await?;
+        fresh.managed_by = Some(crate::declare::MANAGED_BY.into());
+        let now = self.clock.now();
+        let Some(stored) = stored else {
+            let audit = AuditEntry::new(
+                now,
+                crate::declare::ACTOR,
+                "connection.create",
+                &id,
+                json!({"display_name": fresh.display_name, "protocol": fresh.protocol(), "provider": fresh.provider, "managed_by": crate::declare::MANAGED_BY}),
+            );
+            self.store.connection_insert(&self.encode(&fresh), &audit).await.map_err(|e| match e {
+                StoreError::Conflict(m) if !m.contains("display_name") => ConnectionError::Conflict(format!("id: {id} is taken")),
+                other => other.into(),
+            })?;
+            return Ok(Declaration::Created(fresh));
+        };
+        if let (Upstream::Saml(f), Upstream::Saml(s)) = (&mut fresh.settings.upstream, &stored.settings.upstream) {
+            let given = patch.saml.as_ref().is_some_and(|p| p.sp_certificate.is_some());
+            if !given && f.sign_requests && s.sp_certificate.is_some() && stored.secrets.sp_private_key.is_some() {
+                f.sp_certificate.clone_from(&s.sp_certificate);
+                fresh.secrets.sp_private_key.clone_from(&stored.secrets.sp_private_key);
+            }
+        }
+        let same = fresh.display_name == stored.display_name
+            && fresh.provider == stored.provider
+            && fresh.active == stored.active
+            && fresh.settings == stored.settings
+            && fresh.secrets == stored.secrets
+            && fresh.managed_by == stored.managed_by;
+        if same {
+            return Ok(Declaration::Unchanged);
+        }
+        let mut fields = vec![];
+        for (name, differs) in [
+            ("display_name", fresh.display_name != stored.display_name),
+            ("provider", fresh.provider != stored.provider),
+            ("active", fresh.active != stored.active),
+            ("settings", fresh.settings != stored.settings),
+            ("secrets", fresh.secrets != stored.secrets),
+            ("managed_by", fresh.managed_by != stored.managed_by),
+        ] {
+            if differs {
+                fields.push(name);
+            }
+        }
+        fresh.created_at = stored.created_at;
+        fresh.version = stored.version + 1;
+        fresh.updated_at = now.max(stored.updated_at + 1);
+        let audit = AuditEntry::new(
+            fresh.updated_at,
+            crate::declare::ACTOR,
+            "connection.update",
+            &id,
+            json!({"fields": fields, "managed_by": crate::declare::MANAGED_BY}),
+        );
+        self.store.connection_update(&self.encode(&fresh), stored.version, &audit).await?;
+        self.forget(&id);
+        Ok(Declaration::Updated { connection: fresh, was_active: stored.active })
+    }
+
+    /// A connection the configuration file no longer declares: turned off and handed to
+    /// the API (`managed_by` cleared), its links and granted memberships kept.
+    pub async fn release(&self, id: &str) -> Result<Connection, ConnectionError> {
+        let mut c = self.get(id).await?;
+        let read_version = c.version;
+        c.managed_by = None;
+        c.active = false;
+        c.version = read_version + 1;
+        c.updated_at = self.clock.now().max(c.updated_at + 1);
+        let audit =
+            AuditEntry::new(c.updated_at, crate::declare::ACTOR, "connection.update", id, json!({"fields": ["active", "managed_by"], "released": true}));
+        self.store.connection_update(&self.encode(&c), read_version, &audit).await?;
+        self.forget(id);
+        Ok(c)
     }
 
     /// A connection for the login paths: from memory when read in the last two seconds
@@ -259,6 +387,7 @@ impl Registry {
     /// when given; the write is refused if someone else changed it meanwhile.
     pub async fn update(&self, id: &str, patch: &ConnectionPatch, if_match: Option<i64>, actor: &str) -> Result<Connection, ConnectionError> {
         let mut c = self.get(id).await?;
+        self.editable(&c, actor)?;
         let expected = match (if_match, patch.version) {
             (Some(a), Some(b)) if a != b => return Err(invalid("version", "differs from the If-Match header")),
             (a, b) => a.or(b),
@@ -341,6 +470,7 @@ impl Registry {
     /// Removes a connection, its links and the memberships it granted.
     pub async fn delete(&self, id: &str, actor: &str) -> Result<(), ConnectionError> {
         let c = self.get(id).await?;
+        self.editable(&c, actor)?;
         let audit = AuditEntry::new(self.clock.now(), actor, "connection.delete", id, json!({"display_name": c.display_name}));
         self.store.connection_delete(id, &audit).await?;
         self.forget(id);
@@ -350,6 +480,7 @@ impl Registry {
     /// Generates a new SP key pair for a SAML connection (replacing any other).
     pub async fn generate_sp_keypair(&self, id: &str, actor: &str) -> Result<Connection, ConnectionError> {
         let mut c = self.get(id).await?;
+        self.editable(&c, actor)?;
         let read_version = c.version;
         let cn = sp_common_name(&c, &self.public_base);
         let Upstream::Saml(saml) = &mut c.settings.upstream else {

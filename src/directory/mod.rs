@@ -31,6 +31,9 @@ pub enum DirectoryError {
     /// A name is taken, or a built-in group would be changed.
     #[error("{0}")]
     Conflict(String),
+    /// The configuration file declares it: only the file changes it (the sentence says so).
+    #[error("{0}")]
+    Managed(String),
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -177,6 +180,9 @@ pub struct GroupView {
     pub created_at: String,
     /// Last change (RFC 3339).
     pub updated_at: String,
+    /// `config` when the configuration file declares it: its name and description are
+    /// changed there, not here (its members are managed here as any group's).
+    pub managed_by: Option<String>,
 }
 
 /// A member as shown on a group.
@@ -275,12 +281,71 @@ pub fn check_email(field: &str, value: &str) -> Result<String, DirectoryError> {
 pub struct Directory {
     store: Arc<dyn Store>,
     clock: Clock,
+    /// The configuration file, named in refusals to change what it declares.
+    config_file: Option<Arc<std::path::Path>>,
 }
 
 impl Directory {
     /// A directory over `store`.
     pub fn new(store: Arc<dyn Store>, clock: Clock) -> Self {
-        Self { store, clock }
+        Self { store, clock, config_file: None }
+    }
+
+    /// This directory, naming `file` when it refuses to change what the file declares.
+    pub fn with_config_file(mut self, file: Option<&std::path::Path>) -> Self {
+        self.config_file = file.map(Arc::from);
+        self
+    }
+
+    fn editable(&self, g: &Group, actor: &str) -> Result<(), DirectoryError> {
+        if g.managed_by.as_deref() == Some(crate::declare::MANAGED_BY) && actor != crate::declare::ACTOR {
+            return Err(DirectoryError::Managed(crate::declare::read_only("group", &g.name, self.config_file.as_deref())));
+        }
+        Ok(())
+    }
+
+    /// Makes the groups the configuration file declares exist, with its descriptions,
+    /// marked `managed_by: "config"` (a group of that name made through the API is taken
+    /// over); a group it no longer declares is handed back to the API with its members.
+    /// Returns one line per change.
+    pub async fn declare_groups(&self, declared: &[crate::config::GroupConfig], actor: &str) -> Result<Vec<String>, DirectoryError> {
+        let managed = Some(crate::declare::MANAGED_BY.to_string());
+        let stored = self.store.group_list().await?;
+        let mut changes = vec![];
+        for d in declared {
+            let now = self.clock.now();
+            match stored.iter().find(|g| crate::store::same_name(&g.name, &d.name)) {
+                None => {
+                    let g = Group {
+                        id: crate::id::new("grp"),
+                        name: d.name.clone(),
+                        description: d.description.clone(),
+                        builtin: None,
+                        created_at: now,
+                        updated_at: now,
+                        managed_by: managed.clone(),
+                    };
+                    let audit = self.audit(actor, "group.create", &g.id, json!({"name": g.name, "managed_by": crate::declare::MANAGED_BY}));
+                    self.store.group_insert(&g, &audit).await?;
+                    changes.push(format!("group {} created", g.name));
+                }
+                Some(g) if g.builtin.is_some() => changes.push(format!("group {} is built in: left as it is", g.name)),
+                Some(g) if g.name == d.name && g.description == d.description && g.managed_by == managed => {}
+                Some(g) => {
+                    let changed = Group { name: d.name.clone(), description: d.description.clone(), managed_by: managed.clone(), updated_at: now, ..g.clone() };
+                    let audit = self.audit(actor, "group.update", &g.id, json!({"name": changed.name, "managed_by": crate::declare::MANAGED_BY}));
+                    self.store.group_update(&changed, &audit).await?;
+                    changes.push(format!("group {} updated", changed.name));
+                }
+            }
+        }
+        for g in stored.iter().filter(|g| g.managed_by == managed && !declared.iter().any(|d| crate::store::same_name(&d.name, &g.name))) {
+            let released = Group { managed_by: None, updated_at: self.clock.now(), ..g.clone() };
+            let audit = self.audit(actor, "group.update", &g.id, json!({"name": g.name, "released": true}));
+            self.store.group_update(&released, &audit).await?;
+            changes.push(format!("group {} left the configuration: handed to the API", g.name));
+        }
+        Ok(changes)
     }
 
     fn audit(&self, actor: &str, action: &str, target: &str, detail: serde_json::Value) -> AuditEntry {
@@ -451,6 +516,7 @@ impl Directory {
     /// built-in groups keep their names.
     pub async fn update_group(&self, id: &str, input: &GroupInput, actor: &str) -> Result<GroupView, DirectoryError> {
         let mut g = self.group(id).await?;
+        self.editable(&g, actor)?;
         match g.builtin {
             Some(Builtin::Users) => return Err(DirectoryError::Conflict("group Users is built in and cannot be edited".into())),
             Some(_) if input.name.as_ref().is_some_and(|n| n.trim() != g.name) => {
@@ -475,6 +541,7 @@ impl Directory {
     /// Removes a group and the memberships it carried.
     pub async fn delete_group(&self, id: &str, actor: &str) -> Result<(), DirectoryError> {
         let g = self.group(id).await?;
+        self.editable(&g, actor)?;
         self.store.group_delete(id, &self.audit(actor, "group.delete", id, json!({"name": g.name}))).await?;
         Ok(())
     }
@@ -669,6 +736,7 @@ fn group_view(g: Group, members: usize) -> GroupView {
         members,
         created_at: rfc3339(g.created_at),
         updated_at: rfc3339(g.updated_at),
+        managed_by: g.managed_by,
     }
 }
 

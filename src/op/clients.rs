@@ -19,20 +19,32 @@ fn sha(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
-/// A client by id: configuration first, then the store.
+/// What the store keeps of a client secret (SHA-256, hex).
+pub fn secret_hash(secret: &str) -> String {
+    sha(secret)
+}
+
+/// A client by id. Clients of the configuration file are in the store too, put there
+/// by `declare::reconcile` with `managed_by: "config"`.
 pub async fn find(app: &AppState, client_id: &str) -> Option<Client> {
-    if let Some(c) = app.config.clients.iter().find(|c| c.client_id == client_id) {
-        return Some(Client {
-            client_id: c.client_id.clone(),
-            name: c.name.clone(),
-            secret_sha256: sha(c.client_secret.expose()),
-            redirect_uris: c.redirect_uris.clone(),
-            created_at: 0,
-            updated_at: 0,
-            managed_by: Some("config".into()),
-        });
-    }
     app.store.client_get(client_id).await.ok().flatten()
+}
+
+/// 409 when the configuration file declares the client (the API does not change it).
+fn editable(app: &AppState, c: &Client) -> Result<(), ApiError> {
+    if c.managed_by.as_deref() == Some(crate::declare::MANAGED_BY) {
+        let message = crate::declare::read_only("client", &c.client_id, app.config.file.as_deref());
+        return Err(ApiError::new(axum::http::StatusCode::CONFLICT, "managed_by_config", message));
+    }
+    Ok(())
+}
+
+/// Removes a client made through the API (409 for one the configuration file declares).
+pub async fn delete(app: &AppState, id: &str, actor: &str) -> Result<(), ApiError> {
+    let c = app.store.client_get(id).await?.ok_or_else(|| ApiError::not_found(format!("client {id}")))?;
+    editable(app, &c)?;
+    app.store.client_delete(id, &AuditEntry::new(app.clock.now(), actor, "client.delete", id, json!({}))).await?;
+    Ok(())
 }
 
 /// The client, if `secret` is its secret.
@@ -72,6 +84,8 @@ pub struct ClientView {
     pub created_at: String,
     /// Last change (RFC 3339).
     pub updated_at: String,
+    /// `config` when the configuration file declares it: the API does not change it.
+    pub managed_by: Option<String>,
 }
 
 /// The API view of a client.
@@ -83,7 +97,13 @@ pub fn view(c: &Client, secret: Option<String>) -> ClientView {
         client_secret: secret,
         created_at: rfc3339(c.created_at),
         updated_at: rfc3339(c.updated_at),
+        managed_by: c.managed_by.clone(),
     }
+}
+
+/// The redirect URIs' rules (at least one; https, http only for localhost).
+pub fn check_redirect_uris(uris: &[String]) -> Result<(), ApiError> {
+    check_uris(uris)
 }
 
 fn check_uris(uris: &[String]) -> Result<(), ApiError> {
@@ -110,9 +130,6 @@ pub async fn create(app: &AppState, input: &ClientInput, actor: &str) -> Result<
         Some(_) => return Err(ApiError::invalid(vec![FieldError::new("client_id", "may hold only letters, digits, '-' and '_'")])),
         None => crate::id::new("cli"),
     };
-    if app.config.clients.iter().any(|c| c.client_id == client_id) {
-        return Err(ApiError::new(axum::http::StatusCode::CONFLICT, "conflict", "client_id: a client in the configuration has this id"));
-    }
     let secret = crate::id::token(32);
     let now = app.clock.now();
     let c = Client {
@@ -131,6 +148,7 @@ pub async fn create(app: &AppState, input: &ClientInput, actor: &str) -> Result<
 /// Changes a client (and rotates its secret when asked).
 pub async fn update(app: &AppState, id: &str, input: &ClientInput, actor: &str) -> Result<ClientView, ApiError> {
     let mut c = app.store.client_get(id).await?.ok_or_else(|| ApiError::not_found(format!("client {id}")))?;
+    editable(app, &c)?;
     if input.client_id.as_ref().is_some_and(|x| x != id) {
         return Err(ApiError::invalid(vec![FieldError::new("client_id", "cannot change")]));
     }

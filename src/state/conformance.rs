@@ -148,3 +148,37 @@ pub async fn revocation(s: &dyn Sessions, clock: &Clock) -> StateResult<()> {
     check(s.remove_user(&u1).await? == 1, "remove_user still finds the user's other session")?;
     Ok(())
 }
+
+/// Live sessions counted per connection (for the metrics), where the backend counts.
+pub async fn counts(s: &dyn Sessions, clock: &Clock) -> StateResult<()> {
+    let now = clock.now();
+    let tag = crate::id::token(8);
+    let (a, b, none) = (format!("ca{tag}"), format!("cb{tag}"), format!("cn{tag}"));
+    let mk = |conn: &str, ttl: Millis| Session {
+        id: crate::id::token(16),
+        user_id: format!("u{tag}"),
+        connection_id: conn.into(),
+        username: "u".into(),
+        email: None,
+        email_verified: false,
+        name: None,
+        groups: vec![],
+        created_at: now,
+        expires_at: now + ttl,
+        idle_timeout_ms: 60_000,
+        last_seen: now,
+        profile: Default::default(),
+        upstream_token: None,
+    };
+    s.create(&mk(&a, 10_000)).await?;
+    s.create(&mk(&a, 10_000)).await?;
+    s.create(&mk(&b, 10_000)).await?;
+    s.create(&mk(&b, 500)).await?;
+    clock.advance(600);
+    let Some(counts) = s.count_by_connection(&[a.clone(), b.clone(), none.clone()], clock.now()).await? else {
+        return Ok(());
+    };
+    check(counts.get(&a) == Some(&2), "two live sessions of the first connection")?;
+    check(counts.get(&b) == Some(&1), "an expired session is not counted")?;
+    check(counts.get(&none) == Some(&0), "a connection without sessions counts zero")
+}

@@ -332,6 +332,7 @@ mod tests {
         super::super::conformance::ephemeral(&MemoryEphemeral::new(clock.clone()), &clock).await.unwrap();
         super::super::conformance::sessions(&MemorySessions::new(), &clock).await.unwrap();
         super::super::conformance::revocation(&MemorySessions::new(), &clock).await.unwrap();
+        super::super::conformance::counts(&MemorySessions::new(), &clock).await.unwrap();
     }
 
     #[tokio::test]

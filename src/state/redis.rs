@@ -854,6 +854,8 @@ mod tests {
         let (_, cached) = open(&cfg, &test_url(), &clock, &cipher()).unwrap();
         conformance::sessions(cached.as_ref(), &clock).await.unwrap();
         conformance::revocation(cached.as_ref(), &clock).await.unwrap();
+        conformance::counts(&RedisSessions::new(r.clone(), clock.clone(), cipher()), &clock).await.unwrap();
+        conformance::counts(cached.as_ref(), &clock).await.unwrap();
     }
 
     #[tokio::test]

@@ -118,6 +118,7 @@ impl From<ConnectionError> for ApiError {
             ConnectionError::Invalid(fields) => ApiError::invalid(fields),
             ConnectionError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             ConnectionError::Stale { .. } => ApiError::new(StatusCode::CONFLICT, "stale", e.to_string()),
+            ConnectionError::Managed(m) => ApiError::new(StatusCode::CONFLICT, "managed_by_config", m),
             ConnectionError::Store(s) => s.into(),
             other => ApiError::internal(&other),
         }
@@ -130,6 +131,7 @@ impl From<DirectoryError> for ApiError {
             DirectoryError::NotFound(what) => ApiError::not_found(what),
             DirectoryError::Invalid(fields) => ApiError::invalid(fields),
             DirectoryError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            DirectoryError::Managed(m) => ApiError::new(StatusCode::CONFLICT, "managed_by_config", m),
             DirectoryError::Store(s) => s.into(),
         }
     }

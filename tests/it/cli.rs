@@ -126,6 +126,16 @@ async fn binary_runs_on_defaults_and_the_cli_shares_its_store() {
     assert!(ok && yaml.contains("display_name: CLI OIDC"), "{yaml}");
     let (ok, full, _) = cli(dir.path(), &["connections", "export", "--format", "json", "--include-secrets"]);
     assert!(ok && full.contains(secret));
+    // TOML: `[[connections]]` tables the configuration file declares as they are.
+    let (ok, toml, e) = cli(dir.path(), &["connections", "export", "--format", "toml"]);
+    assert!(ok && toml.contains("[[connections]]") && !toml.contains(secret), "{e}{toml}");
+    let declared = dir.path().join("declared.toml");
+    std::fs::write(&declared, &toml).unwrap();
+    let cfg = ssogate::config::Config::load(Some(&declared), std::iter::empty()).unwrap();
+    assert_eq!(cfg.declared.connections[0].display_name.as_deref(), Some("CLI OIDC"));
+    assert_eq!(cfg.declared.connections[0].id.as_deref(), Some(id.as_str()));
+    let (ok, _, e) = cli(dir.path(), &["connections", "export", "--format", "toml", "--include-secrets"]);
+    assert!(!ok && e.contains("by reference"), "{e}");
 
     // Import into a fresh gateway folder, then again (an update, not a duplicate).
     let other = tempfile::tempdir().unwrap();

@@ -7,6 +7,7 @@ mod api;
 mod browser;
 mod cli;
 mod console;
+mod declarative;
 mod flood;
 mod hostile;
 mod identity;
