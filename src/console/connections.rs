@@ -67,6 +67,8 @@ fn failed(e: &ConnectionError) -> Response {
             super::error_page(StatusCode::NOT_FOUND, "Not found", "That connection does not exist (it may have just been deleted).")
         }
         ConnectionError::Store(s) => super::unavailable(s),
+        // Declared in the configuration file: GitOps owns it, the console only reads it.
+        ConnectionError::Managed(why) => super::error_page(StatusCode::CONFLICT, "Managed by the configuration file", why),
         other => {
             tracing::error!(error = %other, "console: connection operation failed");
             super::error_page(
