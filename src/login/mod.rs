@@ -256,10 +256,11 @@ async fn reply(app: &AppState, id: &str, protocol: Protocol, reply: Reply, heade
     let reply = upstream::screen(protocol, reply, &mut report).await.map_err(|e| LoginError::upstream(&e, report.failed_step()).connection(id))?;
     // A connection being tried before it is saved or turned on: its pending test's
     // draft names the flow's key; only a test flow ever uses the draft.
-    let conn = match active_connection(app, id).await {
-        Ok(c) => c,
+    // `live` is what a real login may use; `conn` only names the protocol's flow key.
+    let (conn, live) = match active_connection(app, id).await {
+        Ok(c) => (c.clone(), Ok(c)),
         Err(e) => match test::pending_connection(app, id).await {
-            Some(draft) => std::sync::Arc::new(draft),
+            Some(draft) => (std::sync::Arc::new(draft), Err(e)),
             None => return Err(e),
         },
     };
@@ -308,8 +309,8 @@ async fn reply(app: &AppState, id: &str, protocol: Protocol, reply: Reply, heade
         // A test flow's reply goes to its result, never into a login (nor its counts).
         return Ok(test::finish(app, f, test_id, reply, report).await.unwrap_or_else(|e| at(e).into_response()));
     }
-    // From here on a real login: only a saved, active connection.
-    let conn = active_connection(app, id).await?;
+    // From here on a real login: only a saved, active connection (never a test's draft).
+    let conn = live?;
     let retry = retry_href(&conn.id, return_to.as_deref());
     let base = app.config.public_base();
     let cx = upstream_context(app, &base);

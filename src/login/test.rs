@@ -142,7 +142,7 @@ pub async fn start(
         Err(e) => {
             let mut report = Diagnostics::default();
             let _ = report.fail::<()>("authorization request", e.clone());
-            save(&app, &test, failed(&test, &report, &e)).await;
+            save(&app, &test, failed(&test, &report, &e, app.clock.now())).await;
             return Ok(Redirect::to(&format!("/test/{id}")).into_response());
         }
     };
@@ -167,7 +167,7 @@ pub async fn finish(app: &AppState, flow: &FlowState, test_id: &str, reply: Repl
     let base = app.config.public_base();
     let cx = super::upstream_context(app, &base);
     let result = match upstream::finish(conn, Some(flow), reply, &cx, &mut report).await {
-        Err(e) => failed(&test, &report, &e),
+        Err(e) => failed(&test, &report, &e, app.clock.now()),
         Ok(verified) => {
             let claims = redacted(&verified.claims);
             let mut warnings = claim_warnings(conn, &verified.claims, &verified.identity);
@@ -210,7 +210,7 @@ pub async fn finish(app: &AppState, flow: &FlowState, test_id: &str, reply: Repl
     Ok(Redirect::to(&format!("/test/{test_id}")).into_response())
 }
 
-fn failed(test: &TestRun, report: &Diagnostics, e: &UpstreamError) -> TestResult {
+fn failed(test: &TestRun, report: &Diagnostics, e: &UpstreamError, now: crate::clock::Millis) -> TestResult {
     let step = report.failed_step().unwrap_or("upstream").to_string();
     TestResult {
         test_id: test.id.clone(),
@@ -223,7 +223,7 @@ fn failed(test: &TestRun, report: &Diagnostics, e: &UpstreamError) -> TestResult
         claims: None,
         report: None,
         warnings: vec![],
-        finished_at: test.started_at,
+        finished_at: now,
     }
 }
 
