@@ -11,16 +11,27 @@
 //! - [`views`]: the askama templates' view structs (templates in `src/console/templates`).
 //! - [`connections`]: the Identity Providers pages.
 //! - [`assets`]: the one style sheet, the one script and the provider logos, from the binary.
+//! - [`users`], [`groups`]: Users & Groups (invite, disable, remove; groups with members
+//!   picked by type-ahead, the source of each membership).
+//! - [`audit`], [`keys`], [`apps`]: the audit log with filters, signing keys with
+//!   rotation, the downstream apps (OpenID Provider clients).
+//! - [`common`]: what those pages share (refusal pages, times, the form check).
 //!
 //! Pages work without JavaScript; the script only adds copy buttons. Every console answer
 //! carries a strict Content-Security-Policy (no inline script or style), is never framed,
 //! and is never cached.
 
+pub mod apps;
 pub mod assets;
+pub mod audit;
+pub mod common;
 pub mod connections;
 pub mod csrf;
 pub mod form;
+pub mod groups;
+pub mod keys;
 pub mod session;
+pub mod users;
 pub mod views;
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -50,6 +61,23 @@ pub fn routes() -> Router<AppState> {
         .route("/console/connections/{id}/delete", get(connections::confirm_delete).post(connections::delete))
         .route("/console/connections/{id}/sp-keypair", post(connections::generate_keypair))
         .route("/console/connections/{id}/sp-certificate", get(connections::sp_certificate))
+        .route("/console/users", get(users::list))
+        .route("/console/users/search", get(users::search))
+        .route("/console/users/invite", get(users::invite_form).post(users::invite))
+        .route("/console/users/{id}/status", post(users::set_status))
+        .route("/console/users/{id}/remove", get(users::confirm_remove).post(users::remove))
+        .route("/console/groups", get(groups::list).post(groups::create))
+        .route("/console/groups/new", get(groups::new_form))
+        .route("/console/groups/{id}", get(groups::show).post(groups::update))
+        .route("/console/groups/{id}/members", post(groups::add_members))
+        .route("/console/groups/{id}/members/{user_id}/remove", post(groups::remove_member))
+        .route("/console/groups/{id}/delete", get(groups::confirm_delete).post(groups::delete))
+        .route("/console/audit", get(audit::list))
+        .route("/console/keys", get(keys::list))
+        .route("/console/keys/rotate", post(keys::rotate))
+        .route("/console/apps", get(apps::list).post(apps::create))
+        .route("/console/apps/new", get(apps::new_form))
+        .route("/console/apps/{id}/delete", get(apps::confirm_delete).post(apps::delete))
         .route("/console/assets/console.css", get(assets::css))
         .route("/console/assets/console.js", get(assets::js))
         .route("/console/assets/logos/{file}", get(assets::logo))

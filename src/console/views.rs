@@ -11,11 +11,21 @@ pub struct Chrome {
     pub who: String,
     /// The console session's CSRF token.
     pub csrf: String,
+    /// Which page of the main navigation this is (`connections`, `users`, `groups`,
+    /// `apps`, `keys`, `audit`): marked `aria-current` there.
+    pub section: &'static str,
 }
 
 impl From<&super::session::Admin> for Chrome {
     fn from(a: &super::session::Admin) -> Self {
-        Chrome { who: a.identity.label(), csrf: a.csrf.clone() }
+        Chrome { who: a.identity.label(), csrf: a.csrf.clone(), section: "connections" }
+    }
+}
+
+impl Chrome {
+    /// The frame of a page in `section` of the navigation.
+    pub fn at(admin: &super::session::Admin, section: &'static str) -> Self {
+        Chrome { section, ..Chrome::from(admin) }
     }
 }
 

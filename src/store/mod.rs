@@ -312,6 +312,33 @@ pub struct Client {
     pub managed_by: Option<String>,
 }
 
+/// One page of the users table: a search, a status, a window. Sorted by username.
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    /// Part of the username, email or name (ASCII letters without case); empty: everyone.
+    pub search: Option<String>,
+    /// Only users with this status.
+    pub status: Option<UserStatus>,
+    /// Users to skip (the page's start).
+    pub offset: i64,
+    /// At most this many (clamped to 1..=200).
+    pub limit: i64,
+}
+
+/// A page of users with everything the users table shows of them, read in a fixed number
+/// of queries whatever the page size (no query per user).
+#[derive(Debug, Clone, Default)]
+pub struct UserPage {
+    /// The page, by username.
+    pub users: Vec<User>,
+    /// How many users match the search in all.
+    pub total: i64,
+    /// Every membership of the users on the page.
+    pub memberships: Vec<Membership>,
+    /// Every link of the users on the page.
+    pub links: Vec<Link>,
+}
+
 /// Sort column of the connections table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema, Default)]
 #[serde(rename_all = "snake_case")]
@@ -394,6 +421,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// All users, by username.
     async fn user_list(&self) -> StoreResult<Vec<User>>;
+    /// A page of users matching `q`, with their memberships and links (four queries).
+    async fn user_page(&self, q: &UserQuery) -> StoreResult<UserPage>;
     /// One user.
     async fn user_get(&self, id: &str) -> StoreResult<Option<User>>;
     /// The user with this email (case-insensitive).

@@ -565,6 +565,64 @@ impl Store for Sql {
         sqlx::query("SELECT * FROM users ORDER BY username_key").fetch_all(&self.pool).await?.iter().map(user_row).collect()
     }
 
+    async fn user_page(&self, q: &UserQuery) -> StoreResult<UserPage> {
+        // The search is a bound LIKE pattern (its own `%`, `_` and `\` escaped), never
+        // spliced into the text; the status too.
+        let pattern = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(|s| {
+            let mut p = String::from("%");
+            for c in name_key(s).chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    p.push('\\');
+                }
+                p.push(c);
+            }
+            p.push('%');
+            p
+        });
+        let mut cond = String::from(" WHERE 1 = 1");
+        let mut binds: Vec<String> = vec![];
+        if let Some(p) = &pattern {
+            // Three places, one value: bound three times (SQLite numbers each place).
+            cond.push_str(" AND (username_key LIKE $1 ESCAPE '\\' OR email_key LIKE $2 ESCAPE '\\' OR lower(coalesce(name, '')) LIKE $3 ESCAPE '\\')");
+            binds.extend([p.clone(), p.clone(), p.clone()]);
+        }
+        if let Some(st) = q.status {
+            cond.push_str(&format!(" AND status = ${}", binds.len() + 1));
+            binds.push(st.as_str().to_string());
+        }
+        let count_sql = format!("SELECT COUNT(*) AS n FROM users{cond}");
+        let mut count = sqlx::query(&count_sql);
+        for b in &binds {
+            count = count.bind(b);
+        }
+        let total: i64 = count.fetch_one(&self.pool).await?.try_get("n")?;
+        let page_sql = format!("SELECT * FROM users{cond} ORDER BY username_key LIMIT ${} OFFSET ${}", binds.len() + 1, binds.len() + 2);
+        let mut page = sqlx::query(&page_sql);
+        for b in &binds {
+            page = page.bind(b);
+        }
+        let users: Vec<User> =
+            page.bind(q.limit.clamp(1, 200)).bind(q.offset.max(0)).fetch_all(&self.pool).await?.iter().map(user_row).collect::<StoreResult<_>>()?;
+        if users.is_empty() {
+            return Ok(UserPage { users, total, ..Default::default() });
+        }
+        // One query each for the page's memberships and links: `IN ($1, …, $n)`.
+        let marks = (1..=users.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!("SELECT * FROM memberships WHERE user_id IN ({marks}) ORDER BY user_id, group_id, source");
+        let mut mq = sqlx::query(&sql);
+        for u in &users {
+            mq = mq.bind(&u.id);
+        }
+        let memberships = mq.fetch_all(&self.pool).await?.iter().map(membership_row).collect::<StoreResult<_>>()?;
+        let sql = format!("SELECT * FROM user_links WHERE user_id IN ({marks}) ORDER BY user_id, created_at, connection_id");
+        let mut lq = sqlx::query(&sql);
+        for u in &users {
+            lq = lq.bind(&u.id);
+        }
+        let links = lq.fetch_all(&self.pool).await?.iter().map(link_row).collect::<StoreResult<_>>()?;
+        Ok(UserPage { users, total, memberships, links })
+    }
+
     async fn user_get(&self, id: &str) -> StoreResult<Option<User>> {
         let row = sqlx::query("SELECT * FROM users WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(user_row).transpose()
