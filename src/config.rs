@@ -63,6 +63,8 @@ pub struct Config {
     pub state: StateConfig,
     /// Prometheus metrics (`/metrics`).
     pub metrics: MetricsConfig,
+    /// How the login page and the sign-in error pages look: product name, logo, colour.
+    pub branding: BrandingConfig,
     /// `connections`, `groups` and `clients` with their secrets read: what
     /// [`crate::declare::reconcile`] applies. Made by [`Config::load`].
     #[serde(skip)]
@@ -404,8 +406,74 @@ impl Default for Config {
             ingress: IngressConfig::default(),
             state: StateConfig::default(),
             metrics: MetricsConfig::default(),
+            branding: BrandingConfig::default(),
         }
     }
+}
+
+/// `[branding]`: what the end-user pages (login, sign-in errors) show.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrandingConfig {
+    /// The product name in the page header and title ("Acme Sign-in").
+    pub product_name: String,
+    /// The logo: an https URL (http only for localhost), or a path on this gateway
+    /// (`/static/logo.svg`). Shown at most 40 pixels high. Absent: a plain mark.
+    pub logo_url: Option<String>,
+    /// The accent colour of buttons and links, `#rrggbb` or `#rgb`.
+    pub accent_color: String,
+}
+
+impl Default for BrandingConfig {
+    fn default() -> Self {
+        Self { product_name: "ssogate".into(), logo_url: None, accent_color: "#4338ca".into() }
+    }
+}
+
+impl BrandingConfig {
+    /// What is wrong with each value, as (key, message).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![];
+        let name = self.product_name.trim();
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+            out.push(("branding.product_name", "must be 1 to 64 characters without control characters".to_string()));
+        }
+        if !is_colour(&self.accent_color) {
+            out.push(("branding.accent_color", format!("must be a colour as #rrggbb or #rgb, not {:?}", self.accent_color.chars().take(40).collect::<String>())));
+        }
+        if let Some(logo) = &self.logo_url {
+            if let Err(why) = logo_source(logo) {
+                out.push(("branding.logo_url", why));
+            }
+        }
+        out
+    }
+}
+
+/// `#rgb` or `#rrggbb`, hex digits only: nothing else can reach the page's style.
+pub fn is_colour(s: &str) -> bool {
+    s.strip_prefix('#').is_some_and(|h| (h.len() == 3 || h.len() == 6) && h.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// The origin a logo URL loads from (None for a path on this gateway), or why it cannot
+/// be a logo: only https (http for localhost), no credentials, no quote, space or
+/// backslash (it goes into an attribute and the Content-Security-Policy), at most 2048 bytes.
+pub fn logo_source(s: &str) -> Result<Option<String>, String> {
+    if s.len() > 2048 || s.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | '<' | '>' | ';' | ',')) {
+        return Err("must be a URL of at most 2048 bytes without spaces, quotes, commas, semicolons or backslashes".into());
+    }
+    if s.starts_with('/') && !s.starts_with("//") {
+        return Ok(None);
+    }
+    let u = Url::parse(s).map_err(|_| "must be an https URL or a path starting with /".to_string())?;
+    let local = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if !(u.scheme() == "https" || (u.scheme() == "http" && local)) {
+        return Err("must be https (http only for localhost)".into());
+    }
+    if !u.username().is_empty() || u.password().is_some() || u.host_str().is_none() {
+        return Err("must not carry credentials, and must name a host".into());
+    }
+    Ok(Some(u.origin().ascii_serialization()))
 }
 
 impl Default for StoreConfig {
@@ -548,6 +616,9 @@ impl Config {
         let mut bad = |key: &str, message: &str| problems.push(Problem { key: key.into(), message: message.into() });
         if !matches!(self.public_url.scheme(), "http" | "https") {
             bad("public_url", "must be an http or https URL");
+        }
+        for (key, message) in self.branding.problems() {
+            bad(key, &message);
         }
         if self.public_url.query().is_some() || self.public_url.fragment().is_some() {
             bad("public_url", "must not have a query or fragment");

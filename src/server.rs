@@ -43,7 +43,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Before routing: an admin path without the token is a 401, never a 404 or 405.
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::admin::gate))
-        .layer(axum::middleware::from_fn(crate::web::page::security_headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::web::page::security_headers))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         // Inside the request-id layer, so a panic's 500 still carries the request id.

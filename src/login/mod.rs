@@ -60,34 +60,35 @@ pub struct ReturnTo {
     pub login_hint: Option<String>,
 }
 
-/// The login page: one button per active connection; works without JavaScript.
+/// The login page: one button per active connection, with its provider's logo; "Signing
+/// in to <app>" when the login comes from a downstream client's `/authorize`; the product
+/// name, logo and colour of `[branding]`. Works without JavaScript.
 pub async fn login_page(State(app): State<AppState>, Query(q): Query<ReturnTo>) -> Response {
     let list = match app.store.connection_list(ConnectionSort::Name, false).await {
         Ok(l) => l,
         Err(e) => return LoginError::store_unavailable(Step::Start, &e).into_response(),
     };
-    let suffix = q
-        .return_to
-        .as_deref()
-        .and_then(|p| return_target(&app.config, p))
-        .map(|p| format!("?return_to={}", url::form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>()))
-        .unwrap_or_default();
-    let mut buttons = String::new();
-    for c in list.iter().filter(|c| c.active) {
-        let initial = c.display_name.chars().next().map(|ch| ch.to_uppercase().to_string()).unwrap_or_default();
-        buttons.push_str(&format!(
-            "<a class=\"button\" href=\"/login/{id}{suffix}\" data-provider=\"{p}\"><span class=\"initial\">{i}</span>Sign in with {n}</a>",
-            id = esc(&c.id),
-            suffix = esc(&suffix),
-            p = esc(&c.provider),
-            i = esc(&initial),
-            n = esc(&c.display_name)
-        ));
-    }
-    if buttons.is_empty() {
-        buttons = "<p>No identity provider is set up yet. An administrator adds one in the <a href=\"/console\">admin console</a>.</p>".into();
-    }
-    Html(page::layout("Sign in", &format!("<h1>Sign in</h1>{buttons}"))).into_response()
+    let back = q.return_to.as_deref().filter(|p| p.len() <= crate::limit::RETURN_TO_MAX).and_then(|p| return_target(&app.config, p));
+    let suffix = back.as_deref().map(|p| format!("?return_to={}", url::form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>())).unwrap_or_default();
+    let app_name = match back.as_deref().and_then(page::authorize_client) {
+        Some(id) => match app.store.client_get(&id).await {
+            Ok(Some(c)) => Some(if c.name.trim().is_empty() { c.client_id } else { c.name }),
+            Ok(None) => None,
+            Err(e) => return LoginError::store_unavailable(Step::Start, &e).into_response(),
+        },
+        None => None,
+    };
+    let buttons = list
+        .iter()
+        .filter(|c| c.active)
+        .map(|c| page::LoginButton {
+            href: format!("/login/{}{suffix}", c.id),
+            logo: crate::console::assets::logo_path(Protocol::parse(&c.protocol).unwrap_or(Protocol::Oidc), &c.provider),
+            provider: c.provider.clone(),
+            name: c.display_name.clone(),
+        })
+        .collect();
+    page::login(&page::LoginPage { app_name, buttons })
 }
 
 /// The connection a login goes through, when it exists and is on.
@@ -120,7 +121,10 @@ pub async fn login_start(
         Ok(resp) => resp,
         Err(e) => {
             record::refused(&app, &e).await;
-            e.into_response()
+            // "Try again" is the login page for the same return target (the same app).
+            let back = q.return_to.as_deref().filter(|p| p.len() <= crate::limit::RETURN_TO_MAX).and_then(|p| return_target(&app.config, p));
+            let retry = back.map(|p| format!("/login?return_to={}", url::form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>()));
+            e.retry(retry).into_response()
         }
     }
 }

@@ -20,7 +20,7 @@ async fn a_real_browser_logs_in_through_the_login_page() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(v["buttons"], json!(["NSign in with Node IdP"]), "one button, with the initial");
+    assert_eq!(v["buttons"], json!(["Sign in with Node IdP"]), "one button, with its provider's logo");
     assert_eq!(v["url"], format!("{}/", s.gw.base));
     let text = v["text"].as_str().unwrap();
     assert!(text.contains("Signed in") && text.contains("alice@example.test"), "{text}");
