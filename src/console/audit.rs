@@ -107,6 +107,23 @@ fn instant(field: &str, v: Option<&str>) -> Result<Option<i64>, Response> {
     Err(super::error_page(StatusCode::BAD_REQUEST, "Not understood", &format!("The {field} time must look like 2026-12-01T09:30 (UTC).")))
 }
 
+/// An entry's detail for people: `key: value` pairs (strings unquoted), at most 400
+/// characters; anything else as stored.
+fn readable(detail: &str) -> String {
+    let text = match serde_json::from_str::<serde_json::Value>(detail) {
+        Ok(serde_json::Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}: {s}"),
+                other => format!("{k}: {other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => detail.to_string(),
+    };
+    text.chars().take(400).collect()
+}
+
 /// `GET /console/audit`
 pub async fn list(State(app): State<AppState>, admin: Admin, Query(f): Query<Filters>) -> Response {
     let (actor, action, connection) = match (common::param("actor", f.actor.as_deref()), common::param("action", f.action.as_deref()), common::param("connection", f.connection.as_deref())) {
@@ -158,7 +175,7 @@ pub async fn list(State(app): State<AppState>, admin: Admin, Query(f): Query<Fil
             actor: e.actor,
             action: e.action,
             target: e.target,
-            detail: if e.detail == "{}" { String::new() } else { e.detail.chars().take(400).collect() },
+            detail: readable(&e.detail),
         })
         .collect();
     let mut actions: Vec<(String, String)> = ACTIONS.iter().map(|(v, l)| (v.to_string(), l.to_string())).collect();

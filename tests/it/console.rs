@@ -17,21 +17,21 @@ use crate::support::{oidc_body, Gateway, TOKEN};
 const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// A browser with a console session.
-struct Console {
-    b: Browser,
-    base: String,
-    csrf: String,
+pub(crate) struct Console {
+    pub(crate) b: Browser,
+    pub(crate) base: String,
+    pub(crate) csrf: String,
 }
 
 /// The value of the first hidden `csrf` field of a page.
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     let at = html.find("name=\"csrf\" value=\"").expect("a form with a csrf field") + "name=\"csrf\" value=\"".len();
     html[at..].split('"').next().unwrap().to_string()
 }
 
 impl Console {
     /// Signs in with the admin token through the sign-in form.
-    async fn with_token(gw: &Gateway) -> Console {
+    pub(crate) async fn with_token(gw: &Gateway) -> Console {
         let b = Browser::new();
         let page = b.http.get(format!("{}/console", gw.base)).send().await.unwrap().text().await.unwrap();
         let form = [("csrf", csrf_of(&page)), ("token", TOKEN.to_string())];
@@ -42,13 +42,13 @@ impl Console {
         Console { csrf: csrf_of(&page), b, base: gw.base.clone() }
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, String) {
         let r = self.b.http.get(format!("{}{path}", self.base)).send().await.unwrap();
         (r.status(), r.text().await.unwrap())
     }
 
     /// Posts a form as a browser on the console's page would (same origin, with the token).
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    pub(crate) async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
         let mut form: Vec<(String, String)> = vec![("csrf".into(), self.csrf.clone())];
         form.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         self.b.http.post(format!("{}{path}", self.base)).header("origin", &self.base).header("sec-fetch-site", "same-origin").form(&form).send().await.unwrap()
@@ -61,7 +61,7 @@ async fn audit_actors(gw: &Gateway, action: &str) -> Vec<String> {
 }
 
 /// Checks the console's security headers and that a page carries no inline code.
-fn assert_strict(headers: &reqwest::header::HeaderMap, html: &str, what: &str) {
+pub(crate) fn assert_strict(headers: &reqwest::header::HeaderMap, html: &str, what: &str) {
     assert_eq!(headers["content-security-policy"], CSP, "{what}");
     assert_eq!(headers["x-frame-options"], "DENY", "{what}");
     assert_eq!(headers["x-content-type-options"], "nosniff", "{what}");
@@ -357,7 +357,7 @@ fn accounts() -> Value {
 }
 
 /// Makes `email` a user of the directory and a member of Admins; returns the user id.
-async fn make_admin(gw: &Gateway, email: &str) -> String {
+pub(crate) async fn make_admin(gw: &Gateway, email: &str) -> String {
     let (s, u) = gw.admin(Method::POST, "/users", Some(json!({"username": email, "email": email}))).await;
     assert_eq!(s, StatusCode::CREATED, "{u}");
     let id = u["id"].as_str().unwrap().to_string();

@@ -289,7 +289,7 @@ async fn login_page_lists_active_connections_escaped_and_keeps_return_to() {
     off["active"] = json!(false);
     gw.admin(Method::POST, "/connections", Some(off)).await;
     let page = gw.request(Method::GET, "/login?return_to=/authorize%3Fclient_id%3Dapp").send().await.unwrap().text().await.unwrap();
-    assert!(page.contains("Sign in with &lt;b&gt;Corp&lt;/b&gt; &amp; Co"), "{page}");
+    assert!(page.contains("Sign in with &#60;b&#62;Corp&#60;/b&#62; &#38; Co"), "{page}");
     assert!(!page.contains("<b>Corp</b>"), "names are escaped");
     assert!(!page.contains("Hidden IdP"), "inactive connections are not shown");
     assert!(page.contains("/login/con_page?return_to=%2Fauthorize%3Fclient_id%3Dapp"), "{page}");

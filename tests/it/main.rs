@@ -7,6 +7,7 @@ mod api;
 mod browser;
 mod cli;
 mod console;
+mod console_pages;
 mod declarative;
 mod flood;
 mod hostile;
