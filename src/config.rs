@@ -439,7 +439,10 @@ impl BrandingConfig {
             out.push(("branding.product_name", "must be 1 to 64 characters without control characters".to_string()));
         }
         if !is_colour(&self.accent_color) {
-            out.push(("branding.accent_color", format!("must be a colour as #rrggbb or #rgb, not {:?}", self.accent_color.chars().take(40).collect::<String>())));
+            out.push((
+                "branding.accent_color",
+                format!("must be a colour as #rrggbb or #rgb, not {:?}", self.accent_color.chars().take(40).collect::<String>()),
+            ));
         }
         if let Some(logo) = &self.logo_url {
             if let Err(why) = logo_source(logo) {

@@ -136,7 +136,13 @@ pub async fn create(State(app): State<AppState>, admin: Admin, headers: HeaderMa
     match made {
         Some(v) => {
             tracing::info!(actor = %admin.identity.actor(), client_id = %v.client_id, "console: app registered");
-            let view = Created { chrome: Chrome::at(&admin, "apps"), name: v.name, client_id: v.client_id, secret: v.client_secret.unwrap_or_default(), issuer: app.config.public_base() };
+            let view = Created {
+                chrome: Chrome::at(&admin, "apps"),
+                name: v.name,
+                client_id: v.client_id,
+                secret: v.client_secret.unwrap_or_default(),
+                issuer: app.config.public_base(),
+            };
             // The secret is on this page only: the console's `no-store` keeps it out of caches.
             super::render(StatusCode::CREATED, &view)
         }

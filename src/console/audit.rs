@@ -94,7 +94,7 @@ pub struct AuditRow {
 }
 
 /// `YYYY-MM-DDTHH:MM[:SS]` (a `datetime-local` value, taken as UTC) or RFC 3339.
-fn instant(field: &str, v: Option<&str>) -> Result<Option<i64>, Response> {
+fn instant(field: &str, v: Option<&str>) -> Result<Option<i64>, Box<Response>> {
     let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
         return Ok(Some(t.timestamp_millis()));
@@ -104,7 +104,7 @@ fn instant(field: &str, v: Option<&str>) -> Result<Option<i64>, Response> {
             return Ok(Some(t.and_utc().timestamp_millis()));
         }
     }
-    Err(super::error_page(StatusCode::BAD_REQUEST, "Not understood", &format!("The {field} time must look like 2026-12-01T09:30 (UTC).")))
+    Err(Box::new(super::error_page(StatusCode::BAD_REQUEST, "Not understood", &format!("The {field} time must look like 2026-12-01T09:30 (UTC)."))))
 }
 
 /// An entry's detail for people: `key: value` pairs (strings unquoted), at most 400
@@ -126,13 +126,17 @@ fn readable(detail: &str) -> String {
 
 /// `GET /console/audit`
 pub async fn list(State(app): State<AppState>, admin: Admin, Query(f): Query<Filters>) -> Response {
-    let (actor, action, connection) = match (common::param("actor", f.actor.as_deref()), common::param("action", f.action.as_deref()), common::param("connection", f.connection.as_deref())) {
+    let (actor, action, connection) = match (
+        common::param("actor", f.actor.as_deref()),
+        common::param("action", f.action.as_deref()),
+        common::param("connection", f.connection.as_deref()),
+    ) {
         (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-        (Err(r), _, _) | (_, Err(r), _) | (_, _, Err(r)) => return r,
+        (Err(r), _, _) | (_, Err(r), _) | (_, _, Err(r)) => return *r,
     };
     let (since, until) = match (instant("from", f.since.as_deref()), instant("until", f.until.as_deref())) {
         (Ok(s), Ok(u)) => (s, u),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(r), _) | (_, Err(r)) => return *r,
     };
     let before = match f.before.as_deref().filter(|b| !b.is_empty()).map(str::parse::<i64>) {
         None => None,

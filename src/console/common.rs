@@ -70,14 +70,14 @@ pub fn enc(s: &str) -> String {
 
 /// A query parameter a page reads: at most 256 characters, no control characters
 /// (a 400 page naming it otherwise); empty is absent.
-pub fn param(name: &str, v: Option<&str>) -> Result<Option<String>, Response> {
+pub fn param(name: &str, v: Option<&str>) -> Result<Option<String>, Box<Response>> {
     match v.map(str::trim) {
         None | Some("") => Ok(None),
-        Some(v) if v.chars().count() > 256 || v.chars().any(char::is_control) => Err(super::error_page(
+        Some(v) if v.chars().count() > 256 || v.chars().any(char::is_control) => Err(Box::new(super::error_page(
             StatusCode::BAD_REQUEST,
             "Not understood",
             &format!("The {name} filter must be at most 256 characters without control characters."),
-        )),
+        ))),
         Some(v) => Ok(Some(v.to_string())),
     }
 }

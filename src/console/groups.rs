@@ -165,7 +165,14 @@ pub struct Picked {
 
 /// `GET /console/groups/new`
 pub async fn new_form(admin: Admin) -> Response {
-    let view = GroupForm { chrome: Chrome::at(&admin, "groups"), name: String::new(), description: String::new(), typed: String::new(), picked: vec![], errors: vec![] };
+    let view = GroupForm {
+        chrome: Chrome::at(&admin, "groups"),
+        name: String::new(),
+        description: String::new(),
+        typed: String::new(),
+        picked: vec![],
+        errors: vec![],
+    };
     super::render(StatusCode::OK, &view)
 }
 
@@ -189,7 +196,10 @@ async fn members_of(app: &AppState, form: &Form) -> Result<(BTreeSet<String>, Ve
     let typed = form.get("members").unwrap_or("");
     for entry in typed.split([',', '\n', ';']).map(str::trim).filter(|s| !s.is_empty()).take(500) {
         let found = match app.store.user_page(&UserQuery { search: Some(entry.to_string()), limit: 200, ..Default::default() }).await {
-            Ok(p) => p.users.into_iter().find(|u| crate::store::same_name(&u.username, entry) || u.email.as_deref().is_some_and(|e| crate::store::same_name(e, entry))),
+            Ok(p) => p
+                .users
+                .into_iter()
+                .find(|u| crate::store::same_name(&u.username, entry) || u.email.as_deref().is_some_and(|e| crate::store::same_name(e, entry))),
             Err(e) => return Err(super::unavailable(&e)),
         };
         match found {
@@ -303,7 +313,15 @@ pub struct MemberRow {
     pub manual: bool,
 }
 
-async fn group_page(app: &AppState, admin: &Admin, id: &str, status: StatusCode, notice: Option<String>, errors: Vec<String>, typed: Option<(&str, &str)>) -> Response {
+async fn group_page(
+    app: &AppState,
+    admin: &Admin,
+    id: &str,
+    status: StatusCode,
+    notice: Option<String>,
+    errors: Vec<String>,
+    typed: Option<(&str, &str)>,
+) -> Response {
     let g = match app.directory.group(id).await {
         Ok(g) => g,
         Err(e) => return common::directory_refusal(e),

@@ -43,7 +43,8 @@ use crate::app::AppState;
 
 /// The console's Content-Security-Policy: only our own style sheet, script and images, and
 /// the script's one request (the members type-ahead's search) to this origin.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub const CSP: &str =
+    "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Every console route.
 pub fn routes() -> Router<AppState> {

@@ -141,7 +141,7 @@ fn user_id_of(admin: &Admin) -> Option<&str> {
 pub async fn list(State(app): State<AppState>, admin: Admin, Query(q): Query<ListQuery>) -> Response {
     let search = match common::param("search", q.q.as_deref()) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let status = match q.status.as_deref().unwrap_or("") {
         "" => None,
@@ -190,7 +190,7 @@ pub async fn list(State(app): State<AppState>, admin: Admin, Query(q): Query<Lis
         .map(|u| {
             let (status, status_label) = status_of(u.status);
             let mut g = chips.remove(u.id.as_str()).unwrap_or_default();
-            g.sort_by(|a, b| a.name.to_ascii_lowercase().cmp(&b.name.to_ascii_lowercase()));
+            g.sort_by_key(|a| a.name.to_ascii_lowercase());
             UserRow {
                 id: u.id.clone(),
                 username: u.username.clone(),
@@ -272,7 +272,7 @@ pub struct Suggestion {
 pub async fn search(State(app): State<AppState>, _admin: Admin, Query(q): Query<ListQuery>) -> Response {
     let search = match common::param("search", q.q.as_deref()) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(search) = search else { return Json(Vec::<Suggestion>::new()).into_response() };
     match app.store.user_page(&UserQuery { search: Some(search), status: None, offset: 0, limit: 8 }).await {

@@ -246,7 +246,10 @@ mod tests {
 
     #[test]
     fn try_again_offers_the_login_page_for_the_same_return_target() {
-        assert_eq!(super::login_page_for("/login/con_a?return_to=%2Fauthorize%3Fclient_id%3Dx").as_deref(), Some("/login?return_to=%2Fauthorize%3Fclient_id%3Dx"));
+        assert_eq!(
+            super::login_page_for("/login/con_a?return_to=%2Fauthorize%3Fclient_id%3Dx").as_deref(),
+            Some("/login?return_to=%2Fauthorize%3Fclient_id%3Dx")
+        );
         assert_eq!(super::login_page_for("/login/con_a").as_deref(), Some("/login"));
         assert_eq!(super::login_page_for("/login?return_to=%2F"), None);
     }
@@ -263,9 +266,16 @@ mod tests {
         assert_eq!(logo_source("https://cdn.example.com/logo.svg").unwrap().as_deref(), Some("https://cdn.example.com"));
         assert_eq!(logo_source("/static/logo.png").unwrap(), None);
         assert!(logo_source("http://localhost:8080/l.png").is_ok());
-        for bad in ["http://cdn.example.com/l.png", "//evil.example/l.png", "javascript:alert(1)", "data:image/png;base64,AAAA", "https://u:p@cdn.example/l.png",
-            "https://cdn.example/l.png' ; script-src *", "https://cdn.example/a b.png", "ftp://cdn.example/l.png"]
-        {
+        for bad in [
+            "http://cdn.example.com/l.png",
+            "//evil.example/l.png",
+            "javascript:alert(1)",
+            "data:image/png;base64,AAAA",
+            "https://u:p@cdn.example/l.png",
+            "https://cdn.example/l.png' ; script-src *",
+            "https://cdn.example/a b.png",
+            "ftp://cdn.example/l.png",
+        ] {
             assert!(logo_source(bad).is_err(), "{bad}");
         }
     }

@@ -14,7 +14,8 @@ use crate::login::{setup, Browser};
 use crate::peers::peers_dir;
 use crate::support::{oidc_body, Gateway, TOKEN};
 
-const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str =
+    "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// A browser with a console session.
 pub(crate) struct Console {

@@ -49,9 +49,15 @@ async fn the_users_page_searches_and_pages_with_groups_and_identities() {
     }
     let (s, _) = gw.admin(Method::PUT, &format!("/groups/{eng}/members/{}", ids[3]), None).await;
     assert!(s.is_success());
-    let (s, c) = gw.admin(Method::POST, "/connections", Some(json!({"id": "con_x", "display_name": "Okta Prod", "protocol": "oidc",
+    let (s, c) = gw
+        .admin(
+            Method::POST,
+            "/connections",
+            Some(json!({"id": "con_x", "display_name": "Okta Prod", "protocol": "oidc",
         "oidc": {"issuer": "https://idp.example.test", "client_id": "c", "client_secret": "s", "authorization_endpoint": "https://idp.example.test/a",
-                 "token_endpoint": "https://idp.example.test/t", "jwks_uri": "https://idp.example.test/j"}}))).await;
+                 "token_endpoint": "https://idp.example.test/t", "jwks_uri": "https://idp.example.test/j"}})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{c}");
     let (s, _) = gw.admin(Method::PUT, &format!("/users/{}/links/con_x", ids[3]), Some(json!({"subject": "00u-three"}))).await;
     assert!(s.is_success());
@@ -108,15 +114,14 @@ async fn invite_disable_and_remove_from_the_console() {
     // Without the form token: refused, nothing made.
     let r = gw.request(Method::POST, "/console/users/invite").form(&[("email", "x@example.test")]).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = c
-        .b
-        .http
-        .post(format!("{}/console/users/invite", gw.base))
-        .header("origin", "https://evil.example")
-        .form(&[("csrf", c.csrf.as_str()), ("email", "x@example.test")])
-        .send()
-        .await
-        .unwrap();
+    let r =
+        c.b.http
+            .post(format!("{}/console/users/invite", gw.base))
+            .header("origin", "https://evil.example")
+            .form(&[("csrf", c.csrf.as_str()), ("email", "x@example.test")])
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(gw.admin(Method::GET, "/users", None).await.1, json!([]));
 
@@ -213,7 +218,10 @@ async fn groups_keep_built_ins_and_synced_memberships_and_show_sources() {
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     let designers = loc.trim_start_matches("/console/groups/").split('?').next().unwrap().to_string();
     let (_, html) = c.get(&loc).await;
-    assert!(html.contains("The group was created") && html.contains(&format!("data-member=\"{bob}\"")) && html.contains(&format!("data-member=\"{carol}\"")), "{html}");
+    assert!(
+        html.contains("The group was created") && html.contains(&format!("data-member=\"{bob}\"")) && html.contains(&format!("data-member=\"{carol}\"")),
+        "{html}"
+    );
     // A name with a comma, or taken: 422 / 409 on the form.
     let r = c.post("/console/groups", &[("name", "a,b")]).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -362,7 +370,10 @@ async fn the_login_page_carries_the_branding_and_try_again_keeps_the_app() {
     let r = s.gw.request(Method::GET, "/login?return_to=%2Fconsole%2Fenter").send().await.unwrap();
     let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
     let html = r.text().await.unwrap();
-    assert!(html.contains("<title>Sign in · Acme &lt;Sign-in&gt;</title>") && html.contains("<img src=\"https://cdn.acme.example/logo.svg\" alt=\"\">"), "{html}");
+    assert!(
+        html.contains("<title>Sign in · Acme &lt;Sign-in&gt;</title>") && html.contains("<img src=\"https://cdn.acme.example/logo.svg\" alt=\"\">"),
+        "{html}"
+    );
     assert!(html.contains("--accent:#0f766e"), "{html}");
     assert!(html.contains("src=\"/console/assets/logos/keycloak.svg\"") && html.contains("Sign in with Node IdP"), "the provider's logo: {html}");
     assert!(html.contains("href=\"/login/con_node?return_to=%2Fconsole%2Fenter\""), "{html}");
@@ -459,8 +470,23 @@ async fn a_real_browser_walks_users_groups_audit_keys_and_apps() {
     assert!(out["app_landed"].as_str().unwrap().contains("/app-callback?code="), "{out}");
     assert!(out["error_retry"].as_str().unwrap().starts_with("/login?return_to=%2Fauthorize"), "{out}");
     for page in [
-        "users", "invite", "users-invited", "users-active", "groups", "group-new", "group-created", "group-synced", "user-remove", "audit", "keys", "apps-new",
-        "app-created", "apps", "login-app", "login", "error",
+        "users",
+        "invite",
+        "users-invited",
+        "users-active",
+        "groups",
+        "group-new",
+        "group-created",
+        "group-synced",
+        "user-remove",
+        "audit",
+        "keys",
+        "apps-new",
+        "app-created",
+        "apps",
+        "login-app",
+        "login",
+        "error",
     ] {
         for size in ["desktop", "phone"] {
             assert!(dir.join(format!("{page}-{size}.png")).exists(), "{page}-{size}");
