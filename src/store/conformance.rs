@@ -59,6 +59,7 @@ pub async fn run(store: &dyn Store) -> StoreResult<()> {
     meta(store, &tag).await?;
     connections(store, &tag).await?;
     directory(store, &tag).await?;
+    user_pages(store, &tag).await?;
     keys_and_audit(store, &tag).await?;
     clients(store, &tag).await?;
     Ok(())
@@ -146,6 +147,44 @@ async fn connections(store: &dyn Store, tag: &str) -> StoreResult<()> {
     check(store.memberships_of_user(&u.id).await? == vec![manual], "its grants are gone, manual ones stay")?;
     check(matches!(store.connection_delete(&a.id, &audit("connection.delete", &a.id)).await, Err(StoreError::NotFound(_))), "second delete is not found")?;
     store.user_delete(&u.id, &audit("user.delete", &u.id)).await
+}
+
+/// The users table's reads: search, status, window, and the page's memberships and links.
+async fn user_pages(store: &dyn Store, tag: &str) -> StoreResult<()> {
+    let g = Group { id: format!("{tag}_pg"), name: format!("{tag}-page-group"), description: String::new(), builtin: None, created_at: 1_000, updated_at: 1_000, managed_by: None };
+    store.group_insert(&g, &audit("group.create", &g.id)).await?;
+    let mut ids = vec![];
+    for (i, name) in ["Cat", "ant", "bee_x"].iter().enumerate() {
+        let mut u = user(&format!("{tag}_p{i}"), &format!("{tag}-{name}"), Some(&format!("{tag}-{i}@pages.example")));
+        if i == 2 {
+            u.status = UserStatus::Disabled;
+        }
+        store.user_insert(&u, &audit("user.create", &u.id)).await?;
+        let m = Membership { group_id: g.id.clone(), user_id: u.id.clone(), source: Source::Manual, created_at: 1_000 };
+        store.memberships_apply(&[m], &[], &[audit("membership.add", &g.id)]).await?;
+        let l = Link { connection_id: format!("{tag}_c"), subject: format!("sub-{i}"), user_id: u.id.clone(), created_at: 1_000 };
+        store.link_insert(&l, &audit("link.create", &u.id)).await?;
+        ids.push(u.id);
+    }
+    let q = |search: &str, status: Option<UserStatus>, offset: i64, limit: i64| UserQuery { search: Some(search.to_string()), status, offset, limit };
+    let p = store.user_page(&q(&tag.to_ascii_uppercase(), None, 0, 2)).await?;
+    check(p.total == 3, "the count is of every match")?;
+    check(p.users.iter().map(|u| u.id.as_str()).collect::<Vec<_>>() == vec![ids[1].as_str(), ids[2].as_str()], "by username, a window of 2")?;
+    check(p.memberships.len() == 2 && p.memberships.iter().all(|m| m.user_id != ids[0]), "the page's memberships only")?;
+    check(p.links.len() == 2 && p.links.iter().all(|l| l.user_id != ids[0]), "the page's links only")?;
+    let p = store.user_page(&q(tag, None, 2, 2)).await?;
+    check(p.users.len() == 1 && p.users[0].id == ids[0], "the next window")?;
+    let p = store.user_page(&q(&format!("{tag}-bee_"), None, 0, 10)).await?;
+    check(p.total == 1, "`_` is a character, not a wildcard")?;
+    let p = store.user_page(&q(&format!("{tag}-b%"), None, 0, 10)).await?;
+    check(p.total == 0, "`%` is a character, not a wildcard")?;
+    let p = store.user_page(&q(&format!("{tag}-1@PAGES"), None, 0, 10)).await?;
+    check(p.total == 1 && p.users[0].id == ids[1], "email, without case")?;
+    let p = store.user_page(&q(tag, Some(UserStatus::Disabled), 0, 10)).await?;
+    check(p.total == 1 && p.users[0].id == ids[2], "status filter")?;
+    let p = store.user_page(&q(&format!("{tag}-nobody"), None, 0, 10)).await?;
+    check(p.total == 0 && p.users.is_empty() && p.memberships.is_empty(), "no match")?;
+    Ok(())
 }
 
 async fn directory(store: &dyn Store, tag: &str) -> StoreResult<()> {
