@@ -151,7 +151,15 @@ async fn connections(store: &dyn Store, tag: &str) -> StoreResult<()> {
 
 /// The users table's reads: search, status, window, and the page's memberships and links.
 async fn user_pages(store: &dyn Store, tag: &str) -> StoreResult<()> {
-    let g = Group { id: format!("{tag}_pg"), name: format!("{tag}-page-group"), description: String::new(), builtin: None, created_at: 1_000, updated_at: 1_000, managed_by: None };
+    let g = Group {
+        id: format!("{tag}_pg"),
+        name: format!("{tag}-page-group"),
+        description: String::new(),
+        builtin: None,
+        created_at: 1_000,
+        updated_at: 1_000,
+        managed_by: None,
+    };
     store.group_insert(&g, &audit("group.create", &g.id)).await?;
     let mut ids = vec![];
     for (i, name) in ["Cat", "ant", "bee_x"].iter().enumerate() {
