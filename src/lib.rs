@@ -31,7 +31,8 @@
 //! - [`ingress`]: `/auth` for ingress controllers, `/start?rd=`, the oauth2-proxy paths.
 //! - [`op`]: ssogate as an OpenID Provider for the main server (discovery, authorize, token, userinfo, JWKS).
 //! - [`admin`]: the admin REST API and its OpenAPI document.
-//! - [`console`]: the admin console's pages (sign-in, Identity Providers), server-rendered.
+//! - [`console`]: the admin console's pages (sign-in, Identity Providers, Users, Groups,
+//!   Audit log, Signing keys, Apps), server-rendered.
 //! - [`limit`]: length caps on kept values, per-client rate limits, the client's address.
 //! - [`listen`]: the accept loop: connection timeouts and cap, peer addresses.
 //! - [`web`]: request ids, error bodies and pages (with their security headers), the

@@ -339,21 +339,31 @@ async fn group_page(
             Err(r) => return r,
         };
     } else {
-        let list = match app.directory.members(id).await {
-            Ok(l) => l,
-            Err(e) => return common::directory_refusal(e),
+        // The members' memberships, then those users in one query per 500 (never the
+        // whole directory, never a query per member).
+        let memberships = match app.store.memberships_of_group(id).await {
+            Ok(m) => m,
+            Err(e) => return super::unavailable(&e),
         };
-        for m in list {
-            let sources: Vec<Source> = m.sources.iter().filter_map(|s| Source::decode(s).ok()).collect();
+        let mut sources: std::collections::BTreeMap<String, Vec<Source>> = std::collections::BTreeMap::new();
+        for m in memberships {
+            sources.entry(m.user_id).or_default().push(m.source);
+        }
+        let ids: Vec<String> = sources.keys().cloned().collect();
+        let users = match app.store.users_by_ids(&ids).await {
+            Ok(u) => u,
+            Err(e) => return super::unavailable(&e),
+        };
+        for u in users {
+            let s = sources.remove(&u.id).unwrap_or_default();
             members.push(MemberRow {
-                manual: sources.contains(&Source::Manual),
-                sources: sources.iter().map(|s| source_label(s, &connections)).collect(),
-                user_id: m.user_id,
-                username: m.username,
-                email: m.email,
+                manual: s.contains(&Source::Manual),
+                sources: s.iter().map(|s| source_label(s, &connections)).collect(),
+                user_id: u.id,
+                username: u.username,
+                email: u.email,
             });
         }
-        members.sort_by_key(|m| m.username.to_ascii_lowercase());
     }
     let (name, description) = typed.map(|(n, d)| (n.to_string(), d.to_string())).unwrap_or((g.name.clone(), g.description.clone()));
     let view = GroupPage {

@@ -190,6 +190,8 @@ async fn user_pages(store: &dyn Store, tag: &str) -> StoreResult<()> {
     check(p.total == 1 && p.users[0].id == ids[1], "email, without case")?;
     let p = store.user_page(&q(tag, Some(UserStatus::Disabled), 0, 10)).await?;
     check(p.total == 1 && p.users[0].id == ids[2], "status filter")?;
+    let found = store.users_by_ids(&[ids[0].clone(), format!("{tag}_nobody"), ids[1].clone()]).await?;
+    check(found.iter().map(|u| u.id.as_str()).collect::<Vec<_>>() == vec![ids[1].as_str(), ids[0].as_str()], "users by ids, by username")?;
     let p = store.user_page(&q(&format!("{tag}-nobody"), None, 0, 10)).await?;
     check(p.total == 0 && p.users.is_empty() && p.memberships.is_empty(), "no match")?;
     Ok(())

@@ -423,6 +423,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn user_list(&self) -> StoreResult<Vec<User>>;
     /// A page of users matching `q`, with their memberships and links (four queries).
     async fn user_page(&self, q: &UserQuery) -> StoreResult<UserPage>;
+    /// The users with these ids (those that exist), by username: one query per 500 ids.
+    async fn users_by_ids(&self, ids: &[String]) -> StoreResult<Vec<User>>;
     /// One user.
     async fn user_get(&self, id: &str) -> StoreResult<Option<User>>;
     /// The user with this email (case-insensitive).
