@@ -60,6 +60,8 @@ pub struct GroupRow {
     pub description: String,
     /// Members.
     pub members: usize,
+    /// The first few members' usernames.
+    pub preview: Vec<String>,
     /// Built in (cannot be deleted).
     pub builtin: bool,
     /// `Users`: everyone, not editable.
@@ -67,6 +69,9 @@ pub struct GroupRow {
     /// Declared in the configuration file.
     pub managed: bool,
 }
+
+/// Members named in the table, per group.
+const PREVIEW: usize = 3;
 
 async fn reach_sessions(app: &AppState, users: BTreeSet<String>) -> Result<(), Response> {
     if users.is_empty() {
@@ -107,16 +112,21 @@ pub async fn list(State(app): State<AppState>, admin: Admin, Query(q): Query<Don
         Err(r) => return r,
     };
     let mut rows = Vec::new();
+    let mut previews: Vec<Vec<String>> = vec![];
     // One query per group (there are few groups; never one per user).
     for g in groups {
-        let members = if g.builtin == Some(Builtin::Users) {
-            all
+        let (members, preview) = if g.builtin == Some(Builtin::Users) {
+            (all, vec![])
         } else {
             match app.store.memberships_of_group(&g.id).await {
-                Ok(m) => m.into_iter().map(|m| m.user_id).collect::<BTreeSet<_>>().len(),
+                Ok(m) => {
+                    let ids = m.into_iter().map(|m| m.user_id).collect::<BTreeSet<_>>();
+                    (ids.len(), ids.into_iter().take(PREVIEW).collect())
+                }
                 Err(e) => return super::unavailable(&e),
             }
         };
+        previews.push(preview);
         rows.push(GroupRow {
             everyone: g.builtin == Some(Builtin::Users),
             builtin: g.builtin.is_some(),
@@ -125,7 +135,18 @@ pub async fn list(State(app): State<AppState>, admin: Admin, Query(q): Query<Don
             name: g.name,
             description: g.description,
             members,
+            preview: vec![],
         });
+    }
+    // The first few members of every group by name, in one read.
+    let wanted: Vec<String> = previews.iter().flatten().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    let names: std::collections::BTreeMap<String, String> = match app.store.users_by_ids(&wanted).await {
+        Ok(u) => u.into_iter().map(|u| (u.id, u.username)).collect(),
+        Err(e) => return super::unavailable(&e),
+    };
+    for (row, ids) in rows.iter_mut().zip(previews) {
+        row.preview = ids.iter().filter_map(|id| names.get(id).cloned()).collect();
+        row.preview.sort_by_key(|n| n.to_ascii_lowercase());
     }
     // Built-in groups first, then by name.
     rows.sort_by_key(|r| (!r.builtin, r.name.to_ascii_lowercase()));

@@ -231,6 +231,7 @@ async fn groups_keep_built_ins_and_synced_memberships_and_show_sources() {
     // The table: built-ins marked, Users is everyone.
     let (_, html) = c.get("/console/groups").await;
     assert!(html.contains("Built-in") && html.contains("Everyone (3)") && html.contains("Designers"), "{html}");
+    assert!(html.contains("<span class=\"muted small\">bob, carol</span>"), "the first members by name: {html}");
     assert!(!html.contains("/console/groups/grp_admins/delete") && !html.contains("/console/groups/grp_users/delete"));
     // Built-ins: Users has no form; Admins cannot be renamed or deleted.
     let (_, html) = c.get("/console/groups/grp_users").await;
