@@ -556,14 +556,28 @@ fn rss_kb(pid: u32) -> (u64, u64) {
 /// flood requests.
 #[tokio::test]
 async fn a_login_flood_leaves_memory_bounded_while_another_client_signs_in_through_a_real_idp() {
+    flood_with_real_logins(false).await;
+}
+
+/// The same with nginx in front as a trusted proxy (every request reaches the gateway
+/// from nginx's address; the clients are told apart by `X-Forwarded-For`).
+#[tokio::test]
+async fn a_login_flood_through_a_trusted_nginx_holds_back_only_the_flooding_client() {
+    flood_with_real_logins(true).await;
+}
+
+async fn flood_with_real_logins(through_nginx: bool) {
     use crate::cli::spawn_gateway;
     use crate::login::Browser;
+    use crate::nginx::{free_port, nginx_http_paths, nginx_main, start_nginx};
     use crate::peers::oidc_provider;
     use crate::support::TOKEN;
 
     let dir = tempfile::tempdir().unwrap();
-    let port = crate::nginx::free_port();
-    let base = format!("http://127.0.0.1:{port}");
+    let (port, front_port) = (free_port(), free_port());
+    let direct = format!("http://127.0.0.1:{port}");
+    // The public URL is where browsers reach the gateway: nginx's when it is in front.
+    let base = if through_nginx { format!("http://127.0.0.1:{front_port}") } else { direct.clone() };
     let conn = "con_flood";
     let (idp, _idp_dir) = oidc_provider(&json!({
         "clients": [{"client_id": "gateway", "client_secret": "gateway-secret-0123456789",
@@ -572,13 +586,28 @@ async fn a_login_flood_leaves_memory_bounded_while_another_client_signs_in_throu
         "pkce_methods": ["S256"]
     }));
     let listen = format!("127.0.0.1:{port}");
-    let (child, got, _out, _err) = spawn_gateway(dir.path(), &[("SSOGATE_LISTEN", &listen), ("SSOGATE_PUBLIC_URL", &base), ("SSOGATE_ADMIN_TOKEN", TOKEN)]);
+    let mut env = vec![("SSOGATE_LISTEN", listen.as_str()), ("SSOGATE_PUBLIC_URL", base.as_str()), ("SSOGATE_ADMIN_TOKEN", TOKEN)];
+    if through_nginx {
+        env.push(("SSOGATE_HTTP__TRUSTED_PROXIES", "127.0.0.1"));
+    }
+    let (child, got, _out, _err) = spawn_gateway(dir.path(), &env);
     let child = Killed(child);
-    assert_eq!(got, base);
+    assert_eq!(got, direct);
+    let nginx_dir = tempfile::tempdir().unwrap();
+    let _nginx = through_nginx.then(|| {
+        let conf = format!(
+            "{main}http {{\n    access_log off;\n    {paths}    server {{\n    listen 127.0.0.1:{front_port};\n    location / {{\n        \
+             proxy_set_header Host $http_host;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        \
+             proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_pass {direct};\n    }}\n    }}\n}}\n",
+            main = nginx_main(nginx_dir.path()),
+            paths = nginx_http_paths(nginx_dir.path()),
+        );
+        start_nginx(nginx_dir.path(), &conf, front_port)
+    });
     let issuer = idp.ready["issuer"].as_str().unwrap();
     let body = json!({"id": conn, "display_name": "Real IdP", "protocol": "oidc", "create_users": true,
         "oidc": {"issuer": issuer, "client_id": "gateway", "client_secret": "gateway-secret-0123456789"}});
-    let r = reqwest::Client::new().post(format!("{base}/api/v1/admin/connections")).bearer_auth(TOKEN).json(&body).send().await.unwrap();
+    let r = reqwest::Client::new().post(format!("{direct}/api/v1/admin/connections")).bearer_auth(TOKEN).json(&body).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
 
     let signer = || {
