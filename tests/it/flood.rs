@@ -659,7 +659,7 @@ async fn flood_with_real_logins(through_nginx: bool) {
     }
     let (rss_after, peak) = rss_kb(child.0.id());
     eprintln!(
-        "flood: {limited} of 2400 refused with 429; {logins} logins completed meanwhile; RSS {rss_before} kB before, {rss_after} kB after, peak {peak} kB"
+        "flood (through nginx: {through_nginx}): {limited} of 2400 refused with 429; {logins} logins completed meanwhile; RSS {rss_before} kB before, {rss_after} kB after, peak {peak} kB"
     );
     assert!(limited >= 1500, "the flood is throttled: {limited} refused");
     assert!(peak.saturating_sub(rss_before) < 32 * 1024, "peak RSS grew by {} kB (before {rss_before} kB, peak {peak} kB)", peak - rss_before);
