@@ -342,7 +342,7 @@ pub async fn page(State(app): State<AppState>, ApiPath(id): ApiPath<String>, hea
         let body = format!(
             "<div class=\"page-head\"><div><p class=\"crumbs\">Test Provider</p><h1>Waiting for the provider</h1></div></div>\
 <div class=\"notice info\" role=\"status\"><strong>The test has not finished yet.</strong> Complete the sign-in at your identity provider in this browser; \
-it brings you back here with the result.</div><p><a class=\"button\" href=\"/test/{id}\">Look again</a></p>",
+it brings you back here with the result.</div><p><a class=\"btn\" href=\"/test/{id}\">Look again</a></p>",
             id = esc(&id)
         );
         return Ok(with_result_csp(Html(shell("Test Provider", &body)).into_response()));
