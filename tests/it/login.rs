@@ -55,7 +55,9 @@ pub async fn setup_with(env: &[(&str, &str)], idp_extra: Value, conn_patch: Valu
     let conn = "con_node".to_string();
     let mut config = json!({
         "clients": [{"client_id": "gateway", "client_secret": "gateway-secret-0123456789",
-                     "redirect_uris": [format!("{}/oidc/{conn}/callback", gw.base)], "token_endpoint_auth_method": "client_secret_basic"}],
+                     "redirect_uris": [format!("{}/oidc/{conn}/callback", gw.base)], "token_endpoint_auth_method": "client_secret_basic",
+                     // The ID token says when the user authenticated (OIDC auth_time).
+                     "require_auth_time": true}],
         "accounts": {
             "alice": {"email": "alice@example.test", "email_verified": true, "name": "Alice Example", "groups": ["engineers", "staff"]},
             "bob": {"email": "bob@example.test", "email_verified": false, "name": "Bob Example", "groups": []}
