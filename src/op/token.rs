@@ -129,6 +129,20 @@ async fn refresh_grant(app: &AppState, client: &Client, f: &TokenForm) -> Respon
     let Some(token) = f.refresh_token.as_deref() else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "refresh_token is required");
     };
+    // The scope is checked before the token is spent: a refused request costs nothing.
+    let asked = f.scope.as_deref().filter(|s| !s.is_empty());
+    if let Some(asked) = asked {
+        match refresh::peek(app, token).await {
+            Ok(Some(rec)) => {
+                let granted: Vec<&str> = rec.scope.split(' ').collect();
+                if let Some(extra) = asked.split(' ').filter(|s| !s.is_empty()).find(|s| !granted.contains(s)) {
+                    return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &format!("scope {extra:?} was not granted to this refresh token"));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return store_unavailable("token", e),
+        }
+    }
     let rec = match refresh::present(app, token).await {
         Ok(Presented::Live(rec)) => rec,
         Ok(Presented::Reused(family)) => {
@@ -146,15 +160,10 @@ async fn refresh_grant(app: &AppState, client: &Client, f: &TokenForm) -> Respon
         let _ = refresh::revoke_family(app, &rec.family).await;
         return invalid_grant("the refresh token was issued to another client");
     }
-    let scope = match f.scope.as_deref().filter(|s| !s.is_empty()) {
+    let scope = match asked {
+        Some(a) if a.split(' ').all(|s| s.is_empty() || rec.scope.split(' ').any(|g| g == s)) => a.to_string(),
+        Some(_) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "the scope asked was not granted to this refresh token"),
         None => rec.scope.clone(),
-        Some(asked) => {
-            let granted: Vec<&str> = rec.scope.split(' ').collect();
-            if let Some(extra) = asked.split(' ').filter(|s| !s.is_empty()).find(|s| !granted.contains(s)) {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &format!("scope {extra:?} was not granted to this refresh token"));
-            }
-            asked.to_string()
-        }
     };
     let now = app.clock.now();
     let session = match app.sessions.touch(&rec.session_id, now).await {
