@@ -16,6 +16,7 @@ mod login;
 mod nginx;
 mod oauth2_proxy;
 mod op;
+mod op_authlib;
 mod op_logout;
 mod op_refresh;
 mod op_spec;
