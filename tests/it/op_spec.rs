@@ -297,3 +297,39 @@ async fn op_spec_check() {
 
     spec.done();
 }
+
+/// Per-client settings: allowed scopes, token lifetimes, and the rules they are held to.
+#[tokio::test]
+async fn per_client_settings_bound_scopes_and_lifetimes() {
+    let rp = Rp::with_client(json!({"allowed_scopes": ["openid", "email"], "id_token_lifetime_seconds": 120, "access_token_lifetime_seconds": 90})).await;
+    let b = Browser::new();
+    let code = rp.code(&b, "").await;
+    let (st, t) = rp.exchange(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP_CB)], Some(("app", &rp.secret))).await;
+    assert_eq!(st, StatusCode::OK, "{t}");
+    assert_eq!(t["scope"], "openid email", "scopes the client may not have are left out");
+    let c = claims(t["id_token"].as_str().unwrap());
+    assert!(c["email"].is_string() && c.get("groups").is_none() && c.get("name").is_none(), "{c}");
+    assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 120);
+    assert!((89..=90).contains(&t["expires_in"].as_i64().unwrap()), "{t}");
+    // offline_access is dropped for a client without the refresh_token grant.
+    let code = rp.code_scoped(&b, "openid%20offline_access", "").await;
+    let (_, t) = rp.exchange(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP_CB)], Some(("app", &rp.secret))).await;
+    assert!(t.get("refresh_token").is_none() && t["scope"] == "openid", "{t}");
+    // The admin API shows the settings and refuses bad ones, naming the field.
+    let (_, view) = rp.s.gw.admin(Method::GET, "/clients/app", None).await;
+    assert_eq!(view["allowed_scopes"], json!(["openid", "email"]));
+    assert_eq!(view["token_endpoint_auth_method"], "client_secret_basic");
+    for (patch, field) in [
+        (json!({"grant_types": ["implicit"]}), "grant_types[0]"),
+        (json!({"allowed_scopes": ["admin"]}), "allowed_scopes[0]"),
+        (json!({"access_token_lifetime_seconds": 5}), "access_token_lifetime_seconds"),
+        (json!({"token_endpoint_auth_method": "none", "require_pkce": false}), "require_pkce"),
+        (json!({"backchannel_logout_uri": "ftp://app.example/bcl"}), "backchannel_logout_uri"),
+        (json!({"post_logout_redirect_uris": ["not a url"]}), "post_logout_redirect_uris[0]"),
+        (json!({"jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA", "d": "AA"}]}}), "jwks.keys[0]"),
+    ] {
+        let (st, e) = rp.s.gw.admin(Method::PATCH, "/clients/app", Some(patch.clone())).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{patch}: {e}");
+        assert!(e.to_string().contains(field), "{patch}: names {field}: {e}");
+    }
+}
