@@ -10,7 +10,10 @@
 //! never waits for an app. A full queue drops the newest ending with a warning (the
 //! sessions themselves are gone either way; only the apps' notice is lost).
 //! Which clients to tell is kept per session in the state store (`bcl:` + sid + client),
-//! set when a client is issued tokens, and living as long as the session.
+//! set when a client is issued tokens, and living as long as the session (and a grace
+//! period after). Sessions that simply expire (absolute or idle) end without anyone
+//! calling `remove`: the replica that issued their tokens watches them ([`WATCH_MAX`]
+//! at most) and tells the apps within [`SWEEP_MS`] of the end.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -36,6 +39,17 @@ const BACKOFF_MS: &[u64] = &[0, 1000, 2000, 4000, 8000, 16_000, 32_000];
 /// How long a logout token is valid (its `exp` - `iat`).
 const LOGOUT_TOKEN_TTL_S: i64 = 120;
 
+/// Sessions watched for expiry at most, per replica; past it, newer ones are not watched
+/// (their explicit ends are still told).
+pub const WATCH_MAX: usize = 100_000;
+
+/// How often watched sessions are checked for expiry.
+pub const SWEEP_MS: u64 = 5000;
+
+/// How long after a session's end its clients stay recorded, so the sweep that finds it
+/// expired still knows whom to tell.
+const MARKER_GRACE_MS: Millis = 10 * 60 * 1000;
+
 /// A session that ended.
 #[derive(Debug, Clone)]
 pub struct Ended {
@@ -50,13 +64,23 @@ pub struct Ended {
 pub struct Outbox {
     tx: mpsc::Sender<Ended>,
     rx: Mutex<Option<mpsc::Receiver<Ended>>>,
+    /// Sessions whose apps hold tokens, by sid: (user id, the session's absolute end).
+    watched: Mutex<BTreeMap<String, (String, Millis)>>,
 }
 
 impl Outbox {
     /// An empty queue of `capacity`.
     pub fn new(capacity: usize) -> Arc<Outbox> {
         let (tx, rx) = mpsc::channel(capacity);
-        Arc::new(Outbox { tx, rx: Mutex::new(Some(rx)) })
+        Arc::new(Outbox { tx, rx: Mutex::new(Some(rx)), watched: Mutex::new(BTreeMap::new()) })
+    }
+
+    /// Watches a session for expiry (bounded by [`WATCH_MAX`]).
+    fn watch(&self, sid: &str, user_id: &str, expires_at: Millis) {
+        let Ok(mut w) = self.watched.lock() else { return };
+        if w.len() < WATCH_MAX || w.contains_key(sid) {
+            w.insert(sid.to_string(), (user_id.to_string(), expires_at));
+        }
     }
 
     /// Queues an ending without waiting; a full queue drops it, with a warning.
@@ -140,11 +164,40 @@ fn marker(sid: &str, client_id: &str) -> String {
     format!("bcl:{sid}:{client_id}")
 }
 
-/// Records that `client_id` holds tokens of `session`, until the session's end.
+/// Records that `client_id` holds tokens of `session`, until a while after its end.
 pub async fn register(app: &AppState, session: &Session, client_id: &str) {
-    let ttl = (session.expires_at - app.clock.now()).max(1000);
-    if let Err(e) = app.ephemeral.put_new(&marker(&public_sid(&session.id), client_id), "1", ttl).await {
+    let sid = public_sid(&session.id);
+    let ttl = (session.expires_at - app.clock.now()).max(1000) + MARKER_GRACE_MS;
+    if let Err(e) = app.ephemeral.put_new(&marker(&sid, client_id), "1", ttl).await {
         tracing::warn!(error = %e, client_id, "could not record the client for back-channel logout");
+    }
+    app.backchannel.watch(&sid, &session.user_id, session.expires_at);
+}
+
+/// Finds the watched sessions that have ended (expired, idle, or ended elsewhere) and
+/// queues them; sessions still live stay watched.
+pub async fn sweep(app: &AppState) {
+    let now = app.clock.now();
+    let by_user: BTreeMap<String, Vec<String>> = {
+        let Ok(w) = app.backchannel.watched.lock() else { return };
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (sid, (user, _)) in w.iter() {
+            m.entry(user.clone()).or_default().push(sid.clone());
+        }
+        m
+    };
+    for (user, sids) in by_user {
+        let live: Vec<String> = match app.sessions.list_user(&user, now).await {
+            Ok(l) => l.into_iter().filter(|(_, s)| s.live(now)).map(|(sid, _)| sid).collect(),
+            // The store is away: nothing is known to have ended.
+            Err(_) => continue,
+        };
+        for sid in sids.into_iter().filter(|s| !live.contains(s)) {
+            if let Ok(mut w) = app.backchannel.watched.lock() {
+                w.remove(&sid);
+            }
+            app.backchannel.push(Ended { sid, user_id: user.clone() });
+        }
     }
 }
 
@@ -155,8 +208,16 @@ pub fn spawn(app: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let Some(mut rx) = rx else { return };
         let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_MAX));
-        while let Some(ended) = rx.recv().await {
-            notify(&app, &ended, &permits).await;
+        let mut tick = tokio::time::interval(Duration::from_millis(SWEEP_MS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ended = rx.recv() => match ended {
+                    Some(ended) => notify(&app, &ended, &permits).await,
+                    None => return,
+                },
+                _ = tick.tick() => sweep(&app).await,
+            }
         }
     })
 }

@@ -7,8 +7,9 @@
 //! end with the session at the latest: a refresh needs the session alive, so logout,
 //! an admin ending the session, and disabling or removing the user all kill them.
 //!
-//! Bounded: every entry expires with its session, and the state store's own bounds
-//! (`state.memory_max_*`, Redis `maxmemory`) cap the rest.
+//! Bounded: every entry expires with its session, a family has at most
+//! [`ROTATIONS_MAX`] refreshes, and the state store's own bounds (`state.memory_max_*`,
+//! Redis `maxmemory`) cap the rest.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +28,14 @@ pub(crate) struct RefreshRecord {
     pub client_id: String,
     /// The scope granted at the code exchange (a refresh may narrow, never widen it).
     pub scope: String,
+    /// How many refreshes the family has had: at [`ROTATIONS_MAX`] it ends, so one
+    /// client cannot pile up spent-token markers without bound.
+    #[serde(default)]
+    pub generation: u32,
 }
+
+/// Refreshes one family may have; then the user signs in again.
+pub const ROTATIONS_MAX: u32 = 10_000;
 
 /// What presenting a refresh token found.
 pub(crate) enum Presented {

@@ -113,7 +113,7 @@ async fn code_grant(app: &AppState, client: &Client, f: &TokenForm) -> Response 
     };
     // Refresh tokens only where the client may have them and asked (OIDC Core 11).
     let family = (clients::allows_refresh(client) && grant.scope.split(' ').any(|s| s == "offline_access")).then(refresh::new_family);
-    let issued = match issue(app, client, &session, &grant.scope, grant.nonce.as_deref(), family.as_deref(), &grant.scope).await {
+    let issued = match issue(app, client, &session, &grant.scope, grant.nonce.as_deref(), family.as_deref().map(|f| (f, 0)), &grant.scope).await {
         Ok(i) => i,
         Err(r) => return r,
     };
@@ -160,6 +160,9 @@ async fn refresh_grant(app: &AppState, client: &Client, f: &TokenForm) -> Respon
         let _ = refresh::revoke_family(app, &rec.family).await;
         return invalid_grant("the refresh token was issued to another client");
     }
+    if rec.generation >= refresh::ROTATIONS_MAX {
+        return invalid_grant("this grant has been refreshed as often as it may be; sign in again");
+    }
     let scope = match asked {
         Some(a) if a.split(' ').all(|s| s.is_empty() || rec.scope.split(' ').any(|g| g == s)) => a.to_string(),
         Some(_) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "the scope asked was not granted to this refresh token"),
@@ -171,7 +174,7 @@ async fn refresh_grant(app: &AppState, client: &Client, f: &TokenForm) -> Respon
         Ok(None) => return invalid_grant("the session behind this refresh token has ended"),
         Err(e) => return store_unavailable("token", e),
     };
-    match issue(app, client, &session, &scope, None, Some(&rec.family), &rec.scope).await {
+    match issue(app, client, &session, &scope, None, Some((&rec.family, rec.generation + 1)), &rec.scope).await {
         Ok(i) => i.into_response(),
         Err(r) => r,
     }
@@ -210,7 +213,7 @@ async fn issue(
     session: &Session,
     scope: &str,
     nonce: Option<&str>,
-    family: Option<&str>,
+    family: Option<(&str, u32)>,
     refresh_scope: &str,
 ) -> Result<Tokens, Response> {
     let now = app.clock.now();
@@ -231,7 +234,7 @@ async fn issue(
         scope: scope.to_string(),
         iat: now,
         exp: at_exp,
-        family: family.map(str::to_string),
+        family: family.map(|(f, _)| f.to_string()),
     };
     // Never hand out a token /userinfo would then refuse.
     match app.ephemeral.put_new(&access_key(&access), &serde_json::to_string(&record).unwrap_or_default(), at_exp - now).await {
@@ -240,9 +243,14 @@ async fn issue(
         Err(e) => return Err(store_unavailable("token", e)),
     }
     let refresh_token = match family {
-        Some(f) => {
-            let rec =
-                RefreshRecord { family: f.to_string(), session_id: session.id.clone(), client_id: client.client_id.clone(), scope: refresh_scope.to_string() };
+        Some((f, generation)) => {
+            let rec = RefreshRecord {
+                family: f.to_string(),
+                session_id: session.id.clone(),
+                client_id: client.client_id.clone(),
+                scope: refresh_scope.to_string(),
+                generation,
+            };
             match refresh::issue(app, &rec, session.expires_at).await {
                 Ok(t) => Some(t),
                 Err(e) => return Err(store_unavailable("token", e)),

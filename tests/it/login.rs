@@ -49,9 +49,14 @@ pub async fn setup(idp_extra: Value, conn_patch: Value) -> Setup {
 
 /// [`setup`] with extra gateway settings.
 pub async fn setup_with(env: &[(&str, &str)], idp_extra: Value, conn_patch: Value) -> Setup {
+    setup_on(ssogate::clock::Clock::system(), env, idp_extra, conn_patch).await
+}
+
+/// [`setup_with`] on `clock` (pin it to test expiry).
+pub async fn setup_on(clock: ssogate::clock::Clock, env: &[(&str, &str)], idp_extra: Value, conn_patch: Value) -> Setup {
     let mut env = env.to_vec();
     env.push(("SSOGATE_LOGIN__JWKS_MIN_REFETCH_SECONDS", "0"));
-    let gw = Gateway::start_in(std::sync::Arc::new(tempfile::tempdir().unwrap()), &env).await;
+    let gw = Gateway::start_with(std::sync::Arc::new(tempfile::tempdir().unwrap()), &env, clock, None).await;
     let conn = "con_node".to_string();
     let mut config = json!({
         "clients": [{"client_id": "gateway", "client_secret": "gateway-secret-0123456789",

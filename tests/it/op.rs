@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::login::{setup, Browser, Setup};
+use crate::login::{Browser, Setup};
 
 pub const APP_CB: &str = "http://127.0.0.1:9/app/callback";
 
@@ -28,7 +28,12 @@ impl Rp {
 
     /// [`Rp::new`] with the client's settings patched by `settings`.
     pub async fn with_client(settings: Value) -> Rp {
-        let s = setup(json!({}), json!({"group_sync": true})).await;
+        Rp::with_client_on(ssogate::clock::Clock::system(), settings).await
+    }
+
+    /// [`Rp::with_client`] on `clock`.
+    pub async fn with_client_on(clock: ssogate::clock::Clock, settings: Value) -> Rp {
+        let s = crate::login::setup_on(clock, &[], json!({}), json!({"group_sync": true})).await;
         s.gw.admin(Method::POST, "/groups", Some(json!({"name": "Engineers"}))).await;
         let mut body = json!({"client_id": "app", "redirect_uris": [APP_CB]});
         for (k, v) in settings.as_object().unwrap() {

@@ -211,3 +211,17 @@ async fn backchannel_logout_is_retried_while_the_app_fails() {
     assert_eq!(*bcl.attempts.lock().unwrap(), 3);
     checked_logout_token(&rp, &got[0]).await;
 }
+
+#[tokio::test]
+async fn backchannel_logout_tells_the_app_when_a_session_expires() {
+    let clock = ssogate::clock::Clock::fixed(chrono::Utc::now().timestamp_millis());
+    let bcl = receiver(0).await;
+    let rp = Rp::with_client_on(clock.clone(), json!({"backchannel_logout_uri": bcl.url})).await;
+    let (_b, t) = signed_in(&rp).await;
+    // Idle for longer than session.idle_seconds (3600 by default): nobody removes the
+    // session, it just expires; the sweep finds it and tells the app.
+    clock.advance(3601 * 1000);
+    let got = bcl.wait(1, (ssogate::op::backchannel::SWEEP_MS / 1000) * 3).await;
+    assert_eq!(got.len(), 1, "an expired session's app is told");
+    assert_eq!(checked_logout_token(&rp, &got[0]).await["sid"], claims(t["id_token"].as_str().unwrap())["sid"]);
+}
