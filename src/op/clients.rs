@@ -327,3 +327,42 @@ pub async fn update(app: &AppState, id: &str, input: &ClientInput, actor: &str) 
     app.store.client_update(&c, &AuditEntry::new(c.updated_at, actor, "client.update", id, json!({"secret_rotated": secret.is_some()}))).await?;
     Ok(view(&c, secret))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_clients_carry_their_settings_and_the_same_rules_hold() {
+        let c: crate::config::ClientConfig = toml::from_str(
+            r#"
+client_id = "app"
+client_secret = "s3cret-s3cret-s3cret"
+redirect_uris = ["https://app.example/cb"]
+[settings]
+grant_types = ["authorization_code", "refresh_token"]
+backchannel_logout_uri = "https://app.example/backchannel"
+post_logout_redirect_uris = ["https://app.example/bye"]
+access_token_lifetime_seconds = 300
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.settings.grant_types, ["authorization_code", "refresh_token"]);
+        assert!(check_settings(&c.settings).is_ok());
+        let bad: Result<crate::config::ClientConfig, _> = toml::from_str("client_id = \"a\"\nredirect_uris = []\n[settings]\ngrant_type = []\n");
+        assert!(bad.is_err(), "a misspelt setting is refused, not ignored");
+        let public = ClientSettings { token_endpoint_auth_method: ClientAuthMethod::None, ..Default::default() };
+        let c = Client {
+            client_id: "spa".into(),
+            name: String::new(),
+            secret_sha256: String::new(),
+            redirect_uris: vec![],
+            created_at: 0,
+            updated_at: 0,
+            managed_by: None,
+            settings: public,
+        };
+        assert!(requires_pkce(&c), "PKCE is on by default for public clients");
+        assert!(!allows_scope(&c, "offline_access"), "no offline_access without the refresh_token grant");
+    }
+}
