@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use base64::Engine;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -332,4 +332,65 @@ async fn per_client_settings_bound_scopes_and_lifetimes() {
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{patch}: {e}");
         assert!(e.to_string().contains(field), "{patch}: names {field}: {e}");
     }
+}
+
+/// Through a SAML connection: `prompt=login` asks the IdP for `ForceAuthn`, and the ID
+/// token's `auth_time` is the assertion's `AuthnInstant`.
+#[tokio::test]
+async fn saml_upstream_gets_force_authn_and_auth_time_is_the_authn_instant() {
+    use std::io::Read;
+    let acs = crate::saml::Acs::new(json!({}), json!({"create_users": true})).await;
+    let (st, c) = acs.gw.admin(Method::POST, "/clients", Some(json!({"client_id": "app", "redirect_uris": [APP_CB]}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    let secret = c["client_secret"].as_str().unwrap().to_string();
+    let b = Browser::new();
+    let request = |extra: &str| {
+        format!("{}/authorize?client_id=app&response_type=code&scope=openid&redirect_uri={}&state=s&connection=con_s{extra}", acs.gw.base, enc(APP_CB))
+    };
+    // Follows the gateway's redirects to the IdP; returns the AuthnRequest and RelayState.
+    let to_idp = |url: String| {
+        let b = &b;
+        async move {
+            let mut url = url;
+            loop {
+                let r = b.http.get(&url).send().await.unwrap();
+                let loc = reqwest::Url::parse(&url).unwrap().join(r.headers()["location"].to_str().unwrap()).unwrap();
+                if let Some(req) = loc.query_pairs().find(|(k, _)| k == "SAMLRequest").map(|(_, v)| v.into_owned()) {
+                    let mut xml = String::new();
+                    flate2::read::DeflateDecoder::new(&B64.decode(req).unwrap()[..]).read_to_string(&mut xml).unwrap();
+                    let relay = loc.query_pairs().find(|(k, _)| k == "RelayState").unwrap().1.into_owned();
+                    return (xml, relay);
+                }
+                url = loc.to_string();
+            }
+        }
+    };
+    let (plain, _) = to_idp(request("")).await;
+    assert!(!plain.contains("ForceAuthn"), "{plain}");
+    let (xml, relay) = to_idp(request("&prompt=login")).await;
+    assert!(xml.contains("ForceAuthn=\"true\""), "{xml}");
+    let id_start = xml.find("ID=\"").unwrap() + 4;
+    let request_id = &xml[id_start..id_start + xml[id_start..].find('"').unwrap()];
+    // The IdP says the user authenticated ten minutes ago.
+    let spec = acs.spec(Some(request_id), json!({"authn_instant": -600}));
+    let r = b.http.post(&acs.acs).form(&[("SAMLResponse", crate::saml::forge(&spec)), ("RelayState", relay)]).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let back = reqwest::Url::parse(&acs.gw.base).unwrap().join(r.headers()["location"].to_str().unwrap()).unwrap();
+    let resp = b.http.get(back.as_str()).send().await.unwrap();
+    let w = walk(&b, resp, back.to_string()).await;
+    let code = w.app.as_ref().and_then(|q| q.get("code").cloned()).unwrap_or_else(|| panic!("{:?}", w.hops));
+    let (st, t) = reqwest::Client::new()
+        .post(format!("{}/token", acs.gw.base))
+        .basic_auth("app", Some(&secret))
+        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP_CB)])
+        .send()
+        .await
+        .map(|r| (r.status(), r))
+        .unwrap();
+    assert_eq!(st, StatusCode::OK);
+    let t: Value = t.json().await.unwrap();
+    let c = claims(t["id_token"].as_str().unwrap());
+    let now = chrono::Utc::now().timestamp();
+    let auth_time = c["auth_time"].as_i64().unwrap();
+    assert!((now - 610..=now - 590).contains(&auth_time), "auth_time {auth_time} is the AuthnInstant, about {}", now - 600);
 }
