@@ -96,6 +96,15 @@ async fn refresh_tokens_die_with_the_gateway_session() {
     assert!(r.status().is_redirection(), "{}", r.status());
     let (st, _) = rp.refresh(t["refresh_token"].as_str().unwrap()).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "signing out ends the refresh tokens");
+
+    // The user is removed.
+    let b = Browser::new();
+    let code = rp.code_scoped(&b, "openid%20offline_access", "").await;
+    let (_, t) = rp.exchange(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP_CB)], Some(("app", &rp.secret))).await;
+    let (st, _) = rp.s.gw.admin(Method::DELETE, &format!("/users/{sub}"), None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _) = rp.refresh(t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "a removed user's refresh tokens are dead");
 }
 
 #[tokio::test]
