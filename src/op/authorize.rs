@@ -51,6 +51,13 @@ pub struct AuthorizeQuery {
     /// ssogate extension: go straight to this upstream connection.
     #[serde(skip_serializing_if = "Option::is_none")]
     connection: Option<String>,
+    /// Request objects (OIDC Core 6) are not supported: refused, never carried.
+    #[serde(skip_serializing)]
+    request: Option<String>,
+    #[serde(skip_serializing)]
+    request_uri: Option<String>,
+    #[serde(skip_serializing)]
+    registration: Option<String>,
 }
 
 /// What a code stands for until it is exchanged (no `Debug`: it holds the session id).
@@ -166,6 +173,13 @@ async fn authorize(app: AppState, q: AuthorizeQuery, requester: crate::limit::Cl
     };
     let state = q.state.as_deref();
     let refuse = |error: &str, why: &str| redirect_error(&app, redirect_uri, error, why, state);
+    // OIDC Core 6.1, 6.2, 7.2.1: what an OP does not support it must refuse by name.
+    for (sent, error) in [(&q.request, "request_not_supported"), (&q.request_uri, "request_uri_not_supported"), (&q.registration, "registration_not_supported")]
+    {
+        if sent.is_some() {
+            return refuse(error, "request objects and registration parameters are not supported; send plain parameters");
+        }
+    }
     match q.response_type.as_deref() {
         None | Some("") => return refuse("invalid_request", "response_type is required (code)"),
         Some("code") => {}

@@ -192,9 +192,18 @@ async fn backchannel_logout_reaches_the_app_whenever_a_session_ends() {
     let got = bcl.wait(3, 10).await;
     assert_eq!(got.len(), 3, "the user was disabled");
     assert_eq!(checked_logout_token(&rp, &got[2]).await["sid"], c["sid"]);
+    rp.s.gw.admin(Method::PATCH, &format!("/users/{}", c["sub"].as_str().unwrap()), Some(json!({"disabled": false}))).await;
+
+    // 4. The connection is turned off.
+    let (_b, t) = signed_in(&rp).await;
+    let (st, _) = rp.s.gw.admin(Method::PATCH, &format!("/connections/{}", rp.s.conn), Some(json!({"active": false}))).await;
+    assert_eq!(st, StatusCode::OK);
+    let got = bcl.wait(4, 10).await;
+    assert_eq!(got.len(), 4, "the connection was turned off");
+    assert_eq!(checked_logout_token(&rp, &got[3]).await["sid"], claims(t["id_token"].as_str().unwrap())["sid"]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(quiet.got.lock().unwrap().is_empty(), "only the apps holding tokens of the session are told");
-    assert_eq!(bcl.got.lock().unwrap().len(), 3, "each session's end is told once");
+    assert_eq!(bcl.got.lock().unwrap().len(), 4, "each session's end is told once");
 }
 
 #[tokio::test]

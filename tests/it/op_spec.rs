@@ -163,6 +163,11 @@ async fn op_spec_check() {
         format!("{q:?}"),
     );
 
+    for (param, error) in [("request=eyJ.e30.", "request_not_supported"), ("request_uri=https%3A%2F%2Fapp.example%2Freq", "request_uri_not_supported")] {
+        let q = authorize(&rp, &b, &query("openid", &format!("&{param}"))).await.app.unwrap_or_default();
+        spec.check("request_objects_refused_by_name", q.get("error").map(String::as_str) == Some(error), format!("{param}: {q:?}"));
+    }
+
     // --- POST /authorize (OIDC Core 3.1.2.1)
     let form: Vec<(String, String)> = url::form_urlencoded::parse(query("openid", "").as_bytes()).into_owned().collect();
     let r = b.http.post(format!("{base}/authorize")).form(&form).send().await.unwrap();
