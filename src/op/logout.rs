@@ -113,7 +113,7 @@ async fn end_session(app: AppState, headers: HeaderMap, q: EndSession) -> Respon
     };
     let Some(session) = current_session(&app, &headers).await else {
         // Nothing to end here: the app's own sign-out goes on.
-        return done(&app, target);
+        return done(target);
     };
     let same = hint.as_ref().and_then(|h| h.sid.as_deref()) == Some(crate::state::public_sid(&session.id).as_str());
     if same {
@@ -182,14 +182,15 @@ async fn finish(app: &AppState, headers: &HeaderMap, target: Option<String>) -> 
             }
         }
     }
-    let mut resp = done(app, target);
+    let mut resp = done(target);
     for v in clear_session_cookie(app) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     resp
 }
 
-fn done(_app: &AppState, target: Option<String>) -> Response {
+/// The app's registered return, or the gateway's own "signed out" page.
+fn done(target: Option<String>) -> Response {
     match target {
         Some(t) => Redirect::to(&t).into_response(),
         None => {
