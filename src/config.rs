@@ -186,6 +186,10 @@ pub struct ClientConfig {
     /// A name for admins.
     #[serde(default)]
     pub name: String,
+    /// Per-client settings (`[clients.settings]`: `grant_types`, `require_pkce`,
+    /// `backchannel_logout_uri`, ...), as the admin API takes them.
+    #[serde(default)]
+    pub settings: crate::store::ClientSettings,
 }
 
 /// `[[connections]]`: a connection declared here, as a table of the fields `POST

@@ -101,5 +101,6 @@ pub fn session(id: &str, user: &str, connection: &str, groups: &[&str], now: Mil
         last_seen: now,
         profile: Default::default(),
         upstream_token: None,
+        auth_time: None,
     }
 }

@@ -58,6 +58,9 @@ pub struct ReturnTo {
     pub return_to: Option<String>,
     /// Passed to the IdP as `login_hint` (who is signing in, when known).
     pub login_hint: Option<String>,
+    /// `login`: the IdP must authenticate the user anew (an app's `prompt=login` or
+    /// `max_age`), passed on by the login page's buttons.
+    pub prompt: Option<String>,
 }
 
 /// The login page: one button per active connection; works without JavaScript.
@@ -71,6 +74,7 @@ pub async fn login_page(State(app): State<AppState>, Query(q): Query<ReturnTo>) 
         .as_deref()
         .and_then(|p| return_target(&app.config, p))
         .map(|p| format!("?return_to={}", url::form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>()))
+        .map(|s| if q.prompt.as_deref() == Some("login") { format!("{s}&prompt=login") } else { s })
         .unwrap_or_default();
     let mut buttons = String::new();
     for c in list.iter().filter(|c| c.active) {
@@ -137,8 +141,15 @@ async fn start(app: &AppState, id: &str, q: &ReturnTo, client: &crate::limit::Cl
     let hint = q.login_hint.as_deref().filter(|h| !h.is_empty() && !h.chars().any(char::is_control));
     let flow_id = browser::flow_id(app, headers);
     let base = app.config.public_base();
-    let start =
-        upstream::Start { public_base: &base, browser: browser::binding(&flow_id), return_to, login_hint: hint, now: app.clock.now(), purpose: Purpose::Login };
+    let start = upstream::Start {
+        public_base: &base,
+        browser: browser::binding(&flow_id),
+        return_to,
+        login_hint: hint,
+        now: app.clock.now(),
+        purpose: Purpose::Login,
+        force_authn: q.prompt.as_deref() == Some("login"),
+    };
     let begun = upstream::begin(&conn, start).map_err(|e| LoginError::upstream(&e, None).connection(&conn.id))?;
     keep_flow(app, client, &begun.key, &begun.flow).await.map_err(|e| e.connection(&conn.id))?;
     let mut resp = match begun.outbound {

@@ -93,7 +93,7 @@ fn user_outcome(r: &Resolution) -> UserOutcome {
 
 /// Runs the pipeline for a verified reply.
 pub async fn run(app: &AppState, conn: &Connection, verified: Verified, mode: Mode) -> Result<Outcome, LoginError> {
-    let Verified { identity, require_verified_email, upstream_token, session_until, replay, .. } = verified;
+    let Verified { identity, require_verified_email, upstream_token, session_until, replay, auth_time, .. } = verified;
     let refused = |e: LoginError| e.connection(&conn.id);
     // Replay: an assertion is accepted once, for as long as it could be presented; a
     // dry run spends it too, so a tested assertion can never be replayed as a login.
@@ -156,6 +156,7 @@ pub async fn run(app: &AppState, conn: &Connection, verified: Verified, mode: Mo
         last_seen: now,
         profile: user.profile.clone(),
         upstream_token,
+        auth_time: auth_time.map(|t| t.min(now)),
     };
     app.sessions.create(&session).await.map_err(|e| refused(LoginError::state_unavailable(Step::Session, &e)))?;
     let session = settle(app, session).await.map_err(refused)?;

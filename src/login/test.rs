@@ -136,6 +136,7 @@ pub async fn start(
         login_hint: q.login_hint.as_deref().filter(|h| !h.is_empty() && !h.chars().any(char::is_control)),
         now: app.clock.now(),
         purpose: Purpose::Test { test_id: id.clone() },
+        force_authn: false,
     };
     let begun = match upstream::begin(conn, start) {
         Ok(b) => b,

@@ -77,6 +77,7 @@ pub async fn sessions(s: &dyn Sessions, clock: &Clock) -> StateResult<()> {
         last_seen: now,
         profile: Default::default(),
         upstream_token: None,
+        auth_time: None,
     };
     let tag = crate::id::token(8);
     let (a, b, c) = (format!("a{tag}"), format!("b{tag}"), format!("c{tag}"));
@@ -118,6 +119,7 @@ pub async fn revocation(s: &dyn Sessions, clock: &Clock) -> StateResult<()> {
         idle_timeout_ms: 60_000,
         last_seen: now,
         upstream_token: Some("t".into()),
+        auth_time: None,
         profile: Default::default(),
     };
     let tag = crate::id::token(8);
@@ -193,6 +195,7 @@ pub async fn counts(s: &dyn Sessions, clock: &Clock) -> StateResult<()> {
         last_seen: now,
         profile: Default::default(),
         upstream_token: None,
+        auth_time: None,
     };
     s.create(&mk(&a, 10_000)).await?;
     s.create(&mk(&a, 10_000)).await?;

@@ -964,6 +964,7 @@ mod tests {
             last_seen: now,
             profile: Default::default(),
             upstream_token: Some("upstream-access-token".into()),
+            auth_time: None,
         };
         let (id, other) = (crate::id::token(32), crate::id::token(32));
         s.create(&mk(&id)).await.unwrap();
@@ -1032,6 +1033,7 @@ mod tests {
             last_seen: now,
             profile: Default::default(),
             upstream_token: None,
+            auth_time: None,
         }
     }
 
@@ -1176,6 +1178,7 @@ mod tests {
             last_seen: now,
             profile: Default::default(),
             upstream_token: None,
+            auth_time: None,
         };
         let (one, two) = (crate::id::token(32), crate::id::token(32));
         a.create(&mk(&one, "u1")).await.unwrap();

@@ -127,6 +127,9 @@ pub struct Start<'a> {
     pub now: Millis,
     /// A login, or a test.
     pub purpose: Purpose,
+    /// The user must authenticate anew (OIDC `prompt=login`, SAML `ForceAuthn`): the app
+    /// asked for `prompt=login` or a `max_age` the session is older than.
+    pub force_authn: bool,
 }
 
 /// Starts a login with `conn`: the one place that picks the protocol for the way out.
@@ -241,6 +244,9 @@ pub struct Verified {
     pub session_until: Option<Millis>,
     /// A one-time marker the reply must not have used before, and how long it is kept.
     pub replay: Option<(String, Millis)>,
+    /// When the user really authenticated at the IdP (OIDC `auth_time`, SAML
+    /// `AuthnInstant`), when it says.
+    pub auth_time: Option<Millis>,
 }
 
 /// Verifies the reply to `flow` (none: unsolicited, where the connection allows it): the

@@ -42,6 +42,9 @@ pub fn begin(conn: &Connection, o: &OidcSettings, start: Start<'_>) -> Result<Be
         if let Some(h) = start.login_hint {
             q.append_pair("login_hint", h);
         }
+        if start.force_authn {
+            q.append_pair("prompt", "login");
+        }
         if let Some(v) = &verifier {
             let (challenge, method) = match o.code_challenge_method {
                 Pkce::S256 => (B64URL.encode(Sha256::digest(v.as_bytes())), "S256"),
@@ -171,6 +174,7 @@ pub async fn finish(
         })?;
     let checks = Checks { now: cx.now, skew_ms: cx.skew_ms };
     let (claims, _kid) = verify_id_token(o, &id_token, nonce, tokens.access_token.as_deref(), cx.jwks, checks, report).await?;
+    let auth_time = claims.get("auth_time").and_then(serde_json::Value::as_i64).map(|s| s.saturating_mul(1000));
     let info = read_userinfo(o, cx.http, tokens.access_token.as_deref(), &conn.id).await;
     let info_claims = report.record("userinfo", info, |i| match i {
         Some(_) => format!("read from {}", o.userinfo_endpoint.as_deref().unwrap_or_default()),
@@ -184,7 +188,15 @@ pub async fn finish(
     let (claims, identity) = report.record("claim mapping", claims_and_identity(claims, info_claims, &conn.settings.claims), |(_, i)| {
         format!("user id {:?} from {}", i.subject, i.sources.join(" and "))
     })?;
-    Ok(Verified { identity, claims, require_verified_email: o.email_verification, upstream_token: tokens.access_token, session_until: None, replay: None })
+    Ok(Verified {
+        identity,
+        claims,
+        require_verified_email: o.email_verification,
+        upstream_token: tokens.access_token,
+        session_until: None,
+        replay: None,
+        auth_time,
+    })
 }
 
 /// The token endpoint's answer: its tokens, or why there are none (the IdP's error

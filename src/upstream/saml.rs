@@ -118,10 +118,11 @@ pub fn begin(conn: &Connection, s: &SamlSettings, start: Start<'_>) -> Result<Be
     let xml = format!(
         "<samlp:AuthnRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" \
 ID=\"{request_id}\" Version=\"2.0\" IssueInstant=\"{instant}\" Destination=\"{dest}\" AssertionConsumerServiceURL=\"{acs}\" \
-ProtocolBinding=\"{POST}\"><saml:Issuer>{issuer}</saml:Issuer>{nameid}</samlp:AuthnRequest>",
+ProtocolBinding=\"{POST}\"{force}><saml:Issuer>{issuer}</saml:Issuer>{nameid}</samlp:AuthnRequest>",
         dest = xml_escape(&s.idp.sso_url),
         acs = xml_escape(&conn.acs_url(public_base)),
         issuer = xml_escape(&s.entity_id),
+        force = if start.force_authn { " ForceAuthn=\"true\"" } else { "" },
     );
     let relay_state = crate::id::token(32);
     let flow = FlowState {
@@ -255,6 +256,7 @@ pub async fn finish(
         require_verified_email: false,
         upstream_token: None,
         session_until: verified.session_until,
+        auth_time: verified.authn_instant,
         replay: Some((format!("saml-assertion:{}:{}", conn.id, verified.assertion_id), ttl)),
     })
 }

@@ -59,6 +59,8 @@ pub struct Verified {
     /// The earliest `SessionNotOnOrAfter` of the AuthnStatements: the IdP's end for the
     /// session this login starts (the gateway's session never outlives it).
     pub session_until: Option<Millis>,
+    /// The latest `AuthnInstant` of the AuthnStatements: when the user authenticated.
+    pub authn_instant: Option<Millis>,
 }
 
 fn invalid(msg: impl Into<String>) -> UpstreamError {
@@ -297,9 +299,13 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
     // The IdP's end of the session: the earliest of the statements'. One already past
     // means the IdP says this session is over before it starts.
     let mut session_until: Option<Millis> = None;
+    let mut authn_instant: Option<Millis> = None;
     for statement in children(assertion, ASSERTION, "AuthnStatement") {
         if let Some(until) = instant(statement, "SessionNotOnOrAfter")? {
             session_until = Some(session_until.map_or(until, |u| u.min(until)));
+        }
+        if let Some(at) = instant(statement, "AuthnInstant")? {
+            authn_instant = Some(authn_instant.map_or(at, |a| a.max(at)));
         }
     }
     if session_until.is_some_and(|until| until <= now) {
@@ -338,7 +344,7 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
     for (name, values) in friendly {
         claims.entry(name).or_insert(Value::Array(values));
     }
-    Ok(Verified { claims: Value::Object(claims), assertion_id: assertion_id.to_string(), valid_until, session_until })
+    Ok(Verified { claims: Value::Object(claims), assertion_id: assertion_id.to_string(), valid_until, session_until, authn_instant })
 }
 
 /// SAML core 2.5.1: a condition the relying party does not understand makes the

@@ -239,6 +239,7 @@ impl Gateway {
             idle_timeout_ms: 3_600_000,
             last_seen: now,
             upstream_token: None,
+            auth_time: None,
             profile: Default::default(),
         };
         self.app.sessions.create(&s).await.unwrap();
