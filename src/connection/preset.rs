@@ -62,6 +62,9 @@ pub struct OidcPreset {
     pub email_verification: bool,
     /// Verify ID token signatures.
     pub verify_signature: bool,
+    /// Other `iss` forms the vendor's ID tokens carry (Google's scheme-less one).
+    #[serde(default)]
+    pub issuer_aliases: Vec<String>,
 }
 
 /// SAML part of a preset.
@@ -273,6 +276,9 @@ impl Preset {
                     additional_scopes: o.additional_scopes.clone(),
                     allowed_algorithms: vec!["RS256".into(), "ES256".into(), "PS256".into()],
                     authorization_response_iss_parameter_supported: false,
+                    issuer_aliases: o.issuer_aliases.clone(),
+                    allowed_tenants: vec![],
+                    client_jwk: None,
                 }),
                 UpstreamPreset::Saml(s) => Upstream::Saml(SamlSettings {
                     entity_id: String::new(),
@@ -283,8 +289,11 @@ impl Preset {
                     sp_certificate: None,
                     name_id_format: s.name_id_format.clone(),
                     allow_idp_initiated: false,
+                    allow_sha1: false,
                 }),
             },
+            allow: vec![],
+            group_mapping: Default::default(),
         }
     }
 }

@@ -341,11 +341,7 @@ fn pkce_str(p: Pkce) -> &'static str {
 }
 
 fn auth_str(a: ClientAuth) -> &'static str {
-    match a {
-        ClientAuth::ClientSecretBasic => "client_secret_basic",
-        ClientAuth::ClientSecretPost => "client_secret_post",
-        ClientAuth::None => "none",
-    }
+    a.as_str()
 }
 
 /// The form's values for stored (or preset) settings. Secrets are never among them.
@@ -394,6 +390,7 @@ fn values_of(s: &Settings) -> Values {
         set_flag(&mut v, "saml.require_signed_assertions", m.require_signed_assertions);
         set_flag(&mut v, "saml.sign_requests", m.sign_requests);
         set_flag(&mut v, "saml.allow_idp_initiated", m.allow_idp_initiated);
+        set_flag(&mut v, "saml.allow_sha1", m.allow_sha1);
         v.insert("saml.name_id_format".into(), m.name_id_format.clone().unwrap_or_default());
     }
     v
@@ -452,6 +449,8 @@ fn to_patch(v: &Values, protocol: Protocol, creating: bool, existing: Option<&Co
             };
             let auth = match val(v, "oidc.token_endpoint_auth_method") {
                 "client_secret_post" => ClientAuth::ClientSecretPost,
+                "client_secret_jwt" => ClientAuth::ClientSecretJwt,
+                "private_key_jwt" => ClientAuth::PrivateKeyJwt,
                 "none" => ClientAuth::None,
                 _ => ClientAuth::ClientSecretBasic,
             };
@@ -474,6 +473,7 @@ fn to_patch(v: &Values, protocol: Protocol, creating: bool, existing: Option<&Co
                 additional_scopes: Some(ScopeList(split_list(val(v, "oidc.additional_scopes")))),
                 allowed_algorithms: Some(split_list(val(v, "oidc.allowed_algorithms"))),
                 authorization_response_iss_parameter_supported: Some(on(v, "oidc.authorization_response_iss_parameter_supported")),
+                ..Default::default()
             });
         }
         Protocol::Saml => {
@@ -492,6 +492,7 @@ fn to_patch(v: &Values, protocol: Protocol, creating: bool, existing: Option<&Co
                 sp_private_key: given("saml.sp_private_key"),
                 name_id_format: Some(val(v, "saml.name_id_format").to_string()),
                 allow_idp_initiated: Some(on(v, "saml.allow_idp_initiated")),
+                allow_sha1: Some(on(v, "saml.allow_sha1")),
                 ..Default::default()
             });
         }
@@ -677,6 +678,8 @@ fn layout(app: &AppState, page: &Page, v: &Values) -> (Vec<Field>, Vec<Section>)
                         &[
                             ("client_secret_basic", "HTTP Basic (client_secret_basic)"),
                             ("client_secret_post", "Form body (client_secret_post)"),
+                            ("client_secret_jwt", "JWT signed with the secret (client_secret_jwt)"),
+                            ("private_key_jwt", "JWT signed with a key the gateway makes (private_key_jwt)"),
                             ("none", "None (public client, PKCE)"),
                         ],
                     ),
@@ -766,6 +769,12 @@ fn layout(app: &AppState, page: &Page, v: &Values) -> (Vec<Field>, Vec<Section>)
                         "Allow IdP-initiated sign-in",
                         "checkbox",
                         "Accept responses no request of ours asked for. Off unless you need it.",
+                    ),
+                    field(
+                        "saml.allow_sha1",
+                        "Accept SHA-1 signatures (legacy)",
+                        "checkbox",
+                        "Only for an IdP that cannot sign with SHA-256 (old AD FS, JumpCloud): switch it to SHA-256 instead when you can. Logged and counted in metrics while on.",
                     ),
                 ],
             };
