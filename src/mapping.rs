@@ -158,7 +158,14 @@ fn holds_one_of(v: &Value, values: &[String]) -> bool {
 pub fn check_allow(claims: &Value, rules: &[crate::connection::AllowRule]) -> Result<(), String> {
     for rule in rules {
         match lookup(claims, &rule.claim).filter(|v| !v.is_null()) {
-            None => return Err(format!("the identity provider sent no {} claim, and this connection admits only {} {}", rule.claim, rule.claim, rule.values.join(", "))),
+            None => {
+                return Err(format!(
+                    "the identity provider sent no {} claim, and this connection admits only {} {}",
+                    rule.claim,
+                    rule.claim,
+                    rule.values.join(", ")
+                ))
+            }
             Some(v) if !holds_one_of(v, &rule.values) => return Err(format!("this connection admits only {} {}", rule.claim, rule.values.join(", "))),
             Some(_) => {}
         }

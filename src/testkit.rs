@@ -43,7 +43,11 @@ pub fn saml_connection(names: SamlNames<'_>, cert: &openssl::x509::X509, require
         display_name: format!("Fixture {}", names.id),
         provider: "custom".into(),
         active: true,
-        settings: Settings { webapp_url: None, create_users: true, group_sync: true, claims: ClaimMappings::default(),
+        settings: Settings {
+            webapp_url: None,
+            create_users: true,
+            group_sync: true,
+            claims: ClaimMappings::default(),
             upstream: Upstream::Saml(saml),
             allow: vec![],
             group_mapping: Default::default(),

@@ -376,7 +376,10 @@ fn validate_vendor(errors: &mut Vec<FieldError>, s: &Settings) {
         errors.push(FieldError::new("group_mapping.map", format!("may hold at most {MAX_GROUP_MAP} entries")));
     }
     if m.map.iter().any(|(k, v)| !plain_text(k) || !plain_text(v)) {
-        errors.push(FieldError::new("group_mapping.map", "keys (IdP group values) and values (directory group names or ids) must be non-empty, at most 512 characters, without control characters"));
+        errors.push(FieldError::new(
+            "group_mapping.map",
+            "keys (IdP group values) and values (directory group names or ids) must be non-empty, at most 512 characters, without control characters",
+        ));
     }
 }
 
@@ -404,7 +407,10 @@ fn validate_oidc(errors: &mut Vec<FieldError>, o: &OidcSettings, secrets: &Secre
     } else {
         check_required_url(errors, "oidc.issuer", &o.issuer);
         if !o.allowed_tenants.is_empty() {
-            errors.push(FieldError::new("oidc.allowed_tenants", "applies only to a multi-tenant issuer (one holding {tenantid}); use an allow rule on tid instead"));
+            errors.push(FieldError::new(
+                "oidc.allowed_tenants",
+                "applies only to a multi-tenant issuer (one holding {tenantid}); use an allow rule on tid instead",
+            ));
         }
     }
     if o.allowed_tenants.len() > MAX_VALUES || !o.allowed_tenants.iter().all(|t| safe_tenant(t)) {
@@ -436,9 +442,10 @@ fn validate_oidc(errors: &mut Vec<FieldError>, o: &OidcSettings, secrets: &Secre
             errors.push(FieldError::new("oidc.code_challenge_method", "a public client (token_endpoint_auth_method none) must use PKCE"))
         }
         ClientAuth::None => {}
-        ClientAuth::PrivateKeyJwt if secrets.client_private_key.is_none() || o.client_jwk.is_none() => {
-            errors.push(FieldError::new("oidc.token_endpoint_auth_method", "private_key_jwt needs the connection's key pair (the gateway makes one when the method is set)"))
-        }
+        ClientAuth::PrivateKeyJwt if secrets.client_private_key.is_none() || o.client_jwk.is_none() => errors.push(FieldError::new(
+            "oidc.token_endpoint_auth_method",
+            "private_key_jwt needs the connection's key pair (the gateway makes one when the method is set)",
+        )),
         ClientAuth::PrivateKeyJwt => {}
         m if m.needs_secret() && secrets.client_secret.is_none() => {
             errors.push(FieldError::new("oidc.client_secret", format!("is required with token_endpoint_auth_method {}", m.as_str())))

@@ -479,6 +479,11 @@ impl Connection {
         format!("{}/saml/{}/acs", self.webapp_base(public_base), self.id)
     }
 
+    /// The public key of `private_key_jwt` (OIDC), for the IdP.
+    pub fn client_jwks_url(&self, public_base: &str) -> String {
+        format!("{}/oidc/{}/jwks.json", self.webapp_base(public_base), self.id)
+    }
+
     /// Our SP metadata (SAML).
     pub fn sp_metadata_url(&self, public_base: &str) -> String {
         format!("{}/saml/{}/metadata", self.webapp_base(public_base), self.id)
@@ -528,6 +533,10 @@ pub struct ConnectionView {
     pub group_sync: bool,
     /// Claim mappings.
     pub claims: ClaimMappings,
+    /// Allow rules: who may sign in beyond a verified reply.
+    pub allow: Vec<AllowRule>,
+    /// How group values become directory groups.
+    pub group_mapping: GroupMapping,
     /// `config` when the configuration file declares this connection: the API then
     /// refuses to change or delete it (409), the file is where it changes.
     pub managed_by: Option<String>,
@@ -572,6 +581,10 @@ pub struct OidcView {
     pub settings: OidcSettings,
     /// Whether a client secret is stored (it is never shown).
     pub client_secret_set: bool,
+    /// Where the IdP fetches the public key of `private_key_jwt` (register it at the IdP
+    /// as the client's JWKS URL); present once the connection has a key pair.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_jwks_url: Option<String>,
 }
 
 /// SAML settings as shown.
@@ -593,7 +606,11 @@ impl Connection {
         let upstream = match &self.settings.upstream {
             Upstream::Oidc(o) => {
                 callback_url = Some(self.callback_url(public_base));
-                UpstreamView::Oidc(OidcView { settings: o.clone(), client_secret_set: self.secrets.client_secret.is_some() })
+                UpstreamView::Oidc(OidcView {
+                    settings: o.clone(),
+                    client_secret_set: self.secrets.client_secret.is_some(),
+                    client_jwks_url: o.client_jwk.as_ref().map(|_| self.client_jwks_url(public_base)),
+                })
             }
             Upstream::Saml(s) => {
                 acs_url = Some(self.acs_url(public_base));
@@ -622,6 +639,8 @@ impl Connection {
             create_users: self.settings.create_users,
             group_sync: self.settings.group_sync,
             claims: self.settings.claims.clone(),
+            allow: self.settings.allow.clone(),
+            group_mapping: self.settings.group_mapping.clone(),
             managed_by: self.managed_by.clone(),
             last_login_at: None,
             last_error_at: None,

@@ -29,3 +29,4 @@ mod store;
 mod support;
 mod surface;
 mod testprovider;
+mod vendors;
