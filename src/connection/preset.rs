@@ -347,6 +347,23 @@ mod tests {
     }
 
     #[test]
+    fn presets_follow_vendors_md() {
+        let google = find(Protocol::Oidc, "google").unwrap();
+        assert_eq!(google.oidc().unwrap().issuer_aliases, vec!["accounts.google.com"], "Google's legacy issuer form");
+        assert!(google.hint.contains("hd"), "the Workspace domain is an allow rule");
+        for vendor in ["keycloak", "okta", "azure", "adfs"] {
+            let o = find(Protocol::Oidc, vendor).unwrap().oidc().unwrap();
+            assert!(!o.email_verification, "{vendor}: email_verified is not established by VENDORS.md, so not required");
+        }
+        let adfs = find(Protocol::Saml, "adfs").unwrap();
+        assert_eq!(adfs.claims.mappings.user_id.0[0], "http://schemas.microsoft.com/identity/claims/objectidentifier", "Entra's stable id first");
+        assert!(adfs.hint.contains("SHA-256") && find(Protocol::Saml, "jumpcloud").unwrap().hint.contains("RSA-SHA256"), "how to leave SHA-1");
+        for p in all() {
+            assert!(p.hint.len() <= 300, "{}: a hint is one line an admin reads", p.provider);
+        }
+    }
+
+    #[test]
     fn placeholder_values_cannot_redirect_the_url() {
         let cognito = find(Protocol::Oidc, "cognito").unwrap();
         let pattern = cognito.oidc().unwrap().issuer.clone().unwrap();

@@ -279,3 +279,123 @@ async fn vendors_client_secret_jwt_and_the_method_chosen_from_discovery() {
     let (_, status, _, body) = s.login("alice").await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+// ---------------------------------------------------------------------------------
+// SAML, against pysaml2 (xmlsec1 signing)
+
+/// A hidden form field's value (the IdP's auto-POST form).
+fn hidden(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].replace("&#x27;", "'").replace("&quot;", "\"").replace("&amp;", "&"))
+}
+
+/// A gateway, and a pysaml2 IdP serving `users` (USERS.json) to connection `con_s`.
+async fn saml_setup(users: Value) -> (crate::support::Gateway, crate::peers::Peer, tempfile::TempDir) {
+    let gw = crate::support::Gateway::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    let _ = crate::peers::saml_metadata(keys.path(), "http://127.0.0.1:9", &[]);
+    let file = keys.path().join("users.json");
+    std::fs::write(&file, users.to_string()).unwrap();
+    let mut cmd = std::process::Command::new(crate::peers::peers_dir().join(".venv/bin/python"));
+    cmd.arg(crate::peers::peers_dir().join("saml/idp.py"))
+        .args(["serve", "--keys"])
+        .arg(keys.path())
+        .args(["--sp-metadata-url", &format!("{}/saml/con_s/metadata", gw.base), "--users"])
+        .arg(&file);
+    let idp = crate::peers::spawn(cmd);
+    (gw, idp, keys)
+}
+
+/// A login through the IdP with `idp_params` (`alg=sha1`, ...): the ACS's status and the
+/// page it leads to.
+async fn saml_login(gw: &crate::support::Gateway, idp_params: &str) -> (StatusCode, String) {
+    let b = crate::login::Browser::new();
+    let r = b.http.get(format!("{}/login/con_s", gw.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let url = format!("{}&{idp_params}", r.headers()["location"].to_str().unwrap());
+    let page = b.http.get(url).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let form = [("SAMLResponse", hidden(&html, "SAMLResponse").unwrap()), ("RelayState", hidden(&html, "RelayState").unwrap())];
+    let r = b.http.post(format!("{}/saml/con_s/acs", gw.base)).form(&form).send().await.unwrap();
+    let status = r.status();
+    if status != StatusCode::SEE_OTHER {
+        return (status, r.text().await.unwrap());
+    }
+    let (page, _) = b.visit(&format!("{}{}", gw.base, r.headers()["location"].to_str().unwrap())).await;
+    (status, page.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn vendors_saml_sha1_is_refused_by_default_and_accepted_only_with_the_opt_in() {
+    let (gw, idp, _keys) = saml_setup(json!({"alice": {"email": ["alice@example.test"]}})).await;
+    let (st, c) = gw
+        .admin(
+            Method::POST,
+            "/connections",
+            Some(json!({"id": "con_s", "display_name": "Legacy AD FS", "protocol": "saml", "create_users": true,
+                         "saml": {"idp_metadata_url": idp.ready["metadata_url"]}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    assert_eq!(c["saml"]["allow_sha1"], false, "off for a new connection");
+    let (st, body) = saml_login(&gw, "alg=sha1").await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("signed with SHA-1") && body.contains("allow_sha1") && body.contains("SHA-256"), "{body}");
+    let (_, users) = gw.admin(Method::GET, "/users", None).await;
+    assert_eq!(users, json!([]), "nothing is created");
+    let metrics = reqwest::get(format!("{}/metrics", gw.base)).await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains("ssogate_saml_sha1_allowed{"), "{metrics}");
+
+    // The opt-in: shown on the connection, counted in the metrics, SHA-1 accepted.
+    let (st, c) = gw.admin(Method::PATCH, "/connections/con_s", Some(json!({"saml": {"allow_sha1": true}}))).await;
+    assert_eq!(st, StatusCode::OK, "{c}");
+    assert_eq!(c["saml"]["allow_sha1"], true);
+    let metrics = reqwest::get(format!("{}/metrics", gw.base)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("ssogate_saml_sha1_allowed{connection=\"con_s\"} 1"), "{metrics}");
+    let (st, page) = saml_login(&gw, "alg=sha1").await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "{page}");
+    assert!(page.contains("alice@example.test"), "{page}");
+    // SHA-256 goes on working either way.
+    let (st, page) = saml_login(&gw, "alg=sha256").await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "{page}");
+}
+
+#[tokio::test]
+async fn vendors_entra_saml_keys_on_the_object_identifier_and_refuses_groups_link_overage() {
+    const OID: &str = "http://schemas.microsoft.com/identity/claims/objectidentifier";
+    const LINK: &str = "http://schemas.microsoft.com/claims/groups.link";
+    let users = json!({"alice": {
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress": ["alice@example.test"],
+        OID: ["7c1e9a52-0d4b-4f1e-8a3c-2b9d6e5f4a31"],
+        LINK: ["https://graph.windows.net/tenant/users/7c1e9a52/getMemberObjects"]
+    }});
+    let (gw, idp, _keys) = saml_setup(users).await;
+    let (st, c) = gw
+        .admin(
+            Method::POST,
+            "/connections",
+            Some(json!({"id": "con_s", "display_name": "Entra SAML", "protocol": "saml", "provider": "adfs",
+                         "create_users": true, "group_sync": true,
+                         "saml": {"idp_metadata_url": idp.ready["metadata_url"]}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    let (st, body) = saml_login(&gw, "alg=sha256").await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("overage") && body.contains("groups.link"), "{body}");
+    let (_, users) = gw.admin(Method::GET, "/users", None).await;
+    assert_eq!(users, json!([]));
+    let (st, events) = gw.admin(Method::GET, "/audit?connection=con_s&action=login.refused", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(events[0]["detail"]["reason"], "groups_overage", "{events}");
+    // Group sync off: the login goes on, keyed on the object identifier (not the NameID).
+    let (st, _) = gw.admin(Method::PATCH, "/connections/con_s", Some(json!({"group_sync": false}))).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, page) = saml_login(&gw, "alg=sha256").await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "{page}");
+    let (_, users) = gw.admin(Method::GET, "/users", None).await;
+    assert_eq!(users[0]["links"][0]["subject"], "7c1e9a52-0d4b-4f1e-8a3c-2b9d6e5f4a31", "{users}");
+}
