@@ -524,7 +524,6 @@ fn to_patch(v: &Values, protocol: Protocol, creating: bool, existing: Option<&Co
                 authorization_response_iss_parameter_supported: Some(on(v, "oidc.authorization_response_iss_parameter_supported")),
                 issuer_aliases: Some(split_list(val(v, "oidc.issuer_aliases"))),
                 allowed_tenants: Some(split_list(val(v, "oidc.allowed_tenants"))),
-                ..Default::default()
             });
         }
         Protocol::Saml => {
