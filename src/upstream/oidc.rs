@@ -78,9 +78,24 @@ struct OAuthError {
 pub async fn revoke(conn: &Connection, o: &OidcSettings, token: &str, http: &reqwest::Client) {
     let Some(endpoint) = &o.revocation_endpoint else { return };
     let secret = conn.secrets.client_secret.clone().unwrap_or_default();
-    let form = [("token", token), ("token_type_hint", "access_token")];
+    let mut form = vec![("token", token.to_string()), ("token_type_hint", "access_token".to_string())];
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let req = http.post(endpoint).basic_auth(enc(&o.client_id), Some(enc(&secret))).form(&form);
+    let mut req = http.post(endpoint);
+    // The client authenticates as it does at the token endpoint (RFC 7009 section 2.1).
+    match o.token_endpoint_auth_method {
+        ClientAuth::ClientSecretBasic => req = req.basic_auth(enc(&o.client_id), Some(enc(&secret))),
+        ClientAuth::ClientSecretPost => form.extend([("client_id", o.client_id.clone()), ("client_secret", secret)]),
+        ClientAuth::None => form.push(("client_id", o.client_id.clone())),
+        ClientAuth::PrivateKeyJwt | ClientAuth::ClientSecretJwt => {
+            // Sign-out has no injected clock; the assertion's minute starts now.
+            let Ok(assertion) = client_assertion(conn, o, crate::clock::Clock::system().now()) else {
+                tracing::warn!(connection = %conn.id, "upstream revocation skipped: the client assertion could not be signed");
+                return;
+            };
+            form.extend([("client_id", o.client_id.clone()), ("client_assertion_type", JWT_BEARER.to_string()), ("client_assertion", assertion)]);
+        }
+    }
+    let req = req.form(&form);
     match req.send().await {
         Ok(r) if r.status().is_success() => tracing::info!(connection = %conn.id, "upstream token revoked"),
         Ok(r) => tracing::warn!(connection = %conn.id, status = r.status().as_u16(), "upstream revocation refused"),
