@@ -84,6 +84,7 @@ pub fn oidc_settings(issuer: &str, client_id: &str, jwks_uri: Option<&str>) -> O
         issuer_aliases: vec![],
         allowed_tenants: vec![],
         client_jwk: None,
+        groups_endpoint: None,
     }
 }
 

@@ -145,6 +145,8 @@ pub struct OidcPatch {
     pub issuer_aliases: Option<Vec<String>>,
     /// Tenants (`tid`) allowed with a `{tenantid}` issuer template (replaces the list).
     pub allowed_tenants: Option<Vec<String>>,
+    /// Groups endpoint followed on a groups overage (empty string clears it).
+    pub groups_endpoint: Option<String>,
 }
 
 /// SAML settings to change.
@@ -296,6 +298,7 @@ impl OidcPatch {
         let trim_all = |v: &Option<Vec<String>>| v.as_ref().map(|l| l.iter().map(|s| s.trim().to_string()).collect::<Vec<_>>());
         set(&mut o.issuer_aliases, &trim_all(&self.issuer_aliases));
         set(&mut o.allowed_tenants, &trim_all(&self.allowed_tenants));
+        set_opt(&mut o.groups_endpoint, &self.groups_endpoint);
     }
 }
 
@@ -431,6 +434,9 @@ fn validate_oidc(errors: &mut Vec<FieldError>, o: &OidcSettings, secrets: &Secre
         Some(u) => check_url(errors, "oidc.userinfo_endpoint", u),
         None if !o.userinfo_from_id_token => errors.push(FieldError::new("oidc.userinfo_endpoint", "is required when userinfo_from_id_token is off")),
         None => {}
+    }
+    if let Some(u) = &o.groups_endpoint {
+        check_url(errors, "oidc.groups_endpoint", u);
     }
     match &o.jwks_uri {
         Some(u) => check_url(errors, "oidc.jwks_uri", u),

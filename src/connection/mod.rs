@@ -280,6 +280,13 @@ pub struct OidcSettings {
     /// the connection's JWKS URL; the private key is a secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_jwk: Option<serde_json::Value>,
+    /// Where to read a user's groups when the IdP sends an overage pointer instead of them
+    /// (Entra ID: `https://graph.microsoft.com/v1.0/me/getMemberObjects`, with a scope that
+    /// lets the access token read it). Called with the login's access token; only this
+    /// URL, never one the token names. Unset: an overage refuses the login while group
+    /// sync is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_endpoint: Option<String>,
 }
 
 /// The issuer template placeholder of Entra ID's multi-tenant metadata.

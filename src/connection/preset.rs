@@ -279,6 +279,7 @@ impl Preset {
                     issuer_aliases: o.issuer_aliases.clone(),
                     allowed_tenants: vec![],
                     client_jwk: None,
+                    groups_endpoint: None,
                 }),
                 UpstreamPreset::Saml(s) => Upstream::Saml(SamlSettings {
                     entity_id: String::new(),

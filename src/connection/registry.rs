@@ -713,6 +713,7 @@ pub fn export(c: &Connection, include_secrets: bool) -> ConnectionPatch {
                 authorization_response_iss_parameter_supported: Some(o.authorization_response_iss_parameter_supported),
                 issuer_aliases: Some(o.issuer_aliases.clone()),
                 allowed_tenants: Some(o.allowed_tenants.clone()),
+                groups_endpoint: o.groups_endpoint.clone(),
             })
         }
         Upstream::Saml(s) => {

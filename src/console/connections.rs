@@ -413,6 +413,7 @@ fn values_of(s: &Settings) -> Values {
             ("revocation_endpoint", o.revocation_endpoint.as_ref()),
             ("userinfo_endpoint", o.userinfo_endpoint.as_ref()),
             ("jwks_uri", o.jwks_uri.as_ref()),
+            ("groups_endpoint", o.groups_endpoint.as_ref()),
         ] {
             v.insert(format!("oidc.{k}"), x.cloned().unwrap_or_default());
         }
@@ -524,6 +525,7 @@ fn to_patch(v: &Values, protocol: Protocol, creating: bool, existing: Option<&Co
                 authorization_response_iss_parameter_supported: Some(on(v, "oidc.authorization_response_iss_parameter_supported")),
                 issuer_aliases: Some(split_list(val(v, "oidc.issuer_aliases"))),
                 allowed_tenants: Some(split_list(val(v, "oidc.allowed_tenants"))),
+                groups_endpoint: maybe("oidc.groups_endpoint"),
             });
         }
         Protocol::Saml => {
@@ -754,6 +756,12 @@ fn layout(app: &AppState, page: &Page, v: &Values) -> (Vec<Field>, Vec<Section>)
                     field("oidc.scopes", "Standard userinfo scopes", "text", "Comma-separated; must include openid."),
                     field("oidc.additional_scopes", "Additional scopes", "text", "Comma-separated, any others your provider needs."),
                     field("oidc.allowed_algorithms", "Accepted token algorithms", "text", "Comma-separated, such as RS256, ES256, PS256."),
+                    field(
+                        "oidc.groups_endpoint",
+                        "Groups endpoint (overage)",
+                        "url",
+                        "Read the user's groups here when the provider sends too many to fit in the token (Entra ID: https://graph.microsoft.com/v1.0/me/getMemberObjects).",
+                    ),
                     field("oidc.issuer_aliases", "Other issuer forms", "text", "Comma-separated iss values also accepted, such as accounts.google.com."),
                     field(
                         "oidc.allowed_tenants",

@@ -273,6 +273,14 @@ pub async fn finish(
     let (claims, identity) = report.record("claim mapping", claims_and_identity(claims, info_claims, &conn.settings.claims), |(_, i)| {
         format!("user id {:?} from {}", i.subject, i.sources.join(" and "))
     })?;
+    let (claims, identity) = match (&o.groups_endpoint, mapping::groups_overage(&claims, &conn.settings.claims.groups)) {
+        (Some(endpoint), Some(pointer)) if conn.settings.group_sync => {
+            let read = read_groups(cx.http, endpoint, tokens.access_token.as_deref()).await;
+            let groups = report.record("groups endpoint", read, |g| format!("{} groups read from {endpoint} (the token had {pointer})", g.len()))?;
+            with_groups(claims, groups, &conn.settings.claims)?
+        }
+        _ => (claims, identity),
+    };
     Ok(Verified { identity, claims, require_verified_email: o.email_verification, upstream_token: tokens.access_token, session_until: None, replay: None })
 }
 
@@ -379,6 +387,58 @@ fn merge_userinfo(mut claims: Value, info: Value) -> Value {
     }
     target.extend(extra);
     claims
+}
+
+/// Most groups read from a groups endpoint.
+const MAX_GROUPS: usize = 10_000;
+
+/// The user's groups from the connection's groups endpoint (an overage: the token left
+/// them out): a POST with the login's access token, as Microsoft Graph's
+/// `getMemberObjects` takes it; the answer's `value` is a list of ids, or of objects with
+/// an `id` (Graph's `memberOf`). Only the configured URL is called, never one the token
+/// names (`_claim_sources`), so a token cannot point the gateway anywhere.
+async fn read_groups(http: &reqwest::Client, endpoint: &str, access: Option<&str>) -> Result<Vec<String>, UpstreamError> {
+    let access = access.ok_or_else(|| invalid("the token endpoint sent no access token to read the groups with"))?;
+    let resp = http
+        .post(endpoint)
+        .bearer_auth(access)
+        .header("accept", "application/json")
+        .json(&serde_json::json!({"securityEnabledOnly": false}))
+        .send()
+        .await
+        .map_err(|e| UpstreamError::Unavailable(format!("the groups endpoint could not be reached ({})", crate::outbound::describe(&e))))?;
+    if !resp.status().is_success() {
+        return Err(UpstreamError::Unavailable(format!(
+            "the groups endpoint answered HTTP {} (does the access token carry a scope that reads groups?)",
+            resp.status().as_u16()
+        )));
+    }
+    let body = crate::outbound::read_capped(endpoint, resp, MAX_BODY)
+        .await
+        .map_err(|_| UpstreamError::Unavailable("the groups endpoint's answer could not be read (or is too large)".into()))?;
+    let v: Value = serde_json::from_slice(&body).map_err(|_| invalid("the groups endpoint's answer is not JSON"))?;
+    let items = v.get("value").and_then(Value::as_array).ok_or_else(|| invalid("the groups endpoint's answer has no value list"))?;
+    if items.len() > MAX_GROUPS {
+        return Err(invalid(format!("the groups endpoint lists more than {MAX_GROUPS} groups")));
+    }
+    items
+        .iter()
+        .map(|g| g.as_str().or_else(|| g.get("id").and_then(Value::as_str)).map(str::to_string))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| invalid("the groups endpoint's value list holds something that is not a group id"))
+}
+
+/// The claims with the groups read from the endpoint put under the groups claim's name,
+/// and the identity mapped again from them (the same checks as any groups claim).
+fn with_groups(mut claims: Value, groups: Vec<String>, m: &ClaimMappings) -> Result<(Value, Identity), UpstreamError> {
+    let name = m.groups.0.first().cloned().unwrap_or_else(|| "groups".into());
+    if let Value::Object(map) = &mut claims {
+        map.insert(name, Value::from(groups));
+    }
+    let sources = vec!["the ID token".to_string(), "the groups endpoint".to_string()];
+    let mut identity = mapping::map(&claims, m).map_err(|e| invalid(e.to_string()))?;
+    identity.sources = sources;
+    Ok((claims, identity))
 }
 
 /// The claims (userinfo laid over the ID token's, when there is userinfo) and the identity mapped from them.

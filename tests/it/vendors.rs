@@ -184,7 +184,7 @@ async fn vendors_object_id_groups_and_keycloak_paths_map_to_directory_groups() {
 }
 
 #[tokio::test]
-async fn vendors_entra_group_overage_refuses_the_login_while_group_sync_is_on() {
+async fn vendors_entra_group_overage_is_refused_or_read_from_the_configured_groups_endpoint() {
     let accounts = json!({"accounts": {
         "many": {"email": "many@example.test", "email_verified": true,
                  "_claim_names": {"groups": "src1"},
@@ -201,6 +201,32 @@ async fn vendors_entra_group_overage_refuses_the_login_while_group_sync_is_on() 
     assert_eq!(st, StatusCode::OK);
     let (_, status, _, body) = s.login("many").await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(group_names(&s.users().await[0]), vec!["Users"]);
+
+    // With the groups endpoint the admin configured, the groups are read there instead
+    // (never from the URL the token names).
+    let eng = "5f2c8e1a-0b3d-4c6e-9f7a-1d2e3f4a5b6c";
+    s.gw.admin(Method::POST, "/groups", Some(json!({"name": "Engineers"}))).await;
+    let mut many = json!({"email": "many@example.test", "email_verified": true, "all_groups": [eng, "unknown-id"],
+        "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "http://127.0.0.1:1/never"}}});
+    s.set_account("many", many.clone()).await;
+    let endpoint = format!("{}/__groups", issuer(&s));
+    let patch = json!({"group_sync": true, "group_mapping": {"map": {eng: "Engineers"}}, "oidc": {"groups_endpoint": endpoint}});
+    let (st, c) = s.gw.admin(Method::PATCH, &format!("/connections/{}", s.conn), Some(patch)).await;
+    assert_eq!(st, StatusCode::OK, "{c}");
+    let (_, status, _, body) = s.login("many").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(group_names(&s.users().await[0]), vec!["Engineers", "Users"]);
+    // An endpoint that refuses: the login is refused, the memberships stay as they were.
+    many["all_groups"] = json!([]);
+    s.set_account("many", many).await;
+    let bad = json!({"oidc": {"groups_endpoint": format!("{}/__nowhere", issuer(&s))}});
+    let (st, _) = s.gw.admin(Method::PATCH, &format!("/connections/{}", s.conn), Some(bad)).await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, status, _, body) = s.login("many").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.contains("groups endpoint"), "{body}");
+    assert_eq!(group_names(&s.users().await[0]), vec!["Engineers", "Users"]);
 }
 
 /// A setup whose IdP client authenticates with `method` (and `extra` client metadata).

@@ -45,7 +45,8 @@
 //                    authorization responses
 //   client_auth_methods: [...] -> oidc-provider's clientAuthMethods and discovery's
 //                    token_endpoint_auth_methods_supported
-//   Accounts may carry tid, oid, hd, hasgroups and _claim_names/_claim_sources (overage).
+//   Accounts may carry tid, oid, hd, hasgroups and _claim_names/_claim_sources (overage);
+//   all_groups is what POST /__groups (bearer access token) lists, as Graph's getMemberObjects.
 //
 // PKCE: oidc-provider 9 implements S256 only (hard-coded). When CONFIG.pkce_methods holds
 // "plain", a small pre-middleware on GET /auth turns a plain challenge c into the S256
@@ -353,8 +354,22 @@ let keys = newKeys();
 let current;
 let handler;
 
+// POST /__groups with a bearer access token: {"value": [...the account's all_groups]}, as
+// Microsoft Graph's getMemberObjects answers (the groups endpoint of an overage).
+async function groupsEndpoint(req, res) {
+  const token = (req.headers.authorization || '').replace(/^Bearer /, '');
+  const at = token ? await current.AccessToken.find(token) : undefined;
+  if (!at) {
+    res.writeHead(401, { 'content-type': 'application/json' });
+    return res.end(JSON.stringify({ error: 'invalid_token' }));
+  }
+  res.writeHead(200, { 'content-type': 'application/json' });
+  return res.end(JSON.stringify({ value: (accounts[at.accountId] || {}).all_groups || [] }));
+}
+
 const server = createServer((req, res) => {
   if (req.url.startsWith('/__test/')) return control(req, res);
+  if (req.url === '/__groups' && req.method === 'POST') return groupsEndpoint(req, res);
   // CONFIG.tenant_discovery: /SEGMENT/v2.0/.well-known/openid-configuration answers the
   // discovery document with Entra ID's multi-tenant issuer template.
   const tenantDoc = req.url.match(/^\/[\w.-]+\/v2\.0\/\.well-known\/openid-configuration$/);
