@@ -212,7 +212,7 @@ fn state_backends(config: &Config, clock: &Clock, cipher: &Cipher) -> Result<cra
         let sessions: Arc<dyn crate::state::Sessions> = Arc::new(crate::state::memory::MemorySessions::new());
         return Ok((ephemeral, sessions));
     };
-    let backends = crate::state::redis::open(&config.state, url.expose(), clock, cipher)
+    let backends = crate::state::redis::open(&config.state, url.expose(), clock, cipher, config.login.flows_per_client)
         .map_err(|source| StartupError::State { url: redact_url(url.expose()), source })?;
     tracing::info!(url = %redact_url(url.expose()), prefix = %config.state.prefix, cache_seconds = config.state.cache_seconds, "state in redis");
     Ok(backends)

@@ -52,6 +52,16 @@ pub async fn setup_with(env: &[(&str, &str)], idp_extra: Value, conn_patch: Valu
     let mut env = env.to_vec();
     env.push(("SSOGATE_LOGIN__JWKS_MIN_REFETCH_SECONDS", "0"));
     let gw = Gateway::start_in(std::sync::Arc::new(tempfile::tempdir().unwrap()), &env).await;
+    setup_on(gw, idp_extra, conn_patch).await
+}
+
+/// [`setup`] on a gateway whose state `adjust` changes before it serves.
+pub async fn setup_adjusted(idp_extra: Value, conn_patch: Value, adjust: impl FnOnce(&mut ssogate::app::App)) -> Setup {
+    let gw = Gateway::start_adjusted(&[("SSOGATE_LOGIN__JWKS_MIN_REFETCH_SECONDS", "0")], adjust).await;
+    setup_on(gw, idp_extra, conn_patch).await
+}
+
+async fn setup_on(gw: Gateway, idp_extra: Value, conn_patch: Value) -> Setup {
     let conn = "con_node".to_string();
     let mut config = json!({
         "clients": [{"client_id": "gateway", "client_secret": "gateway-secret-0123456789",

@@ -20,6 +20,7 @@ mod openapi;
 mod operations;
 mod peers;
 mod presets;
+mod races;
 mod refusals;
 mod replicas;
 mod revocation;
