@@ -159,6 +159,14 @@ impl Registry {
                 fresh.secrets.sp_private_key.clone_from(&stored.secrets.sp_private_key);
             }
         }
+        // The same for the private_key_jwt key pair: a new one at every reconcile would
+        // break the IdP's copy of our public key.
+        if let (Upstream::Oidc(f), Upstream::Oidc(s)) = (&mut fresh.settings.upstream, &stored.settings.upstream) {
+            if f.token_endpoint_auth_method == ClientAuth::PrivateKeyJwt && s.client_jwk.is_some() && stored.secrets.client_private_key.is_some() {
+                f.client_jwk.clone_from(&s.client_jwk);
+                fresh.secrets.client_private_key.clone_from(&stored.secrets.client_private_key);
+            }
+        }
         let same = fresh.display_name == stored.display_name
             && fresh.provider == stored.provider
             && fresh.active == stored.active

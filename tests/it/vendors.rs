@@ -425,3 +425,46 @@ async fn vendors_entra_saml_keys_on_the_object_identifier_and_refuses_groups_lin
     let (_, users) = gw.admin(Method::GET, "/users", None).await;
     assert_eq!(users[0]["links"][0]["subject"], "7c1e9a52-0d4b-4f1e-8a3c-2b9d6e5f4a31", "{users}");
 }
+
+/// A declared `private_key_jwt` connection keeps the key pair the gateway made across
+/// reconciliations (a new pair each time would break the IdP's copy of our key).
+#[tokio::test]
+async fn vendors_a_declared_private_key_jwt_connection_keeps_its_key_pair() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let file = dir.path().join("ssogate.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[connections]]
+id = "okta-jwt"
+display_name = "Okta"
+protocol = "oidc"
+provider = "okta"
+discover = false
+placeholders = { okta_domain = "acme.okta.com" }
+[connections.oidc]
+client_id = "gw"
+token_endpoint_auth_method = "private_key_jwt"
+authorization_endpoint = "https://acme.okta.com/oauth2/v1/authorize"
+token_endpoint = "https://acme.okta.com/oauth2/v1/token"
+jwks_uri = "https://acme.okta.com/oauth2/v1/keys"
+"#,
+    )
+    .unwrap();
+    let env = [
+        ("SSOGATE_DATA_DIR", dir.path().join("data").display().to_string()),
+        ("SSOGATE_CERTS_DIR", dir.path().join("certs").display().to_string()),
+        ("SSOGATE_ADMIN_TOKEN", crate::support::TOKEN.to_string()),
+        ("SSOGATE_LISTEN", "127.0.0.1:0".to_string()),
+    ];
+    let load = || ssogate::config::Config::load(Some(&file), env.iter().map(|(k, v)| (k.to_string(), v.clone()))).unwrap();
+    let (gw, _) = crate::support::Gateway::start_config(dir.clone(), load()).await;
+    let (st, c) = gw.admin(Method::GET, "/connections/okta-jwt", None).await;
+    assert_eq!(st, StatusCode::OK, "{c}");
+    let jwk = c["oidc"]["client_jwk"].clone();
+    assert_eq!(jwk["kty"], "RSA", "{c}");
+    let report = ssogate::declare::reconcile(&gw.app, &load().declared).await;
+    assert!(report.changes.is_empty() && report.failures.is_empty(), "{report:?}");
+    let (_, again) = gw.admin(Method::GET, "/connections/okta-jwt", None).await;
+    assert_eq!((&again["oidc"]["client_jwk"], &again["version"]), (&jwk, &c["version"]), "the same key, nothing written");
+}
