@@ -390,12 +390,14 @@ async fn vendors_saml_sha1_is_refused_by_default_and_accepted_only_with_the_opt_
 }
 
 #[tokio::test]
-async fn vendors_entra_saml_keys_on_the_object_identifier_and_refuses_groups_link_overage() {
+async fn vendors_entra_saml_keys_on_the_object_identifier_refuses_groups_link_overage_and_allows_by_tenant() {
     const OID: &str = "http://schemas.microsoft.com/identity/claims/objectidentifier";
     const LINK: &str = "http://schemas.microsoft.com/claims/groups.link";
+    const TENANT: &str = "http://schemas.microsoft.com/identity/claims/tenantid";
     let users = json!({"alice": {
         "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress": ["alice@example.test"],
         OID: ["7c1e9a52-0d4b-4f1e-8a3c-2b9d6e5f4a31"],
+        TENANT: ["3f2b8c1e-7d4a-4e6b-9a0c-5b1d2e3f4a5b"],
         LINK: ["https://graph.windows.net/tenant/users/7c1e9a52/getMemberObjects"]
     }});
     let (gw, idp, _keys) = saml_setup(users).await;
@@ -417,9 +419,18 @@ async fn vendors_entra_saml_keys_on_the_object_identifier_and_refuses_groups_lin
     let (st, events) = gw.admin(Method::GET, "/audit?connection=con_s&action=login.refused", None).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(events[0]["detail"]["reason"], "groups_overage", "{events}");
-    // Group sync off: the login goes on, keyed on the object identifier (not the NameID).
-    let (st, _) = gw.admin(Method::PATCH, "/connections/con_s", Some(json!({"group_sync": false}))).await;
+    // Group sync off: the overage changes nothing; an allow rule on the tenant attribute
+    // (any attribute) admits only the tenant named.
+    let other_tenant = json!({"group_sync": false, "allow": [{"claim": TENANT, "values": ["00000000-0000-4000-8000-000000000000"]}]});
+    let (st, _) = gw.admin(Method::PATCH, "/connections/con_s", Some(other_tenant)).await;
     assert_eq!(st, StatusCode::OK);
+    let (st, body) = saml_login(&gw, "alg=sha256").await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("admits only") && !body.contains("3f2b8c1e"), "{body}");
+    let ours = json!({"allow": [{"claim": TENANT, "values": ["3F2B8C1E-7D4A-4E6B-9A0C-5B1D2E3F4A5B"]}]});
+    let (st, _) = gw.admin(Method::PATCH, "/connections/con_s", Some(ours)).await;
+    assert_eq!(st, StatusCode::OK);
+    // Keyed on the object identifier (not the NameID).
     let (st, page) = saml_login(&gw, "alg=sha256").await;
     assert_eq!(st, StatusCode::SEE_OTHER, "{page}");
     let (_, users) = gw.admin(Method::GET, "/users", None).await;
