@@ -456,6 +456,10 @@ fn validate_oidc(errors: &mut Vec<FieldError>, o: &OidcSettings, secrets: &Secre
         m if m.needs_secret() && secrets.client_secret.is_none() => {
             errors.push(FieldError::new("oidc.client_secret", format!("is required with token_endpoint_auth_method {}", m.as_str())))
         }
+        // RFC 7518 3.2: an HS256 key must be at least as long as the hash (32 bytes).
+        ClientAuth::ClientSecretJwt if secrets.client_secret.as_ref().is_some_and(|s| s.len() < 32) => {
+            errors.push(FieldError::new("oidc.client_secret", "must be at least 32 bytes with client_secret_jwt (it is the HS256 key)"))
+        }
         _ => {}
     }
     if !o.scopes.iter().any(|s| s == "openid") {

@@ -283,6 +283,10 @@ async fn vendors_client_secret_jwt_and_the_method_chosen_from_discovery() {
     assert!(r.status().is_success());
     let (_, status, _, _) = s.login("alice").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "the IdP refuses Basic for a client_secret_jwt client");
+    let short = json!({"oidc": {"token_endpoint_auth_method": "client_secret_jwt", "client_secret": "too-short-for-hs256"}});
+    let (st, e) = s.gw.admin(Method::PATCH, &format!("/connections/{}", s.conn), Some(short)).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(e.to_string().contains("at least 32 bytes"), "{e}");
     let (st, c) =
         s.gw.admin(Method::PATCH, &format!("/connections/{}", s.conn), Some(json!({"oidc": {"token_endpoint_auth_method": "client_secret_jwt"}}))).await;
     assert_eq!(st, StatusCode::OK, "{c}");
