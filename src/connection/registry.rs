@@ -159,6 +159,14 @@ impl Registry {
                 fresh.secrets.sp_private_key.clone_from(&stored.secrets.sp_private_key);
             }
         }
+        // The same for the private_key_jwt key pair: a new one at every reconcile would
+        // break the IdP's copy of our public key.
+        if let (Upstream::Oidc(f), Upstream::Oidc(s)) = (&mut fresh.settings.upstream, &stored.settings.upstream) {
+            if f.token_endpoint_auth_method == ClientAuth::PrivateKeyJwt && s.client_jwk.is_some() && stored.secrets.client_private_key.is_some() {
+                f.client_jwk.clone_from(&s.client_jwk);
+                fresh.secrets.client_private_key.clone_from(&stored.secrets.client_private_key);
+            }
+        }
         let same = fresh.display_name == stored.display_name
             && fresh.provider == stored.provider
             && fresh.active == stored.active
@@ -519,6 +527,8 @@ impl Registry {
         set_opt(&mut c.settings.webapp_url, &p.webapp_url);
         set(&mut c.settings.create_users, &p.create_users);
         set(&mut c.settings.group_sync, &p.group_sync);
+        set(&mut c.settings.allow, &p.allow);
+        set(&mut c.settings.group_mapping, &p.group_mapping);
         if let Some(claims) = &p.claims {
             claims.apply(&mut c.settings.claims);
         }
@@ -560,6 +570,13 @@ impl Registry {
                         }
                     }
                 }
+                // private_key_jwt: the gateway makes the key pair; the IdP fetches the public
+                // key from the connection's JWKS URL.
+                if o.token_endpoint_auth_method == ClientAuth::PrivateKeyJwt && (o.client_jwk.is_none() || c.secrets.client_private_key.is_none()) {
+                    let (_, pem, jwk) = crate::token::make(crate::token::Alg::Rs256)?;
+                    o.client_jwk = Some(jwk);
+                    c.secrets.client_private_key = Some(pem);
+                }
             }
             Upstream::Saml(s) => {
                 let sp = p.saml.clone().unwrap_or_default();
@@ -570,6 +587,10 @@ impl Registry {
                 set(&mut s.require_signed_assertions, &sp.require_signed_assertions);
                 set(&mut s.sign_requests, &sp.sign_requests);
                 set(&mut s.allow_idp_initiated, &sp.allow_idp_initiated);
+                set(&mut s.allow_sha1, &sp.allow_sha1);
+                if sp.allow_sha1 == Some(true) {
+                    tracing::warn!(connection = %c.id, "SHA-1 signatures are allowed for this SAML connection (allow_sha1): switch the IdP to SHA-256 and turn it off");
+                }
                 set_opt(&mut s.name_id_format, &sp.name_id_format);
                 set_opt(&mut s.idp_metadata_url, &sp.idp_metadata_url);
                 if creating && s.idp_metadata_url.is_none() && sp.idp_metadata_xml.is_none() && sp.idp.is_none() && !placeholders.is_empty() {
@@ -698,6 +719,9 @@ pub fn export(c: &Connection, include_secrets: bool) -> ConnectionPatch {
                 additional_scopes: Some(input::ScopeList(o.additional_scopes.clone())),
                 allowed_algorithms: Some(o.allowed_algorithms.clone()),
                 authorization_response_iss_parameter_supported: Some(o.authorization_response_iss_parameter_supported),
+                issuer_aliases: Some(o.issuer_aliases.clone()),
+                allowed_tenants: Some(o.allowed_tenants.clone()),
+                groups_endpoint: o.groups_endpoint.clone(),
             })
         }
         Upstream::Saml(s) => {
@@ -714,6 +738,7 @@ pub fn export(c: &Connection, include_secrets: bool) -> ConnectionPatch {
                 sp_private_key: if with_key { c.secrets.sp_private_key.clone() } else { None },
                 name_id_format: s.name_id_format.clone(),
                 allow_idp_initiated: Some(s.allow_idp_initiated),
+                allow_sha1: Some(s.allow_sha1),
             });
         }
     }
@@ -741,5 +766,7 @@ pub fn export(c: &Connection, include_secrets: bool) -> ConnectionPatch {
         }),
         oidc,
         saml,
+        allow: Some(c.settings.allow.clone()),
+        group_mapping: Some(c.settings.group_mapping.clone()),
     }
 }

@@ -45,6 +45,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/login/{id}", get(login_start).layer(starts()))
         .route("/oidc/{id}/callback", get(oidc_callback).layer(replies()))
         .route("/saml/{id}/metadata", get(saml_metadata))
+        .route("/oidc/{id}/jwks.json", get(oidc_client_jwks))
         .route("/saml/{id}/acs", post(saml_acs).layer(replies()))
         .route("/logout", post(logout::logout))
         .route("/test/{id}/start", get(test::start).layer(starts()))
@@ -355,6 +356,21 @@ pub async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
             Html(page::layout("Signed in", &body)).into_response()
         }
         None => Redirect::to("/login").into_response(),
+    }
+}
+
+/// The public key an IdP verifies this connection's `private_key_jwt` client assertions
+/// with (a JWKS of one key; nothing when the connection has no key pair).
+pub async fn oidc_client_jwks(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Response {
+    let conn = match app.registry.get_cached(&id).await {
+        Ok(c) => Some((*c).clone()),
+        Err(_) => test::pending_connection(&app, &id).await,
+    };
+    match conn.as_ref().and_then(|c| c.settings.upstream.oidc()).and_then(|o| o.client_jwk.clone()) {
+        Some(jwk) => ([(header::CONTENT_TYPE, "application/json")], serde_json::json!({"keys": [jwk]}).to_string()).into_response(),
+        None => LoginError::new(StatusCode::NOT_FOUND, Step::Start, "there is no OIDC connection with a client key pair with this id")
+            .connection(&id)
+            .into_response(),
     }
 }
 

@@ -200,8 +200,15 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
     if keys.is_empty() {
         return Err(UpstreamError::Unavailable("the connection has no usable IdP signing certificate; import the IdP metadata again".into()));
     }
-    let dsig = |e: xmldsig::DsigError| invalid(e.to_string());
-    let response_signed = xmldsig::verify_element(root, &keys).map_err(dsig)?;
+    let dsig = |e: xmldsig::DsigError| match e {
+        xmldsig::DsigError::Algorithm(a) if a == xmldsig::RSA_SHA1 || a == xmldsig::SHA1 => invalid(
+            "the identity provider signed with SHA-1, which this connection refuses: switch the IdP to SHA-256 \
+             (AD FS: the relying party trust's Advanced tab, Secure hash algorithm SHA-256; JumpCloud: Signature Algorithm RSA-SHA256), \
+             or turn on allow_sha1 for this connection",
+        ),
+        e => invalid(e.to_string()),
+    };
+    let response_signed = xmldsig::verify_element_with(root, &keys, s.allow_sha1).map_err(dsig)?;
 
     if one(root, ASSERTION, "EncryptedAssertion").is_some() {
         return Err(invalid("the response carries an encrypted assertion, which this gateway does not accept; turn assertion encryption off at the IdP"));
@@ -211,7 +218,7 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
     if assertions.next().is_some() {
         return Err(invalid("the response has more than one assertion"));
     }
-    let assertion_signed = xmldsig::verify_element(assertion, &keys).map_err(dsig)?;
+    let assertion_signed = xmldsig::verify_element_with(assertion, &keys, s.allow_sha1).map_err(dsig)?;
     if !response_signed && !assertion_signed {
         return Err(invalid("neither the response nor the assertion is signed"));
     }

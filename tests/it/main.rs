@@ -34,3 +34,4 @@ mod store;
 mod support;
 mod surface;
 mod testprovider;
+mod vendors;
