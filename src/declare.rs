@@ -296,7 +296,7 @@ pub async fn reconcile(app: &AppState, declared: &Declared) -> Report {
 
 async fn end_sessions(app: &AppState, id: &str, report: &mut Report) {
     if let Err(e) = app.sessions.remove_connection(id).await {
-        report.failures.push(format!("connection {id}: turned off, but its sessions could not be ended: {e}"));
+        report.failures.push(format!("connection {id}: turned off or changed who may sign in, but its sessions could not be ended: {e}"));
     }
 }
 
@@ -311,9 +311,9 @@ async fn connections(app: &AppState, declared: &Declared, report: &mut Report) {
         }
         match declared {
             Ok(Declaration::Created(c)) => report.changes.push(format!("connection {} created", c.id)),
-            Ok(Declaration::Updated { connection, was_active }) => {
+            Ok(Declaration::Updated { connection, was_active, admission_changed }) => {
                 report.changes.push(format!("connection {} updated", connection.id));
-                if was_active && !connection.active {
+                if (was_active && !connection.active) || admission_changed {
                     end_sessions(app, &connection.id, report).await;
                 }
             }

@@ -372,6 +372,9 @@ fn validate_vendor(errors: &mut Vec<FieldError>, s: &Settings) {
                 format!("allow[{i}].values"),
                 format!("must be at most {MAX_VALUES} non-empty values of at most 512 characters, without control characters"),
             ));
+        } else if rule.values.iter().any(|v| v.contains(',')) {
+            // The console lists values comma-separated: one with a comma would come back as two.
+            errors.push(FieldError::new(format!("allow[{i}].values"), "must not contain commas (list each value on its own)"));
         }
     }
     let m = &s.group_mapping;

@@ -466,6 +466,17 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// What decides who may sign in through this connection: its allow rules, and the
+    /// upstream's identity (OIDC issuer, aliases, tenants and client id; the SAML IdP's
+    /// entity id). When it changes, sessions admitted under the old values end.
+    pub fn admission(&self) -> serde_json::Value {
+        let upstream = match &self.settings.upstream {
+            Upstream::Oidc(o) => serde_json::json!({"issuer": o.issuer, "aliases": o.issuer_aliases, "tenants": o.allowed_tenants, "client_id": o.client_id}),
+            Upstream::Saml(s) => serde_json::json!({"idp": s.idp.entity_id}),
+        };
+        serde_json::json!({"allow": self.settings.allow, "upstream": upstream})
+    }
+
     /// The protocol (from the settings: there is no other copy of it).
     pub fn protocol(&self) -> Protocol {
         self.settings.upstream.protocol()

@@ -59,6 +59,8 @@ pub enum Declaration {
         connection: Connection,
         /// Whether it was on before (turned off now: its sessions must end).
         was_active: bool,
+        /// Whether who may sign in changed ([`Connection::admission`]): its sessions must end.
+        admission_changed: bool,
     },
     /// It already was what the file says.
     Unchanged,
@@ -201,7 +203,8 @@ impl Registry {
         );
         self.store.connection_update(&self.encode(&fresh), stored.version, &audit).await?;
         self.forget(&id);
-        Ok(Declaration::Updated { connection: fresh, was_active: stored.active })
+        let admission_changed = fresh.admission() != stored.admission();
+        Ok(Declaration::Updated { connection: fresh, was_active: stored.active, admission_changed })
     }
 
     /// A connection the configuration file no longer declares: turned off and handed to
@@ -394,7 +397,14 @@ impl Registry {
     /// Changes a connection. `if_match` (or `patch.version`) must be the stored version
     /// when given; the write is refused if someone else changed it meanwhile.
     pub async fn update(&self, id: &str, patch: &ConnectionPatch, if_match: Option<i64>, actor: &str) -> Result<Connection, ConnectionError> {
+        self.update_admission(id, patch, if_match, actor).await.map(|(c, _)| c)
+    }
+
+    /// [`update`](Self::update), also telling whether who may sign in changed
+    /// ([`Connection::admission`]): then the connection's live sessions must end.
+    pub async fn update_admission(&self, id: &str, patch: &ConnectionPatch, if_match: Option<i64>, actor: &str) -> Result<(Connection, bool), ConnectionError> {
         let mut c = self.get(id).await?;
+        let admitted = c.admission();
         self.editable(&c, actor)?;
         let expected = match (if_match, patch.version) {
             (Some(a), Some(b)) if a != b => return Err(invalid("version", "differs from the If-Match header")),
@@ -412,7 +422,8 @@ impl Registry {
         let audit = AuditEntry::new(c.updated_at, actor, "connection.update", &c.id, json!({"fields": changed_fields(patch)}));
         self.store.connection_update(&self.encode(&c), read_version, &audit).await?;
         self.forget(id);
-        Ok(c)
+        let changed = c.admission() != admitted;
+        Ok((c, changed))
     }
 
     /// `c` with `patch` applied and validated.

@@ -1148,8 +1148,17 @@ pub async fn update(State(app): State<AppState>, admin: Admin, Path(id): Path<St
             Err(e) => failed(&e),
         };
     }
-    match app.registry.update(&id, &patch, Some(version), &admin.identity.actor()).await {
-        Ok(saved) => Redirect::to(&format!("/console/connections/{}?done=saved", urlencode(&saved.id))).into_response(),
+    match app.registry.update_admission(&id, &patch, Some(version), &admin.identity.actor()).await {
+        Ok((saved, admission_changed)) => {
+            // Who may sign in changed: sessions admitted under the old rules end, as through the API.
+            if admission_changed || !saved.active {
+                match app.sessions.remove_connection(&id).await {
+                    Ok(n) => tracing::info!(connection = %id, sessions = n, "sessions of the connection ended"),
+                    Err(e) => return super::unavailable(&e),
+                }
+            }
+            Redirect::to(&format!("/console/connections/{}?done=saved", urlencode(&saved.id))).into_response()
+        }
         Err(ConnectionError::Stale { current }) => render_form(&app, &admin, &page, &v, vec![], None, Some(current), StatusCode::CONFLICT),
         Err(ConnectionError::Invalid(errors)) => render_form(&app, &admin, &page, &v, errors, None, None, StatusCode::UNPROCESSABLE_ENTITY),
         Err(ConnectionError::Conflict(m)) => render_form(&app, &admin, &page, &v, conflict_errors(&m), None, None, StatusCode::CONFLICT),
