@@ -7,12 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/ssogate-fuzz-target}
-[ -f fuzz/keys/idp.crt ] && [ -d fuzz/corpus/response ] || bash fuzz/seeds.sh
+[ -f fuzz/keys/idp.crt ] && [ -d fuzz/corpus/response ] && [ -d fuzz/corpus/redirect ] || bash fuzz/seeds.sh
 # One build, then the binaries themselves: `cargo fuzz run` builds with other debug
 # settings than `cargo fuzz build`, which would rebuild everything.
 cargo +nightly fuzz build
 bin=$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release
-for target in precheck response response_signed dsig_differential; do
+for target in precheck response response_signed dsig_differential metadata mapping redirect; do
   echo "== $target, ${secs}s"
   mkdir -p "fuzz/artifacts/$target"
   # -timeout: any input taking over 2 s is a stall, reported like a crash.

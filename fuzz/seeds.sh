@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 out=${SEEDS_DIR:-.}
-mkdir -p "$out"/keys "$out"/corpus/precheck "$out"/corpus/response "$out"/corpus/response_signed "$out"/corpus/dsig_differential
+mkdir -p "$out"/keys "$out"/corpus/precheck "$out"/corpus/response "$out"/corpus/response_signed "$out"/corpus/dsig_differential \
+  "$out"/corpus/metadata "$out"/corpus/mapping "$out"/corpus/redirect
 if [ ! -f "$out"/keys/idp.crt ]; then
   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=fuzz-idp \
     -keyout "$out"/keys/idp.key -out "$out"/keys/idp.crt 2>/dev/null
@@ -89,5 +90,32 @@ for tag in ["saml:AuthnContextClassRef", "saml:Audience", "saml:NameID"]:
     prefixed = ok[:start] + "<saml\u1680X:" + local + ' xmlns:saml\u1680X="urn:oasis:names:tc:SAML:2.0:assertion"' + ok[end:]
     put("dsig_differential", "unsigned_ogham_prefix_" + local, prefixed.replace("</" + tag + ">", "</saml\u1680X:" + local + ">", 1).encode())
 put("precheck", "doctype", b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aa">]><r>&a;</r>')
+# metadata: an IdP's metadata with the fuzz key, and with two certificates (a rollover).
+cert = "".join(l for l in open(os.path.join(OUT, "keys", "idp.crt")).read().splitlines() if "CERTIFICATE" not in l)
+key = ('<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>' + cert +
+       '</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>')
+def metadata(keys):
+    return ('<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" '
+            'entityID="https://idp.example.test/metadata"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">'
+            + keys + '<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example.test/sso"/>'
+            '<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://idp.example.test/sso/post"/>'
+            '</md:IDPSSODescriptor></md:EntityDescriptor>').encode()
+def seed(target, name, data):
+    with open(os.path.join(OUT, "corpus", target, name), "wb") as f:
+        f.write(data)
+seed("metadata", "one_key.xml", metadata(key))
+seed("metadata", "rollover.xml", metadata(key + key.replace('use="signing"', "")))
+# mapping: a claim name, a newline, a claim set.
+claims = {"sub": "alice", "email": "alice@example.test", "email_verified": True, "name": "Alice",
+          "groups": ["staff", "/parent/child"], "realm_access": {"roles": ["admin"]},
+          "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups": ["0c9d"], "urn:oid:0.9.2342.19200300.100.1.3": "a@x"}
+for name in ["email", "groups", "realm_access.roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups",
+             "urn:oid:0.9.2342.19200300.100.1.3", "a.b.c.d"]:
+    seed("mapping", name.replace("/", "_").replace(":", "_"), (name + "\n" + json.dumps(claims)).encode())
+# redirect: the open-redirect table's shapes.
+for i, rd in enumerate(["/", "/path?q=1", "https://app.example.com/x", "https://a.b.corp.example/x", "https://tools.example.com:8443/",
+                        "//evil.example", "/\\evil.example", "https://app.example.com@evil.example/", "https:evil.example",
+                        "https://app.example.com.evil.example/", "javascript:alert(1)", "https://sso.example.com/after"]):
+    seed("redirect", "rd%02d" % i, rd.encode())
 PY
-echo "seeds: $(ls "$out"/corpus/response | wc -l) response, $(ls "$out"/corpus/response_signed | wc -l) response_signed, $(ls "$out"/corpus/dsig_differential | wc -l) dsig_differential, $(ls "$out"/corpus/precheck | wc -l) precheck; key in $out/keys"
+echo "seeds: $(ls "$out"/corpus/response | wc -l) response, $(ls "$out"/corpus/metadata "$out"/corpus/mapping "$out"/corpus/redirect | wc -l) metadata/mapping/redirect, $(ls "$out"/corpus/response_signed | wc -l) response_signed, $(ls "$out"/corpus/dsig_differential | wc -l) dsig_differential, $(ls "$out"/corpus/precheck | wc -l) precheck; key in $out/keys"

@@ -50,6 +50,8 @@ pub struct App {
     pub started_at: crate::clock::Millis,
     /// Refusals counted but not yet audited, and logins not yet in the health table.
     pub recorder: crate::login::record::Recorder,
+    /// Ended sessions whose apps are to get back-channel logout tokens.
+    pub backchannel: Arc<crate::op::backchannel::Outbox>,
 }
 
 /// Handlers' state.
@@ -172,6 +174,9 @@ impl App {
         let registry = Registry::new(store.clone(), cipher.clone(), config.public_base(), http.clone(), clock.clone()).with_config_file(config.file.as_deref());
         let directory = Directory::new(store.clone(), clock.clone()).with_config_file(config.file.as_deref());
         let (ephemeral, sessions) = state_backends(&config, &clock, &cipher)?;
+        // Every session that ends, whoever ends it, is told to the apps (back-channel logout).
+        let backchannel = crate::op::backchannel::Outbox::new(crate::op::backchannel::QUEUE_MAX);
+        let sessions = crate::op::backchannel::Watched::wrap(sessions, backchannel.clone(), clock.clone());
         let jwks = crate::upstream::jwks::JwksCache::new(http.clone(), clock.clone(), (config.login.jwks_min_refetch_seconds * 1000) as i64);
         let limits = crate::limit::Limiter::new(&config);
         Ok((
@@ -192,6 +197,7 @@ impl App {
                 limits,
                 metrics: crate::metrics::Metrics::new(),
                 recorder: Default::default(),
+                backchannel,
             },
             startup,
         ))
@@ -212,7 +218,7 @@ fn state_backends(config: &Config, clock: &Clock, cipher: &Cipher) -> Result<cra
         let sessions: Arc<dyn crate::state::Sessions> = Arc::new(crate::state::memory::MemorySessions::new());
         return Ok((ephemeral, sessions));
     };
-    let backends = crate::state::redis::open(&config.state, url.expose(), clock, cipher)
+    let backends = crate::state::redis::open(&config.state, url.expose(), clock, cipher, config.login.flows_per_client)
         .map_err(|source| StartupError::State { url: redact_url(url.expose()), source })?;
     tracing::info!(url = %redact_url(url.expose()), prefix = %config.state.prefix, cache_seconds = config.state.cache_seconds, "state in redis");
     Ok(backends)

@@ -188,6 +188,10 @@ pub struct ClientConfig {
     /// A name for admins.
     #[serde(default)]
     pub name: String,
+    /// Per-client settings (`[clients.settings]`: `grant_types`, `require_pkce`,
+    /// `backchannel_logout_uri`, ...), as the admin API takes them.
+    #[serde(default)]
+    pub settings: crate::store::ClientSettings,
 }
 
 /// `[[connections]]`: a connection declared here, as a table of the fields `POST
@@ -243,10 +247,18 @@ pub struct LoginConfig {
     /// Callbacks one client may make at once before `callbacks_per_minute` applies.
     #[serde(deserialize_with = "lenient")]
     pub callbacks_burst: u32,
-    /// Logins in progress one client may hold in the in-memory state store: a client
+    /// Logins in progress one client may hold in the state store (in memory or Redis): a client
     /// over it loses its own oldest one (everyone behind one NAT counts as one client).
     #[serde(deserialize_with = "lenient")]
     pub flows_per_client: usize,
+    /// Login starts, and callbacks, one browser (told apart by its flow cookie) may make
+    /// per minute, sustained, within its address's budget: behind a NAT, one busy browser
+    /// does not use up everyone's. 0: no per-browser limit.
+    #[serde(deserialize_with = "lenient")]
+    pub browser_per_minute: u32,
+    /// Starts (and callbacks) one browser may make at once before `browser_per_minute`.
+    #[serde(deserialize_with = "lenient")]
+    pub browser_burst: u32,
 }
 
 impl Default for LoginConfig {
@@ -261,6 +273,8 @@ impl Default for LoginConfig {
             callbacks_per_minute: 600,
             callbacks_burst: 100,
             flows_per_client: 1000,
+            browser_per_minute: 60,
+            browser_burst: 20,
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct DeclaredClient {
     pub secret: Secret,
     /// Exact redirect URIs.
     pub redirect_uris: Vec<String>,
+    /// Per-client settings.
+    pub settings: crate::store::ClientSettings,
 }
 
 /// The sentence the API answers (409) when asked to change what the file declares.
@@ -257,6 +259,7 @@ pub fn resolve(config: &Config, env: &HashMap<String, String>) -> (Declared, Vec
                 name: c.name.clone(),
                 secret: Secret::new(secret),
                 redirect_uris: c.redirect_uris.clone(),
+                settings: c.settings.clone(),
             });
         }
     }
@@ -293,7 +296,7 @@ pub async fn reconcile(app: &AppState, declared: &Declared) -> Report {
 
 async fn end_sessions(app: &AppState, id: &str, report: &mut Report) {
     if let Err(e) = app.sessions.remove_connection(id).await {
-        report.failures.push(format!("connection {id}: turned off, but its sessions could not be ended: {e}"));
+        report.failures.push(format!("connection {id}: turned off or changed who may sign in, but its sessions could not be ended: {e}"));
     }
 }
 
@@ -308,9 +311,9 @@ async fn connections(app: &AppState, declared: &Declared, report: &mut Report) {
         }
         match declared {
             Ok(Declaration::Created(c)) => report.changes.push(format!("connection {} created", c.id)),
-            Ok(Declaration::Updated { connection, was_active }) => {
+            Ok(Declaration::Updated { connection, was_active, admission_changed }) => {
                 report.changes.push(format!("connection {} updated", connection.id));
-                if was_active && !connection.active {
+                if (was_active && !connection.active) || admission_changed {
                     end_sessions(app, &connection.id, report).await;
                 }
             }
@@ -367,8 +370,9 @@ async fn clients(app: &AppState, declared: &Declared, report: &mut Report) {
             created_at: now,
             updated_at: now,
             managed_by: Some(MANAGED_BY.into()),
+            settings: d.settings.clone(),
         };
-        if let Err(e) = crate::op::clients::check_redirect_uris(&want.redirect_uris) {
+        if let Err(e) = crate::op::clients::check_redirect_uris(&want.redirect_uris).and_then(|()| crate::op::clients::check_settings(&want.settings)) {
             let why: Vec<String> = e.fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect();
             report.failures.push(format!("client {}: {}", d.client_id, why.join("; ")));
             continue;
@@ -380,7 +384,11 @@ async fn clients(app: &AppState, declared: &Declared, report: &mut Report) {
                 app.store.client_insert(&want, &audit).await.map(|()| format!("client {} created", want.client_id))
             }
             Some(c)
-                if c.name == want.name && c.secret_sha256 == want.secret_sha256 && c.redirect_uris == want.redirect_uris && c.managed_by == want.managed_by =>
+                if c.name == want.name
+                    && c.secret_sha256 == want.secret_sha256
+                    && c.redirect_uris == want.redirect_uris
+                    && c.managed_by == want.managed_by
+                    && c.settings == want.settings =>
             {
                 continue;
             }

@@ -602,6 +602,7 @@ mod tests {
             last_seen: 0,
             profile: Default::default(),
             upstream_token: None,
+            auth_time: None,
         };
         let some = |x: &str| (!x.is_empty()).then(|| x.to_string());
         let q = |g: &str, e: &str, c: &str| AuthQuery { allowed_groups: some(g), allowed_emails: some(e), allowed_connections: some(c), ..Default::default() };
@@ -686,6 +687,7 @@ mod tests {
             last_seen: 0,
             profile: Default::default(),
             upstream_token: None,
+            auth_time: None,
         };
         let q = |g: &str| AuthQuery { allowed_groups: Some(g.into()), ..Default::default() };
         // ASCII letters without case; anything else exactly (SECURITY.md: distinct strings

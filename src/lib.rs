@@ -29,7 +29,9 @@
 //!   pipeline after the seam (with its report-only mode), the Test Provider, sign-out,
 //!   and `LoginError`.
 //! - [`ingress`]: `/auth` for ingress controllers, `/start?rd=`, the oauth2-proxy paths.
-//! - [`op`]: ssogate as an OpenID Provider for the main server (discovery, authorize, token, userinfo, JWKS).
+//! - [`op`]: ssogate as an OpenID Provider for the main server (discovery, authorize, token with
+//!   refresh, userinfo, JWKS, revocation, introspection, RP-initiated and back-channel logout,
+//!   per-client settings).
 //! - [`admin`]: the admin REST API and its OpenAPI document.
 //! - [`console`]: the admin console's pages (sign-in, Identity Providers, Users, Groups,
 //!   Audit log, Signing keys, Apps), server-rendered.

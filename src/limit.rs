@@ -160,22 +160,24 @@ struct Bucket {
     refusing: bool,
 }
 
-/// Token buckets per client: `burst` at once, then `per_minute`.
+/// Token buckets per key (a client's address, or a browser): `burst` at once, then
+/// `per_minute`.
 #[derive(Debug)]
-pub struct Buckets {
+pub struct Buckets<K = IpAddr> {
     what: &'static str,
     per_ms: f64,
     burst: f64,
-    map: Mutex<(HashMap<IpAddr, Bucket>, Millis)>,
+    map: Mutex<(HashMap<K, Bucket>, Millis)>,
 }
 
-impl Buckets {
+impl<K: std::hash::Hash + Eq + Copy> Buckets<K> {
     fn new(what: &'static str, per_minute: u32, burst: u32) -> Self {
         Self { what, per_ms: f64::from(per_minute) / 60_000.0, burst: f64::from(burst.max(1)), map: Mutex::new((HashMap::new(), 0)) }
     }
 
-    /// Spends one token of `client`'s; `Err(seconds)` until the next one when none is left.
-    pub fn take(&self, client: Client, now: Millis) -> Result<(), u64> {
+    /// Spends one token of `key`'s (a request of `client`); `Err(seconds)` until the next
+    /// one when none is left.
+    pub fn take_for(&self, key: K, client: Client, now: Millis) -> Result<(), u64> {
         if self.per_ms <= 0.0 {
             return Ok(());
         }
@@ -186,10 +188,10 @@ impl Buckets {
             map.retain(|_, b| b.tokens + (now - b.at) as f64 * per_ms < burst);
             *last_sweep = now;
         }
-        if map.len() >= MAX_TRACKED && !map.contains_key(&client.0) {
+        if map.len() >= MAX_TRACKED && !map.contains_key(&key) {
             return Ok(());
         }
-        let b = map.entry(client.0).or_insert(Bucket { tokens: self.burst, at: now, refusing: false });
+        let b = map.entry(key).or_insert(Bucket { tokens: self.burst, at: now, refusing: false });
         b.tokens = (b.tokens + (now - b.at).max(0) as f64 * self.per_ms).min(self.burst);
         b.at = now;
         if b.tokens >= 1.0 {
@@ -205,6 +207,25 @@ impl Buckets {
     }
 }
 
+impl Buckets<IpAddr> {
+    /// Spends one token of `client`'s budget.
+    pub fn take(&self, client: Client, now: Millis) -> Result<(), u64> {
+        self.take_for(client.0, client, now)
+    }
+}
+
+/// A browser's budget key: the first 16 bytes of the SHA-256 of its flow cookie (never
+/// the cookie itself).
+pub type BrowserKey = [u8; 16];
+
+fn browser_key(flow_cookie: &str) -> BrowserKey {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(flow_cookie.as_bytes());
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    k
+}
+
 /// The per-client limits of a gateway, and the proxies trusted to name clients.
 #[derive(Debug)]
 pub struct Limiter {
@@ -214,6 +235,10 @@ pub struct Limiter {
     pub starts: Buckets,
     /// OIDC callbacks and SAML ACS posts.
     pub callbacks: Buckets,
+    /// Login starts per browser (by its flow cookie), within its address's.
+    pub browser_starts: Buckets<BrowserKey>,
+    /// Callbacks per browser.
+    pub browser_callbacks: Buckets<BrowserKey>,
 }
 
 impl Limiter {
@@ -224,14 +249,33 @@ impl Limiter {
             trusted: config.http.trusted_proxies.iter().filter_map(|p| Net::parse(p)).collect(),
             starts: Buckets::new("login starts", l.starts_per_minute, l.starts_burst),
             callbacks: Buckets::new("login callbacks", l.callbacks_per_minute, l.callbacks_burst),
+            browser_starts: Buckets::new("login starts of one browser", l.browser_per_minute, l.browser_burst),
+            browser_callbacks: Buckets::new("login callbacks of one browser", l.browser_per_minute, l.browser_burst),
         }
     }
 }
 
+/// Whose budget ran out: the address's (everyone behind it) or this browser's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Over {
+    /// The client's address.
+    Network,
+    /// This browser (its flow cookie).
+    Browser,
+}
+
 /// 429 with `Retry-After`, as a page the browser shows.
 pub fn too_many(retry_after: u64) -> Response {
-    let mut r =
-        crate::web::page::error(StatusCode::TOO_MANY_REQUESTS, &format!("Too many sign-in attempts from your network. Try again in {retry_after} seconds."));
+    too_many_from(Over::Network, retry_after)
+}
+
+/// 429 with `Retry-After`, naming whose budget ran out.
+pub fn too_many_from(over: Over, retry_after: u64) -> Response {
+    let whose = match over {
+        Over::Network => "your network",
+        Over::Browser => "this browser",
+    };
+    let mut r = crate::web::page::error(StatusCode::TOO_MANY_REQUESTS, &format!("Too many sign-in attempts from {whose}. Try again in {retry_after} seconds."));
     if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
         r.headers_mut().insert(header::RETRY_AFTER, v);
     }
@@ -240,21 +284,30 @@ pub fn too_many(retry_after: u64) -> Response {
 
 /// Route layer: one login start of the client's budget, or 429.
 pub async fn starts(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    spend(&app, &app.limits.starts, req, next).await
+    spend(&app, &app.limits.starts, &app.limits.browser_starts, req, next).await
 }
 
 /// Route layer: one callback (OIDC callback, SAML ACS) of the client's budget, or 429.
 pub async fn callbacks(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    spend(&app, &app.limits.callbacks, req, next).await
+    spend(&app, &app.limits.callbacks, &app.limits.browser_callbacks, req, next).await
 }
 
-async fn spend(app: &AppState, buckets: &Buckets, req: Request, next: Next) -> Response {
+/// One token of the client's address, then, when the request carries a flow cookie of
+/// ours, one of that browser's: a browser cannot spend its whole network's budget, and
+/// one without the cookie (a script) is held by its address's budget alone.
+async fn spend(app: &AppState, network: &Buckets, browsers: &Buckets<BrowserKey>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let client = Client::of(&parts, app);
-    match buckets.take(client, app.clock.now()) {
-        Ok(()) => next.run(Request::from_parts(parts, body)).await,
-        Err(after) => too_many(after),
+    let now = app.clock.now();
+    if let Err(after) = network.take(client, now) {
+        return too_many_from(Over::Network, after);
     }
+    if let Some(flow) = crate::web::browser::flow_cookie_value(app, &parts.headers) {
+        if let Err(after) = browsers.take_for(browser_key(flow), client, now) {
+            return too_many_from(Over::Browser, after);
+        }
+    }
+    next.run(Request::from_parts(parts, body)).await
 }
 
 #[cfg(test)]

@@ -127,16 +127,71 @@ fn text(v: &Value) -> Result<Option<String>, ()> {
     Ok((!s.is_empty()).then(|| s.to_string()))
 }
 
-/// `email_verified` and the like: `true`/`false`, or those words as strings.
+/// `email_verified` and the like: only the JSON literals `true` and `false` count. The
+/// string `"true"` is not a yes (OpenID Connect Core 5.1 types the claim as a boolean,
+/// and an IdP that lets users or scripts set attributes as text could otherwise vouch
+/// for any address); it reads as "not said".
 pub fn boolean(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
-        // Some IdPs send "true"/"false" as strings; anything else is not a yes.
-        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
-        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
-        Value::Array(items) if items.len() == 1 => boolean(&items[0]),
         _ => None,
     }
+}
+
+/// Whether `v` (a claim: a string, or a list of them) holds one of `values`, compared by
+/// ASCII case only.
+fn holds_one_of(v: &Value, values: &[String]) -> bool {
+    let one = |s: &str| {
+        let s = xml_trim(s);
+        values.iter().any(|want| want.trim().eq_ignore_ascii_case(s))
+    };
+    match v {
+        Value::String(s) => one(s),
+        Value::Array(items) => items.iter().any(|i| i.as_str().is_some_and(one)),
+        _ => false,
+    }
+}
+
+/// Checks the connection's allow rules against the verified claims (or SAML attributes):
+/// each rule's claim must hold one of its values. The refusal names the claim and the
+/// values allowed, never what the IdP sent.
+pub fn check_allow(claims: &Value, rules: &[crate::connection::AllowRule]) -> Result<(), String> {
+    for rule in rules {
+        match lookup(claims, &rule.claim).filter(|v| !v.is_null()) {
+            // The refusal names the claim only: the values admitted (internal domains,
+            // tenants) are the admin's to know, not every visitor's.
+            None => return Err(format!("the identity provider sent no {} claim, which this connection requires", rule.claim)),
+            Some(v) if !holds_one_of(v, &rule.values) => return Err(format!("your {} is not one this connection admits", rule.claim)),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Entra ID's SAML overage attribute: the groups were replaced by a link to Graph.
+pub const SAML_GROUPS_LINK: &str = "http://schemas.microsoft.com/claims/groups.link";
+
+/// When the IdP left the groups out and sent a pointer to them instead (too many to fit):
+/// OIDC `_claim_names` naming the groups claim (with `_claim_sources`), the implicit
+/// flow's `hasgroups`, or SAML's `groups.link` attribute. Returns what was found, to name
+/// it; `None` when the groups claim itself is there.
+pub fn groups_overage(claims: &Value, groups: &ClaimNames) -> Option<String> {
+    if first(claims, groups).is_some() {
+        return None;
+    }
+    if let Some(names) = claims.get("_claim_names").and_then(Value::as_object) {
+        let mapped = groups.0.iter().chain(std::iter::once(&"groups".to_string())).find(|n| names.contains_key(n.as_str())).cloned();
+        if let Some(n) = mapped {
+            return Some(format!("_claim_names.{n}"));
+        }
+    }
+    if claims.get("hasgroups").and_then(boolean) == Some(true) {
+        return Some("hasgroups".into());
+    }
+    if claims.get(SAML_GROUPS_LINK).is_some() {
+        return Some("groups.link".into());
+    }
+    None
 }
 
 /// Groups from a list of strings, or a single string (one group). `Err(())` when any
@@ -249,7 +304,40 @@ mod tests {
         let id = map(&json!({"sub": 42, "email_verified": "yes"}), &mappings(&[])).unwrap();
         assert_eq!(id.subject, "42");
         assert_eq!(id.email_verified, None, "only true or false count");
-        assert_eq!(map(&json!({"sub": "a", "email_verified": "FALSE"}), &mappings(&[])).unwrap().email_verified, Some(false));
+        assert_eq!(map(&json!({"sub": "a", "email_verified": "FALSE"}), &mappings(&[])).unwrap().email_verified, None);
+        let with = |v: Value| map(&json!({"sub": "a", "email": "a@x.test", "email_verified": v}), &mappings(&[])).unwrap().email_verified;
+        assert_eq!(with(json!(true)), Some(true), "only the JSON literal true vouches");
+        for not_a_yes in [json!("true"), json!("TRUE"), json!(1), json!([true]), json!({"value": true})] {
+            assert_eq!(with(not_a_yes.clone()), None, "{not_a_yes}");
+        }
+    }
+
+    #[test]
+    fn allow_rules_admit_only_the_listed_values() {
+        use crate::connection::AllowRule;
+        let hd = vec![AllowRule { claim: "hd".into(), values: vec!["example.com".into(), "corp.example".into()] }];
+        assert!(check_allow(&json!({"hd": "example.com"}), &hd).is_ok());
+        assert!(check_allow(&json!({"hd": "Example.COM"}), &hd).is_ok(), "ASCII case only");
+        assert!(check_allow(&json!({"hd": ["x.test", "corp.example"]}), &hd).is_ok(), "a list passes with any member");
+        let e = check_allow(&json!({"hd": "evil.example"}), &hd).unwrap_err();
+        assert!(e.contains("hd is not one this connection admits") && !e.contains("evil") && !e.contains("example.com"), "{e}");
+        assert!(check_allow(&json!({"email": "a@gmail.com"}), &hd).unwrap_err().contains("no hd claim"), "a consumer account has no hd");
+        assert!(check_allow(&json!({"hd": "example.com.evil"}), &hd).is_err());
+        assert!(check_allow(&json!({"hd": "\u{212A}example.com"}), &hd).is_err());
+        assert!(check_allow(&json!({"hd": true}), &hd).is_err());
+        let two = vec![hd[0].clone(), AllowRule { claim: "tid".into(), values: vec!["t1".into()] }];
+        assert!(check_allow(&json!({"hd": "example.com", "tid": "t2"}), &two).is_err(), "every rule must pass");
+    }
+
+    #[test]
+    fn overage_pointers_are_found_only_when_the_groups_are_missing() {
+        let g = ClaimNames::one("groups");
+        let oidc = json!({"sub": "s", "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "https://graph.microsoft.com/v1.0/users/x/getMemberObjects"}}});
+        assert_eq!(groups_overage(&oidc, &g).as_deref(), Some("_claim_names.groups"));
+        assert_eq!(groups_overage(&json!({"sub": "s", "hasgroups": true}), &g).as_deref(), Some("hasgroups"));
+        assert_eq!(groups_overage(&json!({"NameID": ["n"], SAML_GROUPS_LINK: ["https://graph.windows.net/x"]}), &g).as_deref(), Some("groups.link"));
+        assert_eq!(groups_overage(&json!({"sub": "s", "groups": ["a"], "_claim_names": {"groups": "src1"}}), &g), None);
+        assert_eq!(groups_overage(&json!({"sub": "s"}), &g), None);
     }
 
     #[test]

@@ -284,6 +284,14 @@ pub async fn render(app: &AppState) -> String {
             let _ = writeln!(out, "ssogate_idp_certificate_expiry_timestamp_seconds{{connection=\"{}\"}} {t}", label(&c.id));
         }
     }
+    // Legacy SHA-1 acceptance (issue #15): one series per connection while it is on, so an
+    // alert can ask for it to be turned off.
+    head(&mut out, "ssogate_saml_sha1_allowed", "gauge", "SAML connections that accept SHA-1 signatures (allow_sha1): 1 while on.");
+    for c in connections.iter().flatten() {
+        if c.settings.upstream.saml().is_some_and(|s| s.allow_sha1) {
+            let _ = writeln!(out, "ssogate_saml_sha1_allowed{{connection=\"{}\"}} 1", label(&c.id));
+        }
+    }
 
     let ids: Vec<String> = connections.iter().flatten().map(|c| c.id.clone()).collect();
     let sessions = tokio::time::timeout(wait, app.sessions.count_by_connection(&ids, app.clock.now())).await;

@@ -151,10 +151,12 @@ pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future
     crate::declare::reconcile(&state, &state.config.declared).await;
     let refresh = background_refresh(state.clone());
     let recorder = background_flush(state.clone());
+    let backchannel = crate::op::backchannel::spawn(state.clone());
     crate::listen::check_fd_limit(state.config.http.max_connections);
     let served = crate::listen::run(listener, Front::new(state.clone()), &state.config.http, shutdown).await;
     refresh.abort();
     recorder.abort();
+    backchannel.abort();
     // What was counted and not yet written (refusals of the current minute, the latest
     // logins) is written before the process goes.
     crate::login::record::flush(&state, true).await;

@@ -36,13 +36,22 @@ pub fn saml_connection(names: SamlNames<'_>, cert: &openssl::x509::X509, require
         sp_certificate: None,
         name_id_format: None,
         allow_idp_initiated: false,
+        allow_sha1: false,
     };
     Connection {
         id: names.id.into(),
         display_name: format!("Fixture {}", names.id),
         provider: "custom".into(),
         active: true,
-        settings: Settings { webapp_url: None, create_users: true, group_sync: true, claims: ClaimMappings::default(), upstream: Upstream::Saml(saml) },
+        settings: Settings {
+            webapp_url: None,
+            create_users: true,
+            group_sync: true,
+            claims: ClaimMappings::default(),
+            upstream: Upstream::Saml(saml),
+            allow: vec![],
+            group_mapping: Default::default(),
+        },
         secrets: Secrets::default(),
         created_at: 0,
         updated_at: 0,
@@ -72,6 +81,10 @@ pub fn oidc_settings(issuer: &str, client_id: &str, jwks_uri: Option<&str>) -> O
         additional_scopes: vec![],
         allowed_algorithms: vec!["RS256".into(), "ES256".into()],
         authorization_response_iss_parameter_supported: false,
+        issuer_aliases: vec![],
+        allowed_tenants: vec![],
+        client_jwk: None,
+        groups_endpoint: None,
     }
 }
 
@@ -101,5 +114,6 @@ pub fn session(id: &str, user: &str, connection: &str, groups: &[&str], now: Mil
         last_seen: now,
         profile: Default::default(),
         upstream_token: None,
+        auth_time: None,
     }
 }

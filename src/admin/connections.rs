@@ -65,8 +65,8 @@ fn with_etag(view: ConnectionView, status: StatusCode) -> Response {
     resp
 }
 
-/// Ends every session started through a connection that was turned off or deleted, on
-/// every replica within a second.
+/// Ends every session started through a connection that was turned off, deleted, or
+/// changed in who may sign in, on every replica within a second.
 async fn end_sessions(app: &AppState, id: &str) -> Result<(), ApiError> {
     let n = app.sessions.remove_connection(id).await.map_err(|e| super::directory::not_reached(&e))?;
     tracing::info!(connection = %id, sessions = n, "sessions of the connection ended");
@@ -138,8 +138,9 @@ pub async fn update_connection(
     headers: HeaderMap,
     ApiJson(patch): ApiJson<ConnectionPatch>,
 ) -> Result<Response, ApiError> {
-    let c = app.registry.update(&id, &patch, if_match(&headers)?, ACTOR).await?;
-    if !c.active {
+    let (c, admission_changed) = app.registry.update_admission(&id, &patch, if_match(&headers)?, ACTOR).await?;
+    // Turned off, or who may sign in changed: sessions admitted before end now.
+    if !c.active || admission_changed {
         end_sessions(&app, &id).await?;
     }
     Ok(with_etag(c.view(&app.config.public_base()), StatusCode::OK))

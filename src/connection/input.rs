@@ -60,6 +60,11 @@ pub struct ConnectionPatch {
     pub oidc: Option<OidcPatch>,
     /// SAML settings to change.
     pub saml: Option<SamlPatch>,
+    /// Allow rules (replaces the list): only replies whose claim holds one of the values
+    /// sign in, such as `[{"claim": "hd", "values": ["example.com"]}]`.
+    pub allow: Option<Vec<AllowRule>>,
+    /// Group values to directory groups (replaces the mapping).
+    pub group_mapping: Option<GroupMapping>,
 }
 
 impl ConnectionPatch {
@@ -120,7 +125,10 @@ pub struct OidcPatch {
     pub verify_signature: Option<bool>,
     /// PKCE: `none`, `plain` or `S256`.
     pub code_challenge_method: Option<Pkce>,
-    /// `client_secret_basic`, `client_secret_post` or `none`.
+    /// `client_secret_basic`, `client_secret_post`, `client_secret_jwt`, `private_key_jwt`
+    /// (the gateway makes the key pair; register `client_jwks_url` at the IdP) or `none`.
+    /// Unset on create: the preset's when discovery lists it, else the first of
+    /// `client_secret_basic`, `client_secret_post`, `client_secret_jwt` it lists.
     pub token_endpoint_auth_method: Option<ClientAuth>,
     /// Standard scopes: a list, or one comma-separated string.
     #[schema(value_type = Option<Vec<String>>)]
@@ -133,6 +141,12 @@ pub struct OidcPatch {
     /// The IdP sends `iss` in every authorization response (RFC 9207): require it. Filled
     /// by discovery unless set here.
     pub authorization_response_iss_parameter_supported: Option<bool>,
+    /// Other `iss` values accepted for this issuer (replaces the list).
+    pub issuer_aliases: Option<Vec<String>>,
+    /// Tenants (`tid`) allowed with a `{tenantid}` issuer template (replaces the list).
+    pub allowed_tenants: Option<Vec<String>>,
+    /// Groups endpoint followed on a groups overage (empty string clears it).
+    pub groups_endpoint: Option<String>,
 }
 
 /// SAML settings to change.
@@ -160,6 +174,8 @@ pub struct SamlPatch {
     pub name_id_format: Option<String>,
     /// Accept IdP-initiated logins.
     pub allow_idp_initiated: Option<bool>,
+    /// Accept SHA-1 signatures and digests from this IdP (legacy; off by default).
+    pub allow_sha1: Option<bool>,
 }
 
 /// Scopes, given as a list or as one comma- or space-separated string.
@@ -279,6 +295,10 @@ impl OidcPatch {
         set(&mut o.additional_scopes, &self.additional_scopes.as_ref().map(|s| s.0.clone()));
         set(&mut o.allowed_algorithms, &self.allowed_algorithms);
         set(&mut o.authorization_response_iss_parameter_supported, &self.authorization_response_iss_parameter_supported);
+        let trim_all = |v: &Option<Vec<String>>| v.as_ref().map(|l| l.iter().map(|s| s.trim().to_string()).collect::<Vec<_>>());
+        set(&mut o.issuer_aliases, &trim_all(&self.issuer_aliases));
+        set(&mut o.allowed_tenants, &trim_all(&self.allowed_tenants));
+        set_opt(&mut o.groups_endpoint, &self.groups_endpoint);
     }
 }
 
@@ -316,6 +336,7 @@ pub fn validate(c: &Connection) -> Vec<FieldError> {
             errors.push(FieldError::new(field, "names must be non-empty and at most 512 characters"));
         }
     }
+    validate_vendor(&mut errors, &c.settings);
     match &c.settings.upstream {
         Upstream::Oidc(o) => validate_oidc(&mut errors, o, &c.secrets),
         Upstream::Saml(s) => validate_saml(&mut errors, s, &c.secrets),
@@ -323,8 +344,87 @@ pub fn validate(c: &Connection) -> Vec<FieldError> {
     errors
 }
 
+/// Most allow rules, values per rule, mapped group values and issuer aliases: bounds on
+/// what a connection stores.
+const MAX_RULES: usize = 16;
+const MAX_VALUES: usize = 256;
+const MAX_GROUP_MAP: usize = 2000;
+const MAX_ALIASES: usize = 8;
+
+/// A short identifier-like value: non-empty, at most 512 bytes, no control character.
+fn plain_text(v: &str) -> bool {
+    !v.trim().is_empty() && v.len() <= 512 && !v.chars().any(crate::mapping::is_refused_char)
+}
+
+/// Allow rules and the group mapping, common to every protocol.
+fn validate_vendor(errors: &mut Vec<FieldError>, s: &Settings) {
+    if s.allow.len() > MAX_RULES {
+        errors.push(FieldError::new("allow", format!("may hold at most {MAX_RULES} rules")));
+    }
+    for (i, rule) in s.allow.iter().enumerate() {
+        if !plain_text(&rule.claim) {
+            errors.push(FieldError::new(format!("allow[{i}].claim"), "must name a claim (non-empty, at most 512 characters, no control character)"));
+        }
+        if rule.values.is_empty() {
+            errors.push(FieldError::new(format!("allow[{i}].values"), "must list at least one value (a rule with none would admit no one)"));
+        } else if rule.values.len() > MAX_VALUES || !rule.values.iter().all(|v| plain_text(v)) {
+            errors.push(FieldError::new(
+                format!("allow[{i}].values"),
+                format!("must be at most {MAX_VALUES} non-empty values of at most 512 characters, without control characters"),
+            ));
+        } else if rule.values.iter().any(|v| v.contains(',')) {
+            // The console lists values comma-separated: one with a comma would come back as two.
+            errors.push(FieldError::new(format!("allow[{i}].values"), "must not contain commas (list each value on its own)"));
+        }
+    }
+    let m = &s.group_mapping;
+    if m.map.len() > MAX_GROUP_MAP {
+        errors.push(FieldError::new("group_mapping.map", format!("may hold at most {MAX_GROUP_MAP} entries")));
+    }
+    if m.map.iter().any(|(k, v)| !plain_text(k) || !plain_text(v)) {
+        errors.push(FieldError::new(
+            "group_mapping.map",
+            "keys (IdP group values) and values (directory group names or ids) must be non-empty, at most 512 characters, without control characters",
+        ));
+    }
+}
+
+/// A tenant id as `tid` carries it: a GUID, or a domain-like name; nothing that could
+/// change the issuer's shape once put into the template.
+pub fn safe_tenant(t: &str) -> bool {
+    !t.is_empty() && t.len() <= 253 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+}
+
 fn validate_oidc(errors: &mut Vec<FieldError>, o: &OidcSettings, secrets: &Secrets) {
-    check_required_url(errors, "oidc.issuer", &o.issuer);
+    if o.is_multi_tenant() {
+        // The template is checked with a tenant put in; the tenants must be listed.
+        let filled = o.issuer.replacen(TENANT_PLACEHOLDER, "tenant", 1);
+        if filled.contains(TENANT_PLACEHOLDER) || filled.contains('{') {
+            errors.push(FieldError::new("oidc.issuer", "may hold {tenantid} once, and no other placeholder"));
+        } else {
+            check_required_url(errors, "oidc.issuer", &filled);
+        }
+        if o.allowed_tenants.is_empty() {
+            errors.push(FieldError::new(
+                "oidc.allowed_tenants",
+                "is required with a multi-tenant issuer ({tenantid}): list the tenant ids (tid) that may sign in",
+            ));
+        }
+    } else {
+        check_required_url(errors, "oidc.issuer", &o.issuer);
+        if !o.allowed_tenants.is_empty() {
+            errors.push(FieldError::new(
+                "oidc.allowed_tenants",
+                "applies only to a multi-tenant issuer (one holding {tenantid}); use an allow rule on tid instead",
+            ));
+        }
+    }
+    if o.allowed_tenants.len() > MAX_VALUES || !o.allowed_tenants.iter().all(|t| safe_tenant(t)) {
+        errors.push(FieldError::new("oidc.allowed_tenants", "must be tenant ids: letters, digits, '-', '.' and '_'"));
+    }
+    if o.issuer_aliases.len() > MAX_ALIASES || !o.issuer_aliases.iter().all(|a| plain_text(a) && !a.contains(char::is_whitespace)) {
+        errors.push(FieldError::new("oidc.issuer_aliases", format!("must be at most {MAX_ALIASES} issuer values without spaces or control characters")));
+    }
     if o.client_id.trim().is_empty() {
         errors.push(FieldError::new("oidc.client_id", "is required"));
     }
@@ -338,6 +438,9 @@ fn validate_oidc(errors: &mut Vec<FieldError>, o: &OidcSettings, secrets: &Secre
         None if !o.userinfo_from_id_token => errors.push(FieldError::new("oidc.userinfo_endpoint", "is required when userinfo_from_id_token is off")),
         None => {}
     }
+    if let Some(u) = &o.groups_endpoint {
+        check_url(errors, "oidc.groups_endpoint", u);
+    }
     match &o.jwks_uri {
         Some(u) => check_url(errors, "oidc.jwks_uri", u),
         None if o.verify_signature => errors.push(FieldError::new("oidc.jwks_uri", "is required when verify_signature is on")),
@@ -348,7 +451,18 @@ fn validate_oidc(errors: &mut Vec<FieldError>, o: &OidcSettings, secrets: &Secre
             errors.push(FieldError::new("oidc.code_challenge_method", "a public client (token_endpoint_auth_method none) must use PKCE"))
         }
         ClientAuth::None => {}
-        _ if secrets.client_secret.is_none() => errors.push(FieldError::new("oidc.client_secret", "is required unless token_endpoint_auth_method is none")),
+        ClientAuth::PrivateKeyJwt if secrets.client_private_key.is_none() || o.client_jwk.is_none() => errors.push(FieldError::new(
+            "oidc.token_endpoint_auth_method",
+            "private_key_jwt needs the connection's key pair (the gateway makes one when the method is set)",
+        )),
+        ClientAuth::PrivateKeyJwt => {}
+        m if m.needs_secret() && secrets.client_secret.is_none() => {
+            errors.push(FieldError::new("oidc.client_secret", format!("is required with token_endpoint_auth_method {}", m.as_str())))
+        }
+        // RFC 7518 3.2: an HS256 key must be at least as long as the hash (32 bytes).
+        ClientAuth::ClientSecretJwt if secrets.client_secret.as_ref().is_some_and(|s| s.len() < 32) => {
+            errors.push(FieldError::new("oidc.client_secret", "must be at least 32 bytes with client_secret_jwt (it is the HS256 key)"))
+        }
         _ => {}
     }
     if !o.scopes.iter().any(|s| s == "openid") {

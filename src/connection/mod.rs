@@ -83,6 +83,74 @@ pub enum ClientAuth {
     ClientSecretPost,
     /// A public client: no secret, PKCE required.
     None,
+    /// A JWT signed with the client secret (HS256, RFC 7523 section 2.2).
+    ClientSecretJwt,
+    /// A JWT signed with the connection's own private key; its public key is published
+    /// at the connection's JWKS URL for the IdP to fetch.
+    PrivateKeyJwt,
+}
+
+impl ClientAuth {
+    /// The name discovery and the API use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuth::ClientSecretBasic => "client_secret_basic",
+            ClientAuth::ClientSecretPost => "client_secret_post",
+            ClientAuth::None => "none",
+            ClientAuth::ClientSecretJwt => "client_secret_jwt",
+            ClientAuth::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+
+    /// Whether the method needs the client secret.
+    pub fn needs_secret(self) -> bool {
+        matches!(self, ClientAuth::ClientSecretBasic | ClientAuth::ClientSecretPost | ClientAuth::ClientSecretJwt)
+    }
+}
+
+/// One allow rule: the login passes only when `claim` (a claim or SAML attribute name,
+/// looked up as the claim mappings look names up) holds one of `values`. A list claim
+/// passes when any of its members is one of them. Values compare by ASCII case only (they
+/// are domains and tenant ids in practice). Every rule of a connection must pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllowRule {
+    /// The claim or attribute, such as `hd` (Google Workspace domain) or `tid`.
+    pub claim: String,
+    /// The values that may sign in, such as `["example.com"]`.
+    pub values: Vec<String>,
+}
+
+/// What group sync does with an IdP group value that `GroupMapping::map` does not name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmapped {
+    /// Match it to a directory group of that name (ASCII case-insensitively).
+    #[default]
+    ByName,
+    /// Ignore it: only mapped values grant memberships.
+    Ignore,
+}
+
+/// How the values of the groups claim become directory groups. IdPs send object ids
+/// (Entra ID), full paths (`/parent/child`, Keycloak) or role names; `map` names the
+/// directory group (by name or id) each of them stands for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMapping {
+    /// IdP group value to directory group (its name or its id). Keys compare by ASCII case only.
+    #[serde(default)]
+    pub map: std::collections::BTreeMap<String, String>,
+    /// Values not in `map`: `by_name` (default) or `ignore`.
+    #[serde(default)]
+    pub unmapped: Unmapped,
+}
+
+impl GroupMapping {
+    /// Whether nothing is set (the default: every value matched by name).
+    pub fn is_default(&self) -> bool {
+        self == &GroupMapping::default()
+    }
 }
 
 /// One claim or attribute name, or several tried in order (the first present wins).
@@ -199,6 +267,36 @@ pub struct OidcSettings {
     /// Present or not, an `iss` in the callback must be the issuer.
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+    /// Other `iss` values the ID token may carry for this same issuer (Google's legacy
+    /// `accounts.google.com`, without the scheme). Compared byte for byte.
+    #[serde(default)]
+    pub issuer_aliases: Vec<String>,
+    /// With an issuer holding `{tenantid}` (Entra ID `common` / `organizations`): the
+    /// tenants (`tid`) that may sign in. Required then; each tenant's token must name the
+    /// issuer with its own `tid` put in the template.
+    #[serde(default)]
+    pub allowed_tenants: Vec<String>,
+    /// The public key (JWK) the IdP verifies `private_key_jwt` assertions with, published at
+    /// the connection's JWKS URL; the private key is a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_jwk: Option<serde_json::Value>,
+    /// Where to read a user's groups when the IdP sends an overage pointer instead of them
+    /// (Entra ID: `https://graph.microsoft.com/v1.0/me/getMemberObjects`, with a scope that
+    /// lets the access token read it). Called with the login's access token; only this
+    /// URL, never one the token names. Unset: an overage refuses the login while group
+    /// sync is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_endpoint: Option<String>,
+}
+
+/// The issuer template placeholder of Entra ID's multi-tenant metadata.
+pub const TENANT_PLACEHOLDER: &str = "{tenantid}";
+
+impl OidcSettings {
+    /// Whether the issuer is a multi-tenant template (`{tenantid}` in it).
+    pub fn is_multi_tenant(&self) -> bool {
+        self.issuer.contains(TENANT_PLACEHOLDER)
+    }
 }
 
 /// A signing certificate of a SAML IdP, pinned from its metadata.
@@ -246,6 +344,11 @@ pub struct SamlSettings {
     pub name_id_format: Option<String>,
     /// Accept responses no AuthnRequest of ours asked for (off by default).
     pub allow_idp_initiated: bool,
+    /// Accept RSA-SHA1 signatures and SHA-1 digests from this IdP (off by default; legacy
+    /// AD FS and JumpCloud set-ups). Logged as a warning at every use and counted in
+    /// `ssogate_saml_sha1_connections` while on.
+    #[serde(default)]
+    pub allow_sha1: bool,
 }
 
 /// The protocol's own settings: a connection is exactly one kind of upstream. Stored as
@@ -298,6 +401,12 @@ pub struct Settings {
     pub claims: ClaimMappings,
     /// The protocol's settings.
     pub upstream: Upstream,
+    /// Allow rules: who may sign in beyond a verified reply (`hd`, `tid`, any claim).
+    #[serde(default)]
+    pub allow: Vec<AllowRule>,
+    /// How group values become directory groups.
+    #[serde(default)]
+    pub group_mapping: GroupMapping,
 }
 
 /// Secrets of a connection; sealed together in the store.
@@ -307,12 +416,19 @@ pub struct Secrets {
     pub client_secret: Option<String>,
     /// SAML SP private key (PKCS#8 PEM).
     pub sp_private_key: Option<String>,
+    /// OIDC client private key for `private_key_jwt` (PKCS#8 PEM), made by the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_private_key: Option<String>,
 }
 
 impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let set = |o: &Option<String>| if o.is_some() { "[redacted]" } else { "None" };
-        f.debug_struct("Secrets").field("client_secret", &set(&self.client_secret)).field("sp_private_key", &set(&self.sp_private_key)).finish()
+        f.debug_struct("Secrets")
+            .field("client_secret", &set(&self.client_secret))
+            .field("sp_private_key", &set(&self.sp_private_key))
+            .field("client_private_key", &set(&self.client_private_key))
+            .finish()
     }
 }
 
@@ -350,6 +466,17 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// What decides who may sign in through this connection: its allow rules, and the
+    /// upstream's identity (OIDC issuer, aliases, tenants and client id; the SAML IdP's
+    /// entity id). When it changes, sessions admitted under the old values end.
+    pub fn admission(&self) -> serde_json::Value {
+        let upstream = match &self.settings.upstream {
+            Upstream::Oidc(o) => serde_json::json!({"issuer": o.issuer, "aliases": o.issuer_aliases, "tenants": o.allowed_tenants, "client_id": o.client_id}),
+            Upstream::Saml(s) => serde_json::json!({"idp": s.idp.entity_id}),
+        };
+        serde_json::json!({"allow": self.settings.allow, "upstream": upstream})
+    }
+
     /// The protocol (from the settings: there is no other copy of it).
     pub fn protocol(&self) -> Protocol {
         self.settings.upstream.protocol()
@@ -368,6 +495,11 @@ impl Connection {
     /// Where the IdP posts its response (SAML).
     pub fn acs_url(&self, public_base: &str) -> String {
         format!("{}/saml/{}/acs", self.webapp_base(public_base), self.id)
+    }
+
+    /// The public key of `private_key_jwt` (OIDC), for the IdP.
+    pub fn client_jwks_url(&self, public_base: &str) -> String {
+        format!("{}/oidc/{}/jwks.json", self.webapp_base(public_base), self.id)
     }
 
     /// Our SP metadata (SAML).
@@ -419,6 +551,10 @@ pub struct ConnectionView {
     pub group_sync: bool,
     /// Claim mappings.
     pub claims: ClaimMappings,
+    /// Allow rules: who may sign in beyond a verified reply.
+    pub allow: Vec<AllowRule>,
+    /// How group values become directory groups.
+    pub group_mapping: GroupMapping,
     /// `config` when the configuration file declares this connection: the API then
     /// refuses to change or delete it (409), the file is where it changes.
     pub managed_by: Option<String>,
@@ -463,6 +599,10 @@ pub struct OidcView {
     pub settings: OidcSettings,
     /// Whether a client secret is stored (it is never shown).
     pub client_secret_set: bool,
+    /// Where the IdP fetches the public key of `private_key_jwt` (register it at the IdP
+    /// as the client's JWKS URL); present once the connection has a key pair.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_jwks_url: Option<String>,
 }
 
 /// SAML settings as shown.
@@ -484,7 +624,11 @@ impl Connection {
         let upstream = match &self.settings.upstream {
             Upstream::Oidc(o) => {
                 callback_url = Some(self.callback_url(public_base));
-                UpstreamView::Oidc(OidcView { settings: o.clone(), client_secret_set: self.secrets.client_secret.is_some() })
+                UpstreamView::Oidc(OidcView {
+                    settings: o.clone(),
+                    client_secret_set: self.secrets.client_secret.is_some(),
+                    client_jwks_url: o.client_jwk.as_ref().map(|_| self.client_jwks_url(public_base)),
+                })
             }
             Upstream::Saml(s) => {
                 acs_url = Some(self.acs_url(public_base));
@@ -513,6 +657,8 @@ impl Connection {
             create_users: self.settings.create_users,
             group_sync: self.settings.group_sync,
             claims: self.settings.claims.clone(),
+            allow: self.settings.allow.clone(),
+            group_mapping: self.settings.group_mapping.clone(),
             managed_by: self.managed_by.clone(),
             last_login_at: None,
             last_error_at: None,
@@ -539,7 +685,7 @@ mod tests {
 
     #[test]
     fn secrets_debug_is_redacted() {
-        let s = Secrets { client_secret: Some("topsecret".into()), sp_private_key: Some("-----BEGIN".into()) };
+        let s = Secrets { client_secret: Some("topsecret".into()), sp_private_key: Some("-----BEGIN".into()), client_private_key: Some("-----BEGIN".into()) };
         let shown = format!("{s:?}");
         assert!(!shown.contains("topsecret") && !shown.contains("BEGIN"), "{shown}");
     }

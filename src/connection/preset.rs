@@ -62,6 +62,9 @@ pub struct OidcPreset {
     pub email_verification: bool,
     /// Verify ID token signatures.
     pub verify_signature: bool,
+    /// Other `iss` forms the vendor's ID tokens carry (Google's scheme-less one).
+    #[serde(default)]
+    pub issuer_aliases: Vec<String>,
 }
 
 /// SAML part of a preset.
@@ -273,6 +276,10 @@ impl Preset {
                     additional_scopes: o.additional_scopes.clone(),
                     allowed_algorithms: vec!["RS256".into(), "ES256".into(), "PS256".into()],
                     authorization_response_iss_parameter_supported: false,
+                    issuer_aliases: o.issuer_aliases.clone(),
+                    allowed_tenants: vec![],
+                    client_jwk: None,
+                    groups_endpoint: None,
                 }),
                 UpstreamPreset::Saml(s) => Upstream::Saml(SamlSettings {
                     entity_id: String::new(),
@@ -283,8 +290,11 @@ impl Preset {
                     sp_certificate: None,
                     name_id_format: s.name_id_format.clone(),
                     allow_idp_initiated: false,
+                    allow_sha1: false,
                 }),
             },
+            allow: vec![],
+            group_mapping: Default::default(),
         }
     }
 }
@@ -335,6 +345,23 @@ mod tests {
         let adfs = find(Protocol::Saml, "adfs").unwrap();
         assert!(adfs.claims.mappings.email.0.iter().any(|n| n.contains("xmlsoap.org/ws/2005/05/identity/claims/emailaddress")));
         assert!(find(Protocol::Saml, "google").is_some() && find(Protocol::Oidc, "google").is_some());
+    }
+
+    #[test]
+    fn presets_follow_vendors_md() {
+        let google = find(Protocol::Oidc, "google").unwrap();
+        assert_eq!(google.oidc().unwrap().issuer_aliases, vec!["accounts.google.com"], "Google's legacy issuer form");
+        assert!(google.hint.contains("hd"), "the Workspace domain is an allow rule");
+        for vendor in ["keycloak", "okta", "azure", "adfs"] {
+            let o = find(Protocol::Oidc, vendor).unwrap().oidc().unwrap();
+            assert!(!o.email_verification, "{vendor}: email_verified is not established by VENDORS.md, so not required");
+        }
+        let adfs = find(Protocol::Saml, "adfs").unwrap();
+        assert_eq!(adfs.claims.mappings.user_id.0[0], "http://schemas.microsoft.com/identity/claims/objectidentifier", "Entra's stable id first");
+        assert!(adfs.hint.contains("SHA-256") && find(Protocol::Saml, "jumpcloud").unwrap().hint.contains("RSA-SHA256"), "how to leave SHA-1");
+        for p in all() {
+            assert!(p.hint.len() <= 300, "{}: a hint is one line an admin reads", p.provider);
+        }
     }
 
     #[test]

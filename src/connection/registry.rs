@@ -59,6 +59,8 @@ pub enum Declaration {
         connection: Connection,
         /// Whether it was on before (turned off now: its sessions must end).
         was_active: bool,
+        /// Whether who may sign in changed ([`Connection::admission`]): its sessions must end.
+        admission_changed: bool,
     },
     /// It already was what the file says.
     Unchanged,
@@ -159,6 +161,14 @@ impl Registry {
                 fresh.secrets.sp_private_key.clone_from(&stored.secrets.sp_private_key);
             }
         }
+        // The same for the private_key_jwt key pair: a new one at every reconcile would
+        // break the IdP's copy of our public key.
+        if let (Upstream::Oidc(f), Upstream::Oidc(s)) = (&mut fresh.settings.upstream, &stored.settings.upstream) {
+            if f.token_endpoint_auth_method == ClientAuth::PrivateKeyJwt && s.client_jwk.is_some() && stored.secrets.client_private_key.is_some() {
+                f.client_jwk.clone_from(&s.client_jwk);
+                fresh.secrets.client_private_key.clone_from(&stored.secrets.client_private_key);
+            }
+        }
         let same = fresh.display_name == stored.display_name
             && fresh.provider == stored.provider
             && fresh.active == stored.active
@@ -193,7 +203,8 @@ impl Registry {
         );
         self.store.connection_update(&self.encode(&fresh), stored.version, &audit).await?;
         self.forget(&id);
-        Ok(Declaration::Updated { connection: fresh, was_active: stored.active })
+        let admission_changed = fresh.admission() != stored.admission();
+        Ok(Declaration::Updated { connection: fresh, was_active: stored.active, admission_changed })
     }
 
     /// A connection the configuration file no longer declares: turned off and handed to
@@ -386,7 +397,14 @@ impl Registry {
     /// Changes a connection. `if_match` (or `patch.version`) must be the stored version
     /// when given; the write is refused if someone else changed it meanwhile.
     pub async fn update(&self, id: &str, patch: &ConnectionPatch, if_match: Option<i64>, actor: &str) -> Result<Connection, ConnectionError> {
+        self.update_admission(id, patch, if_match, actor).await.map(|(c, _)| c)
+    }
+
+    /// [`update`](Self::update), also telling whether who may sign in changed
+    /// ([`Connection::admission`]): then the connection's live sessions must end.
+    pub async fn update_admission(&self, id: &str, patch: &ConnectionPatch, if_match: Option<i64>, actor: &str) -> Result<(Connection, bool), ConnectionError> {
         let mut c = self.get(id).await?;
+        let admitted = c.admission();
         self.editable(&c, actor)?;
         let expected = match (if_match, patch.version) {
             (Some(a), Some(b)) if a != b => return Err(invalid("version", "differs from the If-Match header")),
@@ -404,7 +422,8 @@ impl Registry {
         let audit = AuditEntry::new(c.updated_at, actor, "connection.update", &c.id, json!({"fields": changed_fields(patch)}));
         self.store.connection_update(&self.encode(&c), read_version, &audit).await?;
         self.forget(id);
-        Ok(c)
+        let changed = c.admission() != admitted;
+        Ok((c, changed))
     }
 
     /// `c` with `patch` applied and validated.
@@ -519,6 +538,8 @@ impl Registry {
         set_opt(&mut c.settings.webapp_url, &p.webapp_url);
         set(&mut c.settings.create_users, &p.create_users);
         set(&mut c.settings.group_sync, &p.group_sync);
+        set(&mut c.settings.allow, &p.allow);
+        set(&mut c.settings.group_mapping, &p.group_mapping);
         if let Some(claims) = &p.claims {
             claims.apply(&mut c.settings.claims);
         }
@@ -560,6 +581,13 @@ impl Registry {
                         }
                     }
                 }
+                // private_key_jwt: the gateway makes the key pair; the IdP fetches the public
+                // key from the connection's JWKS URL.
+                if o.token_endpoint_auth_method == ClientAuth::PrivateKeyJwt && (o.client_jwk.is_none() || c.secrets.client_private_key.is_none()) {
+                    let (_, pem, jwk) = crate::token::make(crate::token::Alg::Rs256)?;
+                    o.client_jwk = Some(jwk);
+                    c.secrets.client_private_key = Some(pem);
+                }
             }
             Upstream::Saml(s) => {
                 let sp = p.saml.clone().unwrap_or_default();
@@ -570,6 +598,10 @@ impl Registry {
                 set(&mut s.require_signed_assertions, &sp.require_signed_assertions);
                 set(&mut s.sign_requests, &sp.sign_requests);
                 set(&mut s.allow_idp_initiated, &sp.allow_idp_initiated);
+                set(&mut s.allow_sha1, &sp.allow_sha1);
+                if sp.allow_sha1 == Some(true) {
+                    tracing::warn!(connection = %c.id, "SHA-1 signatures are allowed for this SAML connection (allow_sha1): switch the IdP to SHA-256 and turn it off");
+                }
                 set_opt(&mut s.name_id_format, &sp.name_id_format);
                 set_opt(&mut s.idp_metadata_url, &sp.idp_metadata_url);
                 if creating && s.idp_metadata_url.is_none() && sp.idp_metadata_xml.is_none() && sp.idp.is_none() && !placeholders.is_empty() {
@@ -698,6 +730,9 @@ pub fn export(c: &Connection, include_secrets: bool) -> ConnectionPatch {
                 additional_scopes: Some(input::ScopeList(o.additional_scopes.clone())),
                 allowed_algorithms: Some(o.allowed_algorithms.clone()),
                 authorization_response_iss_parameter_supported: Some(o.authorization_response_iss_parameter_supported),
+                issuer_aliases: Some(o.issuer_aliases.clone()),
+                allowed_tenants: Some(o.allowed_tenants.clone()),
+                groups_endpoint: o.groups_endpoint.clone(),
             })
         }
         Upstream::Saml(s) => {
@@ -714,6 +749,7 @@ pub fn export(c: &Connection, include_secrets: bool) -> ConnectionPatch {
                 sp_private_key: if with_key { c.secrets.sp_private_key.clone() } else { None },
                 name_id_format: s.name_id_format.clone(),
                 allow_idp_initiated: Some(s.allow_idp_initiated),
+                allow_sha1: Some(s.allow_sha1),
             });
         }
     }
@@ -741,5 +777,7 @@ pub fn export(c: &Connection, include_secrets: bool) -> ConnectionPatch {
         }),
         oidc,
         saml,
+        allow: Some(c.settings.allow.clone()),
+        group_mapping: Some(c.settings.group_mapping.clone()),
     }
 }

@@ -22,7 +22,10 @@ use super::views::{self, CertBadge, CertInfo, Chrome, Column, Field, FieldAction
 use crate::app::AppState;
 use crate::connection::input::{ClaimsPatch, ScopeList};
 use crate::connection::preset::{self, Preset};
-use crate::connection::{ClaimNames, ClientAuth, Connection, ConnectionError, ConnectionPatch, FieldError, OidcPatch, Pkce, Protocol, SamlPatch, Settings};
+use crate::connection::{
+    AllowRule, ClaimNames, ClientAuth, Connection, ConnectionError, ConnectionPatch, FieldError, GroupMapping, OidcPatch, Pkce, Protocol, SamlPatch, Settings,
+    Unmapped,
+};
 use crate::store::ConnectionSort;
 
 /// What a form holds: field name to value (checkboxes: `on` when ticked).
@@ -316,6 +319,42 @@ fn split_list(s: &str) -> Vec<String> {
     s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()
 }
 
+/// Allow rules as the form shows them: one per line, `claim = value, value`.
+fn allow_text(rules: &[AllowRule]) -> String {
+    rules.iter().map(|r| format!("{} = {}", r.claim, r.values.join(", "))).collect::<Vec<_>>().join("\n")
+}
+
+/// The form's allow rules. A line without `=` becomes a rule without values, which
+/// validation refuses, naming it.
+fn allow_rules(text: &str) -> Vec<AllowRule> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| match l.rsplit_once('=') {
+            Some((claim, values)) => AllowRule { claim: claim.trim().to_string(), values: split_list(values) },
+            None => AllowRule { claim: l.to_string(), values: vec![] },
+        })
+        .collect()
+}
+
+/// The group map as the form shows it: one per line, `IdP value => directory group`
+/// (`=>`, as LDAP group DNs hold `=`).
+fn group_map_text(m: &GroupMapping) -> String {
+    m.map.iter().map(|(k, v)| format!("{k} => {v}")).collect::<Vec<_>>().join("\n")
+}
+
+/// The form's group map. A line without `=>` maps to nothing, which validation refuses.
+fn group_map(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| match l.rsplit_once("=>") {
+            Some((k, v)) => (k.trim().to_string(), v.trim().to_string()),
+            None => (l.to_string(), String::new()),
+        })
+        .collect()
+}
+
 fn on(v: &Values, k: &str) -> bool {
     v.get(k).is_some_and(|x| x == "on")
 }
@@ -341,11 +380,7 @@ fn pkce_str(p: Pkce) -> &'static str {
 }
 
 fn auth_str(a: ClientAuth) -> &'static str {
-    match a {
-        ClientAuth::ClientSecretBasic => "client_secret_basic",
-        ClientAuth::ClientSecretPost => "client_secret_post",
-        ClientAuth::None => "none",
-    }
+    a.as_str()
 }
 
 /// The form's values for stored (or preset) settings. Secrets are never among them.
@@ -354,6 +389,9 @@ fn values_of(s: &Settings) -> Values {
     v.insert("webapp_url".into(), s.webapp_url.clone().unwrap_or_default());
     set_flag(&mut v, "create_users", s.create_users);
     set_flag(&mut v, "group_sync", s.group_sync);
+    v.insert("allow".into(), allow_text(&s.allow));
+    v.insert("group_mapping.map".into(), group_map_text(&s.group_mapping));
+    v.insert("group_mapping.unmapped".into(), if s.group_mapping.unmapped == Unmapped::Ignore { "ignore" } else { "by_name" }.into());
     let c = &s.claims;
     for (k, n) in [
         ("user_id", &c.user_id),
@@ -375,6 +413,7 @@ fn values_of(s: &Settings) -> Values {
             ("revocation_endpoint", o.revocation_endpoint.as_ref()),
             ("userinfo_endpoint", o.userinfo_endpoint.as_ref()),
             ("jwks_uri", o.jwks_uri.as_ref()),
+            ("groups_endpoint", o.groups_endpoint.as_ref()),
         ] {
             v.insert(format!("oidc.{k}"), x.cloned().unwrap_or_default());
         }
@@ -387,6 +426,8 @@ fn values_of(s: &Settings) -> Values {
         v.insert("oidc.scopes".into(), o.scopes.join(", "));
         v.insert("oidc.additional_scopes".into(), o.additional_scopes.join(", "));
         v.insert("oidc.allowed_algorithms".into(), o.allowed_algorithms.join(", "));
+        v.insert("oidc.issuer_aliases".into(), o.issuer_aliases.join(", "));
+        v.insert("oidc.allowed_tenants".into(), o.allowed_tenants.join(", "));
     }
     if let Some(m) = s.upstream.saml() {
         v.insert("saml.entity_id".into(), m.entity_id.clone());
@@ -394,6 +435,7 @@ fn values_of(s: &Settings) -> Values {
         set_flag(&mut v, "saml.require_signed_assertions", m.require_signed_assertions);
         set_flag(&mut v, "saml.sign_requests", m.sign_requests);
         set_flag(&mut v, "saml.allow_idp_initiated", m.allow_idp_initiated);
+        set_flag(&mut v, "saml.allow_sha1", m.allow_sha1);
         v.insert("saml.name_id_format".into(), m.name_id_format.clone().unwrap_or_default());
     }
     v
@@ -441,6 +483,11 @@ fn to_patch(v: &Values, protocol: Protocol, creating: bool, existing: Option<&Co
             picture: claims("picture"),
             groups: claims("groups"),
         }),
+        allow: Some(allow_rules(val(v, "allow"))),
+        group_mapping: Some(GroupMapping {
+            map: group_map(val(v, "group_mapping.map")),
+            unmapped: if val(v, "group_mapping.unmapped") == "ignore" { Unmapped::Ignore } else { Unmapped::ByName },
+        }),
         ..Default::default()
     };
     match protocol {
@@ -452,6 +499,8 @@ fn to_patch(v: &Values, protocol: Protocol, creating: bool, existing: Option<&Co
             };
             let auth = match val(v, "oidc.token_endpoint_auth_method") {
                 "client_secret_post" => ClientAuth::ClientSecretPost,
+                "client_secret_jwt" => ClientAuth::ClientSecretJwt,
+                "private_key_jwt" => ClientAuth::PrivateKeyJwt,
                 "none" => ClientAuth::None,
                 _ => ClientAuth::ClientSecretBasic,
             };
@@ -474,6 +523,9 @@ fn to_patch(v: &Values, protocol: Protocol, creating: bool, existing: Option<&Co
                 additional_scopes: Some(ScopeList(split_list(val(v, "oidc.additional_scopes")))),
                 allowed_algorithms: Some(split_list(val(v, "oidc.allowed_algorithms"))),
                 authorization_response_iss_parameter_supported: Some(on(v, "oidc.authorization_response_iss_parameter_supported")),
+                issuer_aliases: Some(split_list(val(v, "oidc.issuer_aliases"))),
+                allowed_tenants: Some(split_list(val(v, "oidc.allowed_tenants"))),
+                groups_endpoint: maybe("oidc.groups_endpoint"),
             });
         }
         Protocol::Saml => {
@@ -492,6 +544,7 @@ fn to_patch(v: &Values, protocol: Protocol, creating: bool, existing: Option<&Co
                 sp_private_key: given("saml.sp_private_key"),
                 name_id_format: Some(val(v, "saml.name_id_format").to_string()),
                 allow_idp_initiated: Some(on(v, "saml.allow_idp_initiated")),
+                allow_sha1: Some(on(v, "saml.allow_sha1")),
                 ..Default::default()
             });
         }
@@ -582,6 +635,24 @@ fn groups_section(protocol: Protocol) -> Section {
                 "At each login, match each group the identity provider sends to an existing group of the directory (case-insensitive) and add the user; remove the memberships this connection granted that it no longer sends. Memberships added by hand, and Admins, are never touched.",
             ),
             field("claims.groups", &format!("Groups {what}"), "text", &format!("The {what} that lists the user's groups.")),
+            full(field(
+                "group_mapping.map",
+                "Group mapping",
+                "textarea",
+                "One per line: the value the identity provider sends (an object ID, a /parent/child path, a role) => the directory group's name or ID.",
+            )),
+            select(
+                "group_mapping.unmapped",
+                "Values not in the mapping",
+                "Matched to a group of the same name, or ignored (then only mapped values grant groups).",
+                &[("by_name", "Match by group name"), ("ignore", "Ignore")],
+            ),
+            full(field(
+                "allow",
+                "Who may sign in",
+                "textarea",
+                &format!("Optional. One rule per line: {what} = allowed values, such as hd = example.com. Every rule must hold; others are refused."),
+            )),
         ],
     }
 }
@@ -677,12 +748,27 @@ fn layout(app: &AppState, page: &Page, v: &Values) -> (Vec<Field>, Vec<Section>)
                         &[
                             ("client_secret_basic", "HTTP Basic (client_secret_basic)"),
                             ("client_secret_post", "Form body (client_secret_post)"),
+                            ("client_secret_jwt", "JWT signed with the secret (client_secret_jwt)"),
+                            ("private_key_jwt", "JWT signed with a key the gateway makes (private_key_jwt)"),
                             ("none", "None (public client, PKCE)"),
                         ],
                     ),
                     field("oidc.scopes", "Standard userinfo scopes", "text", "Comma-separated; must include openid."),
                     field("oidc.additional_scopes", "Additional scopes", "text", "Comma-separated, any others your provider needs."),
                     field("oidc.allowed_algorithms", "Accepted token algorithms", "text", "Comma-separated, such as RS256, ES256, PS256."),
+                    field(
+                        "oidc.groups_endpoint",
+                        "Groups endpoint (overage)",
+                        "url",
+                        "Read the user's groups here when the provider sends too many to fit in the token (Entra ID: https://graph.microsoft.com/v1.0/me/getMemberObjects).",
+                    ),
+                    field("oidc.issuer_aliases", "Other issuer forms", "text", "Comma-separated iss values also accepted, such as accounts.google.com."),
+                    field(
+                        "oidc.allowed_tenants",
+                        "Allowed tenants",
+                        "text",
+                        "Multi-tenant issuer ({tenantid}, Entra ID organizations or common): the tenant IDs (tid) that may sign in, comma-separated.",
+                    ),
                     field(
                         "oidc.authorization_response_iss_parameter_supported",
                         "The provider sends iss in its authorization responses (RFC 9207)",
@@ -767,6 +853,12 @@ fn layout(app: &AppState, page: &Page, v: &Values) -> (Vec<Field>, Vec<Section>)
                         "checkbox",
                         "Accept responses no request of ours asked for. Off unless you need it.",
                     ),
+                    field(
+                        "saml.allow_sha1",
+                        "Accept SHA-1 signatures (legacy)",
+                        "checkbox",
+                        "Only for an IdP that cannot sign with SHA-256 (old AD FS, JumpCloud): switch it to SHA-256 instead when you can. Logged and counted in metrics while on.",
+                    ),
                 ],
             };
             let sections = vec![
@@ -783,6 +875,10 @@ fn layout(app: &AppState, page: &Page, v: &Values) -> (Vec<Field>, Vec<Section>)
 
 /// Which form field an API field error belongs to.
 fn owner(field: &str) -> &str {
+    // `allow[2].values` belongs to the rules' text area.
+    if field.starts_with("allow") {
+        return "allow";
+    }
     match field {
         "saml.idp" | "saml.idp.sso_url" => "saml.idp_metadata_xml",
         // Discovery names the issuer it could not use as plain `issuer`.
@@ -1052,8 +1148,17 @@ pub async fn update(State(app): State<AppState>, admin: Admin, Path(id): Path<St
             Err(e) => failed(&e),
         };
     }
-    match app.registry.update(&id, &patch, Some(version), &admin.identity.actor()).await {
-        Ok(saved) => Redirect::to(&format!("/console/connections/{}?done=saved", urlencode(&saved.id))).into_response(),
+    match app.registry.update_admission(&id, &patch, Some(version), &admin.identity.actor()).await {
+        Ok((saved, admission_changed)) => {
+            // Who may sign in changed: sessions admitted under the old rules end, as through the API.
+            if admission_changed || !saved.active {
+                match app.sessions.remove_connection(&id).await {
+                    Ok(n) => tracing::info!(connection = %id, sessions = n, "sessions of the connection ended"),
+                    Err(e) => return super::unavailable(&e),
+                }
+            }
+            Redirect::to(&format!("/console/connections/{}?done=saved", urlencode(&saved.id))).into_response()
+        }
         Err(ConnectionError::Stale { current }) => render_form(&app, &admin, &page, &v, vec![], None, Some(current), StatusCode::CONFLICT),
         Err(ConnectionError::Invalid(errors)) => render_form(&app, &admin, &page, &v, errors, None, None, StatusCode::UNPROCESSABLE_ENTITY),
         Err(ConnectionError::Conflict(m)) => render_form(&app, &admin, &page, &v, conflict_errors(&m), None, None, StatusCode::CONFLICT),
@@ -1155,4 +1260,28 @@ pub async fn delete(State(app): State<AppState>, admin: Admin, Path(id): Path<St
         }
     }
     Redirect::to("/console/connections?done=deleted").into_response()
+}
+
+#[cfg(test)]
+mod vendor_tests {
+    use super::*;
+
+    #[test]
+    fn allow_rules_and_the_group_map_round_trip_through_the_form() {
+        let mut s = crate::connection::preset::find(Protocol::Oidc, "google").unwrap().settings();
+        s.allow = vec![AllowRule { claim: "hd".into(), values: vec!["example.com".into(), "corp.example".into()] }];
+        s.group_mapping.map.insert("CN=Admins,OU=Groups,DC=corp,DC=example".into(), "Ops".into());
+        s.group_mapping.map.insert("/parent/child".into(), "Child".into());
+        s.group_mapping.unmapped = Unmapped::Ignore;
+        let v = values_of(&s);
+        assert_eq!(v["allow"], "hd = example.com, corp.example");
+        let p = to_patch(&v, Protocol::Oidc, false, None);
+        assert_eq!(p.allow.as_deref(), Some(&s.allow[..]));
+        assert_eq!(p.group_mapping.as_ref(), Some(&s.group_mapping), "DNs keep their '=': the separator is =>");
+        assert_eq!(p.oidc.unwrap().issuer_aliases, Some(vec!["accounts.google.com".to_string()]));
+        // A line without a separator is kept, for validation to name.
+        assert_eq!(allow_rules("hd"), vec![AllowRule { claim: "hd".into(), values: vec![] }]);
+        assert_eq!(group_map("lonely").get("lonely").map(String::as_str), Some(""));
+        assert!(allow_rules("\n  \n").is_empty());
+    }
 }

@@ -244,7 +244,7 @@ impl Directory {
         // claim removes this connection's grants). An IdP that drops the claim for a
         // while, or sends it only in userinfo, must not strip everyone's groups.
         let plan = match (&id.groups, conn.settings.group_sync) {
-            (Some(asserted), true) => sync::plan(asserted, &groups, &current, &conn.id),
+            (Some(asserted), true) => sync::plan(asserted, &conn.settings.group_mapping, &groups, &current, &conn.id),
             _ => Plan::default(),
         };
         let groups = groups.into_iter().map(|g| (g.id, g.name)).collect();

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::connection::{GroupMapping, Unmapped};
 use crate::store::{Group, Membership, Source};
+use crate::upstream::xmldsig::xml_trim;
 
 /// A group the plan adds or removes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
@@ -37,19 +39,33 @@ impl Plan {
     }
 }
 
-/// Computes the plan. `asserted` are the group names from the IdP, `groups` the
-/// directory's groups, `current` the user's memberships (every source).
-pub fn plan(asserted: &[String], groups: &[Group], current: &[Membership], connection_id: &str) -> Plan {
+/// Computes the plan. `asserted` are the group values from the IdP (names, object ids,
+/// paths), `mapping` how they become directory groups, `groups` the directory's groups,
+/// `current` the user's memberships (every source).
+///
+/// A value the mapping names goes to that group (by id, else by name); a value it does
+/// not name is matched by name, or ignored when `unmapped` is `ignore`. Either way a
+/// value that finds no group is reported in `unmatched`.
+pub fn plan(asserted: &[String], mapping: &GroupMapping, groups: &[Group], current: &[Membership], connection_id: &str) -> Plan {
     // Names match regardless of ASCII case, anything else exactly (`store::name_key`). Built-in groups are never synced: `Users` is
     // everyone, and `Admins`/`Queue admins` would let whoever names a group in an IdP
-    // grant themselves administration here. Admins are made by hand.
-    let by_name: BTreeMap<String, &Group> = groups.iter().filter(|g| g.builtin.is_none()).map(|g| (crate::store::name_key(&g.name), g)).collect();
+    // grant themselves administration here — through a mapping too. Admins are made by hand.
+    let syncable = || groups.iter().filter(|g| g.builtin.is_none());
+    let by_name: BTreeMap<String, &Group> = syncable().map(|g| (crate::store::name_key(&g.name), g)).collect();
+    let by_id: BTreeMap<&str, &Group> = syncable().map(|g| (g.id.as_str(), g)).collect();
+    let mapped: BTreeMap<String, &str> = mapping.map.iter().map(|(k, v)| (crate::store::name_key(xml_trim(k)), v.as_str())).collect();
     let source = Source::Connection(connection_id.to_string());
     let granted: BTreeSet<&str> = current.iter().filter(|m| m.source == source).map(|m| m.group_id.as_str()).collect();
     let mut wanted = BTreeSet::new();
     let mut out = Plan::default();
     for name in asserted {
-        match by_name.get(&crate::store::name_key(crate::upstream::xmldsig::xml_trim(name))) {
+        let value = crate::store::name_key(xml_trim(name));
+        let found = match mapped.get(&value) {
+            Some(target) => by_id.get(target.trim()).or_else(|| by_name.get(&crate::store::name_key(target.trim()))),
+            None if mapping.unmapped == Unmapped::Ignore => None,
+            None => by_name.get(&value),
+        };
+        match found {
             Some(g) => {
                 if wanted.insert(g.id.as_str()) && !granted.contains(g.id.as_str()) {
                     out.add.push(PlannedGroup { id: g.id.clone(), name: g.name.clone() });
@@ -99,16 +115,48 @@ mod tests {
             member("g_eng", Source::Connection("c2".into())),
         ];
         let asserted = vec!["engineers".into(), "OPS".into(), "nope".into(), "users".into(), "Engineers".into(), "admins".into()];
-        let p = plan(&asserted, &groups, &current, "c1");
+        let p = plan(&asserted, &GroupMapping::default(), &groups, &current, "c1");
         assert_eq!(p.add, vec![PlannedGroup { id: "g_eng".into(), name: "Engineers".into() }], "another connection's grant does not count");
         assert_eq!(p.remove, vec![PlannedGroup { id: "g_old".into(), name: "Old".into() }]);
         assert_eq!(p.unmatched, vec!["admins", "nope", "users"], "built-in groups are never synced");
         // The manual membership is never removed, even when not asserted.
         assert!(!p.remove.iter().any(|g| g.id == "g_man"));
         // Nothing asserted: remove every grant of this connection, and only those.
-        let p = plan(&[], &groups, &current, "c1");
+        let p = plan(&[], &GroupMapping::default(), &groups, &current, "c1");
         assert_eq!(p.remove.len(), 2);
         assert!(p.add.is_empty());
-        assert!(plan(&["ops".into(), "old".into()], &groups, &current, "c1").is_empty());
+        assert!(plan(&["ops".into(), "old".into()], &GroupMapping::default(), &groups, &current, "c1").is_empty());
+    }
+
+    #[test]
+    fn external_ids_and_paths_map_to_directory_groups() {
+        let groups = vec![
+            group("g_eng", "Engineers"),
+            group("g_ops", "Ops"),
+            group("g_child", "child"),
+            Group { builtin: Some(Builtin::Admins), ..group("grp_admins", "Admins") },
+        ];
+        let oid = "5f2c8e1a-0b3d-4c6e-9f7a-1d2e3f4a5b6c";
+        let mut map = BTreeMap::new();
+        map.insert(oid.to_string(), "Engineers".to_string());
+        map.insert("/parent/child".to_string(), "g_child".to_string());
+        map.insert("admin-role".to_string(), "Admins".to_string());
+        map.insert("gone".to_string(), "No such group".to_string());
+        let by_name = GroupMapping { map: map.clone(), unmapped: Unmapped::ByName };
+        let asserted: Vec<String> = vec![oid.to_uppercase(), "/parent/child".into(), "ops".into(), "admin-role".into(), "gone".into()];
+        let p = plan(&asserted, &by_name, &groups, &[], "c1");
+        let added: Vec<&str> = p.add.iter().map(|g| g.id.as_str()).collect();
+        assert_eq!(added, vec!["g_child", "g_eng", "g_ops"], "object id (any ASCII case), path by group id, and an unmapped name");
+        assert_eq!(p.unmatched, vec!["admin-role", "gone"], "a mapping never grants a built-in group; a missing target is reported");
+        let ignore = GroupMapping { map, unmapped: Unmapped::Ignore };
+        let p = plan(&asserted, &ignore, &groups, &[member("g_ops", Source::Connection("c1".into()))], "c1");
+        let added: Vec<&str> = p.add.iter().map(|g| g.id.as_str()).collect();
+        assert_eq!(added, vec!["g_child", "g_eng"]);
+        assert_eq!(p.remove, vec![PlannedGroup { id: "g_ops".into(), name: "Ops".into() }], "an ignored value grants nothing, so its grant goes");
+        assert!(p.unmatched.contains(&"ops".to_string()));
+        // A Keycloak full path is not its last segment: without a mapping it matches only
+        // a group named with the whole path.
+        let p = plan(&["/contractors/child".into()], &GroupMapping::default(), &groups, &[], "c1");
+        assert!(p.add.is_empty() && p.unmatched == vec!["/contractors/child"]);
     }
 }

@@ -79,6 +79,11 @@ pub enum Reason {
     UserDisabled,
     /// The store or the state store did not answer.
     Unavailable,
+    /// The reply verified but the connection does not admit the user (an allow rule, a
+    /// tenant not allowed).
+    NotAllowed,
+    /// The IdP sent an overage pointer instead of the groups while group sync is on.
+    GroupsOverage,
     /// Anything else.
     Other,
 }
@@ -101,6 +106,8 @@ impl Reason {
             Reason::NoAccount => "no_account",
             Reason::UserDisabled => "user_disabled",
             Reason::Unavailable => "unavailable",
+            Reason::NotAllowed => "not_allowed",
+            Reason::GroupsOverage => "groups_overage",
             Reason::Other => "other",
         }
     }
@@ -187,6 +194,8 @@ impl LoginError {
             UpstreamError::Malformed(_) => (StatusCode::BAD_REQUEST, Reason::MalformedReply),
             UpstreamError::Refused(_) => (StatusCode::FORBIDDEN, Reason::IdpRefused),
             UpstreamError::Invalid(_) => (StatusCode::FORBIDDEN, Reason::InvalidReply),
+            UpstreamError::NotAllowed(_) => (StatusCode::FORBIDDEN, Reason::NotAllowed),
+            UpstreamError::GroupsOverage(_) => (StatusCode::FORBIDDEN, Reason::GroupsOverage),
         };
         let err = Self::new(status, Step::Upstream, e.to_string()).reason(reason);
         match failed_check {

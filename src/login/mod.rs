@@ -45,6 +45,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/login/{id}", get(login_start).layer(starts()))
         .route("/oidc/{id}/callback", get(oidc_callback).layer(replies()))
         .route("/saml/{id}/metadata", get(saml_metadata))
+        .route("/oidc/{id}/jwks.json", get(oidc_client_jwks))
         .route("/saml/{id}/acs", post(saml_acs).layer(replies()))
         .route("/logout", post(logout::logout))
         .route("/test/{id}/start", get(test::start).layer(starts()))
@@ -58,6 +59,9 @@ pub struct ReturnTo {
     pub return_to: Option<String>,
     /// Passed to the IdP as `login_hint` (who is signing in, when known).
     pub login_hint: Option<String>,
+    /// `login`: the IdP must authenticate the user anew (an app's `prompt=login` or
+    /// `max_age`), passed on by the login page's buttons.
+    pub prompt: Option<String>,
 }
 
 /// The login page: one button per active connection, with its provider's logo; "Signing
@@ -69,7 +73,11 @@ pub async fn login_page(State(app): State<AppState>, Query(q): Query<ReturnTo>) 
         Err(e) => return LoginError::store_unavailable(Step::Start, &e).into_response(),
     };
     let back = q.return_to.as_deref().filter(|p| p.len() <= crate::limit::RETURN_TO_MAX).and_then(|p| return_target(&app.config, p));
-    let suffix = back.as_deref().map(|p| format!("?return_to={}", url::form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>())).unwrap_or_default();
+    let suffix = back
+        .as_deref()
+        .map(|p| format!("?return_to={}", url::form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>()))
+        .map(|s| if q.prompt.as_deref() == Some("login") { format!("{s}&prompt=login") } else { s })
+        .unwrap_or_default();
     let app_name = match back.as_deref().and_then(page::authorize_client) {
         Some(id) => match app.store.client_get(&id).await {
             Ok(Some(c)) => Some(if c.name.trim().is_empty() { c.client_id } else { c.name }),
@@ -141,8 +149,15 @@ async fn start(app: &AppState, id: &str, q: &ReturnTo, client: &crate::limit::Cl
     let hint = q.login_hint.as_deref().filter(|h| !h.is_empty() && !h.chars().any(char::is_control));
     let flow_id = browser::flow_id(app, headers);
     let base = app.config.public_base();
-    let start =
-        upstream::Start { public_base: &base, browser: browser::binding(&flow_id), return_to, login_hint: hint, now: app.clock.now(), purpose: Purpose::Login };
+    let start = upstream::Start {
+        public_base: &base,
+        browser: browser::binding(&flow_id),
+        return_to,
+        login_hint: hint,
+        now: app.clock.now(),
+        purpose: Purpose::Login,
+        force_authn: q.prompt.as_deref() == Some("login"),
+    };
     let begun = upstream::begin(&conn, start).map_err(|e| LoginError::upstream(&e, None).connection(&conn.id))?;
     keep_flow(app, client, &begun.key, &begun.flow).await.map_err(|e| e.connection(&conn.id))?;
     let mut resp = match begun.outbound {
@@ -348,6 +363,21 @@ pub async fn home(State(app): State<AppState>, headers: HeaderMap) -> Response {
             Html(page::layout("Signed in", &body)).into_response()
         }
         None => Redirect::to("/login").into_response(),
+    }
+}
+
+/// The public key an IdP verifies this connection's `private_key_jwt` client assertions
+/// with (a JWKS of one key; nothing when the connection has no key pair).
+pub async fn oidc_client_jwks(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> Response {
+    let conn = match app.registry.get_cached(&id).await {
+        Ok(c) => Some((*c).clone()),
+        Err(_) => test::pending_connection(&app, &id).await,
+    };
+    match conn.as_ref().and_then(|c| c.settings.upstream.oidc()).and_then(|o| o.client_jwk.clone()) {
+        Some(jwk) => ([(header::CONTENT_TYPE, "application/json")], serde_json::json!({"keys": [jwk]}).to_string()).into_response(),
+        None => LoginError::new(StatusCode::NOT_FOUND, Step::Start, "there is no OIDC connection with a client key pair with this id")
+            .connection(&id)
+            .into_response(),
     }
 }
 

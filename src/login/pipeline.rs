@@ -93,7 +93,7 @@ fn user_outcome(r: &Resolution) -> UserOutcome {
 
 /// Runs the pipeline for a verified reply.
 pub async fn run(app: &AppState, conn: &Connection, verified: Verified, mode: Mode) -> Result<Outcome, LoginError> {
-    let Verified { identity, require_verified_email, upstream_token, session_until, replay, .. } = verified;
+    let Verified { identity, require_verified_email, upstream_token, session_until, replay, auth_time, .. } = verified;
     let refused = |e: LoginError| e.connection(&conn.id);
     // Replay: an assertion is accepted once, for as long as it could be presented; a
     // dry run spends it too, so a tested assertion can never be replayed as a login.
@@ -156,8 +156,10 @@ pub async fn run(app: &AppState, conn: &Connection, verified: Verified, mode: Mo
         last_seen: now,
         profile: user.profile.clone(),
         upstream_token,
+        auth_time: auth_time.map(|t| t.min(now)),
     };
     app.sessions.create(&session).await.map_err(|e| refused(LoginError::state_unavailable(Step::Session, &e)))?;
+    let session = settle(app, session).await.map_err(refused)?;
     if let Some(previous) = previous_session.filter(|p| *p != session.id) {
         if let Err(e) = app.sessions.remove(&previous).await {
             tracing::warn!(error = %e, "the previous session of this browser could not be ended");
@@ -165,6 +167,46 @@ pub async fn run(app: &AppState, conn: &Connection, verified: Verified, mode: Mo
     }
     tracing::info!(user_id = %user.id, connection = %conn.id, "login");
     Ok(Outcome::Session(Box::new(session)))
+}
+
+/// Brings a session just stored in line with the directory and the connection as they
+/// are now. An admin change saved while this login ran (a membership or a group, the
+/// account disabled or removed, the connection turned off) was applied to the live
+/// sessions before this one existed, and this login read the directory before it: read
+/// once more now that the session is visible, so that no session keeps what the admin
+/// took away. A change saved after this read reaches the session like any other.
+async fn settle(app: &AppState, mut session: Session) -> Result<Session, LoginError> {
+    let end = |e: LoginError| async {
+        if let Err(cause) = app.sessions.remove(&session.id).await {
+            tracing::error!(error = %cause, user_id = %session.user_id, "a session refused at login could not be removed");
+        }
+        Err(e)
+    };
+    let user = match app.store.user_get(&session.user_id).await {
+        Ok(u) => u,
+        Err(e) => return end(LoginError::store_unavailable(Step::Session, &e)).await,
+    };
+    if user.is_none_or(|u| u.status == crate::store::UserStatus::Disabled) {
+        let why = "your account here was disabled while you were signing in; ask an administrator to enable it";
+        return end(LoginError::forbidden(Step::Session, why).reason(Reason::UserDisabled).user(&session.user_id)).await;
+    }
+    match app.store.connection_get(&session.connection_id).await {
+        Ok(Some(c)) if c.active => {}
+        Ok(_) => return end(LoginError::forbidden(Step::Session, "this sign-in method was turned off while you were signing in")).await,
+        Err(e) => return end(LoginError::store_unavailable(Step::Session, &e)).await,
+    }
+    let users = std::collections::BTreeSet::from([session.user_id.clone()]);
+    let groups = match app.directory.session_groups(&users).await {
+        Ok(g) => g,
+        Err(e) => return end(LoginError::store_unavailable(Step::Session, &e)).await,
+    };
+    if let Some(now) = groups.get(&session.user_id).filter(|g| **g != session.groups) {
+        if let Err(e) = app.sessions.set_groups(&groups).await {
+            return end(LoginError::state_unavailable(Step::Session, &e)).await;
+        }
+        session.groups = now.clone();
+    }
+    Ok(session)
 }
 
 /// Whether the session's email counts as verified by this login.

@@ -24,7 +24,7 @@ use crate::app::AppState;
 use crate::connection::Connection;
 use crate::upstream::{self, Diagnostics, FlowState, Outbound, Purpose, Reply, UpstreamError};
 use crate::web::browser;
-use crate::web::page::{self, esc};
+use crate::web::page::esc;
 use crate::web::ApiPath;
 
 /// A test in progress: the connection as drafted (secrets included: it lives in the
@@ -136,6 +136,7 @@ pub async fn start(
         login_hint: q.login_hint.as_deref().filter(|h| !h.is_empty() && !h.chars().any(char::is_control)),
         now: app.clock.now(),
         purpose: Purpose::Test { test_id: id.clone() },
+        force_authn: false,
     };
     let begun = match upstream::begin(conn, start) {
         Ok(b) => b,
@@ -339,11 +340,13 @@ pub async fn page(State(app): State<AppState>, ApiPath(id): ApiPath<String>, hea
     }
     let result = result(&app, &id).await.map_err(|e| LoginError::state_unavailable(Step::Flow, &e))?;
     let Some(r) = result else {
-        return Ok(Html(page::layout(
-            "Test Provider",
-            "<h1>Test Provider</h1><p>The test has not finished yet: complete the sign-in at your identity provider, then come back.</p>",
-        ))
-        .into_response());
+        let body = format!(
+            "<div class=\"page-head\"><div><p class=\"crumbs\">Test Provider</p><h1>Waiting for the provider</h1></div></div>\
+<div class=\"notice info\" role=\"status\"><strong>The test has not finished yet.</strong> Complete the sign-in at your identity provider in this browser; \
+it brings you back here with the result.</div><p><a class=\"btn\" href=\"/test/{id}\">Look again</a></p>",
+            id = esc(&id)
+        );
+        return Ok(with_result_csp(Html(shell("Test Provider", &body)).into_response()));
     };
     Ok(render_page(&r))
 }
@@ -352,11 +355,25 @@ pub async fn page(State(app): State<AppState>, ApiPath(id): ApiPath<String>, hea
 const RESULT_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
 fn render_page(r: &TestResult) -> Response {
-    let mut resp = Html(render(r)).into_response();
+    with_result_csp(Html(render(r)).into_response())
+}
+
+fn with_result_csp(mut resp: Response) -> Response {
     if let Ok(v) = axum::http::HeaderValue::from_str(RESULT_CSP) {
         resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
     }
     resp
+}
+
+/// A result page's document: the console's style sheet and top bar around `body`.
+fn shell(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{title}</title><link rel=\"stylesheet\" href=\"/console/assets/console.css\"></head><body>\
+<header class=\"topbar\"><div class=\"topbar-inner\"><a class=\"brand\" href=\"/console\"><span class=\"brand-mark\" aria-hidden=\"true\"></span>ssogate <small>console</small></a></div></header>\
+<main id=\"main\">{body}</main></body></html>",
+        title = esc(title)
+    )
 }
 
 fn json_block(v: &Value) -> String {
@@ -399,13 +416,7 @@ fn render(r: &TestResult) -> String {
         body.push_str(&format!("<section class=\"card\"><div class=\"card-body\"><h2>Claims as received</h2><p class=\"muted\">Tokens and secrets are redacted.</p>{}</div></section>", json_block(c)));
     }
     body.push_str("</div>");
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>Test Provider · {name}</title><link rel=\"stylesheet\" href=\"/console/assets/console.css\"></head><body>\
-<header class=\"topbar\"><div class=\"topbar-inner\"><a class=\"brand\" href=\"/console\"><span class=\"brand-mark\" aria-hidden=\"true\"></span>ssogate <small>console</small></a></div></header>\
-<main id=\"main\">{body}</main></body></html>",
-        name = esc(&r.connection_name)
-    )
+    shell(&format!("Test Provider · {}", r.connection_name), &body)
 }
 
 /// One sentence for the report's user outcome and group changes.

@@ -337,6 +337,7 @@ mod tests {
             last_seen: now,
             profile: Default::default(),
             upstream_token: None,
+            auth_time: None,
         })
     }
 

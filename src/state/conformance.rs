@@ -35,6 +35,30 @@ pub async fn ephemeral(e: &dyn Ephemeral, clock: &Clock) -> StateResult<()> {
     Ok(())
 }
 
+/// A flooding client pushes out its own oldest flows, never another client's: with
+/// `quota` flows per client, a client that starts `quota + 20` keeps its newest `quota`.
+pub async fn flow_quota(e: &dyn Ephemeral, quota: usize) -> StateResult<()> {
+    let run = crate::id::token(8);
+    let (victim, flooder) = (format!("victim-{run}"), format!("flooder-{run}"));
+    check(e.put_flow(&victim, &format!("flow:{run}:v"), "v", 60_000).await?, "the victim's flow is stored")?;
+    for i in 0..quota + 20 {
+        check(e.put_flow(&flooder, &format!("flow:{run}:f{i}"), "f", 60_000).await?, "a flood's flow is stored (pushing out its own)")?;
+    }
+    check(e.get(&format!("flow:{run}:v")).await?.is_some(), "another client's flow survives the flood")?;
+    check(e.get(&format!("flow:{run}:f0")).await?.is_none(), "the flood's oldest flow was pushed out")?;
+    check(e.get(&format!("flow:{run}:f{}", quota + 19)).await?.is_some(), "the flood's newest flow is kept")?;
+    let mut kept = 0;
+    for i in 0..quota + 20 {
+        kept += usize::from(e.get(&format!("flow:{run}:f{i}")).await?.is_some());
+    }
+    check(kept == quota, &format!("the flood keeps exactly its quota ({kept} kept, quota {quota})"))?;
+    // A taken flow frees its place: the client can start another without losing one.
+    check(e.take(&format!("flow:{run}:f{}", quota + 19)).await?.is_some(), "a flow is taken")?;
+    check(e.put_flow(&flooder, &format!("flow:{run}:again"), "f", 60_000).await?, "a new flow is stored")?;
+    check(e.get(&format!("flow:{run}:f20")).await?.is_some(), "a taken flow's place is reused before an older one is pushed out")?;
+    Ok(())
+}
+
 /// Absolute and idle expiry, touch, removal by id and by user.
 pub async fn sessions(s: &dyn Sessions, clock: &Clock) -> StateResult<()> {
     let now = clock.now();
@@ -53,6 +77,7 @@ pub async fn sessions(s: &dyn Sessions, clock: &Clock) -> StateResult<()> {
         last_seen: now,
         profile: Default::default(),
         upstream_token: None,
+        auth_time: None,
     };
     let tag = crate::id::token(8);
     let (a, b, c) = (format!("a{tag}"), format!("b{tag}"), format!("c{tag}"));
@@ -94,6 +119,7 @@ pub async fn revocation(s: &dyn Sessions, clock: &Clock) -> StateResult<()> {
         idle_timeout_ms: 60_000,
         last_seen: now,
         upstream_token: Some("t".into()),
+        auth_time: None,
         profile: Default::default(),
     };
     let tag = crate::id::token(8);
@@ -169,6 +195,7 @@ pub async fn counts(s: &dyn Sessions, clock: &Clock) -> StateResult<()> {
         last_seen: now,
         profile: Default::default(),
         upstream_token: None,
+        auth_time: None,
     };
     s.create(&mk(&a, 10_000)).await?;
     s.create(&mk(&a, 10_000)).await?;

@@ -333,6 +333,8 @@ mod tests {
         super::super::conformance::sessions(&MemorySessions::new(), &clock).await.unwrap();
         super::super::conformance::revocation(&MemorySessions::new(), &clock).await.unwrap();
         super::super::conformance::counts(&MemorySessions::new(), &clock).await.unwrap();
+        let bounds = Bounds { flows_per_client: 30, ..Bounds::default() };
+        super::super::conformance::flow_quota(&MemoryEphemeral::with_bounds(clock.clone(), bounds), 30).await.unwrap();
     }
 
     #[tokio::test]

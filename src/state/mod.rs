@@ -103,6 +103,10 @@ pub struct Session {
     /// Upstream token to revoke at logout, when the connection has a revocation endpoint.
     #[serde(default)]
     pub upstream_token: Option<String>,
+    /// When the user really authenticated (the upstream's OIDC `auth_time`, SAML
+    /// `AuthnInstant`), which may be before the session began; none: at `created_at`.
+    #[serde(default)]
+    pub auth_time: Option<Millis>,
 }
 
 impl std::fmt::Debug for Session {

@@ -6,7 +6,10 @@
 //! looks them up by, and values are sealed with the master key (AES-256-GCM, bound to
 //! their key): reading Redis yields no session id, state, code or token, and writing to
 //! it cannot make a session or a code the gateway accepts.
-//! - `P e:{hash}`: an ephemeral value, `{expiry ms}:{sealed value}`, with a Redis TTL;
+//! - `P e:{hash}`: an ephemeral value, `{expiry ms}:{owner}:{sealed expiry and value}`,
+//!   with a Redis TTL (the sealed expiry is the one that counts);
+//! - `P f:{client hash}`: a client's queue of login flows (sorted by `P fs:{client
+//!   hash}`, its sequence), bounding the flows one client holds (`login.flows_per_client`);
 //! - `P s:{hash}`: a session, a hash of `d` (the session without its id, JSON, sealed),
 //!   `m` (its last use, sealed), and `u` (user id), `c` (connection id), `l` (last
 //!   use), `x` (absolute expiry), `i` (idle timeout) in the clear for the scripts, with
@@ -81,6 +84,40 @@ if v then
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
+";
+
+/// [`PUT_NEW`] for a login's flow state, within its client's quota: the flow joins the
+/// client's queue (`KEYS[2]`, a sorted set scored by a per-client sequence kept in
+/// `KEYS[3]`), and past `ARGV[4]` flows the client's own oldest are deleted. A queue
+/// member whose flow was taken or expired goes first, deleting nothing.
+const PUT_FLOW: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then
+  local exp = tonumber(string.match(v, '^(%d+):'))
+  if exp and exp > tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+local seq = redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[2], seq, KEYS[1])
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if over > 0 then
+  local old = redis.call('ZPOPMIN', KEYS[2], over)
+  for i = 1, #old, 2 do redis.call('DEL', old[i]) end
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 1
+";
+
+/// Takes a value (GETDEL) and, for a flow, leaves its client's queue (`ARGV[1]` is the
+/// queue keys' prefix), so a finished login frees its place.
+const TAKE: &str = r"
+local v = redis.call('GETDEL', KEYS[1])
+if v then
+  local owner = string.match(v, '^%d+:(%x+):')
+  if owner then redis.call('ZREM', ARGV[1] .. owner, KEYS[1]) end
+end
+return v
 ";
 
 /// Replaces a session and adds it to its user's set and its connection's sorted set
@@ -335,29 +372,48 @@ impl Redis {
     }
 }
 
-/// Ephemeral values in Redis.
+/// Ephemeral values in Redis. Each is stored as `{expiry}:{owner}:{sealed}`: the expiry
+/// in the clear for the scripts, the owner (the SHA-256 of a flow's client, or `-`) for
+/// its queue, and the sealed `{expiry}:{value}`, whose expiry is the one that counts.
 #[derive(Debug)]
 pub struct RedisEphemeral {
     redis: Redis,
     clock: Clock,
     cipher: Cipher,
+    flows_per_client: usize,
     put_new: Script,
+    put_flow: Script,
+    take: Script,
 }
 
 impl RedisEphemeral {
     /// Values on `redis`, expiring by `clock`, sealed with `cipher`.
     pub fn new(redis: Redis, clock: Clock, cipher: Cipher) -> Self {
-        Self { redis, clock, cipher, put_new: Script::new(PUT_NEW) }
+        let flows_per_client = crate::config::LoginConfig::default().flows_per_client;
+        Self { redis, clock, cipher, flows_per_client, put_new: Script::new(PUT_NEW), put_flow: Script::new(PUT_FLOW), take: Script::new(TAKE) }
     }
 
-    /// The value if its recorded expiry is still ahead and it opens.
+    /// At most `n` flows per client (`login.flows_per_client`).
+    pub fn with_flow_quota(mut self, n: usize) -> Self {
+        self.flows_per_client = n.max(1);
+        self
+    }
+
+    /// What is stored under hash `h` for `value`, living `ttl` from `now`.
+    fn stored(&self, h: &str, owner: Option<&str>, value: &str, now: Millis, ttl: Millis) -> String {
+        let exp = now.saturating_add(ttl);
+        let sealed = self.cipher.seal(&context("e", h), format!("{exp}:{value}").as_bytes());
+        format!("{exp}:{}:{sealed}", owner.unwrap_or("-"))
+    }
+
+    /// The value if it opens and its sealed expiry is still ahead.
     fn live(&self, h: &str, stored: Option<String>) -> Option<String> {
         let stored = stored?;
-        let (exp, sealed) = stored.split_once(':')?;
-        if exp.parse::<Millis>().ok()? <= self.clock.now() {
-            return None;
-        }
-        unseal(&self.cipher, "e", h, sealed)
+        let (_, rest) = stored.split_once(':')?;
+        let (_, sealed) = rest.split_once(':')?;
+        let plain = unseal(&self.cipher, "e", h, sealed)?;
+        let (exp, value) = plain.split_once(':')?;
+        (exp.parse::<Millis>().ok()? > self.clock.now()).then(|| value.to_string())
     }
 }
 
@@ -367,18 +423,34 @@ impl Ephemeral for RedisEphemeral {
         let now = self.clock.now();
         let ttl = ttl_ms.max(1);
         let h = hash(key);
-        let stored = format!("{}:{}", now.saturating_add(ttl), self.cipher.seal(&context("e", &h), value.as_bytes()));
+        let stored = self.stored(&h, None, value, now, ttl);
         let k = self.redis.key("e", &h);
         let script = &self.put_new;
         let n: i64 = self.redis.run(|mut c| async move { script.key(k).arg(now).arg(stored).arg(ttl).invoke_async(&mut c).await }).await?;
         Ok(n == 1)
     }
 
+    async fn put_flow(&self, client: &str, key: &str, value: &str, ttl_ms: Millis) -> StateResult<bool> {
+        let now = self.clock.now();
+        let ttl = ttl_ms.max(1);
+        let (h, owner) = (hash(key), hash(client));
+        let stored = self.stored(&h, Some(&owner), value, now, ttl);
+        let (k, queue, seq) = (self.redis.key("e", &h), self.redis.key("f", &owner), self.redis.key("fs", &owner));
+        let (script, quota) = (&self.put_flow, self.flows_per_client);
+        let n: i64 = self
+            .redis
+            .run(|mut c| async move { script.key(k).key(queue).key(seq).arg(now).arg(stored).arg(ttl).arg(quota).invoke_async(&mut c).await })
+            .await?;
+        Ok(n == 1)
+    }
+
     async fn take(&self, key: &str) -> StateResult<Option<String>> {
         let h = hash(key);
         let k = self.redis.key("e", &h);
-        // GETDEL: read and delete in one step, so two replicas cannot both take it.
-        let v: Option<String> = self.redis.run(|mut c| async move { redis::cmd("GETDEL").arg(k).query_async(&mut c).await }).await?;
+        let queues = self.redis.key("f", "");
+        let script = &self.take;
+        // One step on the server, so two replicas cannot both take it.
+        let v: Option<String> = self.redis.run(|mut c| async move { script.key(k).arg(queues).invoke_async(&mut c).await }).await?;
         Ok(self.live(&h, v))
     }
 
@@ -754,7 +826,7 @@ async fn beat(redis: Redis, cache: Arc<SessionCache>, heartbeat: String, clock: 
 
 /// The state backends on Redis, per `[state]`, sealing values with the master key
 /// `cipher`: sessions behind this replica's cache unless `cache_seconds` is 0.
-pub fn open(cfg: &StateConfig, url: &str, clock: &Clock, cipher: &Cipher) -> StateResult<super::Backends> {
+pub fn open(cfg: &StateConfig, url: &str, clock: &Clock, cipher: &Cipher, flows_per_client: usize) -> StateResult<super::Backends> {
     let ca = match &cfg.tls_ca_file {
         None => None,
         Some(path) => {
@@ -767,7 +839,7 @@ pub fn open(cfg: &StateConfig, url: &str, clock: &Clock, cipher: &Cipher) -> Sta
         }
     };
     let redis = Redis::open(url, ca, &cfg.prefix, Duration::from_millis(cfg.timeout_ms))?;
-    let ephemeral: Arc<dyn Ephemeral> = Arc::new(RedisEphemeral::new(redis.clone(), clock.clone(), cipher.clone()));
+    let ephemeral: Arc<dyn Ephemeral> = Arc::new(RedisEphemeral::new(redis.clone(), clock.clone(), cipher.clone()).with_flow_quota(flows_per_client));
     let store: Arc<dyn Sessions> = Arc::new(RedisSessions::new(redis.clone(), clock.clone(), cipher.clone()));
     if cfg.cache_seconds == 0 {
         return Ok((ephemeral, store));
@@ -790,12 +862,12 @@ mod tests {
             let path = dir.path().join(name);
             std::fs::write(&path, content).unwrap();
             let cfg = StateConfig { tls_ca_file: Some(path), ..Default::default() };
-            let Err(err) = open(&cfg, "rediss://localhost:6380/0", &Clock::system(), &cipher) else { panic!("refused") };
+            let Err(err) = open(&cfg, "rediss://localhost:6380/0", &Clock::system(), &cipher, 1000) else { panic!("refused") };
             let err = err.to_string();
             assert!(err.contains("holds no PEM certificate") && err.contains(name), "{err}");
         }
         let cfg = StateConfig { tls_ca_file: Some(dir.path().join("missing.pem")), ..Default::default() };
-        let Err(err) = open(&cfg, "rediss://localhost:6380/0", &Clock::system(), &cipher) else { panic!("refused") };
+        let Err(err) = open(&cfg, "rediss://localhost:6380/0", &Clock::system(), &cipher, 1000) else { panic!("refused") };
         let err = err.to_string();
         assert!(err.contains("cannot read state.tls_ca_file"), "{err}");
     }
@@ -851,11 +923,12 @@ mod tests {
         conformance::revocation(&RedisSessions::new(r.clone(), clock.clone(), cipher()), &clock).await.unwrap();
         // The same suite through the cache the server puts in front of sessions.
         let cfg = StateConfig { prefix: prefix.0.clone(), ..StateConfig::default() };
-        let (_, cached) = open(&cfg, &test_url(), &clock, &cipher()).unwrap();
+        let (_, cached) = open(&cfg, &test_url(), &clock, &cipher(), 1000).unwrap();
         conformance::sessions(cached.as_ref(), &clock).await.unwrap();
         conformance::revocation(cached.as_ref(), &clock).await.unwrap();
         conformance::counts(&RedisSessions::new(r.clone(), clock.clone(), cipher()), &clock).await.unwrap();
         conformance::counts(cached.as_ref(), &clock).await.unwrap();
+        conformance::flow_quota(&RedisEphemeral::new(r.clone(), clock.clone(), cipher()).with_flow_quota(30), 30).await.unwrap();
     }
 
     #[tokio::test]
@@ -891,6 +964,7 @@ mod tests {
             last_seen: now,
             profile: Default::default(),
             upstream_token: Some("upstream-access-token".into()),
+            auth_time: None,
         };
         let (id, other) = (crate::id::token(32), crate::id::token(32));
         s.create(&mk(&id)).await.unwrap();
@@ -928,6 +1002,16 @@ mod tests {
         let v: String = redis::cmd("GET").arg(&ekey).query(&mut c).unwrap();
         let _: () = redis::cmd("SET").arg(r.key("e", &hash("code:forged"))).arg(v).query(&mut c).unwrap();
         assert!(e.take("code:forged").await.unwrap().is_none());
+        // Raising the expiry written in the clear keeps nothing alive: the sealed one rules.
+        let fixed = Clock::fixed(clock.now());
+        let short = RedisEphemeral::new(r.clone(), fixed.clone(), cipher());
+        assert!(short.put_new("code:short-lived", "x", 1_000).await.unwrap());
+        let skey_e = r.key("e", &hash("code:short-lived"));
+        let v: String = redis::cmd("GET").arg(&skey_e).query(&mut c).unwrap();
+        let (_, rest) = v.split_once(':').unwrap();
+        let _: () = redis::cmd("SET").arg(&skey_e).arg(format!("{}:{rest}", i64::MAX)).query(&mut c).unwrap();
+        fixed.advance(1_001);
+        assert!(short.get("code:short-lived").await.unwrap().is_none(), "a raised clear-text expiry extends nothing");
         assert!(e.take("code:the-code-value").await.unwrap().is_some());
     }
 
@@ -949,6 +1033,7 @@ mod tests {
             last_seen: now,
             profile: Default::default(),
             upstream_token: None,
+            auth_time: None,
         }
     }
 
@@ -1011,7 +1096,7 @@ mod tests {
         let r = redis(&prefix);
         let plain = RedisSessions::new(r.clone(), clock.clone(), cipher());
         let cfg = StateConfig { prefix: prefix.0.clone(), cache_seconds: 30, ..StateConfig::default() };
-        let (_, cached) = open(&cfg, &test_url(), &clock, &cipher()).unwrap();
+        let (_, cached) = open(&cfg, &test_url(), &clock, &cipher(), 1000).unwrap();
         let mut c = raw();
         for (store, victim) in [(&plain as &dyn Sessions, "usr_v1"), (cached.as_ref(), "usr_v2")] {
             let now = clock.now();
@@ -1072,7 +1157,7 @@ mod tests {
         let prefix = Prefix::new();
         let clock = Clock::system();
         let cfg = StateConfig { prefix: prefix.0.clone(), cache_seconds: 30, ..StateConfig::default() };
-        let (_, a) = open(&cfg, &test_url(), &clock, &cipher()).unwrap();
+        let (_, a) = open(&cfg, &test_url(), &clock, &cipher(), 1000).unwrap();
         let b = Cached::new(Arc::new(RedisSessions::new(redis(&prefix), clock.clone(), cipher())), Arc::new(SessionCache::new(30_000)), Tasks::default());
         let b_cache = b.cache().clone();
         let b_tasks = feed(&redis(&prefix), b_cache.clone(), clock.clone());
@@ -1093,6 +1178,7 @@ mod tests {
             last_seen: now,
             profile: Default::default(),
             upstream_token: None,
+            auth_time: None,
         };
         let (one, two) = (crate::id::token(32), crate::id::token(32));
         a.create(&mk(&one, "u1")).await.unwrap();

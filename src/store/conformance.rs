@@ -74,6 +74,11 @@ async fn clients(store: &dyn Store, tag: &str) -> StoreResult<()> {
         created_at: 1,
         updated_at: 1,
         managed_by: Some("config".into()),
+        settings: ClientSettings {
+            grant_types: vec!["refresh_token".into()],
+            post_logout_redirect_uris: vec!["https://app.example/bye".into()],
+            ..Default::default()
+        },
     };
     store.client_insert(&c, &audit("client.create", &c.client_id)).await?;
     check(store.client_get(&c.client_id).await?.as_ref() == Some(&c), "client reads back")?;

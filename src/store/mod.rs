@@ -310,6 +310,55 @@ pub struct Client {
     pub updated_at: Millis,
     /// `config` when the configuration file declares it (read-only through the API).
     pub managed_by: Option<String>,
+    /// How the client authenticates, what it may ask for, where its logouts go.
+    pub settings: ClientSettings,
+}
+
+/// How a downstream client authenticates at the token endpoint (OIDC Core 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    /// HTTP Basic with the client secret (default; `client_secret_post` is accepted too).
+    #[default]
+    ClientSecretBasic,
+    /// The secret in the form (`client_secret_basic` is accepted too).
+    ClientSecretPost,
+    /// A JWT signed with a key of the client's registered JWKS (RFC 7523).
+    PrivateKeyJwt,
+    /// A public client (a browser or native app): no secret; PKCE then is required.
+    None,
+}
+
+/// A client's per-client settings (one JSON column), named as OpenID Connect Dynamic
+/// Client Registration names them. Every field has a default, so older rows read as the
+/// confidential code-flow client they were.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientSettings {
+    /// How the client authenticates at the token, revocation and introspection endpoints.
+    pub token_endpoint_auth_method: ClientAuthMethod,
+    /// Grants beyond `authorization_code`: `refresh_token` lets it have refresh tokens.
+    pub grant_types: Vec<String>,
+    /// PKCE required on every authorization request (unset: required for public clients).
+    pub require_pkce: Option<bool>,
+    /// Accept `code_challenge_method=plain` (and a challenge without a method, which RFC
+    /// 7636 reads as plain). Off: S256 only.
+    pub allow_plain_pkce: bool,
+    /// Scopes it may be granted (unset: all the gateway supports); others are dropped.
+    pub allowed_scopes: Option<Vec<String>>,
+    /// ID token lifetime in seconds (unset: 3600); never past the session's end.
+    pub id_token_lifetime_seconds: Option<u32>,
+    /// Access token lifetime in seconds (unset: 3600); never past the session's end.
+    pub access_token_lifetime_seconds: Option<u32>,
+    /// Where RP-initiated logout may send the browser afterwards (exact match).
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Where logout tokens are POSTed when one of its users' sessions ends.
+    pub backchannel_logout_uri: Option<String>,
+    /// Its public keys (a JWK Set) for `private_key_jwt`.
+    #[schema(value_type = Option<Object>)]
+    pub jwks: Option<serde_json::Value>,
+    /// Where its public keys are published, for `private_key_jwt`.
+    pub jwks_uri: Option<String>,
 }
 
 /// One page of the users table: a search, a status, a window. Sorted by username.

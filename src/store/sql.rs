@@ -104,6 +104,9 @@ CREATE INDEX audit_log_action ON audit_log (action, seq);
 CREATE INDEX audit_log_target ON audit_log (target, seq);
 CREATE INDEX audit_log_at ON audit_log (at)
 "#,
+    // issue #14: per-client settings (JSON): auth method, grants, PKCE, scopes,
+    // lifetimes, logout URIs, keys.
+    "ALTER TABLE clients ADD COLUMN settings TEXT",
 ];
 
 /// The columns keyed by [`name_key`]: (table, value column, key column).
@@ -447,6 +450,10 @@ fn client_row(r: &AnyRow) -> StoreResult<Client> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         managed_by: r.try_get("managed_by")?,
+        settings: match r.try_get::<Option<String>, _>("settings")? {
+            Some(s) => serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("client settings: {e}")))?,
+            None => Default::default(),
+        },
     })
 }
 
@@ -1074,7 +1081,7 @@ impl Store for Sql {
     async fn client_insert(&self, c: &Client, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO clients (client_id, name, secret_sha256, redirect_uris, created_at, updated_at, managed_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO clients (client_id, name, secret_sha256, redirect_uris, created_at, updated_at, managed_by, settings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&c.client_id)
         .bind(&c.name)
@@ -1083,6 +1090,7 @@ impl Store for Sql {
         .bind(c.created_at)
         .bind(c.updated_at)
         .bind(&c.managed_by)
+        .bind(serde_json::to_string(&c.settings).unwrap_or_default())
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict(e, &[("", "client_id: another client has this id")]))?;
@@ -1093,15 +1101,18 @@ impl Store for Sql {
 
     async fn client_update(&self, c: &Client, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE clients SET name = $1, secret_sha256 = $2, redirect_uris = $3, updated_at = $4, managed_by = $5 WHERE client_id = $6")
-            .bind(&c.name)
-            .bind(&c.secret_sha256)
-            .bind(serde_json::to_string(&c.redirect_uris).unwrap_or_default())
-            .bind(c.updated_at)
-            .bind(&c.managed_by)
-            .bind(&c.client_id)
-            .execute(&mut *tx)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE clients SET name = $1, secret_sha256 = $2, redirect_uris = $3, updated_at = $4, managed_by = $5, settings = $7 WHERE client_id = $6",
+        )
+        .bind(&c.name)
+        .bind(&c.secret_sha256)
+        .bind(serde_json::to_string(&c.redirect_uris).unwrap_or_default())
+        .bind(c.updated_at)
+        .bind(&c.managed_by)
+        .bind(&c.client_id)
+        .bind(serde_json::to_string(&c.settings).unwrap_or_default())
+        .execute(&mut *tx)
+        .await?;
         commit_audited(tx, done.rows_affected(), || format!("client {}", c.client_id), audit).await
     }
 

@@ -28,27 +28,32 @@ impl Scope<'_> {
     }
 }
 
-/// The session's claims about the user: who (`sub`, email, name, username), their groups,
-/// the connection they signed in with, the session (`sid`, never the session's id); the
-/// stored profile (given and family name, picture) with the `profile` scope.
+/// The session's claims about the user, as the scope allows (OIDC Core 5.4): `sub` and
+/// `sid` (the session's public name, never its id) always; `email` adds email and
+/// email_verified; `profile` adds name, username, the stored profile (given and family
+/// name, picture) and the connection signed in with; `groups` adds the groups.
 pub fn user(s: &Session, scope: Scope<'_>) -> Value {
     let mut c = json!({
         "sub": s.user_id,
-        "email": s.email,
-        "email_verified": s.email_verified,
-        "name": s.name,
-        "preferred_username": s.username,
-        "groups": s.groups,
-        "connection": s.connection_id,
         "sid": crate::state::public_sid(&s.id),
     });
+    if scope.has("email") {
+        c["email"] = json!(s.email);
+        c["email_verified"] = json!(s.email_verified);
+    }
     if scope.has("profile") {
+        c["name"] = json!(s.name);
+        c["preferred_username"] = json!(s.username);
+        c["connection"] = json!(s.connection_id);
         let p = &s.profile;
         for (k, v) in [("given_name", &p.given_name), ("family_name", &p.family_name), ("picture", &p.picture)] {
             if let Some(v) = v {
                 c[k] = json!(v);
             }
         }
+    }
+    if scope.has("groups") {
+        c["groups"] = json!(s.groups);
     }
     c
 }
@@ -65,11 +70,16 @@ pub fn token(issuer: &str, audience: &str, s: &Session, scope: Scope<'_>, now: M
 
 /// Signs claims with the gateway's current signing key.
 pub async fn sign(store: &dyn Store, cipher: &Cipher, claims: &Value) -> Result<String, String> {
+    sign_typed(store, cipher, "JWT", claims).await
+}
+
+/// [`sign`] with the JOSE `typ` given (`logout+jwt` for logout tokens).
+pub async fn sign_typed(store: &dyn Store, cipher: &Cipher, typ: &str, claims: &Value) -> Result<String, String> {
     let keys = store.signing_key_list().await.map_err(|e| e.to_string())?;
     let key = keys.iter().find(|k| k.retired_at.is_none()).ok_or("no active signing key")?;
     let pem = cipher.open(&format!("signing_key:{}", key.kid), &key.private_key).map_err(|e| e.to_string())?;
     let pkey = PKey::private_key_from_pem(&pem).map_err(|e| e.to_string())?;
-    super::jws::sign(&pkey, &key.alg, &key.kid, claims).map_err(|e| e.to_string())
+    super::jws::sign_typed(&pkey, &key.alg, &key.kid, typ, claims).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -81,11 +91,14 @@ mod tests {
         let mut s = crate::testkit::session("sess-1", "usr_a", "con_a", &["Users", "Eng"], 1_000_000);
         s.profile.given_name = Some("Ada".into());
         let all = token("https://sso", "app", &s, Scope::All, 1_000_000, 2_000_000);
-        let oidc = token("https://sso", "client", &s, Scope::Oidc("openid profile"), 1_000_000, 2_000_000);
+        let oidc = token("https://sso", "client", &s, Scope::Oidc("openid email profile groups"), 1_000_000, 2_000_000);
         for k in ["sub", "email", "email_verified", "name", "preferred_username", "groups", "connection", "sid", "given_name", "iss", "iat", "exp"] {
             assert_eq!(all[k], oidc[k], "{k}");
         }
         assert_ne!(all["sid"], json!("sess-1"), "the sid never is the session's id");
-        assert!(token("i", "a", &s, Scope::Oidc("openid"), 0, 1).get("given_name").is_none());
+        let bare = token("i", "a", &s, Scope::Oidc("openid"), 0, 1);
+        for k in ["given_name", "email", "name", "groups", "connection", "preferred_username"] {
+            assert!(bare.get(k).is_none(), "openid alone: no {k}");
+        }
     }
 }

@@ -224,8 +224,13 @@ pub fn verify(parsed: &Parsed, key: &PKey<Public>) -> Result<(), JwsError> {
 /// The key must be one `alg` is made with (its type, and for ECDSA its curve): it is
 /// never used its own way under another algorithm's name.
 pub fn sign(key: &PKey<Private>, alg: &str, kid: &str, claims: &Value) -> Result<String, JwsError> {
+    sign_typed(key, alg, kid, "JWT", claims)
+}
+
+/// [`sign`] with the header's `typ` given (RFC 7515 4.1.9), e.g. `logout+jwt`.
+pub fn sign_typed(key: &PKey<Private>, alg: &str, kid: &str, typ: &str, claims: &Value) -> Result<String, JwsError> {
     key_for(key, alg)?;
-    let header = serde_json::json!({"alg": alg, "typ": "JWT", "kid": kid});
+    let header = serde_json::json!({"alg": alg, "typ": typ, "kid": kid});
     let input = format!("{}.{}", B64URL.encode(header.to_string()), B64URL.encode(claims.to_string()));
     let err = |e: openssl::error::ErrorStack| JwsError::Key(e.to_string());
     let mut sig = if alg == "EdDSA" {

@@ -127,6 +127,9 @@ pub struct Start<'a> {
     pub now: Millis,
     /// A login, or a test.
     pub purpose: Purpose,
+    /// The user must authenticate anew (OIDC `prompt=login`, SAML `ForceAuthn`): the app
+    /// asked for `prompt=login` or a `max_age` the session is older than.
+    pub force_authn: bool,
 }
 
 /// Starts a login with `conn`: the one place that picks the protocol for the way out.
@@ -241,16 +244,50 @@ pub struct Verified {
     pub session_until: Option<Millis>,
     /// A one-time marker the reply must not have used before, and how long it is kept.
     pub replay: Option<(String, Millis)>,
+    /// When the user really authenticated at the IdP (OIDC `auth_time`, SAML
+    /// `AuthnInstant`), when it says.
+    pub auth_time: Option<Millis>,
 }
 
 /// Verifies the reply to `flow` (none: unsolicited, where the connection allows it): the
 /// one place that picks the protocol for the way back. Every check is written to
 /// `report` as it runs, failed or not.
 pub async fn finish(conn: &Connection, flow: Option<&FlowState>, reply: Reply, cx: &Context<'_>, report: &mut Diagnostics) -> Result<Verified, UpstreamError> {
-    match &conn.settings.upstream {
+    let verified = match &conn.settings.upstream {
         Upstream::Oidc(o) => oidc::finish(conn, o, flow, &reply, cx, report).await,
         Upstream::Saml(s) => saml::finish(conn, s, flow, reply, cx, report).await,
+    }?;
+    admitted(conn, &verified, report)?;
+    Ok(verified)
+}
+
+/// What every protocol's verified reply must also pass: the connection's allow rules
+/// (`hd`, `tid`, any claim), and, with group sync on, a groups claim the IdP did not
+/// replace by an overage pointer.
+fn admitted(conn: &Connection, v: &Verified, report: &mut Diagnostics) -> Result<(), UpstreamError> {
+    let rules = &conn.settings.allow;
+    if !rules.is_empty() {
+        let checked = crate::mapping::check_allow(&v.claims, rules).map_err(UpstreamError::NotAllowed);
+        report.record("allow rules", checked, |_| {
+            let names: Vec<&str> = rules.iter().map(|r| r.claim.as_str()).collect();
+            format!("{} hold an allowed value", names.join(", "))
+        })?;
     }
+    if let Some(pointer) = crate::mapping::groups_overage(&v.claims, &conn.settings.claims.groups) {
+        if conn.settings.group_sync {
+            // Decision: refuse. Keeping the memberships as they were would let a user
+            // removed from a group at the IdP keep what it granted here for as long as
+            // the overage lasts; refusing says so at once and names the fix.
+            let e = UpstreamError::GroupsOverage(format!(
+                "the identity provider sent no groups for this user but an overage pointer ({pointer}): the user is in more groups than fit in the token, \
+                 so group sync cannot tell their groups. At the identity provider, send only the groups assigned to the application \
+                 (Entra ID: Token configuration > groups claim > Groups assigned to the application), or turn group sync off"
+            ));
+            return report.fail("groups", e);
+        }
+        report.passed("groups", format!("overage pointer {pointer} ignored: group sync is off"));
+    }
+    Ok(())
 }
 
 /// Revokes an upstream access token at sign-out, where the protocol and the IdP have a
@@ -348,4 +385,11 @@ pub enum UpstreamError {
     /// request is bad, whoever sent it.
     #[error("the sign-in reply was refused: {0}")]
     Malformed(String),
+    /// The reply verified, but the connection does not admit this user (an allow rule,
+    /// a tenant not on the list).
+    #[error("this account may not sign in here: {0}")]
+    NotAllowed(String),
+    /// The IdP replaced the groups by an overage pointer while group sync is on.
+    #[error("the sign-in was refused: {0}")]
+    GroupsOverage(String),
 }

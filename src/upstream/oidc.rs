@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::jwks::JwksCache;
 use super::{Begun, Context, Diagnostics, FlowState, Kept, Outbound, Reply, Start, UpstreamError, Verified};
 use crate::clock::Millis;
-use crate::connection::{ClaimMappings, ClientAuth, Connection, OidcSettings, Pkce};
+use crate::connection::{ClaimMappings, ClientAuth, Connection, OidcSettings, Pkce, TENANT_PLACEHOLDER};
 use crate::mapping::{self, Identity};
 use crate::token::jws;
 
@@ -41,6 +41,9 @@ pub fn begin(conn: &Connection, o: &OidcSettings, start: Start<'_>) -> Result<Be
             .append_pair("nonce", &nonce);
         if let Some(h) = start.login_hint {
             q.append_pair("login_hint", h);
+        }
+        if start.force_authn {
+            q.append_pair("prompt", "login");
         }
         if let Some(v) = &verifier {
             let (challenge, method) = match o.code_challenge_method {
@@ -78,9 +81,24 @@ struct OAuthError {
 pub async fn revoke(conn: &Connection, o: &OidcSettings, token: &str, http: &reqwest::Client) {
     let Some(endpoint) = &o.revocation_endpoint else { return };
     let secret = conn.secrets.client_secret.clone().unwrap_or_default();
-    let form = [("token", token), ("token_type_hint", "access_token")];
+    let mut form = vec![("token", token.to_string()), ("token_type_hint", "access_token".to_string())];
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let req = http.post(endpoint).basic_auth(enc(&o.client_id), Some(enc(&secret))).form(&form);
+    let mut req = http.post(endpoint);
+    // The client authenticates as it does at the token endpoint (RFC 7009 section 2.1).
+    match o.token_endpoint_auth_method {
+        ClientAuth::ClientSecretBasic => req = req.basic_auth(enc(&o.client_id), Some(enc(&secret))),
+        ClientAuth::ClientSecretPost => form.extend([("client_id", o.client_id.clone()), ("client_secret", secret)]),
+        ClientAuth::None => form.push(("client_id", o.client_id.clone())),
+        ClientAuth::PrivateKeyJwt | ClientAuth::ClientSecretJwt => {
+            // Sign-out has no injected clock; the assertion's minute starts now.
+            let Ok(assertion) = client_assertion(conn, o, crate::clock::Clock::system().now()) else {
+                tracing::warn!(connection = %conn.id, "upstream revocation skipped: the client assertion could not be signed");
+                return;
+            };
+            form.extend([("client_id", o.client_id.clone()), ("client_assertion_type", JWT_BEARER.to_string()), ("client_assertion", assertion)]);
+        }
+    }
+    let req = req.form(&form);
     match req.send().await {
         Ok(r) if r.status().is_success() => tracing::info!(connection = %conn.id, "upstream token revoked"),
         Ok(r) => tracing::warn!(connection = %conn.id, status = r.status().as_u16(), "upstream revocation refused"),
@@ -105,7 +123,7 @@ fn invalid(msg: impl Into<String>) -> UpstreamError {
 /// byte for byte; when the IdP's discovery says it sends one, it must be there.
 pub fn check_response_issuer(o: &OidcSettings, iss: Option<&str>) -> Result<(), UpstreamError> {
     match iss {
-        Some(iss) if iss != o.issuer => Err(invalid("the sign-in reply's iss names another issuer (RFC 9207)")),
+        Some(iss) if !issuer_matches(o, iss) => Err(invalid("the sign-in reply's iss names another issuer (RFC 9207)")),
         Some(_) => Ok(()),
         None if o.authorization_response_iss_parameter_supported => {
             Err(invalid("the sign-in reply has no iss, which this identity provider says it always sends (RFC 9207)"))
@@ -113,6 +131,68 @@ pub fn check_response_issuer(o: &OidcSettings, iss: Option<&str>) -> Result<(), 
         None => Ok(()),
     }
 }
+
+/// Whether `iss` names this connection's issuer: the issuer itself or one of its aliases,
+/// byte for byte; for a multi-tenant template, the template with an allowed tenant put in.
+fn issuer_matches(o: &OidcSettings, iss: &str) -> bool {
+    if o.is_multi_tenant() {
+        return o.allowed_tenants.iter().any(|t| o.issuer.replacen(TENANT_PLACEHOLDER, t, 1) == iss);
+    }
+    iss == o.issuer || o.issuer_aliases.iter().any(|a| a == iss)
+}
+
+/// The ID token's `iss`: the issuer (or an alias) byte for byte; with a multi-tenant
+/// template (Entra ID `common` / `organizations`), the template with the token's own
+/// `tid` put in, and then that tenant must be on the connection's allow-list.
+fn check_issuer(o: &OidcSettings, c: &Value) -> Result<(), UpstreamError> {
+    let iss = c.get("iss").and_then(Value::as_str).ok_or_else(|| invalid("the ID token comes from another issuer"))?;
+    if !o.is_multi_tenant() {
+        return if iss == o.issuer || o.issuer_aliases.iter().any(|a| a == iss) { Ok(()) } else { Err(invalid("the ID token comes from another issuer")) };
+    }
+    let tid = c.get("tid").and_then(Value::as_str).filter(|t| crate::connection::input::safe_tenant(t));
+    let tid = tid.ok_or_else(|| invalid("the ID token has no usable tid, which a multi-tenant issuer ({tenantid}) needs"))?;
+    if o.issuer.replacen(TENANT_PLACEHOLDER, tid, 1) != iss {
+        return Err(invalid("the ID token comes from another issuer (its iss is not the issuer template with its own tid)"));
+    }
+    if !o.allowed_tenants.iter().any(|t| t.eq_ignore_ascii_case(tid)) {
+        return Err(UpstreamError::NotAllowed(format!("the tenant {tid} may not sign in through this connection (it is not in allowed_tenants)")));
+    }
+    Ok(())
+}
+
+/// A client assertion (RFC 7523 section 2.2) for the token endpoint: `iss` and `sub` the
+/// client id, `aud` the token endpoint, a fresh `jti`, one minute of life. Signed with
+/// the connection's private key (`private_key_jwt`, RS256) or the client secret
+/// (`client_secret_jwt`, HS256).
+pub fn client_assertion(conn: &Connection, o: &OidcSettings, now: Millis) -> Result<String, UpstreamError> {
+    let now_s = now / 1000;
+    let claims = serde_json::json!({
+        "iss": o.client_id, "sub": o.client_id, "aud": o.token_endpoint,
+        "jti": random(24), "iat": now_s, "exp": now_s + 60,
+    });
+    let unusable = |what: &str| UpstreamError::Unavailable(format!("the client assertion could not be signed ({what})"));
+    match o.token_endpoint_auth_method {
+        ClientAuth::PrivateKeyJwt => {
+            let pem = conn.secrets.client_private_key.as_deref().ok_or_else(|| unusable("no client key pair"))?;
+            let key = openssl::pkey::PKey::private_key_from_pem(pem.as_bytes()).map_err(|_| unusable("the client key is unusable"))?;
+            let kid = o.client_jwk.as_ref().and_then(|j| j.get("kid")).and_then(Value::as_str).unwrap_or_default();
+            jws::sign(&key, "RS256", kid, &claims).map_err(|_| unusable("signing failed"))
+        }
+        ClientAuth::ClientSecretJwt => {
+            let secret = conn.secrets.client_secret.as_deref().ok_or_else(|| unusable("no client secret"))?;
+            let header = serde_json::json!({"alg": "HS256", "typ": "JWT"});
+            let input = format!("{}.{}", B64URL.encode(header.to_string()), B64URL.encode(claims.to_string()));
+            let key = openssl::pkey::PKey::hmac(secret.as_bytes()).map_err(|_| unusable("the client secret is unusable"))?;
+            let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key).map_err(|_| unusable("signing failed"))?;
+            let mac = signer.update(input.as_bytes()).and_then(|_| signer.sign_to_vec()).map_err(|_| unusable("signing failed"))?;
+            Ok(format!("{input}.{}", B64URL.encode(mac)))
+        }
+        _ => Err(unusable("the method takes no assertion")),
+    }
+}
+
+/// RFC 7523's client assertion type.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Checks the callback (issuer, error, code), exchanges the code and verifies everything;
 /// returns the mapped identity.
@@ -151,6 +231,12 @@ pub async fn finish(
     }
     let secret = conn.secrets.client_secret.clone().unwrap_or_default();
     let mut req = cx.http.post(&o.token_endpoint).header("accept", "application/json");
+    let assertion = match o.token_endpoint_auth_method {
+        ClientAuth::PrivateKeyJwt | ClientAuth::ClientSecretJwt => {
+            Some(report.record("client assertion", client_assertion(conn, o, cx.now), |_| format!("{} signed", o.token_endpoint_auth_method.as_str()))?)
+        }
+        _ => None,
+    };
     match o.token_endpoint_auth_method {
         // RFC 6749 2.3.1: id and secret are form-urlencoded before Basic encoding.
         ClientAuth::ClientSecretBasic => {
@@ -162,6 +248,12 @@ pub async fn finish(
             form.push(("client_secret", &secret));
         }
         ClientAuth::None => form.push(("client_id", &o.client_id)),
+        // Only the assertion authenticates: Okta refuses credentials in two places.
+        ClientAuth::PrivateKeyJwt | ClientAuth::ClientSecretJwt => {
+            form.push(("client_id", &o.client_id));
+            form.push(("client_assertion_type", JWT_BEARER));
+            form.push(("client_assertion", assertion.as_deref().unwrap_or_default()));
+        }
     }
     let exchanged = exchange(o, req.form(&form)).await;
     let tokens = report.record("code exchange", exchanged, |_| format!("{} answered with tokens", o.token_endpoint))?;
@@ -171,6 +263,7 @@ pub async fn finish(
         })?;
     let checks = Checks { now: cx.now, skew_ms: cx.skew_ms };
     let (claims, _kid) = verify_id_token(o, &id_token, nonce, tokens.access_token.as_deref(), cx.jwks, checks, report).await?;
+    let auth_time = claims.get("auth_time").and_then(serde_json::Value::as_i64).map(|s| s.saturating_mul(1000));
     let info = read_userinfo(o, cx.http, tokens.access_token.as_deref(), &conn.id).await;
     let info_claims = report.record("userinfo", info, |i| match i {
         Some(_) => format!("read from {}", o.userinfo_endpoint.as_deref().unwrap_or_default()),
@@ -184,7 +277,23 @@ pub async fn finish(
     let (claims, identity) = report.record("claim mapping", claims_and_identity(claims, info_claims, &conn.settings.claims), |(_, i)| {
         format!("user id {:?} from {}", i.subject, i.sources.join(" and "))
     })?;
-    Ok(Verified { identity, claims, require_verified_email: o.email_verification, upstream_token: tokens.access_token, session_until: None, replay: None })
+    let (claims, identity) = match (&o.groups_endpoint, mapping::groups_overage(&claims, &conn.settings.claims.groups)) {
+        (Some(endpoint), Some(pointer)) if conn.settings.group_sync => {
+            let read = read_groups(cx.http, endpoint, tokens.access_token.as_deref()).await;
+            let groups = report.record("groups endpoint", read, |g| format!("{} groups read from {endpoint} (the token had {pointer})", g.len()))?;
+            with_groups(claims, groups, &conn.settings.claims)?
+        }
+        _ => (claims, identity),
+    };
+    Ok(Verified {
+        identity,
+        claims,
+        require_verified_email: o.email_verification,
+        upstream_token: tokens.access_token,
+        session_until: None,
+        replay: None,
+        auth_time,
+    })
 }
 
 /// The token endpoint's answer: its tokens, or why there are none (the IdP's error
@@ -290,6 +399,58 @@ fn merge_userinfo(mut claims: Value, info: Value) -> Value {
     }
     target.extend(extra);
     claims
+}
+
+/// Most groups read from a groups endpoint.
+const MAX_GROUPS: usize = 10_000;
+
+/// The user's groups from the connection's groups endpoint (an overage: the token left
+/// them out): a POST with the login's access token, as Microsoft Graph's
+/// `getMemberObjects` takes it; the answer's `value` is a list of ids, or of objects with
+/// an `id` (Graph's `memberOf`). Only the configured URL is called, never one the token
+/// names (`_claim_sources`), so a token cannot point the gateway anywhere.
+async fn read_groups(http: &reqwest::Client, endpoint: &str, access: Option<&str>) -> Result<Vec<String>, UpstreamError> {
+    let access = access.ok_or_else(|| invalid("the token endpoint sent no access token to read the groups with"))?;
+    let resp = http
+        .post(endpoint)
+        .bearer_auth(access)
+        .header("accept", "application/json")
+        .json(&serde_json::json!({"securityEnabledOnly": false}))
+        .send()
+        .await
+        .map_err(|e| UpstreamError::Unavailable(format!("the groups endpoint could not be reached ({})", crate::outbound::describe(&e))))?;
+    if !resp.status().is_success() {
+        return Err(UpstreamError::Unavailable(format!(
+            "the groups endpoint answered HTTP {} (does the access token carry a scope that reads groups?)",
+            resp.status().as_u16()
+        )));
+    }
+    let body = crate::outbound::read_capped(endpoint, resp, MAX_BODY)
+        .await
+        .map_err(|_| UpstreamError::Unavailable("the groups endpoint's answer could not be read (or is too large)".into()))?;
+    let v: Value = serde_json::from_slice(&body).map_err(|_| invalid("the groups endpoint's answer is not JSON"))?;
+    let items = v.get("value").and_then(Value::as_array).ok_or_else(|| invalid("the groups endpoint's answer has no value list"))?;
+    if items.len() > MAX_GROUPS {
+        return Err(invalid(format!("the groups endpoint lists more than {MAX_GROUPS} groups")));
+    }
+    items
+        .iter()
+        .map(|g| g.as_str().or_else(|| g.get("id").and_then(Value::as_str)).map(str::to_string))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| invalid("the groups endpoint's value list holds something that is not a group id"))
+}
+
+/// The claims with the groups read from the endpoint put under the groups claim's name,
+/// and the identity mapped again from them (the same checks as any groups claim).
+fn with_groups(mut claims: Value, groups: Vec<String>, m: &ClaimMappings) -> Result<(Value, Identity), UpstreamError> {
+    let name = m.groups.0.first().cloned().unwrap_or_else(|| "groups".into());
+    if let Value::Object(map) = &mut claims {
+        map.insert(name, Value::from(groups));
+    }
+    let sources = vec!["the ID token".to_string(), "the groups endpoint".to_string()];
+    let mut identity = mapping::map(&claims, m).map_err(|e| invalid(e.to_string()))?;
+    identity.sources = sources;
+    Ok((claims, identity))
 }
 
 /// The claims (userinfo laid over the ID token's, when there is userinfo) and the identity mapped from them.
@@ -401,9 +562,7 @@ async fn signature(o: &OidcSettings, token: &str, jwks: &JwksCache) -> Result<(j
 pub fn id_token_claims(o: &OidcSettings, parsed: &jws::Parsed, nonce: &str, access_token: Option<&str>, checks: Checks) -> Result<(), UpstreamError> {
     let alg = &parsed.header.alg;
     let c = &parsed.claims;
-    if c.get("iss").and_then(Value::as_str) != Some(o.issuer.as_str()) {
-        return Err(invalid("the ID token comes from another issuer"));
-    }
+    check_issuer(o, c)?;
     let aud: Vec<&str> = match c.get("aud") {
         Some(Value::String(s)) => vec![s.as_str()],
         // A member that is not a string (RFC 7519 4.1.3) is an audience we cannot compare,
@@ -520,7 +679,7 @@ mod tests {
             (Some("dave@x.test"), f(), Some("victim@x.test"), t(), Some("victim@x.test"), Some(true)),
             (Some("dave@x.test"), t(), Some("dave@x.test"), None, Some("dave@x.test"), Some(true)),
             (Some("dave@x.test"), f(), Some("dave@x.test"), t(), Some("dave@x.test"), Some(true)),
-            (Some("dave@x.test"), None, Some("dave@x.test"), Some(json!("true")), Some("dave@x.test"), Some(true)),
+            (Some("dave@x.test"), None, Some("dave@x.test"), Some(json!("true")), Some("dave@x.test"), None),
             (Some("dave@x.test"), f(), Some("dave@x.test"), None, Some("dave@x.test"), Some(false)),
             (Some("Dave@X.test"), t(), Some("dave@x.test"), None, Some("dave@x.test"), Some(true)),
             (Some("kim@x.test"), t(), Some("\u{212A}im@x.test"), None, Some("\u{212A}im@x.test"), None),

@@ -118,10 +118,11 @@ pub fn begin(conn: &Connection, s: &SamlSettings, start: Start<'_>) -> Result<Be
     let xml = format!(
         "<samlp:AuthnRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" \
 ID=\"{request_id}\" Version=\"2.0\" IssueInstant=\"{instant}\" Destination=\"{dest}\" AssertionConsumerServiceURL=\"{acs}\" \
-ProtocolBinding=\"{POST}\"><saml:Issuer>{issuer}</saml:Issuer>{nameid}</samlp:AuthnRequest>",
+ProtocolBinding=\"{POST}\"{force}><saml:Issuer>{issuer}</saml:Issuer>{nameid}</samlp:AuthnRequest>",
         dest = xml_escape(&s.idp.sso_url),
         acs = xml_escape(&conn.acs_url(public_base)),
         issuer = xml_escape(&s.entity_id),
+        force = if start.force_authn { " ForceAuthn=\"true\"" } else { "" },
     );
     let relay_state = crate::id::token(32);
     let flow = FlowState {
@@ -213,6 +214,9 @@ pub async fn finish(
         Some(xml) => xml,
         None => screen(reply, report).await?.screened.unwrap_or_default(),
     };
+    // The signature check refuses SHA-1 unless the connection allows it; where it does,
+    // each use is a warning (a test for the algorithm URIs is enough for a log line).
+    let sha1 = s.allow_sha1 && (xml.contains(super::xmldsig::RSA_SHA1) || xml.contains(super::xmldsig::SHA1));
     let acs = conn.acs_url(cx.public_base);
     let (now, skew_ms, max_age_ms) = (cx.now, cx.skew_ms, cx.max_age_ms);
     let c = conn.clone();
@@ -235,6 +239,10 @@ pub async fn finish(
             skew_ms / 1000,
         ) + v.session_until.map(|_| ", SessionNotOnOrAfter kept").unwrap_or_default()
     })?;
+    if sha1 {
+        tracing::warn!(connection = %conn.id, "a SAML response signed with SHA-1 was accepted (allow_sha1 is on): switch the IdP to SHA-256");
+        report.passed("SHA-1", "the response uses SHA-1, accepted because allow_sha1 is on for this connection: switch the IdP to SHA-256");
+    }
     let mapped = crate::mapping::map(&verified.claims, &conn.settings.claims).map_err(|e| match e {
         e @ crate::mapping::MappingError::NoSubject(_) => UpstreamError::Invalid(format!("{e} (looked in the SAML assertion's NameID and attributes)")),
         e => UpstreamError::Invalid(e.to_string()),
@@ -255,6 +263,7 @@ pub async fn finish(
         require_verified_email: false,
         upstream_token: None,
         session_until: verified.session_until,
+        auth_time: verified.authn_instant,
         replay: Some((format!("saml-assertion:{}:{}", conn.id, verified.assertion_id), ttl)),
     })
 }

@@ -5,8 +5,10 @@
 //! of signature wrapping); comments and processing instructions inside the response
 //! (a comment in a NameID splits its text, the classic truncation trick); `ds:Reference` URIs other than `""` or `#id` of an element in
 //! the document (a remote URI makes libxmlsec fetch it); transforms other than
-//! enveloped-signature and exclusive c14n (XSLT runs code); SHA-1 signature and digest
-//! algorithms.
+//! enveloped-signature and exclusive c14n (XSLT runs code); signature and digest
+//! algorithms outside the allow-list. RSA-SHA1 and SHA-1 digests pass here (they are not
+//! dangerous to process, only weak): the connection is not known yet, and the signature
+//! check refuses them unless that connection opted in (`allow_sha1`).
 
 use std::collections::HashSet;
 
@@ -33,9 +35,16 @@ const SIGNATURE_ALGS: &[&str] = &[
     "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
     "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
     "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
+    // Refused by the signature check unless the connection allows SHA-1.
+    "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
 ];
-const DIGEST_ALGS: &[&str] =
-    &["http://www.w3.org/2001/04/xmlenc#sha256", "http://www.w3.org/2001/04/xmldsig-more#sha384", "http://www.w3.org/2001/04/xmlenc#sha512"];
+const DIGEST_ALGS: &[&str] = &[
+    "http://www.w3.org/2001/04/xmlenc#sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#sha384",
+    "http://www.w3.org/2001/04/xmlenc#sha512",
+    // Refused by the signature check unless the connection allows SHA-1.
+    "http://www.w3.org/2000/09/xmldsig#sha1",
+];
 
 /// Why a response was refused before verification. Each is a 400 for the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -386,6 +395,8 @@ mod tests {
     #[test]
     fn a_plain_signed_response_passes() {
         check_xml(&response(&signature("#_a1", ENV, RSA256, SHA256))).unwrap();
+        // SHA-1 is the connection's decision (allow_sha1), made at the signature check.
+        check_xml(&response(&signature("#_a1", ENV, "http://www.w3.org/2000/09/xmldsig#rsa-sha1", "http://www.w3.org/2000/09/xmldsig#sha1"))).unwrap();
         check_xml(&response(&signature("", ENV, RSA256, SHA256))).unwrap();
         let b64 = B64.encode(response(""));
         assert!(check(&b64).is_ok());
@@ -397,8 +408,9 @@ mod tests {
             (response(&signature("http://127.0.0.1:1/x", ENV, RSA256, SHA256)), "Reference"),
             (response(&signature("#_nowhere", ENV, RSA256, SHA256)), "Reference"),
             (response(&signature("#_a1", "http://www.w3.org/TR/1999/REC-xslt-19991116", RSA256, SHA256)), "Transform"),
-            (response(&signature("#_a1", ENV, "http://www.w3.org/2000/09/xmldsig#rsa-sha1", SHA256)), "Algorithm"),
-            (response(&signature("#_a1", ENV, RSA256, "http://www.w3.org/2000/09/xmldsig#sha1")), "Algorithm"),
+            (response(&signature("#_a1", ENV, "http://www.w3.org/2000/09/xmldsig#dsa-sha1", SHA256)), "Algorithm"),
+            (response(&signature("#_a1", ENV, "http://www.w3.org/2001/04/xmldsig-more#rsa-md5", SHA256)), "Algorithm"),
+            (response(&signature("#_a1", ENV, RSA256, "http://www.w3.org/2001/04/xmldsig-more#md5")), "Algorithm"),
             (response("<saml:Assertion ID=\"_r1\"/>"), "DuplicateId"),
             (response("<saml:NameID>a@b.example<!---->.evil.example</saml:NameID>"), "Comment"),
             (response("<?pi x?>"), "Comment"),

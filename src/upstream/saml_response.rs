@@ -59,6 +59,8 @@ pub struct Verified {
     /// The earliest `SessionNotOnOrAfter` of the AuthnStatements: the IdP's end for the
     /// session this login starts (the gateway's session never outlives it).
     pub session_until: Option<Millis>,
+    /// The latest `AuthnInstant` of the AuthnStatements: when the user authenticated.
+    pub authn_instant: Option<Millis>,
 }
 
 fn invalid(msg: impl Into<String>) -> UpstreamError {
@@ -198,8 +200,15 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
     if keys.is_empty() {
         return Err(UpstreamError::Unavailable("the connection has no usable IdP signing certificate; import the IdP metadata again".into()));
     }
-    let dsig = |e: xmldsig::DsigError| invalid(e.to_string());
-    let response_signed = xmldsig::verify_element(root, &keys).map_err(dsig)?;
+    let dsig = |e: xmldsig::DsigError| match e {
+        xmldsig::DsigError::Algorithm(a) if a == xmldsig::RSA_SHA1 || a == xmldsig::SHA1 => invalid(
+            "the identity provider signed with SHA-1, which this connection refuses: switch the IdP to SHA-256 \
+             (AD FS: the relying party trust's Advanced tab, Secure hash algorithm SHA-256; JumpCloud: Signature Algorithm RSA-SHA256), \
+             or turn on allow_sha1 for this connection",
+        ),
+        e => invalid(e.to_string()),
+    };
+    let response_signed = xmldsig::verify_element_with(root, &keys, s.allow_sha1).map_err(dsig)?;
 
     if one(root, ASSERTION, "EncryptedAssertion").is_some() {
         return Err(invalid("the response carries an encrypted assertion, which this gateway does not accept; turn assertion encryption off at the IdP"));
@@ -209,7 +218,7 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
     if assertions.next().is_some() {
         return Err(invalid("the response has more than one assertion"));
     }
-    let assertion_signed = xmldsig::verify_element(assertion, &keys).map_err(dsig)?;
+    let assertion_signed = xmldsig::verify_element_with(assertion, &keys, s.allow_sha1).map_err(dsig)?;
     if !response_signed && !assertion_signed {
         return Err(invalid("neither the response nor the assertion is signed"));
     }
@@ -297,9 +306,13 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
     // The IdP's end of the session: the earliest of the statements'. One already past
     // means the IdP says this session is over before it starts.
     let mut session_until: Option<Millis> = None;
+    let mut authn_instant: Option<Millis> = None;
     for statement in children(assertion, ASSERTION, "AuthnStatement") {
         if let Some(until) = instant(statement, "SessionNotOnOrAfter")? {
             session_until = Some(session_until.map_or(until, |u| u.min(until)));
+        }
+        if let Some(at) = instant(statement, "AuthnInstant")? {
+            authn_instant = Some(authn_instant.map_or(at, |a| a.max(at)));
         }
     }
     if session_until.is_some_and(|until| until <= now) {
@@ -338,7 +351,7 @@ pub fn verify_xml(xml: &str, conn: &Connection, expect: &Expect) -> Result<Verif
     for (name, values) in friendly {
         claims.entry(name).or_insert(Value::Array(values));
     }
-    Ok(Verified { claims: Value::Object(claims), assertion_id: assertion_id.to_string(), valid_until, session_until })
+    Ok(Verified { claims: Value::Object(claims), assertion_id: assertion_id.to_string(), valid_until, session_until, authn_instant })
 }
 
 /// SAML core 2.5.1: a condition the relying party does not understand makes the

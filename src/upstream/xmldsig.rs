@@ -8,7 +8,8 @@
 //!   caller then reads that same element from the same parsed tree, so what is read is
 //!   what was signed (no signature wrapping);
 //! - transforms: enveloped-signature (required) and exclusive c14n; nothing else;
-//! - algorithms: RSA and ECDSA with SHA-256/384/512; no SHA-1;
+//! - algorithms: RSA and ECDSA with SHA-256/384/512; RSA-SHA1 and SHA-1 digests only
+//!   where the caller allows them (a connection's legacy opt-in, `allow_sha1`);
 //! - `KeyInfo` is ignored: only the keys pinned from the IdP's metadata count;
 //! - no comments or processing instructions anywhere (the pre-check refuses them too), so
 //!   "with comments" and "without" canonicalize alike and no text can hide in a comment.
@@ -89,8 +90,14 @@ fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
     n.children().find(|c| is_ds(c, name))
 }
 
-fn digest_of(alg: &str) -> Option<MessageDigest> {
+/// The SHA-1 signature method (RSA only) and digest, accepted only by a legacy opt-in.
+pub const RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
+/// SHA-1 digest method.
+pub const SHA1: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
+
+fn digest_of(alg: &str, sha1: bool) -> Option<MessageDigest> {
     match alg {
+        SHA1 if sha1 => Some(MessageDigest::sha1()),
         SHA256 => Some(MessageDigest::sha256()),
         "http://www.w3.org/2001/04/xmldsig-more#sha384" => Some(MessageDigest::sha384()),
         "http://www.w3.org/2001/04/xmlenc#sha512" => Some(MessageDigest::sha512()),
@@ -101,7 +108,10 @@ fn digest_of(alg: &str) -> Option<MessageDigest> {
 /// (digest, the curve for ECDSA) for a signature method URI on the allow-list. Each ECDSA
 /// method is bound to the curve of its strength (as JWS binds ES256 to P-256): a key on
 /// another curve does not verify it.
-fn signature_of(alg: &str) -> Option<(MessageDigest, Option<Nid>)> {
+fn signature_of(alg: &str, sha1: bool) -> Option<(MessageDigest, Option<Nid>)> {
+    if sha1 && alg == RSA_SHA1 {
+        return Some((MessageDigest::sha1(), None));
+    }
     let (md, curve) = match alg.strip_prefix("http://www.w3.org/2001/04/xmldsig-more#")? {
         "rsa-sha256" => (MessageDigest::sha256(), None),
         "rsa-sha384" => (MessageDigest::sha384(), None),
@@ -155,8 +165,14 @@ fn compact_b64(s: &str) -> Result<Vec<u8>, DsigError> {
 
 /// Verifies the enveloped signature that is a direct child of `elem`. `Ok(false)`: the
 /// element is not signed; `Ok(true)`: signed, and the signature verifies with one of
-/// `keys`; `Err`: signed, but not acceptably.
+/// `keys`; `Err`: signed, but not acceptably. SHA-1 is refused.
 pub fn verify_element(elem: Node, keys: &[PKey<Public>]) -> Result<bool, DsigError> {
+    verify_element_with(elem, keys, false)
+}
+
+/// [`verify_element`], with RSA-SHA1 and SHA-1 digests accepted when `sha1` is set (a
+/// connection's legacy opt-in; nothing else changes).
+pub fn verify_element_with(elem: Node, keys: &[PKey<Public>], sha1: bool) -> Result<bool, DsigError> {
     let mut sigs = elem.children().filter(|c| is_ds(c, "Signature"));
     let Some(sig) = sigs.next() else { return Ok(false) };
     if sigs.next().is_some() {
@@ -171,7 +187,7 @@ pub fn verify_element(elem: Node, keys: &[PKey<Public>]) -> Result<bool, DsigErr
         return Err(DsigError::Algorithm(c14n_alg.into()));
     }
     let method = child(signed_info, "SignatureMethod").and_then(|m| m.attribute("Algorithm")).ok_or(DsigError::Malformed("no SignatureMethod"))?;
-    let (sig_md, curve) = signature_of(method).ok_or_else(|| DsigError::Algorithm(method.into()))?;
+    let (sig_md, curve) = signature_of(method, sha1).ok_or_else(|| DsigError::Algorithm(method.into()))?;
 
     let mut refs = signed_info.children().filter(|c| is_ds(c, "Reference"));
     let reference = refs.next().ok_or(DsigError::Malformed("no Reference"))?;
@@ -206,7 +222,7 @@ pub fn verify_element(elem: Node, keys: &[PKey<Public>]) -> Result<bool, DsigErr
     // Without a c14n transform XML-DSig means inclusive c14n 1.0, which SAML never uses.
     let inclusive = inclusive.ok_or(DsigError::Malformed("the reference has no exclusive c14n transform (inclusive c14n is not supported)"))?;
     let digest_alg = child(reference, "DigestMethod").and_then(|m| m.attribute("Algorithm")).ok_or(DsigError::Malformed("no DigestMethod"))?;
-    let digest_md = digest_of(digest_alg).ok_or_else(|| DsigError::Algorithm(digest_alg.into()))?;
+    let digest_md = digest_of(digest_alg, sha1).ok_or_else(|| DsigError::Algorithm(digest_alg.into()))?;
     let want = compact_b64(&text_of(child(reference, "DigestValue").ok_or(DsigError::Malformed("no DigestValue"))?))?;
 
     // The signature over SignedInfo first: it is small, and until it verifies nothing in

@@ -58,7 +58,12 @@ pub fn flow_cookie(app: &App, value: &str, max_age: u64) -> HeaderValue {
 /// This browser's flow cookie, when it is one of ours (43 URL-safe characters); else a
 /// new one. Reused so that two tabs can log in at once.
 pub fn flow_id(app: &App, headers: &HeaderMap) -> String {
-    cookie(headers, flow_cookie_name(app)).filter(|v| v.len() == 43 && crate::id::is_wellformed(v)).map(str::to_string).unwrap_or_else(|| crate::id::token(32))
+    flow_cookie_value(app, headers).map(str::to_string).unwrap_or_else(|| crate::id::token(32))
+}
+
+/// The flow cookie the browser sent, when it has the shape of one of ours.
+pub fn flow_cookie_value<'a>(app: &App, headers: &'a HeaderMap) -> Option<&'a str> {
+    cookie(headers, flow_cookie_name(app)).filter(|v| v.len() == 43 && crate::id::is_wellformed(v))
 }
 
 /// What a flow keeps of the browser's flow cookie: its SHA-256 (hex), never the value.

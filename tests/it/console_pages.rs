@@ -388,10 +388,12 @@ async fn the_login_page_carries_the_branding_and_try_again_keeps_the_app() {
     assert!(html.contains(&format!("href=\"/login?return_to={back}\">Try again")), "{html}");
     assert!(html.contains("Acme &lt;Sign-in&gt;"), "branded: {html}");
     // A refused reply: "try again" is the same login; the login page is offered too.
-    s.set_account("alice", json!({"email_verified": false})).await;
     let b = Browser::new();
-    let (r, _) = b.visit(&format!("{}/login/{}?return_to={back}&login_hint=alice", s.gw.base, s.conn)).await;
-    let html = r.text().await.unwrap();
+    let r = b.http.get(format!("{}/login/{}?return_to={back}", s.gw.base, s.conn)).send().await.unwrap();
+    let to_idp = reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let state = to_idp.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let cb = format!("{}/oidc/{}/callback?state={state}&error=access_denied", s.gw.base, s.conn);
+    let html = b.http.get(cb).send().await.unwrap().text().await.unwrap();
     assert!(html.contains(&format!("href=\"/login/{}?return_to={back}\">Try again", s.conn)), "{html}");
     assert!(html.contains(&format!("href=\"/login?return_to={back}\">Choose another way")), "{html}");
 

@@ -34,17 +34,7 @@ impl Drop for Gateway {
 
 impl Gateway {
     async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self.http.request(method.clone(), format!("{}/api/v1/admin{path}", self.base)).bearer_auth(TOKEN);
-        if method == Method::PATCH {
-            req = req.header("If-Match", "*");
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        crate::support::admin_call(&self.http, &self.base, method, path, body).await
     }
 
     fn hangup(&self) {

@@ -320,6 +320,62 @@ async fn starts_and_callbacks_are_limited_per_client_as_trusted_proxies_name_it(
     assert_eq!(limited(&got), 2, "{got:?}");
 }
 
+/// Per-browser limits: one browser (told apart by its flow cookie) that starts logins
+/// or answers callbacks over and over is held back by its own budget, while another
+/// browser behind the same address (an office NAT) still gets through. A request without
+/// a flow cookie counts only against the address's budget.
+#[tokio::test]
+async fn one_browser_behind_a_shared_address_is_limited_without_holding_back_the_others() {
+    let gw = Gateway::start_in(
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[
+            ("SSOGATE_LOGIN__BROWSER_BURST", "3"),
+            ("SSOGATE_LOGIN__BROWSER_PER_MINUTE", "1"),
+            ("SSOGATE_LOGIN__STARTS_BURST", "100"),
+            ("SSOGATE_LOGIN__CALLBACKS_BURST", "100"),
+        ],
+    )
+    .await;
+    let conn = connection(&gw).await;
+    let http = client_from([127, 0, 0, 12]);
+    let b = gw.base.clone();
+    // A first start gives the browser its flow cookie.
+    let r = http.get(format!("{b}/login/{conn}")).send().await.unwrap();
+    assert!(r.status().is_redirection());
+    let set = r.headers()["set-cookie"].to_str().unwrap();
+    let flow = set.split(';').next().unwrap().to_string();
+    assert!(flow.starts_with("ssogate_flow="), "{set}");
+    let with_cookie = |url: String, cookie: String| {
+        let http = http.clone();
+        async move {
+            let mut got = Vec::new();
+            for _ in 0..4 {
+                let r = http.get(&url).header("cookie", &cookie).send().await.unwrap();
+                let status = r.status();
+                if status == StatusCode::TOO_MANY_REQUESTS {
+                    assert!(r.headers().contains_key("retry-after"), "429 carries Retry-After");
+                    let body = r.text().await.unwrap();
+                    assert!(body.contains("this browser"), "the refusal says whose budget ran out: {body}");
+                }
+                got.push(if status == StatusCode::TOO_MANY_REQUESTS { 429 } else { 0 });
+            }
+            got.iter().filter(|s| **s == 429).count()
+        }
+    };
+    // The first start came before the browser had its cookie: it counted against the
+    // address only. Of 4 more, the burst of 3 passes.
+    assert_eq!(with_cookie(format!("{b}/login/{conn}"), flow.clone()).await, 1, "starts of one browser");
+    // Callbacks have a budget of their own, per browser too.
+    assert_eq!(with_cookie(format!("{b}/oidc/{conn}/callback?state=nosuch&code=x"), flow.clone()).await, 1, "callbacks of one browser");
+    // Another browser at the same address, and requests with no flow cookie, still pass.
+    let other = format!("ssogate_flow={}", "A".repeat(43));
+    assert_eq!(with_cookie(format!("{b}/login/{conn}"), other).await, 1, "another browser has its own budget");
+    for _ in 0..5 {
+        let r = http.get(format!("{b}/login/{conn}")).send().await.unwrap();
+        assert!(r.status().is_redirection(), "no cookie: the address's budget only ({})", r.status());
+    }
+}
+
 /// Issue 16 item 3: 1 000 sockets that never send a byte (more than the connection cap),
 /// 20 that send one header line a second, and one idle keep-alive connection. `/auth`
 /// answers throughout; the server closes every one of them once past its timeout.
@@ -482,4 +538,139 @@ async fn authorize_floods_from_a_signed_in_client_are_throttled() {
     let other = client_from([127, 0, 0, 3]);
     let r = other.get(&url).header("cookie", &cookie).send().await.unwrap();
     assert!(r.status().is_redirection(), "another client is not affected: {}", r.status());
+}
+
+/// The gateway process's resident memory now and at its peak (`VmRSS`, `VmHWM`), in KB.
+fn rss_kb(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field =
+        |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).unwrap();
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Issue 16 item 1, as the attacker ran it: the gateway binary on its default limits,
+/// one client (127.0.0.2) flooding `/login/{id}` with the longest `return_to` and
+/// `login_hint` it may send, while another (127.0.0.3) signs in through oidc-provider
+/// over and over. Every one of the second client's logins completes; the flood gets
+/// 429s; the process's peak resident memory grows by less than 32 MB. Bounded: 2 400
+/// flood requests.
+#[tokio::test]
+async fn a_login_flood_leaves_memory_bounded_while_another_client_signs_in_through_a_real_idp() {
+    flood_with_real_logins(false).await;
+}
+
+/// The same with nginx in front as a trusted proxy (every request reaches the gateway
+/// from nginx's address; the clients are told apart by `X-Forwarded-For`).
+#[tokio::test]
+async fn a_login_flood_through_a_trusted_nginx_holds_back_only_the_flooding_client() {
+    flood_with_real_logins(true).await;
+}
+
+async fn flood_with_real_logins(through_nginx: bool) {
+    use crate::cli::spawn_gateway;
+    use crate::login::Browser;
+    use crate::nginx::{free_port, nginx_http_paths, nginx_main, start_nginx};
+    use crate::peers::oidc_provider;
+    use crate::support::TOKEN;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (port, front_port) = (free_port(), free_port());
+    let direct = format!("http://127.0.0.1:{port}");
+    // The public URL is where browsers reach the gateway: nginx's when it is in front.
+    let base = if through_nginx { format!("http://127.0.0.1:{front_port}") } else { direct.clone() };
+    let conn = "con_flood";
+    let (idp, _idp_dir) = oidc_provider(&json!({
+        "clients": [{"client_id": "gateway", "client_secret": "gateway-secret-0123456789",
+                     "redirect_uris": [format!("{base}/oidc/{conn}/callback")], "token_endpoint_auth_method": "client_secret_basic"}],
+        "accounts": {"alice": {"email": "alice@example.test", "email_verified": true, "name": "Alice", "groups": ["staff"]}},
+        "pkce_methods": ["S256"]
+    }));
+    let listen = format!("127.0.0.1:{port}");
+    let mut env = vec![("SSOGATE_LISTEN", listen.as_str()), ("SSOGATE_PUBLIC_URL", base.as_str()), ("SSOGATE_ADMIN_TOKEN", TOKEN)];
+    if through_nginx {
+        env.push(("SSOGATE_HTTP__TRUSTED_PROXIES", "127.0.0.1"));
+    }
+    let (child, got, _out, _err) = spawn_gateway(dir.path(), &env);
+    let child = Killed(child);
+    assert_eq!(got, direct);
+    let nginx_dir = tempfile::tempdir().unwrap();
+    let _nginx = through_nginx.then(|| {
+        let conf = format!(
+            "{main}http {{\n    access_log off;\n    {paths}    server {{\n    listen 127.0.0.1:{front_port};\n    location / {{\n        \
+             proxy_set_header Host $http_host;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        \
+             proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_pass {direct};\n    }}\n    }}\n}}\n",
+            main = nginx_main(nginx_dir.path()),
+            paths = nginx_http_paths(nginx_dir.path()),
+        );
+        start_nginx(nginx_dir.path(), &conf, front_port)
+    });
+    let issuer = idp.ready["issuer"].as_str().unwrap();
+    let body = json!({"id": conn, "display_name": "Real IdP", "protocol": "oidc", "create_users": true,
+        "oidc": {"issuer": issuer, "client_id": "gateway", "client_secret": "gateway-secret-0123456789"}});
+    let r = reqwest::Client::new().post(format!("{direct}/api/v1/admin/connections")).bearer_auth(TOKEN).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let signer = || {
+        let http = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, 3]))
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Browser { http }
+    };
+    // One login before the flood: the process has met every code path once.
+    let (resp, landed) = signer().visit(&format!("{base}/login/{conn}?login_hint=alice")).await;
+    let status = resp.status();
+    assert_eq!(status, StatusCode::OK, "{landed}: {}", resp.text().await.unwrap());
+    let (rss_before, _) = rss_kb(child.0.id());
+
+    let flood_url = format!("{base}/login/{conn}?return_to={}&login_hint={}", enc(&format!("/{}", "r".repeat(4000))), "h".repeat(256));
+    let flooder = client_from([127, 0, 0, 2]);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (http, url) = (flooder.clone(), flood_url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut limited = 0;
+            for _ in 0..300 {
+                let r = http.get(&url).send().await.unwrap();
+                match r.status() {
+                    StatusCode::TOO_MANY_REQUESTS => limited += 1,
+                    s if s.is_redirection() => {}
+                    s => panic!("flood answered {s}"),
+                }
+            }
+            limited
+        }));
+    }
+    let mut logins = 0;
+    while logins < 10 || !tasks.iter().all(|t| t.is_finished()) {
+        let b = signer();
+        let (resp, landed) = b.visit(&format!("{base}/login/{conn}?login_hint=alice")).await;
+        assert_eq!(resp.status(), StatusCode::OK, "login {logins} during the flood ended at {landed}");
+        let auth = b.http.get(format!("{base}/auth")).send().await.unwrap();
+        assert_eq!(auth.status(), StatusCode::OK, "login {logins} during the flood made a session");
+        logins += 1;
+        assert!(logins < 500, "the flood did not end");
+    }
+    let mut limited = 0;
+    for t in tasks {
+        limited += t.await.unwrap();
+    }
+    let (rss_after, peak) = rss_kb(child.0.id());
+    eprintln!(
+        "flood (through nginx: {through_nginx}): {limited} of 2400 refused with 429; {logins} logins completed meanwhile; RSS {rss_before} kB before, {rss_after} kB after, peak {peak} kB"
+    );
+    assert!(limited >= 1500, "the flood is throttled: {limited} refused");
+    assert!(peak.saturating_sub(rss_before) < 32 * 1024, "peak RSS grew by {} kB (before {rss_before} kB, peak {peak} kB)", peak - rss_before);
+}
+
+/// A child process killed when dropped, also when the test fails half-way.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

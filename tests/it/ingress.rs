@@ -113,6 +113,7 @@ pub async fn new_session(gw: &Gateway, clock: &Clock, groups: &[&str]) -> String
         last_seen: now,
         profile: Default::default(),
         upstream_token: None,
+        auth_time: None,
     };
     gw.app.sessions.create(&s).await.unwrap();
     s.id

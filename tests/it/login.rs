@@ -49,13 +49,31 @@ pub async fn setup(idp_extra: Value, conn_patch: Value) -> Setup {
 
 /// [`setup`] with extra gateway settings.
 pub async fn setup_with(env: &[(&str, &str)], idp_extra: Value, conn_patch: Value) -> Setup {
+    setup_on(ssogate::clock::Clock::system(), env, idp_extra, conn_patch).await
+}
+
+/// [`setup_with`] on `clock` (pin it to test expiry).
+pub async fn setup_on(clock: ssogate::clock::Clock, env: &[(&str, &str)], idp_extra: Value, conn_patch: Value) -> Setup {
     let mut env = env.to_vec();
     env.push(("SSOGATE_LOGIN__JWKS_MIN_REFETCH_SECONDS", "0"));
-    let gw = Gateway::start_in(std::sync::Arc::new(tempfile::tempdir().unwrap()), &env).await;
+    let gw = Gateway::start_with(std::sync::Arc::new(tempfile::tempdir().unwrap()), &env, clock, None).await;
+    setup_gateway(gw, idp_extra, conn_patch).await
+}
+
+/// [`setup`] on a gateway whose state `adjust` changes before it serves.
+pub async fn setup_adjusted(idp_extra: Value, conn_patch: Value, adjust: impl FnOnce(&mut ssogate::app::App)) -> Setup {
+    let gw = Gateway::start_adjusted(&[("SSOGATE_LOGIN__JWKS_MIN_REFETCH_SECONDS", "0")], adjust).await;
+    setup_gateway(gw, idp_extra, conn_patch).await
+}
+
+/// A connection `con_node` on `gw` and an oidc-provider that knows it.
+async fn setup_gateway(gw: Gateway, idp_extra: Value, conn_patch: Value) -> Setup {
     let conn = "con_node".to_string();
     let mut config = json!({
         "clients": [{"client_id": "gateway", "client_secret": "gateway-secret-0123456789",
-                     "redirect_uris": [format!("{}/oidc/{conn}/callback", gw.base)], "token_endpoint_auth_method": "client_secret_basic"}],
+                     "redirect_uris": [format!("{}/oidc/{conn}/callback", gw.base)], "token_endpoint_auth_method": "client_secret_basic",
+                     // The ID token says when the user authenticated (OIDC auth_time).
+                     "require_auth_time": true}],
         "accounts": {
             "alice": {"email": "alice@example.test", "email_verified": true, "name": "Alice Example", "groups": ["engineers", "staff"]},
             "bob": {"email": "bob@example.test", "email_verified": false, "name": "Bob Example", "groups": []}

@@ -11,31 +11,46 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::login::{setup, Browser, Setup};
+use crate::login::{Browser, Setup};
 
-const APP_CB: &str = "http://127.0.0.1:9/app/callback";
+pub const APP_CB: &str = "http://127.0.0.1:9/app/callback";
 
-struct Rp {
-    s: Setup,
-    secret: String,
+/// A gateway with an upstream IdP and one client, `app`, as a relying party drives it.
+pub struct Rp {
+    pub s: Setup,
+    pub secret: String,
 }
 
 impl Rp {
-    async fn new() -> Rp {
-        let s = setup(json!({}), json!({"group_sync": true})).await;
+    pub async fn new() -> Rp {
+        Rp::with_client(json!({})).await
+    }
+
+    /// [`Rp::new`] with the client's settings patched by `settings`.
+    pub async fn with_client(settings: Value) -> Rp {
+        Rp::with_client_on(ssogate::clock::Clock::system(), settings).await
+    }
+
+    /// [`Rp::with_client`] on `clock`.
+    pub async fn with_client_on(clock: ssogate::clock::Clock, settings: Value) -> Rp {
+        let s = crate::login::setup_on(clock, &[], json!({}), json!({"group_sync": true})).await;
         s.gw.admin(Method::POST, "/groups", Some(json!({"name": "Engineers"}))).await;
-        let (st, c) = s.gw.admin(Method::POST, "/clients", Some(json!({"client_id": "app", "redirect_uris": [APP_CB]}))).await;
+        let mut body = json!({"client_id": "app", "redirect_uris": [APP_CB]});
+        for (k, v) in settings.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (st, c) = s.gw.admin(Method::POST, "/clients", Some(body)).await;
         assert_eq!(st, StatusCode::CREATED, "{c}");
         Rp { secret: c["client_secret"].as_str().unwrap().to_string(), s }
     }
 
     /// Runs /authorize in `b` up to the redirect back to the app; returns the code.
-    async fn code(&self, b: &Browser, extra: &str) -> String {
-        self.code_scoped(b, "openid%20email", extra).await
+    pub async fn code(&self, b: &Browser, extra: &str) -> String {
+        self.code_scoped(b, "openid%20email%20profile%20groups", extra).await
     }
 
     /// [`Rp::code`] asking for `scope` (URL-encoded).
-    async fn code_scoped(&self, b: &Browser, scope: &str, extra: &str) -> String {
+    pub async fn code_scoped(&self, b: &Browser, scope: &str, extra: &str) -> String {
         let mut url = format!(
             "{}/authorize?client_id=app&response_type=code&scope={scope}&redirect_uri={}&state=st1&nonce=n1&connection=con_node&login_hint=alice{extra}",
             self.s.gw.base,
@@ -56,7 +71,8 @@ impl Rp {
         panic!("no code");
     }
 
-    async fn exchange(&self, form: &[(&str, &str)], auth: Option<(&str, &str)>) -> (StatusCode, Value) {
+    /// POSTs `form` to `/token`, with HTTP Basic `auth` when given.
+    pub async fn exchange(&self, form: &[(&str, &str)], auth: Option<(&str, &str)>) -> (StatusCode, Value) {
         let mut req = reqwest::Client::new().post(format!("{}/token", self.s.gw.base)).form(form);
         if let Some((id, secret)) = auth {
             req = req.basic_auth(id, Some(secret));
@@ -65,7 +81,7 @@ impl Rp {
         (r.status(), r.json().await.unwrap())
     }
 
-    async fn verifier(&self) -> CoreIdTokenVerifier<'static> {
+    pub async fn verifier(&self) -> CoreIdTokenVerifier<'static> {
         let jwks: CoreJsonWebKeySet = reqwest::get(format!("{}/jwks.json", self.s.gw.base)).await.unwrap().json().await.unwrap();
         // The algorithms our discovery document lists (the crate's default is RS256 only).
         CoreIdTokenVerifier::new_public_client(ClientId::new("app".into()), IssuerUrl::new(self.s.gw.base.clone()).unwrap(), jwks)
@@ -73,7 +89,7 @@ impl Rp {
     }
 }
 
-fn enc(s: &str) -> String {
+pub fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
@@ -149,7 +165,8 @@ async fn token_endpoint_refuses_wrong_clients_uris_and_verifiers() {
     let rp = Rp::new().await;
     let b = Browser::new();
     let verifier = "w".repeat(43);
-    let code = rp.code(&b, &format!("&code_challenge={verifier}&code_challenge_method=plain")).await;
+    let challenge = B64URL.encode(Sha256::digest(verifier.as_bytes()));
+    let code = rp.code(&b, &format!("&code_challenge={challenge}&code_challenge_method=S256")).await;
     let base = |v: &'static str| vec![("grant_type", "authorization_code"), ("redirect_uri", APP_CB), ("code_verifier", v)];
     // Wrong secret, unknown client, no credentials: 401, and the code is not spent.
     for auth in [Some(("app", "wrong")), Some(("nope", "x")), None] {
@@ -169,7 +186,7 @@ async fn token_endpoint_refuses_wrong_clients_uris_and_verifiers() {
     assert_eq!(st, StatusCode::BAD_REQUEST);
 
     // Missing verifier, and a redirect_uri other than the code's.
-    let code = rp.code(&b, &format!("&code_challenge={verifier}&code_challenge_method=plain")).await;
+    let code = rp.code(&b, &format!("&code_challenge={challenge}&code_challenge_method=S256")).await;
     let (st, e) = rp.exchange(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP_CB)], Some(("app", &rp.secret))).await;
     assert_eq!((st, e["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
     let code = rp.code(&b, "").await;

@@ -519,6 +519,7 @@ async fn a_dropped_invalidation_feed_turns_the_session_cache_off() {
             last_seen: now,
             profile: Default::default(),
             upstream_token: None,
+            auth_time: None,
         })
         .await
         .unwrap();

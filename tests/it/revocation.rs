@@ -102,8 +102,12 @@ async fn a_renamed_group_is_what_auth_userinfo_and_the_op_see() {
     assert_eq!(st, StatusCode::CREATED, "{c}");
     let secret = c["client_secret"].as_str().unwrap().to_string();
     let enc: String = url::form_urlencoded::byte_serialize(cb.as_bytes()).collect();
-    let r =
-        b.http.get(format!("{}/authorize?client_id=app&response_type=code&scope=openid&redirect_uri={enc}&state=st&nonce=n", s.gw.base)).send().await.unwrap();
+    let r = b
+        .http
+        .get(format!("{}/authorize?client_id=app&response_type=code&scope=openid%20groups&redirect_uri={enc}&state=st&nonce=n", s.gw.base))
+        .send()
+        .await
+        .unwrap();
     let loc = reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
     let code = loc.query_pairs().find(|(k, _)| k == "code").expect("a code for the signed-in browser").1.into_owned();
     let tokens: Value = reqwest::Client::new()

@@ -354,8 +354,9 @@ refusal!(
     acs_refuses_sha1,
     json!({}),
     json!({"sig_alg": "http://www.w3.org/2000/09/xmldsig#rsa-sha1", "digest_alg": "http://www.w3.org/2000/09/xmldsig#sha1"}),
-    BAD,
-    "not allowed"
+    // Not malformed, refused by policy (issue #15: the connection's allow_sha1 is off).
+    FORBIDDEN,
+    "signed with SHA-1"
 );
 
 #[tokio::test]

@@ -118,6 +118,8 @@ async fn migrations_3_and_4_refold_keys_and_mark_known_emails() {
 
 /// Takes back what migration 7 added (the rows of `schema_migrations` are the caller's).
 async fn undo_migration_7(raw: &mut sqlx::AnyConnection) {
+    // Issue #14's migration (clients.settings) came after it: undone first.
+    sqlx::query("ALTER TABLE clients DROP COLUMN settings").execute(&mut *raw).await.unwrap();
     for stmt in [
         "DROP INDEX audit_log_actor",
         "DROP INDEX audit_log_action",

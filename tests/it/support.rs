@@ -124,19 +124,7 @@ impl Gateway {
 
     /// An admin request with a JSON body.
     pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let overwrite = method == Method::PATCH && path.starts_with("/connections/");
-        let mut req = self.http.request(method, format!("{}/api/v1/admin{path}", self.base)).bearer_auth(TOKEN);
-        if overwrite {
-            // Tests that are not about concurrency overwrite explicitly.
-            req = req.header("If-Match", "*");
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        admin_call(&self.http, &self.base, method, path, body).await
     }
 
     /// An admin GET with another token.
@@ -159,6 +147,24 @@ impl Drop for Gateway {
             let _ = tx.send(());
         }
     }
+}
+
+/// An admin request with a JSON body to the gateway at `base`, with the tests' token; a
+/// PATCH of a connection overwrites (`If-Match: *`: tests that are not about concurrency
+/// say so). The answer's status and JSON (or its text as a JSON string).
+pub async fn admin_call(http: &reqwest::Client, base: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let overwrite = method == Method::PATCH && path.starts_with("/connections/");
+    let mut req = http.request(method, format!("{base}/api/v1/admin{path}")).bearer_auth(TOKEN);
+    if overwrite {
+        req = req.header("If-Match", "*");
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
 /// A valid custom OIDC connection body.
@@ -233,6 +239,7 @@ impl Gateway {
             idle_timeout_ms: 3_600_000,
             last_seen: now,
             upstream_token: None,
+            auth_time: None,
             profile: Default::default(),
         };
         self.app.sessions.create(&s).await.unwrap();

@@ -176,3 +176,44 @@ async fn a_saml_dry_run_with_signed_requests_reports_a_refusal_and_a_wrong_key()
     assert!(body.contains("The test failed") && body.contains("metadata again"), "{body}");
     assert_eq!(gw.admin(Method::GET, "/users", None).await.1, users_before);
 }
+
+/// The start URL and the result page at the edges: a test that expired (or never
+/// existed) says so and what to do; a result asked for before the sign-in finished gets
+/// a page that says to finish it, in the console's style; another browser sees nothing.
+#[tokio::test]
+async fn an_expired_test_and_an_unfinished_one_say_what_to_do() {
+    use ssogate::clock::Clock;
+    let clock = Clock::fixed(1_800_000_000_000);
+    let gw = crate::support::Gateway::start_with(std::sync::Arc::new(tempfile::tempdir().unwrap()), &[], clock.clone(), None).await;
+    let (st, first) = gw.admin(Method::POST, "/connection-tests", Some(crate::support::oidc_body("Draft"))).await;
+    assert_eq!(st, StatusCode::CREATED, "{first}");
+    let (st, second) = gw.admin(Method::POST, "/connection-tests", Some(crate::support::oidc_body("Draft two"))).await;
+    assert_eq!(st, StatusCode::CREATED, "{second}");
+    let (first_start, first_id) = (first["start_url"].as_str().unwrap(), first["test_id"].as_str().unwrap());
+
+    // Started, not finished: the browser that started it is told to finish at the IdP.
+    let admin = Browser::new();
+    let r = admin.http.get(first_start).send().await.unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    assert!(r.headers()["location"].to_str().unwrap().starts_with("https://idp.example.com/authorize"));
+    let r = admin.http.get(format!("{}/test/{first_id}", gw.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("style-src 'self'"), "{csp}");
+    let body = r.text().await.unwrap();
+    assert!(body.contains("has not finished") && body.contains("console.css") && body.contains("class=\"notice"), "{body}");
+    assert!(body.contains(&format!("href=\"/test/{first_id}\"")), "a way to look again: {body}");
+    // Another browser gets nothing of it.
+    let r = Browser::new().http.get(format!("{}/test/{first_id}", gw.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Past the flow lifetime the second test's start URL has expired.
+    clock.advance(600_000 + 1_000);
+    let r = Browser::new().http.get(second["start_url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("expired or does not exist") && body.contains("start a new test from the console"), "{body}");
+    // And an id that never existed reads the same.
+    let r = Browser::new().http.get(format!("{}/test/tst_nosuch/start", gw.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}

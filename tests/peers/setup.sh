@@ -4,6 +4,7 @@
 #   tests/peers/oidc/node_modules (oidc-provider, from package-lock.json),
 #   tests/peers/.venv with pysaml2 7.5.5 (pinned with its dependencies in saml/requirements.txt),
 #   tests/peers/.openapi-venv with schemathesis 4.32.5 (likewise, in openapi/requirements.txt),
+#   tests/peers/.client-venv with Authlib 1.9.6 (likewise, in client/requirements.txt),
 #   chromium (Debian) and tests/peers/browser/node_modules (playwright-core) for page tests.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -74,6 +75,9 @@ venv_package .venv saml/requirements.txt pysaml2
 
 # 4. Python venv with schemathesis for the OpenAPI check (its own, so pysaml2's pins stay).
 venv_package .openapi-venv openapi/requirements.txt schemathesis
+
+# 4b. Python venv with Authlib, a main server's OIDC client library (its own venv too).
+venv_package .client-venv client/requirements.txt Authlib
 
 # 5. playwright-core (no browser download: it drives Debian's /usr/bin/chromium).
 npm_package browser playwright-core "$(node -p "require('$HERE/browser/package.json').dependencies['playwright-core']")"

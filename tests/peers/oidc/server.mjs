@@ -35,6 +35,18 @@
 //                                (new keys sign; old ones stay in JWKS only with keep_old)
 //   POST   /__test/clients/ID/redirect_uris  {"uri": URL} -> the client also accepts URL
 //                                (a connection whose callback is known only once its form opens)
+//   POST   /__test/clients/ID/jwks_uri  {"uri": URL} -> the client's keys (private_key_jwt) are there
+//
+// Vendor shapes (issue #15), all optional in CONFIG:
+//   id_token_issuer: "{host}" | {"SUB": "{issuer}/{tid}/v2.0", ...} -> the ID token's iss
+//                    rewritten (and re-signed): {issuer}, {host} (no scheme), {tid} (the account's)
+//   tenant_discovery: true -> GET /SEG/v2.0/.well-known/openid-configuration names the issuer
+//                    ISSUER/{tenantid}/v2.0 (Entra ID common/organizations); no iss in
+//                    authorization responses
+//   client_auth_methods: [...] -> oidc-provider's clientAuthMethods and discovery's
+//                    token_endpoint_auth_methods_supported
+//   Accounts may carry tid, oid, hd, hasgroups and _claim_names/_claim_sources (overage);
+//   all_groups is what POST /__groups (bearer access token) lists, as Graph's getMemberObjects.
 //
 // PKCE: oidc-provider 9 implements S256 only (hard-coded). When CONFIG.pkce_methods holds
 // "plain", a small pre-middleware on GET /auth turns a plain challenge c into the S256
@@ -42,7 +54,7 @@
 // A method missing from pkce_methods is refused by oidc-provider (invalid_request).
 
 import { readFileSync } from 'node:fs';
-import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPairSync, randomBytes, sign as cryptoSign } from 'node:crypto';
 import { createServer } from 'node:http';
 
 // oidc-provider prints notices with console.info: keep stdout for the ready line only.
@@ -106,6 +118,34 @@ function policy() {
 
 const b64sha256 = (s) => createHash('sha256').update(s).digest('base64url');
 
+// Vendor shapes (issue #15): the ID token's iss rewritten and re-signed with the same key.
+// CONFIG.id_token_issuer is a template, or an object from account (sub) to template:
+// {issuer} the real issuer, {host} the issuer without its scheme (Google's legacy
+// "accounts.google.com" form), {tid} the account's tid claim (Entra ID multi-tenant).
+function issuerFor(sub) {
+  const t = config.id_token_issuer;
+  const template = typeof t === 'string' ? t : (t && t[sub]);
+  if (!template) return undefined;
+  const tid = (accounts[sub] || {}).tid || '';
+  return template.replaceAll('{issuer}', issuer).replaceAll('{host}', issuer.replace(/^https?:\/\//, '')).replaceAll('{tid}', tid);
+}
+
+function resign(jwt) {
+  const [h, p] = jwt.split('.');
+  const header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8'));
+  const payload = JSON.parse(Buffer.from(p, 'base64url').toString('utf8'));
+  const iss = issuerFor(payload.sub);
+  if (!iss) return jwt;
+  payload.iss = iss;
+  const jwk = keys.find((k) => k.kid === header.kid);
+  const input = `${h}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;
+  const key = createPrivateKey({ key: jwk, format: 'jwk' });
+  const sig = header.alg.startsWith('ES')
+    ? cryptoSign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' })
+    : cryptoSign('sha256', Buffer.from(input), key);
+  return `${input}.${sig.toString('base64url')}`;
+}
+
 // Pre-middleware: PKCE method policy (and plain emulation), discovery fix-up.
 async function pkceShim(ctx, next) {
   if (ctx.method === 'GET' && ctx.path === '/auth' && ctx.query.code_challenge !== undefined) {
@@ -122,6 +162,24 @@ async function pkceShim(ctx, next) {
   await next();
   if (ctx.path === '/.well-known/openid-configuration' && ctx.body && typeof ctx.body === 'object') {
     ctx.body.code_challenge_methods_supported = pkceMethods;
+    if (config.client_auth_methods) ctx.body.token_endpoint_auth_methods_supported = config.client_auth_methods;
+    if (ctx.get('x-test-tenant-template')) {
+      // Entra ID's common/organizations metadata: the issuer is a template.
+      ctx.body.issuer = `${issuer}/{tenantid}/v2.0`;
+      ctx.body.authorization_response_iss_parameter_supported = false;
+    }
+  }
+  if (ctx.path === '/token' && ctx.method === 'POST' && ctx.body && typeof ctx.body === 'object' && ctx.body.id_token) {
+    ctx.body.id_token = resign(ctx.body.id_token);
+  }
+  // Entra ID sends no iss with its authorization responses.
+  if (config.tenant_discovery && ctx.status === 303) {
+    const loc = ctx.response.get('location');
+    if (loc && loc.includes('iss=')) {
+      const u = new URL(loc, issuer);
+      u.searchParams.delete('iss');
+      ctx.response.set('location', u.toString());
+    }
   }
 }
 
@@ -204,13 +262,19 @@ function build(jwks) {
     conformIdTokenClaims: !claimsInIdToken,
     scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
     claims: {
-      openid: ['sub', 'groups'],
+      // tid/oid (Entra ID), hd (Google Workspace), hasgroups (Entra overage); an account's
+      // _claim_names/_claim_sources (distributed claims) go out with groups.
+      openid: ['sub', 'groups', 'tid', 'oid', 'hd', 'hasgroups'],
       email: ['email', 'email_verified'],
       profile: ['name', 'given_name', 'family_name', 'preferred_username', 'picture'],
       groups: ['groups'],
     },
     cookies: { keys: cookieKeys },
+    // A loopback test peer: the gateway's JWKS URL (private_key_jwt) is on 127.0.0.1,
+    // which oidc-provider's SSRF guard refuses; fetch without that guard.
+    fetch: (url, { dispatcher: _guard, ...options }) => globalThis.fetch(url, options),
     pkce: { required: () => pkceRequired },
+    ...(config.client_auth_methods ? { clientAuthMethods: config.client_auth_methods } : {}),
     interactions: { policy: policy(), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     features: {
       devInteractions: { enabled: false },
@@ -226,6 +290,8 @@ function build(jwks) {
   provider.use(pkceShim);
   provider.use(interactions);
   provider.on('server_error', (_ctx, err) => console.error('server_error', err));
+  // Why a token request was refused (invalid_client hides its detail from the client).
+  provider.on('grant.error', (_ctx, err) => console.error('grant.error', err.message, err.error_description || '', err.error_detail || ''));
   return provider;
 }
 
@@ -258,6 +324,16 @@ async function control(req, res) {
       handler = current.callback();
       return send(200, { ok: true, redirect_uris: client.redirect_uris });
     }
+    const jwksUri = url.pathname.match(/^\/__test\/clients\/([^/]+)\/jwks_uri$/);
+    if (jwksUri && req.method === 'POST') {
+      const { uri } = JSON.parse(await readBody(req));
+      const client = (config.clients || []).find((c) => c.client_id === decodeURIComponent(jwksUri[1]));
+      if (!client || typeof uri !== 'string') throw new Error('unknown client, or no uri');
+      client.jwks_uri = uri;
+      current = build(keys);
+      handler = current.callback();
+      return send(200, { ok: true });
+    }
     if (url.pathname === '/__test/rotate-keys' && req.method === 'POST') {
       const body = await readBody(req);
       const keepOld = body ? JSON.parse(body).keep_old === true : false;
@@ -278,8 +354,29 @@ let keys = newKeys();
 let current;
 let handler;
 
+// POST /__groups with a bearer access token: {"value": [...the account's all_groups]}, as
+// Microsoft Graph's getMemberObjects answers (the groups endpoint of an overage).
+async function groupsEndpoint(req, res) {
+  const token = (req.headers.authorization || '').replace(/^Bearer /, '');
+  const at = token ? await current.AccessToken.find(token) : undefined;
+  if (!at) {
+    res.writeHead(401, { 'content-type': 'application/json' });
+    return res.end(JSON.stringify({ error: 'invalid_token' }));
+  }
+  res.writeHead(200, { 'content-type': 'application/json' });
+  return res.end(JSON.stringify({ value: (accounts[at.accountId] || {}).all_groups || [] }));
+}
+
 const server = createServer((req, res) => {
   if (req.url.startsWith('/__test/')) return control(req, res);
+  if (req.url === '/__groups' && req.method === 'POST') return groupsEndpoint(req, res);
+  // CONFIG.tenant_discovery: /SEGMENT/v2.0/.well-known/openid-configuration answers the
+  // discovery document with Entra ID's multi-tenant issuer template.
+  const tenantDoc = req.url.match(/^\/[\w.-]+\/v2\.0\/\.well-known\/openid-configuration$/);
+  if (config.tenant_discovery && tenantDoc) {
+    req.url = '/.well-known/openid-configuration';
+    req.headers['x-test-tenant-template'] = '1';
+  }
   return handler(req, res);
 });
 server.listen(0, '127.0.0.1', () => {

@@ -22,7 +22,8 @@ SPEC (every key optional except keys/acs/sp/idp):
                                (times as seconds relative to `now`), no_audience (bool),
                                scd_in_response_to (default = in_response_to),
                                condition (raw XML appended inside Conditions),
-                               session_not_on_or_after (AuthnStatement's, relative seconds)
+                               session_not_on_or_after (AuthnStatement's, relative seconds),
+                               authn_instant (AuthnStatement's AuthnInstant, relative seconds)
   attack      applied to the signed XML, by exact text operations:
     tamper            change the NameID after signing
     comment_nameid    put <!----> inside the NameID (the signature still verifies)
@@ -109,7 +110,7 @@ def assertion_xml(spec, aid, sig):
       </saml:SubjectConfirmation>
     </saml:Subject>
     <saml:Conditions NotBefore="{rel("not_before", -60)}" NotOnOrAfter="{rel("not_on_or_after", 300)}">{audience}{spec.get("condition", "")}</saml:Conditions>
-    <saml:AuthnStatement AuthnInstant="{iso(now)}" SessionIndex="{aid}"{session_end}>
+    <saml:AuthnStatement AuthnInstant="{rel("authn_instant", 0)}" SessionIndex="{aid}"{session_end}>
       <saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext>
     </saml:AuthnStatement>
     <saml:AttributeStatement>{attrs}

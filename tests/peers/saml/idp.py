@@ -17,7 +17,9 @@ Routes (serve):
   GET  /sso/idp-initiated?sp=ENTITY_ID   unsolicited response (no InResponseTo)
   Query params on the three /sso routes: user=NAME (default: first user), sign=MODE
   (default --sign, or env SAML_IDP_SIGN, else "assertion"), attr_names=plain|oid (default
-  --attr-names, else plain), and relay_state= on idp-initiated.
+  --attr-names, else plain), alg=sha256|sha1 (default env SAML_IDP_ALG, else sha256: RSA-SHA256
+  with SHA-256 digests; sha1 signs with RSA-SHA1 and SHA-1 digests), and relay_state= on
+  idp-initiated.
   Every answer is 200 HTML with a form POSTing SAMLResponse (+ RelayState) to the SP's ACS,
   auto-submitted by JavaScript; a client without JavaScript posts the hidden fields itself.
 The SP metadata (file or URL) and USERS.json are read again on every request: the SP may
@@ -57,7 +59,7 @@ from saml2.config import IdPConfig
 from saml2.metadata import entity_descriptor, metadata_tostring_fix
 from saml2.s_utils import do_ava
 from saml2.server import Server
-from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+from saml2.xmldsig import DIGEST_SHA1, DIGEST_SHA256, SIG_RSA_SHA1, SIG_RSA_SHA256
 
 XMLSEC = "/usr/bin/xmlsec1"
 BASIC = "urn:oasis:names:tc:SAML:2.0:attrname-format:basic"
@@ -249,6 +251,10 @@ class Idp:
         sign = params.get("sign") or self.args.sign
         if sign not in SIGN_MODES:
             raise BadRequest(f"sign must be one of {', '.join(SIGN_MODES)}")
+        # alg=sha1: RSA-SHA1 and SHA-1 digests (a legacy AD FS or JumpCloud set-up).
+        alg = params.get("alg") or os.environ.get("SAML_IDP_ALG") or "sha256"
+        if alg not in ("sha256", "sha1"):
+            raise BadRequest("alg must be sha256 or sha1")
         attr_names = params.get("attr_names") or self.args.attr_names
         if attr_names not in ATTR_NAMES:
             raise BadRequest(f"attr_names must be one of {', '.join(ATTR_NAMES)}")
@@ -268,8 +274,8 @@ class Idp:
             authn={"class_ref": PASSWORD_PROTECTED, "authn_auth": self.entity_id},
             sign_assertion=sign in ("assertion", "both"),
             sign_response=sign in ("response", "both"),
-            sign_alg=SIG_RSA_SHA256,
-            digest_alg=DIGEST_SHA256,
+            sign_alg=SIG_RSA_SHA1 if alg == "sha1" else SIG_RSA_SHA256,
+            digest_alg=DIGEST_SHA1 if alg == "sha1" else DIGEST_SHA256,
         )
         return post_form(resp_args["destination"], str(response), relay_state)
 
