@@ -110,10 +110,19 @@ pub async fn active_connection(app: &AppState, id: &str) -> Result<std::sync::Ar
     }
 }
 
-/// Where "try again" goes for a login through `conn` that was to return to `return_to`.
-fn retry_href(conn_id: &str, return_to: Option<&str>) -> String {
-    let query = return_to.map(|r| format!("?return_to={}", url::form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>())).unwrap_or_default();
-    format!("/login/{conn_id}{query}")
+/// Where "try again" goes for a login through `conn` that was to return to `return_to`;
+/// `force_authn`: the IdP was asked to authenticate anew, and will be again.
+fn retry_href(conn_id: &str, return_to: Option<&str>, force_authn: bool) -> String {
+    let mut query: Vec<String> =
+        return_to.map(|r| format!("return_to={}", url::form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>())).into_iter().collect();
+    if force_authn {
+        query.push("prompt=login".into());
+    }
+    if query.is_empty() {
+        format!("/login/{conn_id}")
+    } else {
+        format!("/login/{conn_id}?{}", query.join("&"))
+    }
 }
 
 /// Starts a login with a connection: keeps the flow state and sends the browser to the
@@ -131,7 +140,8 @@ pub async fn login_start(
             record::refused(&app, &e).await;
             // "Try again" is the login page for the same return target (the same app).
             let back = q.return_to.as_deref().filter(|p| p.len() <= crate::limit::RETURN_TO_MAX).and_then(|p| return_target(&app.config, p));
-            let retry = back.map(|p| format!("/login?return_to={}", url::form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>()));
+            let again = if q.prompt.as_deref() == Some("login") { "&prompt=login" } else { "" };
+            let retry = back.map(|p| format!("/login?return_to={}{again}", url::form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>()));
             e.retry(retry).into_response()
         }
     }
@@ -330,7 +340,7 @@ async fn reply(app: &AppState, id: &str, protocol: Protocol, reply: Reply, heade
     }
     // From here on a real login: only a saved, active connection (never a test's draft).
     let conn = live?;
-    let retry = retry_href(&conn.id, return_to.as_deref());
+    let retry = retry_href(&conn.id, return_to.as_deref(), flow.as_ref().is_some_and(|f| f.force_authn));
     let base = app.config.public_base();
     let cx = upstream_context(app, &base);
     let verified = upstream::finish(&conn, flow.as_ref(), reply, &cx, &mut report)

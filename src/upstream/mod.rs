@@ -40,6 +40,10 @@ pub struct FlowState {
     /// A real login, or the admin's dry run (which never becomes a login).
     #[serde(default)]
     pub purpose: Purpose,
+    /// The IdP was asked to authenticate the user anew (`prompt=login`, `ForceAuthn`):
+    /// "try again" asks again, so a retry never turns into a login on an old IdP session.
+    #[serde(default)]
+    pub force_authn: bool,
 }
 
 impl std::fmt::Debug for FlowState {

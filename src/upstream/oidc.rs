@@ -60,6 +60,7 @@ pub fn begin(conn: &Connection, o: &OidcSettings, start: Start<'_>) -> Result<Be
         created_at: start.now,
         kept: Kept::Oidc { nonce, pkce_verifier: verifier },
         purpose: start.purpose,
+        force_authn: start.force_authn,
     };
     Ok(Begun { key: state, flow, outbound: Outbound::Redirect(url.into()) })
 }

@@ -132,6 +132,7 @@ ProtocolBinding=\"{POST}\"{force}><saml:Issuer>{issuer}</saml:Issuer>{nameid}</s
         created_at: now,
         kept: Kept::Saml { request_id },
         purpose: start.purpose,
+        force_authn: start.force_authn,
     };
     if binding == POST {
         let xml = if s.sign_requests {

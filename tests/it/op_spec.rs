@@ -372,6 +372,17 @@ async fn saml_upstream_gets_force_authn_and_auth_time_is_the_authn_instant() {
     };
     let (plain, _) = to_idp(request("")).await;
     assert!(!plain.contains("ForceAuthn"), "{plain}");
+    // A forced sign-in the IdP refuses: "try again" forces it again (a retry must not
+    // become a login on the IdP's old session, with an auth_time of now).
+    let (forced, relay) = to_idp(request("&prompt=login")).await;
+    let id_start = forced.find("ID=\"").unwrap() + 4;
+    let refused_id = &forced[id_start..id_start + forced[id_start..].find('"').unwrap()];
+    let spec = acs.spec(Some(refused_id), json!({"status": "urn:oasis:names:tc:SAML:2.0:status:Requester"}));
+    let r = b.http.post(&acs.acs).form(&[("SAMLResponse", crate::saml::forge(&spec)), ("RelayState", relay)]).send().await.unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let page = r.text().await.unwrap();
+    let retry = page.split("href=\"").map(|h| &h[..h.find('"').unwrap_or(0)]).find(|h| h.starts_with("/login/con_s")).unwrap_or_else(|| panic!("{page}"));
+    assert!(retry.contains("prompt=login") && retry.contains("return_to="), "try again asks for a fresh sign-in again: {retry}");
     let (xml, relay) = to_idp(request("&prompt=login")).await;
     assert!(xml.contains("ForceAuthn=\"true\""), "{xml}");
     let id_start = xml.find("ID=\"").unwrap() + 4;
