@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::common::{self, enc, when};
+use super::common::{self, when};
 use super::form::Form;
 use super::session::Admin;
 use super::views::Chrome;
@@ -63,7 +63,7 @@ pub async fn list(State(app): State<AppState>, admin: Admin, Query(q): Query<Don
         .into_iter()
         .map(|c| AppRow { managed: c.managed_by.is_some(), created: when(c.created_at), client_id: c.client_id, name: c.name, redirect_uris: c.redirect_uris })
         .collect();
-    let who = q.who.as_deref().unwrap_or("The app").chars().take(256).collect::<String>();
+    let who = super::common::notice_name(&app, q.who.as_deref(), "The app");
     let notice = match q.done.as_deref() {
         Some("deleted") => Some(format!("{who} was deleted: it can no longer sign anyone in.")),
         _ => None,
@@ -187,7 +187,7 @@ pub async fn delete(State(app): State<AppState>, admin: Admin, ApiPath(id): ApiP
         Err(e) => return super::unavailable(&e),
     };
     match clients::delete(&app, &id, &admin.identity.actor()).await {
-        Ok(()) => Redirect::to(&format!("/console/apps?done=deleted&who={}", enc(&name))).into_response(),
+        Ok(()) => Redirect::to(&format!("/console/apps?done=deleted&who={}", super::common::sealed_name(&app, &name))).into_response(),
         Err(e) => common::api_refusal(e),
     }
 }

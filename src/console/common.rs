@@ -81,3 +81,19 @@ pub fn param(name: &str, v: Option<&str>) -> Result<Option<String>, Box<Response
         Some(v) => Ok(Some(v.to_string())),
     }
 }
+
+/// What a sealed notice name is bound to.
+const NOTICE: &str = "ssogate console notice";
+
+/// A name for the notice after a redirect (`?done=…&who=`), sealed with the master key:
+/// a link cannot make the console say something an admin did not do, and the name of a
+/// user or group just removed (which cannot be looked up again) still shows. Every
+/// replica opens it.
+pub fn sealed_name(app: &AppState, name: &str) -> String {
+    enc(&app.cipher.seal(NOTICE, name.as_bytes()))
+}
+
+/// The name [`sealed_name`] made, or `default` for anything else (a hand-made link).
+pub fn notice_name(app: &AppState, who: Option<&str>, default: &str) -> String {
+    who.and_then(|w| app.cipher.open(NOTICE, w).ok()).and_then(|v| String::from_utf8(v).ok()).unwrap_or_else(|| default.to_string())
+}

@@ -150,7 +150,7 @@ pub async fn list(State(app): State<AppState>, admin: Admin, Query(q): Query<Don
     }
     // Built-in groups first, then by name.
     rows.sort_by_key(|r| (!r.builtin, r.name.to_ascii_lowercase()));
-    let who = q.who.as_deref().unwrap_or("The group").chars().take(256).collect::<String>();
+    let who = super::common::notice_name(&app, q.who.as_deref(), "The group");
     let notice = match q.done.as_deref() {
         Some("deleted") => Some(format!("{who} was deleted, with the memberships it carried.")),
         _ => None,
@@ -202,7 +202,7 @@ pub async fn new_form(admin: Admin) -> Response {
 async fn members_of(app: &AppState, form: &Form) -> Result<(BTreeSet<String>, Vec<Picked>, Vec<String>), Response> {
     let mut ids = BTreeSet::new();
     let mut picked = vec![];
-    let mut unknown = vec![];
+    let (mut unknown, mut ambiguous): (Vec<String>, Vec<String>) = (vec![], vec![]);
     for (_, id) in form.fields().iter().filter(|(k, _)| k == "member").take(500) {
         match app.store.user_get(id).await {
             Ok(Some(u)) => {
@@ -216,27 +216,41 @@ async fn members_of(app: &AppState, form: &Form) -> Result<(BTreeSet<String>, Ve
     }
     let typed = form.get("members").unwrap_or("");
     for entry in typed.split([',', '\n', ';']).map(str::trim).filter(|s| !s.is_empty()).take(500) {
-        let found = match app.store.user_page(&UserQuery { search: Some(entry.to_string()), limit: 200, ..Default::default() }).await {
+        let mut found: Vec<_> = match app.store.user_page(&UserQuery { search: Some(entry.to_string()), limit: 200, ..Default::default() }).await {
             Ok(p) => p
                 .users
                 .into_iter()
-                .find(|u| crate::store::same_name(&u.username, entry) || u.email.as_deref().is_some_and(|e| crate::store::same_name(e, entry))),
+                .filter(|u| crate::store::same_name(&u.username, entry) || u.email.as_deref().is_some_and(|e| crate::store::same_name(e, entry)))
+                .collect(),
             Err(e) => return Err(super::unavailable(&e)),
         };
-        match found {
-            Some(u) => {
+        // One user's username may be another's email: a typed name that fits two users is
+        // refused, never resolved to whichever sorts first (it could grant the wrong person).
+        match found.len() {
+            0 => unknown.push(entry.chars().take(128).collect()),
+            1 => {
+                let u = found.remove(0);
                 if ids.insert(u.id.clone()) {
                     picked.push(Picked { id: u.id, label: u.username });
                 }
             }
-            None => unknown.push(entry.chars().take(128).collect()),
+            _ => ambiguous.push(entry.chars().take(128).collect::<String>()),
         }
     }
-    Ok((ids, picked, unknown))
-}
-
-fn unknown_sentence(unknown: &[String]) -> String {
-    format!("No user is named {}: check the spelling, or invite them first.", unknown.iter().map(|u| format!("“{u}”")).collect::<Vec<_>>().join(", "))
+    let mut refusals = vec![];
+    if !unknown.is_empty() {
+        refusals.push(format!(
+            "No user is named {}: check the spelling, or invite them first.",
+            unknown.iter().map(|u| format!("“{u}”")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if !ambiguous.is_empty() {
+        refusals.push(format!(
+            "{} names more than one user (a username and another user's email): pick them from the list as you type.",
+            ambiguous.iter().map(|u| format!("“{u}”")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok((ids, picked, refusals))
 }
 
 async fn add_manual(app: &AppState, group_id: &str, ids: &BTreeSet<String>, actor: &str) -> Result<(), Response> {
@@ -253,7 +267,7 @@ pub async fn create(State(app): State<AppState>, admin: Admin, headers: HeaderMa
     }
     let name = form.get("name").unwrap_or("").to_string();
     let description = form.get("description").unwrap_or("").to_string();
-    let (ids, picked, unknown) = match members_of(&app, &form).await {
+    let (ids, picked, refused) = match members_of(&app, &form).await {
         Ok(m) => m,
         Err(r) => return r,
     };
@@ -268,8 +282,8 @@ pub async fn create(State(app): State<AppState>, admin: Admin, headers: HeaderMa
         };
         super::render(status, &view)
     };
-    if !unknown.is_empty() {
-        return again(vec![unknown_sentence(&unknown)], StatusCode::UNPROCESSABLE_ENTITY);
+    if !refused.is_empty() {
+        return again(refused, StatusCode::UNPROCESSABLE_ENTITY);
     }
     let input = GroupInput { name: Some(name.clone()), description: Some(description.clone()) };
     let actor = admin.identity.actor();
@@ -407,7 +421,7 @@ async fn group_page(
 
 /// `GET /console/groups/{id}`
 pub async fn show(State(app): State<AppState>, admin: Admin, ApiPath(id): ApiPath<String>, Query(q): Query<DoneQuery>) -> Response {
-    let who = q.who.as_deref().unwrap_or("The user").chars().take(256).collect::<String>();
+    let who = super::common::notice_name(&app, q.who.as_deref(), "The user");
     let notice = match q.done.as_deref() {
         Some("created") => Some("The group was created.".to_string()),
         Some("saved") => Some("Saved.".to_string()),
@@ -456,12 +470,12 @@ pub async fn add_members(State(app): State<AppState>, admin: Admin, ApiPath(id):
     if let Some(r) = common::refused(&app, &admin, &headers, &form) {
         return r;
     }
-    let (ids, _, unknown) = match members_of(&app, &form).await {
+    let (ids, _, refused) = match members_of(&app, &form).await {
         Ok(m) => m,
         Err(r) => return r,
     };
-    if !unknown.is_empty() {
-        return group_page(&app, &admin, &id, StatusCode::UNPROCESSABLE_ENTITY, None, vec![unknown_sentence(&unknown)], None).await;
+    if !refused.is_empty() {
+        return group_page(&app, &admin, &id, StatusCode::UNPROCESSABLE_ENTITY, None, refused, None).await;
     }
     if ids.is_empty() {
         return group_page(&app, &admin, &id, StatusCode::UNPROCESSABLE_ENTITY, None, vec!["Pick at least one user to add.".into()], None).await;
@@ -507,7 +521,7 @@ pub async fn remove_member(
         return r;
     }
     let who = app.store.user_get(&user_id).await.ok().flatten().map(|u| u.username).unwrap_or(user_id);
-    Redirect::to(&format!("/console/groups/{}?done=removed&who={}", enc(&id), enc(&who))).into_response()
+    Redirect::to(&format!("/console/groups/{}?done=removed&who={}", enc(&id), super::common::sealed_name(&app, &who))).into_response()
 }
 
 /// The delete confirmation.
@@ -561,5 +575,5 @@ pub async fn delete(State(app): State<AppState>, admin: Admin, ApiPath(id): ApiP
     if let Err(r) = reach_sessions(&app, members).await {
         return r;
     }
-    Redirect::to(&format!("/console/groups?done=deleted&who={}", enc(&g.name))).into_response()
+    Redirect::to(&format!("/console/groups?done=deleted&who={}", super::common::sealed_name(&app, &g.name))).into_response()
 }

@@ -218,7 +218,7 @@ pub async fn list(State(app): State<AppState>, admin: Admin, Query(q): Query<Lis
     let first = query.offset + 1;
     let last = query.offset + rows.len() as i64;
     let range = if rows.is_empty() { format!("0 of {}", thousands(found.total)) } else { format!("{first}–{last} of {}", thousands(found.total)) };
-    let who = q.who.as_deref().unwrap_or("the user").chars().take(256).collect::<String>();
+    let who = super::common::notice_name(&app, q.who.as_deref(), "the user");
     let notice = match q.done.as_deref() {
         Some("invited") => Some(format!(
             "{who} is invited. They sign in at {}/login with an identity provider that vouches for this address, and then show as active.",
@@ -336,7 +336,7 @@ pub async fn invite(State(app): State<AppState>, admin: Admin, headers: HeaderMa
     match app.directory.invite(&input, &admin.identity.actor()).await {
         Ok(inv) => {
             tracing::info!(actor = %admin.identity.actor(), user_id = %inv.user_id, "console: user invited");
-            Redirect::to(&format!("/console/users?done=invited&who={}&q={}", enc(&inv.email), enc(&inv.email))).into_response()
+            Redirect::to(&format!("/console/users?done=invited&who={}&q={}", super::common::sealed_name(&app, &inv.email), enc(&inv.email))).into_response()
         }
         Err(crate::directory::DirectoryError::Store(e)) => super::unavailable(&e),
         Err(e) => {
@@ -382,7 +382,7 @@ pub async fn set_status(State(app): State<AppState>, admin: Admin, ApiPath(id): 
         }
     }
     let done = if disabling { "disabled" } else { "enabled" };
-    Redirect::to(&format!("/console/users?done={done}&who={}&q={}", enc(&user.username), enc(&user.username))).into_response()
+    Redirect::to(&format!("/console/users?done={done}&who={}&q={}", super::common::sealed_name(&app, &user.username), enc(&user.username))).into_response()
 }
 
 /// The removal confirmation.
@@ -447,5 +447,5 @@ pub async fn remove(State(app): State<AppState>, admin: Admin, ApiPath(id): ApiP
         Err(e) => return super::unavailable(&e),
     };
     tracing::info!(user_id = %id, sessions = before + after, "console: user removed");
-    Redirect::to(&format!("/console/users?done=removed&who={}", enc(&user.username))).into_response()
+    Redirect::to(&format!("/console/users?done=removed&who={}", super::common::sealed_name(&app, &user.username))).into_response()
 }

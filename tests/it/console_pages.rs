@@ -137,6 +137,9 @@ async fn invite_disable_and_remove_from_the_console() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let (_, html) = c.get(r.headers()["location"].to_str().unwrap()).await;
     assert!(html.contains("alice@example.test is invited") && html.contains("status-pending") && html.contains(">Engineers<"), "{html}");
+    // A hand-made link cannot put words in the console's mouth: the name is sealed.
+    let (_, html) = c.get("/console/users?done=disabled&who=Call%20555-0100%20to%20re-enable").await;
+    assert!(!html.contains("555-0100") && html.contains("the user is disabled"), "{html}");
     let (_, users) = gw.admin(Method::GET, "/users", None).await;
     let alice = users[0]["id"].as_str().unwrap().to_string();
     assert_eq!(users[0]["status"], "pending");
@@ -213,6 +216,12 @@ async fn groups_keep_built_ins_and_synced_memberships_and_show_sources() {
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text().await.unwrap().contains("No user is named “nobody-here”"));
     assert_eq!(gw.admin(Method::GET, "/groups", None).await.1.as_array().unwrap().len(), 4, "nothing made");
+    // One user's username is another's email: the typed name is refused, not guessed.
+    user(gw, "bob@example.test", None).await;
+    let r = c.post("/console/groups", &[("name", "Designers"), ("description", "UI"), ("members", "bob@example.test")]).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("“bob@example.test” names more than one user"));
+    assert_eq!(gw.admin(Method::GET, "/groups", None).await.1.as_array().unwrap().len(), 4, "nothing made");
     let r = c.post("/console/groups", &[("name", "Designers"), ("description", "UI"), ("members", "BOB"), ("member", &carol)]).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
@@ -230,7 +239,7 @@ async fn groups_keep_built_ins_and_synced_memberships_and_show_sources() {
 
     // The table: built-ins marked, Users is everyone.
     let (_, html) = c.get("/console/groups").await;
-    assert!(html.contains("Built-in") && html.contains("Everyone (3)") && html.contains("Designers"), "{html}");
+    assert!(html.contains("Built-in") && html.contains("Everyone (4)") && html.contains("Designers"), "{html}");
     assert!(html.contains("<span class=\"muted small\">bob, carol</span>"), "the first members by name: {html}");
     assert!(!html.contains("/console/groups/grp_admins/delete") && !html.contains("/console/groups/grp_users/delete"));
     // Built-ins: Users has no form; Admins cannot be renamed or deleted.
