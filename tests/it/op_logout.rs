@@ -234,3 +234,56 @@ async fn backchannel_logout_tells_the_app_when_a_session_expires() {
     assert_eq!(got.len(), 1, "an expired session's app is told");
     assert_eq!(checked_logout_token(&rp, &got[0]).await["sid"], claims(t["id_token"].as_str().unwrap())["sid"]);
 }
+
+/// The confirmation form's token and hidden fields, from the confirm page.
+fn confirm_form(page: &str) -> Vec<(String, String)> {
+    page.split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .map(|f| {
+            let name = f.split('"').next().unwrap().to_string();
+            let value = f.split("value=\"").nth(1).unwrap().split('"').next().unwrap().replace("&amp;", "&");
+            (name, value)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn rp_initiated_logout_with_a_hint_for_another_session_confirms_and_returns_to_the_app() {
+    let rp = Rp::with_client(json!({"post_logout_redirect_uris": [APP_BYE]})).await;
+    // The hint names an older session (another browser's); this browser has its own.
+    let (_old, t) = signed_in(&rp).await;
+    let hint = t["id_token"].as_str().unwrap();
+    let (b, _) = signed_in(&rp).await;
+    // The usual form: no client_id, the hint names the client.
+    let end = format!("{}/end_session?id_token_hint={hint}&post_logout_redirect_uri={}&state=s7", rp.s.gw.base, enc(APP_BYE));
+    let r = b.http.get(&end).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("action=\"/end_session/confirm\""), "{page}");
+    assert!(!signed_out(&rp, &b).await, "not before the user confirms");
+    let form = confirm_form(&page);
+    let r = b.http.post(format!("{}/end_session/confirm", rp.s.gw.base)).header("sec-fetch-site", "same-origin").form(&form).send().await.unwrap();
+    assert!(r.status().is_redirection(), "{} {}", r.status(), r.text().await.unwrap());
+    assert_eq!(r.headers()["location"], format!("{APP_BYE}?state=s7"));
+    assert!(signed_out(&rp, &b).await, "the confirmed sign-out ended the session");
+}
+
+#[tokio::test]
+async fn a_confirmed_sign_out_ends_the_session_even_when_the_return_is_refused() {
+    let rp = Rp::with_client(json!({"post_logout_redirect_uris": [APP_BYE]})).await;
+    // Tampered forms: a return not registered for the client, and one with no client.
+    for (client, uri) in [(Some("app"), "https://evil.example/"), (None, APP_BYE)] {
+        let (b, _) = signed_in(&rp).await;
+        let r = b.http.get(format!("{}/end_session?client_id=app&post_logout_redirect_uri={}", rp.s.gw.base, enc(APP_BYE))).send().await.unwrap();
+        let csrf = confirm_form(&r.text().await.unwrap()).into_iter().find(|(k, _)| k == "csrf").unwrap().1;
+        let mut form = vec![("csrf", csrf), ("post_logout_redirect_uri", uri.to_string())];
+        if let Some(c) = client {
+            form.push(("client_id", c.to_string()));
+        }
+        let r = b.http.post(format!("{}/end_session/confirm", rp.s.gw.base)).header("sec-fetch-site", "same-origin").form(&form).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "the gateway's own page, not the refused return ({uri})");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("Signed out"), "{text}");
+        assert!(signed_out(&rp, &b).await, "a refused return never leaves the session alive ({uri})");
+    }
+}
