@@ -102,7 +102,8 @@ pub async fn discovery(State(app): State<AppState>) -> Json<Value> {
         "token_endpoint_auth_methods_supported": auth_methods,
         "token_endpoint_auth_signing_alg_values_supported": client_auth::ASSERTION_ALGS,
         "revocation_endpoint_auth_methods_supported": auth_methods,
-        "introspection_endpoint_auth_methods_supported": auth_methods,
+        // A public client names itself only: not enough to be told about tokens.
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "code_challenge_methods_supported": ["S256", "plain"],
         "scopes_supported": clients::SCOPES,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],

@@ -224,3 +224,53 @@ async fn private_key_jwt_authenticates_a_client() {
             .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
 }
+
+#[tokio::test]
+async fn introspection_refuses_public_clients_and_names_the_user_only_for_profile() {
+    use base64::Engine;
+    use sha2::Digest;
+    let (rp, b, t) = refreshing().await;
+    let me = Some(("app", rp.secret.as_str()));
+    // The scope has no `profile`: no username in the answer.
+    let (_, i) = rp.post("/introspect", &[("token", t["access_token"].as_str().unwrap())], me).await;
+    assert_eq!(i["active"], true, "{i}");
+    assert!(i.get("username").is_none(), "username only with the profile scope: {i}");
+    let code = rp.code_scoped(&b, "openid%20profile", "").await;
+    let (_, tp) = rp.exchange(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP_CB)], me).await;
+    let (_, i) = rp.post("/introspect", &[("token", tp["access_token"].as_str().unwrap())], me).await;
+    assert!(i["username"].is_string(), "profile granted: the username is there: {i}");
+
+    // A public client (no secret): its own access token.
+    let (st, c) =
+        rp.s.gw.admin(Method::POST, "/clients", Some(json!({"client_id": "spa", "redirect_uris": [APP_CB], "token_endpoint_auth_method": "none"}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    let verifier = "v".repeat(43);
+    let s256 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let q = crate::op_spec::authorize(
+        &rp,
+        &b,
+        &format!(
+            "client_id=spa&response_type=code&scope=openid%20profile&redirect_uri={}&state=s&code_challenge={s256}&code_challenge_method=S256",
+            crate::op::enc(APP_CB)
+        ),
+    )
+    .await
+    .app
+    .unwrap_or_default();
+    let form =
+        [("grant_type", "authorization_code"), ("code", q["code"].as_str()), ("redirect_uri", APP_CB), ("client_id", "spa"), ("code_verifier", &verifier)];
+    let (st, ts) = rp.exchange(&form, None).await;
+    assert_eq!(st, StatusCode::OK, "{ts}");
+    let access = ts["access_token"].as_str().unwrap();
+    // Naming itself is no authorisation to introspect (RFC 7662 4).
+    let (st, e) = rp.post("/introspect", &[("token", access), ("client_id", "spa")], None).await;
+    assert_eq!((st, e["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")), "{e}");
+    assert!(e["error_description"].as_str().unwrap().contains("public"), "the refusal says why: {e}");
+    // It may still revoke its own token (RFC 7009 allows it).
+    let (st, _) = rp.post("/revoke", &[("token", access), ("client_id", "spa")], None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(rp.userinfo(access).await, StatusCode::UNAUTHORIZED, "the public client's revocation worked");
+    let disc: Value = reqwest::get(format!("{}/.well-known/openid-configuration", rp.s.gw.base)).await.unwrap().json().await.unwrap();
+    assert!(!disc["introspection_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!("none")), "{disc}");
+    assert!(disc["revocation_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!("none")), "{disc}");
+}
