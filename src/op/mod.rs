@@ -118,15 +118,23 @@ pub async fn discovery(State(app): State<AppState>) -> Json<Value> {
     }))
 }
 
-/// `/jwks.json`: the signing key and the retired ones whose tokens may still be alive.
+/// How long a retired signing key stays published: the longest lifetime any client's
+/// tokens can have, so an app can verify every still-valid token after a rotation.
+pub const RETIRED_KEY_PUBLISHED_MS: i64 = clients::TOKEN_LIFETIME_MAX_S as i64 * 1000;
+
+/// `/jwks.json`: the signing key and the retired ones whose tokens may still be alive
+/// (retired less than [`RETIRED_KEY_PUBLISHED_MS`] ago).
 pub async fn jwks(State(app): State<AppState>) -> Response {
     let keys = match app.store.signing_key_list().await {
         Ok(k) => k,
         Err(e) => return crate::web::ApiError::from(e).into_response(),
     };
     let now = app.clock.now();
-    let live: Vec<Value> =
-        keys.iter().filter(|k| k.retired_at.is_none_or(|r| r + TOKEN_TTL_MS > now)).filter_map(|k| serde_json::from_str(&k.public_jwk).ok()).collect();
+    let live: Vec<Value> = keys
+        .iter()
+        .filter(|k| k.retired_at.is_none_or(|r| r + RETIRED_KEY_PUBLISHED_MS > now))
+        .filter_map(|k| serde_json::from_str(&k.public_jwk).ok())
+        .collect();
     ([(header::CACHE_CONTROL, "public, max-age=300")], Json(json!({"keys": live}))).into_response()
 }
 
