@@ -38,7 +38,7 @@ pub async fn revoke(State(app): State<AppState>, headers: HeaderMap, Form(f): Fo
     }
     match refresh::peek(&app, token).await {
         Ok(Some(rec)) if rec.client_id == client.client_id => {
-            if let Err(e) = refresh::revoke_family(&app, &rec.family).await {
+            if let Err(e) = refresh::revoke_family(&app, &rec.family, rec.until).await {
                 return store_unavailable("revoke", e);
             }
             tracing::info!(client_id = %client.client_id, "refresh token revoked with its family");

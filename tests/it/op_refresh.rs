@@ -274,3 +274,60 @@ async fn introspection_refuses_public_clients_and_names_the_user_only_for_profil
     assert!(!disc["introspection_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!("none")), "{disc}");
     assert!(disc["revocation_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!("none")), "{disc}");
 }
+
+#[tokio::test]
+async fn a_spent_refresh_token_stays_known_for_its_session_after_the_lifetime_is_shortened() {
+    // Two replicas on one Redis and one store: the second was restarted with a shorter
+    // session lifetime. Sessions made before keep their own (8 h) end.
+    let prefix = crate::replicas::RedisPrefix::new();
+    let redis = crate::replicas::redis_url();
+    let clock = ssogate::clock::Clock::fixed(chrono::Utc::now().timestamp_millis());
+    let env = [("SSOGATE_STATE__URL", redis.as_str()), ("SSOGATE_STATE__PREFIX", prefix.0.as_str())];
+    let s = crate::login::setup_on(clock.clone(), &env, json!({}), json!({})).await;
+    let (st, c) = s
+        .gw
+        .admin(Method::POST, "/clients", Some(json!({"client_id": "app", "redirect_uris": [APP_CB], "grant_types": ["authorization_code", "refresh_token"]})))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    let rp = Rp { secret: c["client_secret"].as_str().unwrap().to_string(), s };
+    let short = crate::support::Gateway::start_with(
+        rp.s.gw.dir.clone(),
+        &[env[0], env[1], ("SSOGATE_SESSION__LIFETIME_SECONDS", "3600"), ("SSOGATE_SESSION__IDLE_SECONDS", "3600")],
+        clock.clone(),
+        None,
+    )
+    .await;
+    let b = Browser::new();
+    let code = rp.code_scoped(&b, "openid%20offline_access", "").await;
+    let (st, t) = rp.exchange(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP_CB)], Some(("app", &rp.secret))).await;
+    assert_eq!(st, StatusCode::OK, "{t}");
+    let r0 = t["refresh_token"].as_str().unwrap().to_string();
+    let refresh_at = |base: String, token: String| {
+        let secret = rp.secret.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{base}/token"))
+                .basic_auth("app", Some(secret))
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", token.as_str())])
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // The short-lived replica spends r0, and (50 minutes on, keeping the session in use) r1.
+    let (st, t1) = refresh_at(short.base.clone(), r0.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{t1}");
+    clock.advance(50 * 60 * 1000);
+    let (st, t2) = refresh_at(short.base.clone(), t1["refresh_token"].as_str().unwrap().to_string()).await;
+    assert_eq!(st, StatusCode::OK, "{t2}");
+    let r2 = t2["refresh_token"].as_str().unwrap().to_string();
+    // 100 minutes after r0 was spent (longer than the new lifetime, well within the
+    // session's own end), a stolen copy of r0 is still a reuse: the family is revoked.
+    clock.advance(50 * 60 * 1000);
+    let (st, e) = refresh_at(rp.s.gw.base.clone(), r0).await;
+    assert_eq!((st, e["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{e}");
+    let (st, e) = refresh_at(rp.s.gw.base.clone(), r2).await;
+    assert_eq!((st, e["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "the reuse revoked the family: {e}");
+    short.stop().await;
+}
