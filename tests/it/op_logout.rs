@@ -287,3 +287,77 @@ async fn a_confirmed_sign_out_ends_the_session_even_when_the_return_is_refused()
         assert!(signed_out(&rp, &b).await, "a refused return never leaves the session alive ({uri})");
     }
 }
+
+/// A back-channel endpoint that accepts connections and never answers.
+async fn hanging() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_hanging_app_does_not_delay_the_other_apps_notices() {
+    let bcl = receiver(0).await;
+    // Many logins from one address: no login rate limits here.
+    let env = [("SSOGATE_LOGIN__STARTS_PER_MINUTE", "0"), ("SSOGATE_LOGIN__CALLBACKS_PER_MINUTE", "0")];
+    let s = crate::login::setup_on(ssogate::clock::Clock::system(), &env, json!({}), json!({})).await;
+    let (st, c) = s.gw.admin(Method::POST, "/clients", Some(json!({"client_id": "app", "redirect_uris": [APP_CB], "backchannel_logout_uri": bcl.url}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    let rp = Rp { secret: c["client_secret"].as_str().unwrap().to_string(), s };
+    let (st, c) =
+        rp.s.gw.admin(Method::POST, "/clients", Some(json!({"client_id": "dead", "redirect_uris": [APP_CB], "backchannel_logout_uri": hanging().await}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    let dead_secret = c["client_secret"].as_str().unwrap().to_string();
+    // Many sessions, each with tokens of both apps (more than the deliveries one dead
+    // app could once hold up for everyone).
+    const SESSIONS: usize = 80;
+    let one = || async {
+        let (b, t) = signed_in(&rp).await;
+        let q = crate::op_spec::query("openid", "").replace("client_id=app", "client_id=dead");
+        let code = authorize(&rp, &b, &q).await.app.unwrap()["code"].clone();
+        let (st, e) = rp.exchange(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP_CB)], Some(("dead", &dead_secret))).await;
+        assert_eq!(st, StatusCode::OK, "{e}");
+        claims(t["id_token"].as_str().unwrap())["sub"].as_str().unwrap().to_string()
+    };
+    let mut sub = String::new();
+    for _ in 0..SESSIONS {
+        sub = one().await;
+    }
+    // Disabling the user ends every session at once; the working app hears of each
+    // promptly, while the dead one hangs.
+    let started = std::time::Instant::now();
+    let (st, _) = rp.s.gw.admin(Method::PATCH, &format!("/users/{sub}"), Some(json!({"disabled": true}))).await;
+    assert_eq!(st, StatusCode::OK);
+    let got = bcl.wait(SESSIONS, 20).await;
+    assert_eq!(got.len(), SESSIONS, "the working app was told of every ending ({:?})", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(15), "promptly: {:?}", started.elapsed());
+    let metrics = reqwest::get(format!("{}/metrics", rp.s.gw.base)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("ssogate_backchannel_dropped_total 0"), "nothing was dropped");
+}
+
+#[tokio::test]
+async fn a_notice_the_app_refuses_is_counted_as_failed() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
+    let refusing = axum::Router::new().route("/backchannel", axum::routing::post(|| async { StatusCode::BAD_REQUEST }));
+    tokio::spawn(async move { axum::serve(listener, refusing).await.unwrap() });
+    let rp = Rp::with_client(json!({"backchannel_logout_uri": url})).await;
+    let (b, _) = signed_in(&rp).await;
+    let r = b.http.post(format!("{}/logout", rp.s.gw.base)).header("sec-fetch-site", "same-origin").send().await.unwrap();
+    assert!(r.status().is_redirection());
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = reqwest::get(format!("{}/metrics", rp.s.gw.base)).await.unwrap().text().await.unwrap();
+        if metrics.contains("ssogate_backchannel_failed_total{client=\"app\"} 1") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the refused notice is counted: {metrics}");
+}
