@@ -122,6 +122,12 @@ pub async fn discovery(State(app): State<AppState>) -> Json<Value> {
 /// tokens can have, so an app can verify every still-valid token after a rotation.
 pub const RETIRED_KEY_PUBLISHED_MS: i64 = clients::TOKEN_LIFETIME_MAX_S as i64 * 1000;
 
+/// Whether a key retired at `retired_at` (none: the signing key) is still in
+/// `/jwks.json` at `now`. The one rule for the JWKS and for what the console says.
+pub fn key_published(retired_at: Option<Millis>, now: Millis) -> bool {
+    retired_at.is_none_or(|r| r + RETIRED_KEY_PUBLISHED_MS > now)
+}
+
 /// `/jwks.json`: the signing key and the retired ones whose tokens may still be alive
 /// (retired less than [`RETIRED_KEY_PUBLISHED_MS`] ago).
 pub async fn jwks(State(app): State<AppState>) -> Response {
@@ -130,11 +136,7 @@ pub async fn jwks(State(app): State<AppState>) -> Response {
         Err(e) => return crate::web::ApiError::from(e).into_response(),
     };
     let now = app.clock.now();
-    let live: Vec<Value> = keys
-        .iter()
-        .filter(|k| k.retired_at.is_none_or(|r| r + RETIRED_KEY_PUBLISHED_MS > now))
-        .filter_map(|k| serde_json::from_str(&k.public_jwk).ok())
-        .collect();
+    let live: Vec<Value> = keys.iter().filter(|k| key_published(k.retired_at, now)).filter_map(|k| serde_json::from_str(&k.public_jwk).ok()).collect();
     ([(header::CACHE_CONTROL, "public, max-age=300")], Json(json!({"keys": live}))).into_response()
 }
 
