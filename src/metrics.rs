@@ -315,6 +315,17 @@ pub async fn render(app: &AppState) -> String {
         head(&mut out, "ssogate_state_entries", "gauge", "Flow states, codes and replay markers held in this process.");
         let _ = writeln!(out, "ssogate_state_entries {}", u.entries);
     }
+    head(&mut out, "ssogate_backchannel_dropped_total", "counter", "Back-channel logout notices dropped because a queue was full.");
+    let _ = writeln!(out, "ssogate_backchannel_dropped_total {}", app.backchannel.dropped());
+    head(
+        &mut out,
+        "ssogate_backchannel_failed_total",
+        "counter",
+        "Back-channel logout notices an app did not take (refused, or given up after every retry), by client.",
+    );
+    for (client, n) in app.backchannel.failed() {
+        let _ = writeln!(out, "ssogate_backchannel_failed_total{{client=\"{}\"}} {n}", label(&client));
+    }
     out
 }
 

@@ -93,6 +93,13 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap, f: &Credentials) 
     }
 }
 
+/// Whether the client is public (`token_endpoint_auth_method` `none`): it names itself
+/// and proves nothing, which is enough where it acts on its own tokens (`/token` with
+/// PKCE, `/revoke`, RFC 7009 5) but not to be told about tokens (`/introspect`).
+pub fn is_public(c: &Client) -> bool {
+    c.settings.token_endpoint_auth_method == ClientAuthMethod::None
+}
+
 /// Whether the client authenticates with its secret (a `private_key_jwt` or public
 /// client has none that counts).
 fn secret_client(c: &Client) -> bool {

@@ -126,6 +126,11 @@ impl ClientInput {
     }
 }
 
+/// The longest an ID or access token may be set to live for any client, seconds. A
+/// retired signing key stays in `/jwks.json` this long ([`super::jwks`]), so every
+/// token it signed can be verified until it expires, whatever the client's settings.
+pub const TOKEN_LIFETIME_MAX_S: u32 = 86_400;
+
 /// Scopes the gateway knows; a client's `allowed_scopes` is a subset.
 pub const SCOPES: &[&str] = &["openid", "email", "profile", "groups", "offline_access"];
 
@@ -175,7 +180,7 @@ pub fn check_settings(s: &ClientSettings) -> Result<(), ApiError> {
         }
     }
     for (field, v) in [("id_token_lifetime_seconds", s.id_token_lifetime_seconds), ("access_token_lifetime_seconds", s.access_token_lifetime_seconds)] {
-        if v.is_some_and(|v| !(60..=86_400).contains(&v)) {
+        if v.is_some_and(|v| !(60..=TOKEN_LIFETIME_MAX_S).contains(&v)) {
             errors.push(FieldError::new(field, "must be 60 to 86400 seconds"));
         }
     }

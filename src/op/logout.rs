@@ -50,9 +50,11 @@ async fn read_hint(app: &AppState, token: &str) -> Option<Hint> {
     if c.get("iss").and_then(Value::as_str) != Some(app.config.public_base().as_str()) {
         return None;
     }
-    let client_id = match c.get("aud") {
-        Some(Value::String(a)) => a.clone(),
-        Some(Value::Array(a)) => a.first().and_then(Value::as_str)?.to_string(),
+    // The client it was issued to: `azp` when present (OIDC Core 2), else the audience.
+    let client_id = match (c.get("azp"), c.get("aud")) {
+        (Some(Value::String(azp)), _) => azp.clone(),
+        (_, Some(Value::String(a))) => a.clone(),
+        (_, Some(Value::Array(a))) => a.first().and_then(Value::as_str)?.to_string(),
         _ => return None,
     };
     Some(Hint { client_id, sid: c.get("sid").and_then(Value::as_str).map(str::to_string) })
@@ -119,11 +121,14 @@ async fn end_session(app: AppState, headers: HeaderMap, q: EndSession) -> Respon
     if same {
         return finish(&app, &headers, target).await;
     }
-    confirm_page(&session.id, &q, target.as_deref())
+    // The form carries the client the hint named (the usual request has no client_id),
+    // so the confirmed answer can still go back to the app.
+    let client_id = q.client_id.clone().or_else(|| hint.map(|h| h.client_id));
+    confirm_page(&session.id, &q, client_id.as_deref(), target.as_deref())
 }
 
 /// The question asked when the request alone cannot show that the user wants out.
-fn confirm_page(session_id: &str, q: &EndSession, target: Option<&str>) -> Response {
+fn confirm_page(session_id: &str, q: &EndSession, client_id: Option<&str>, target: Option<&str>) -> Response {
     let hidden = |name: &str, v: Option<&str>| v.map(|v| format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">", esc(v))).unwrap_or_default();
     let body = format!(
         "<h1>Sign out?</h1><p>An application asks to sign you out of this sign-in service.</p>\
@@ -131,7 +136,7 @@ fn confirm_page(session_id: &str, q: &EndSession, target: Option<&str>) -> Respo
         hidden("csrf", Some(&sign_out_token(session_id))),
         hidden("post_logout_redirect_uri", q.post_logout_redirect_uri.as_deref()),
         hidden("state", q.state.as_deref()),
-        hidden("client_id", q.client_id.as_deref()),
+        hidden("client_id", client_id),
     );
     page::with_csp(Html(page::layout("Sign out", &body)).into_response(), None, &origin(target))
 }
@@ -141,7 +146,9 @@ fn origin(target: Option<&str>) -> Vec<String> {
 }
 
 /// `POST /end_session/confirm`: the user's own answer (this session's form token, from
-/// this site), so the session ends.
+/// this site), so the session ends — first, whatever the form says about the return: a
+/// return that does not check out (a tampered form) gets the gateway's own "signed out"
+/// page, never a session left alive behind a page the user takes for a sign-out.
 pub async fn confirm(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     if let Some(refusal) = sign_out_refusal(&app, &headers, &body) {
         return refusal;
@@ -154,16 +161,30 @@ pub async fn confirm(State(app): State<AppState>, headers: HeaderMap, body: axum
     if q.csrf.is_none() {
         return page::error(StatusCode::FORBIDDEN, "Sign-out refused: the confirmation form's token is missing.");
     }
+    if let Err(r) = end(&app, &headers).await {
+        return r;
+    }
     let target = match checked_target(&app, &EndSession { id_token_hint: None, csrf: None, ..q }, None).await {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(_) => {
+            tracing::info!("sign-out confirmed with a return that does not check out: showing the gateway's own page");
+            None
+        }
     };
-    finish(&app, &headers, target).await
+    signed_out(&app, target)
 }
 
-/// Ends the browser's session (the upstream token revoked where the IdP can), clears the
-/// cookie, and goes on.
+/// Ends the browser's session, clears the cookie, and goes on.
 async fn finish(app: &AppState, headers: &HeaderMap, target: Option<String>) -> Response {
+    if let Err(r) = end(app, headers).await {
+        return r;
+    }
+    signed_out(app, target)
+}
+
+/// Ends the browser's session (the upstream token revoked where the IdP can). Err: the
+/// store failed and the user is still signed in (the page says so).
+async fn end(app: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     if let Some(id) = cookie(headers, SESSION_COOKIE) {
         match app.sessions.remove(id).await {
             Ok(Some(s)) => {
@@ -178,10 +199,15 @@ async fn finish(app: &AppState, headers: &HeaderMap, target: Option<String>) -> 
                 let mut resp =
                     page::error(StatusCode::SERVICE_UNAVAILABLE, "Signing out is unavailable right now, and you are still signed in. Try again shortly.");
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(crate::web::outage::RETRY_AFTER_SECONDS));
-                return resp;
+                return Err(resp);
             }
         }
     }
+    Ok(())
+}
+
+/// [`done`], with the session cookie cleared.
+fn signed_out(app: &AppState, target: Option<String>) -> Response {
     let mut resp = done(target);
     for v in clear_session_cookie(app) {
         resp.headers_mut().append(header::SET_COOKIE, v);

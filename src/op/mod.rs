@@ -102,7 +102,8 @@ pub async fn discovery(State(app): State<AppState>) -> Json<Value> {
         "token_endpoint_auth_methods_supported": auth_methods,
         "token_endpoint_auth_signing_alg_values_supported": client_auth::ASSERTION_ALGS,
         "revocation_endpoint_auth_methods_supported": auth_methods,
-        "introspection_endpoint_auth_methods_supported": auth_methods,
+        // A public client names itself only: not enough to be told about tokens.
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "code_challenge_methods_supported": ["S256", "plain"],
         "scopes_supported": clients::SCOPES,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
@@ -117,15 +118,25 @@ pub async fn discovery(State(app): State<AppState>) -> Json<Value> {
     }))
 }
 
-/// `/jwks.json`: the signing key and the retired ones whose tokens may still be alive.
+/// How long a retired signing key stays published: the longest lifetime any client's
+/// tokens can have, so an app can verify every still-valid token after a rotation.
+pub const RETIRED_KEY_PUBLISHED_MS: i64 = clients::TOKEN_LIFETIME_MAX_S as i64 * 1000;
+
+/// Whether a key retired at `retired_at` (none: the signing key) is still in
+/// `/jwks.json` at `now`. The one rule for the JWKS and for what the console says.
+pub fn key_published(retired_at: Option<Millis>, now: Millis) -> bool {
+    retired_at.is_none_or(|r| r + RETIRED_KEY_PUBLISHED_MS > now)
+}
+
+/// `/jwks.json`: the signing key and the retired ones whose tokens may still be alive
+/// (retired less than [`RETIRED_KEY_PUBLISHED_MS`] ago).
 pub async fn jwks(State(app): State<AppState>) -> Response {
     let keys = match app.store.signing_key_list().await {
         Ok(k) => k,
         Err(e) => return crate::web::ApiError::from(e).into_response(),
     };
     let now = app.clock.now();
-    let live: Vec<Value> =
-        keys.iter().filter(|k| k.retired_at.is_none_or(|r| r + TOKEN_TTL_MS > now)).filter_map(|k| serde_json::from_str(&k.public_jwk).ok()).collect();
+    let live: Vec<Value> = keys.iter().filter(|k| key_published(k.retired_at, now)).filter_map(|k| serde_json::from_str(&k.public_jwk).ok()).collect();
     ([(header::CACHE_CONTROL, "public, max-age=300")], Json(json!({"keys": live}))).into_response()
 }
 

@@ -7,6 +7,10 @@
 //! end with the session at the latest: a refresh needs the session alive, so logout,
 //! an admin ending the session, and disabling or removing the user all kill them.
 //!
+//! Every marker (a spent token, a revoked family) lives until the family's session
+//! ends — kept in the record, not read from the configuration, which may change — and
+//! revoking a family also deletes its one live token.
+//!
 //! Bounded: every entry expires with its session, a family has at most
 //! [`ROTATIONS_MAX`] refreshes, and the state store's own bounds (`state.memory_max_*`,
 //! Redis `maxmemory`) cap the rest.
@@ -32,6 +36,18 @@ pub(crate) struct RefreshRecord {
     /// client cannot pile up spent-token markers without bound.
     #[serde(default)]
     pub generation: u32,
+    /// When its session ends (epoch ms): the family's tokens live no longer, so its
+    /// spent and revoked markers must live this long (not the configured lifetime,
+    /// which may since have been shortened). 0 in records from before it was kept.
+    #[serde(default)]
+    pub until: Millis,
+}
+
+/// What a spent token's marker holds: its family, and when the family's session ends.
+#[derive(Serialize, Deserialize)]
+struct Spent {
+    family: String,
+    until: Millis,
 }
 
 /// Refreshes one family may have; then the user signs in again.
@@ -41,8 +57,8 @@ pub const ROTATIONS_MAX: u32 = 10_000;
 pub(crate) enum Presented {
     /// A live token, now spent: its successor must be issued.
     Live(RefreshRecord),
-    /// A token already spent: its family must be revoked.
-    Reused(String),
+    /// A token already spent: its family (and when its session ends) must be revoked.
+    Reused(String, Millis),
     /// Unknown, expired, or of a revoked family.
     Unknown,
 }
@@ -59,9 +75,19 @@ fn revoked_key(family: &str) -> String {
     format!("rt-family-revoked:{family}")
 }
 
-/// How long a family's revocation is remembered: as long as any of its tokens could live.
-fn revoked_ttl(app: &AppState) -> Millis {
-    (app.config.session.lifetime_seconds * 1000) as i64
+fn live_key(family: &str) -> String {
+    format!("rt-family-live:{family}")
+}
+
+/// How long a family's markers (spent tokens, revocation) are remembered: as long as
+/// any of its tokens could live, that is until its session's end `until`. A record
+/// from before the end was kept (`until` 0) falls back on the configured lifetime.
+fn marker_ttl(app: &AppState, until: Millis) -> Millis {
+    if until > 0 {
+        (until - app.clock.now()).max(1000)
+    } else {
+        (app.config.session.lifetime_seconds * 1000) as i64
+    }
 }
 
 /// A new family's name.
@@ -69,14 +95,18 @@ pub(crate) fn new_family() -> String {
     crate::id::token(16)
 }
 
-/// Issues a refresh token for `rec`, alive until `until` (the session's end).
-pub(crate) async fn issue(app: &AppState, rec: &RefreshRecord, until: Millis) -> Result<String, StateError> {
+/// Issues a refresh token for `rec`, alive until `rec.until` (the session's end), and
+/// remembers it as its family's live token (so revoking the family deletes it too).
+pub(crate) async fn issue(app: &AppState, rec: &RefreshRecord) -> Result<String, StateError> {
     let token = crate::id::token(32);
-    let ttl = (until - app.clock.now()).max(1000);
+    let ttl = (rec.until - app.clock.now()).max(1000);
     let stored = serde_json::to_string(rec).map_err(|e| StateError(e.to_string()))?;
     if !app.ephemeral.put_new(&key(&token), &stored, ttl).await? {
         return Err(StateError("the state store did not keep the refresh token (full, or a collision)".into()));
     }
+    // One live token per family (rotation spends the previous one): replace the pointer.
+    let _ = app.ephemeral.take(&live_key(&rec.family)).await?;
+    app.ephemeral.put_new(&live_key(&rec.family), &key(&token), ttl).await?;
     Ok(token)
 }
 
@@ -86,14 +116,19 @@ pub(crate) async fn present(app: &AppState, token: &str) -> Result<Presented, St
     if let Some(raw) = app.ephemeral.take(&key(token)).await? {
         let Ok(rec) = serde_json::from_str::<RefreshRecord>(&raw) else { return Ok(Presented::Unknown) };
         // Remembered before anything else can fail: a copy presented later is a reuse.
-        app.ephemeral.put_new(&spent_key(token), &rec.family, revoked_ttl(app)).await?;
+        let spent = serde_json::to_string(&Spent { family: rec.family.clone(), until: rec.until }).map_err(|e| StateError(e.to_string()))?;
+        app.ephemeral.put_new(&spent_key(token), &spent, marker_ttl(app, rec.until)).await?;
         if family_revoked(app, &rec.family).await? {
             return Ok(Presented::Unknown);
         }
         return Ok(Presented::Live(rec));
     }
     match app.ephemeral.get(&spent_key(token)).await? {
-        Some(family) => Ok(Presented::Reused(family)),
+        // A marker from before the session's end was kept holds the bare family.
+        Some(raw) => Ok(match serde_json::from_str::<Spent>(&raw) {
+            Ok(s) => Presented::Reused(s.family, s.until),
+            Err(_) => Presented::Reused(raw, 0),
+        }),
         None => Ok(Presented::Unknown),
     }
 }
@@ -114,8 +149,13 @@ pub(crate) async fn family_revoked(app: &AppState, family: &str) -> Result<bool,
     Ok(app.ephemeral.get(&revoked_key(family)).await?.is_some())
 }
 
-/// Revokes every refresh token of `family` and the access tokens issued with them.
-pub(crate) async fn revoke_family(app: &AppState, family: &str) -> Result<(), StateError> {
-    app.ephemeral.put_new(&revoked_key(family), "1", revoked_ttl(app)).await?;
+/// Revokes every refresh token of `family` and the access tokens issued with them:
+/// the revocation is remembered until the family's session ends (`until`, 0 if not
+/// known), and the family's live refresh token is deleted outright.
+pub(crate) async fn revoke_family(app: &AppState, family: &str, until: Millis) -> Result<(), StateError> {
+    app.ephemeral.put_new(&revoked_key(family), "1", marker_ttl(app, until)).await?;
+    if let Some(live) = app.ephemeral.take(&live_key(family)).await? {
+        app.ephemeral.take(&live).await?;
+    }
     Ok(())
 }

@@ -38,7 +38,7 @@ pub async fn revoke(State(app): State<AppState>, headers: HeaderMap, Form(f): Fo
     }
     match refresh::peek(&app, token).await {
         Ok(Some(rec)) if rec.client_id == client.client_id => {
-            if let Err(e) = refresh::revoke_family(&app, &rec.family).await {
+            if let Err(e) = refresh::revoke_family(&app, &rec.family, rec.until).await {
                 return store_unavailable("revoke", e);
             }
             tracing::info!(client_id = %client.client_id, "refresh token revoked with its family");
@@ -62,12 +62,20 @@ fn inactive() -> Response {
     ([(header::CACHE_CONTROL, "no-store")], Json(json!({"active": false}))).into_response()
 }
 
-/// `POST /introspect`: whether a token is active, and what it stands for.
+/// `POST /introspect`: whether a token is active, and what it stands for. Only for
+/// clients that prove who they are (RFC 7662 4): a public client is refused.
 pub async fn introspect(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<TokenQuery>) -> Response {
     let client = match client_auth::authenticate(&app, &headers, &f.credentials).await {
         Ok(c) => c,
         Err(r) => return r,
     };
+    if client_auth::is_public(&client) {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "a public client (token_endpoint_auth_method none) cannot introspect: introspection needs a client that authenticates",
+        );
+    }
     let Some(token) = f.token.as_deref().filter(|t| !t.is_empty()) else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is required");
     };
@@ -93,12 +101,15 @@ pub async fn introspect(State(app): State<AppState>, headers: HeaderMap, Form(f)
         "client_id": client.client_id,
         "aud": client.client_id,
         "sub": session.user_id,
-        "username": session.username,
         "sid": crate::state::public_sid(&session.id),
         "scope": scope,
         "token_type": kind,
         "exp": exp.unwrap_or(session.expires_at) / 1000,
     });
+    // The username is profile information: only where the token's scope has `profile`.
+    if scope.split(' ').any(|s| s == "profile") {
+        body["username"] = Value::from(session.username.clone());
+    }
     if let Some(iat) = iat {
         body["iat"] = Value::from(iat / 1000);
     }

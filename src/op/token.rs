@@ -41,6 +41,9 @@ pub struct TokenForm {
 struct Issued {
     access: String,
     family: Option<String>,
+    /// When the session ends: how long the family's revocation must be remembered.
+    #[serde(default)]
+    until: Millis,
 }
 
 fn invalid_grant(why: &str) -> Response {
@@ -80,7 +83,7 @@ async fn code_grant(app: &AppState, client: &Client, f: &TokenForm) -> Response 
                     tracing::warn!(client_id = %client.client_id, "an authorization code was used twice: the tokens issued from it are revoked");
                     let _ = app.ephemeral.take(&format!("at:{}", issued.access)).await;
                     if let Some(family) = issued.family {
-                        if let Err(e) = refresh::revoke_family(app, &family).await {
+                        if let Err(e) = refresh::revoke_family(app, &family, issued.until).await {
                             return store_unavailable("token", e);
                         }
                     }
@@ -117,7 +120,7 @@ async fn code_grant(app: &AppState, client: &Client, f: &TokenForm) -> Response 
         Ok(i) => i,
         Err(r) => return r,
     };
-    let record = Issued { access: hashed(&issued.access_token), family };
+    let record = Issued { access: hashed(&issued.access_token), family, until: session.expires_at };
     let ttl = issued.expires_in * 1000;
     if let Err(e) = app.ephemeral.put_new(&format!("code-issued:{code_key}"), &serde_json::to_string(&record).unwrap_or_default(), ttl).await {
         return store_unavailable("token", e);
@@ -145,9 +148,9 @@ async fn refresh_grant(app: &AppState, client: &Client, f: &TokenForm) -> Respon
     }
     let rec = match refresh::present(app, token).await {
         Ok(Presented::Live(rec)) => rec,
-        Ok(Presented::Reused(family)) => {
+        Ok(Presented::Reused(family, until)) => {
             tracing::warn!(client_id = %client.client_id, "a spent refresh token was presented again: its family is revoked");
-            if let Err(e) = refresh::revoke_family(app, &family).await {
+            if let Err(e) = refresh::revoke_family(app, &family, until).await {
                 return store_unavailable("token", e);
             }
             return invalid_grant("the refresh token was already used; every token of its grant is now revoked");
@@ -157,7 +160,7 @@ async fn refresh_grant(app: &AppState, client: &Client, f: &TokenForm) -> Respon
     };
     if rec.client_id != client.client_id {
         // Someone else's token: the family is not safe any more.
-        let _ = refresh::revoke_family(app, &rec.family).await;
+        let _ = refresh::revoke_family(app, &rec.family, rec.until).await;
         return invalid_grant("the refresh token was issued to another client");
     }
     if rec.generation >= refresh::ROTATIONS_MAX {
@@ -250,8 +253,9 @@ async fn issue(
                 client_id: client.client_id.clone(),
                 scope: refresh_scope.to_string(),
                 generation,
+                until: session.expires_at,
             };
-            match refresh::issue(app, &rec, session.expires_at).await {
+            match refresh::issue(app, &rec).await {
                 Ok(t) => Some(t),
                 Err(e) => return Err(store_unavailable("token", e)),
             }

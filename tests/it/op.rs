@@ -241,3 +241,32 @@ async fn the_profile_scope_hands_on_the_stored_profile() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_retired_key_stays_published_while_its_longest_lived_tokens_are_valid() {
+    let clock = ssogate::clock::Clock::fixed(chrono::Utc::now().timestamp_millis());
+    let rp = Rp::with_client_on(clock.clone(), json!({"id_token_lifetime_seconds": 86_400})).await;
+    let b = Browser::new();
+    let code = rp.code(&b, "").await;
+    let (st, t) = rp.exchange(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP_CB)], Some(("app", &rp.secret))).await;
+    assert_eq!(st, StatusCode::OK, "{t}");
+    let id_token = t["id_token"].as_str().unwrap();
+    let old_kid = kid(id_token);
+    let (st, _) = rp.s.gw.admin(Method::POST, "/keys", Some(json!({"alg": "RS256"}))).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let published = |kid: String| {
+        let base = rp.s.gw.base.clone();
+        async move {
+            let jwks: Value = reqwest::get(format!("{base}/jwks.json")).await.unwrap().json().await.unwrap();
+            jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"].as_str() == Some(kid.as_str()))
+        }
+    };
+    // Two hours on, the ID token (a day's lifetime) is still valid: its key is published.
+    clock.advance(2 * 3600 * 1000);
+    let exp = crate::op_spec::claims(id_token)["exp"].as_i64().unwrap() * 1000;
+    assert!(exp > clock.now(), "the token is still valid");
+    assert!(published(old_kid.clone()).await, "the retired key verifies tokens that are still valid");
+    // Past the longest lifetime any client can have, it leaves the JWKS.
+    clock.advance(23 * 3600 * 1000);
+    assert!(!published(old_kid).await, "a retired key leaves once no token it signed can be valid");
+}

@@ -234,3 +234,130 @@ async fn backchannel_logout_tells_the_app_when_a_session_expires() {
     assert_eq!(got.len(), 1, "an expired session's app is told");
     assert_eq!(checked_logout_token(&rp, &got[0]).await["sid"], claims(t["id_token"].as_str().unwrap())["sid"]);
 }
+
+/// The confirmation form's token and hidden fields, from the confirm page.
+fn confirm_form(page: &str) -> Vec<(String, String)> {
+    page.split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .map(|f| {
+            let name = f.split('"').next().unwrap().to_string();
+            let value = f.split("value=\"").nth(1).unwrap().split('"').next().unwrap().replace("&amp;", "&");
+            (name, value)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn rp_initiated_logout_with_a_hint_for_another_session_confirms_and_returns_to_the_app() {
+    let rp = Rp::with_client(json!({"post_logout_redirect_uris": [APP_BYE]})).await;
+    // The hint names an older session (another browser's); this browser has its own.
+    let (_old, t) = signed_in(&rp).await;
+    let hint = t["id_token"].as_str().unwrap();
+    let (b, _) = signed_in(&rp).await;
+    // The usual form: no client_id, the hint names the client.
+    let end = format!("{}/end_session?id_token_hint={hint}&post_logout_redirect_uri={}&state=s7", rp.s.gw.base, enc(APP_BYE));
+    let r = b.http.get(&end).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("action=\"/end_session/confirm\""), "{page}");
+    assert!(!signed_out(&rp, &b).await, "not before the user confirms");
+    let form = confirm_form(&page);
+    let r = b.http.post(format!("{}/end_session/confirm", rp.s.gw.base)).header("sec-fetch-site", "same-origin").form(&form).send().await.unwrap();
+    assert!(r.status().is_redirection(), "{} {}", r.status(), r.text().await.unwrap());
+    assert_eq!(r.headers()["location"], format!("{APP_BYE}?state=s7"));
+    assert!(signed_out(&rp, &b).await, "the confirmed sign-out ended the session");
+}
+
+#[tokio::test]
+async fn a_confirmed_sign_out_ends_the_session_even_when_the_return_is_refused() {
+    let rp = Rp::with_client(json!({"post_logout_redirect_uris": [APP_BYE]})).await;
+    // Tampered forms: a return not registered for the client, and one with no client.
+    for (client, uri) in [(Some("app"), "https://evil.example/"), (None, APP_BYE)] {
+        let (b, _) = signed_in(&rp).await;
+        let r = b.http.get(format!("{}/end_session?client_id=app&post_logout_redirect_uri={}", rp.s.gw.base, enc(APP_BYE))).send().await.unwrap();
+        let csrf = confirm_form(&r.text().await.unwrap()).into_iter().find(|(k, _)| k == "csrf").unwrap().1;
+        let mut form = vec![("csrf", csrf), ("post_logout_redirect_uri", uri.to_string())];
+        if let Some(c) = client {
+            form.push(("client_id", c.to_string()));
+        }
+        let r = b.http.post(format!("{}/end_session/confirm", rp.s.gw.base)).header("sec-fetch-site", "same-origin").form(&form).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "the gateway's own page, not the refused return ({uri})");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("Signed out"), "{text}");
+        assert!(signed_out(&rp, &b).await, "a refused return never leaves the session alive ({uri})");
+    }
+}
+
+/// A back-channel endpoint that accepts connections and never answers.
+async fn hanging() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_hanging_app_does_not_delay_the_other_apps_notices() {
+    let bcl = receiver(0).await;
+    // Many logins from one address: no login rate limits here.
+    let env = [("SSOGATE_LOGIN__STARTS_PER_MINUTE", "0"), ("SSOGATE_LOGIN__CALLBACKS_PER_MINUTE", "0")];
+    let s = crate::login::setup_on(ssogate::clock::Clock::system(), &env, json!({}), json!({})).await;
+    let (st, c) = s.gw.admin(Method::POST, "/clients", Some(json!({"client_id": "app", "redirect_uris": [APP_CB], "backchannel_logout_uri": bcl.url}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    let rp = Rp { secret: c["client_secret"].as_str().unwrap().to_string(), s };
+    let (st, c) =
+        rp.s.gw.admin(Method::POST, "/clients", Some(json!({"client_id": "dead", "redirect_uris": [APP_CB], "backchannel_logout_uri": hanging().await}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    let dead_secret = c["client_secret"].as_str().unwrap().to_string();
+    // Many sessions, each with tokens of both apps (more than the deliveries one dead
+    // app could once hold up for everyone).
+    const SESSIONS: usize = 80;
+    let one = || async {
+        let (b, t) = signed_in(&rp).await;
+        let q = crate::op_spec::query("openid", "").replace("client_id=app", "client_id=dead");
+        let code = authorize(&rp, &b, &q).await.app.unwrap()["code"].clone();
+        let (st, e) = rp.exchange(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP_CB)], Some(("dead", &dead_secret))).await;
+        assert_eq!(st, StatusCode::OK, "{e}");
+        claims(t["id_token"].as_str().unwrap())["sub"].as_str().unwrap().to_string()
+    };
+    let mut sub = String::new();
+    for _ in 0..SESSIONS {
+        sub = one().await;
+    }
+    // Disabling the user ends every session at once; the working app hears of each
+    // promptly, while the dead one hangs.
+    let started = std::time::Instant::now();
+    let (st, _) = rp.s.gw.admin(Method::PATCH, &format!("/users/{sub}"), Some(json!({"disabled": true}))).await;
+    assert_eq!(st, StatusCode::OK);
+    let got = bcl.wait(SESSIONS, 20).await;
+    assert_eq!(got.len(), SESSIONS, "the working app was told of every ending ({:?})", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(15), "promptly: {:?}", started.elapsed());
+    let metrics = reqwest::get(format!("{}/metrics", rp.s.gw.base)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("ssogate_backchannel_dropped_total 0"), "nothing was dropped");
+}
+
+#[tokio::test]
+async fn a_notice_the_app_refuses_is_counted_as_failed() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
+    let refusing = axum::Router::new().route("/backchannel", axum::routing::post(|| async { StatusCode::BAD_REQUEST }));
+    tokio::spawn(async move { axum::serve(listener, refusing).await.unwrap() });
+    let rp = Rp::with_client(json!({"backchannel_logout_uri": url})).await;
+    let (b, _) = signed_in(&rp).await;
+    let r = b.http.post(format!("{}/logout", rp.s.gw.base)).header("sec-fetch-site", "same-origin").send().await.unwrap();
+    assert!(r.status().is_redirection());
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = reqwest::get(format!("{}/metrics", rp.s.gw.base)).await.unwrap().text().await.unwrap();
+        if metrics.contains("ssogate_backchannel_failed_total{client=\"app\"} 1") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the refused notice is counted: {metrics}");
+}

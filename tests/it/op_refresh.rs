@@ -224,3 +224,110 @@ async fn private_key_jwt_authenticates_a_client() {
             .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
 }
+
+#[tokio::test]
+async fn introspection_refuses_public_clients_and_names_the_user_only_for_profile() {
+    use base64::Engine;
+    use sha2::Digest;
+    let (rp, b, t) = refreshing().await;
+    let me = Some(("app", rp.secret.as_str()));
+    // The scope has no `profile`: no username in the answer.
+    let (_, i) = rp.post("/introspect", &[("token", t["access_token"].as_str().unwrap())], me).await;
+    assert_eq!(i["active"], true, "{i}");
+    assert!(i.get("username").is_none(), "username only with the profile scope: {i}");
+    let code = rp.code_scoped(&b, "openid%20profile", "").await;
+    let (_, tp) = rp.exchange(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP_CB)], me).await;
+    let (_, i) = rp.post("/introspect", &[("token", tp["access_token"].as_str().unwrap())], me).await;
+    assert!(i["username"].is_string(), "profile granted: the username is there: {i}");
+
+    // A public client (no secret): its own access token.
+    let (st, c) =
+        rp.s.gw.admin(Method::POST, "/clients", Some(json!({"client_id": "spa", "redirect_uris": [APP_CB], "token_endpoint_auth_method": "none"}))).await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    let verifier = "v".repeat(43);
+    let s256 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let q = crate::op_spec::authorize(
+        &rp,
+        &b,
+        &format!(
+            "client_id=spa&response_type=code&scope=openid%20profile&redirect_uri={}&state=s&code_challenge={s256}&code_challenge_method=S256",
+            crate::op::enc(APP_CB)
+        ),
+    )
+    .await
+    .app
+    .unwrap_or_default();
+    let form =
+        [("grant_type", "authorization_code"), ("code", q["code"].as_str()), ("redirect_uri", APP_CB), ("client_id", "spa"), ("code_verifier", &verifier)];
+    let (st, ts) = rp.exchange(&form, None).await;
+    assert_eq!(st, StatusCode::OK, "{ts}");
+    let access = ts["access_token"].as_str().unwrap();
+    // Naming itself is no authorisation to introspect (RFC 7662 4).
+    let (st, e) = rp.post("/introspect", &[("token", access), ("client_id", "spa")], None).await;
+    assert_eq!((st, e["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")), "{e}");
+    assert!(e["error_description"].as_str().unwrap().contains("public"), "the refusal says why: {e}");
+    // It may still revoke its own token (RFC 7009 allows it).
+    let (st, _) = rp.post("/revoke", &[("token", access), ("client_id", "spa")], None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(rp.userinfo(access).await, StatusCode::UNAUTHORIZED, "the public client's revocation worked");
+    let disc: Value = reqwest::get(format!("{}/.well-known/openid-configuration", rp.s.gw.base)).await.unwrap().json().await.unwrap();
+    assert!(!disc["introspection_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!("none")), "{disc}");
+    assert!(disc["revocation_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!("none")), "{disc}");
+}
+
+#[tokio::test]
+async fn a_spent_refresh_token_stays_known_for_its_session_after_the_lifetime_is_shortened() {
+    // Two replicas on one Redis and one store: the second was restarted with a shorter
+    // session lifetime. Sessions made before keep their own (8 h) end.
+    let prefix = crate::replicas::RedisPrefix::new();
+    let redis = crate::replicas::redis_url();
+    let clock = ssogate::clock::Clock::fixed(chrono::Utc::now().timestamp_millis());
+    let env = [("SSOGATE_STATE__URL", redis.as_str()), ("SSOGATE_STATE__PREFIX", prefix.0.as_str())];
+    let s = crate::login::setup_on(clock.clone(), &env, json!({}), json!({})).await;
+    let (st, c) = s
+        .gw
+        .admin(Method::POST, "/clients", Some(json!({"client_id": "app", "redirect_uris": [APP_CB], "grant_types": ["authorization_code", "refresh_token"]})))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    let rp = Rp { secret: c["client_secret"].as_str().unwrap().to_string(), s };
+    let short = crate::support::Gateway::start_with(
+        rp.s.gw.dir.clone(),
+        &[env[0], env[1], ("SSOGATE_SESSION__LIFETIME_SECONDS", "3600"), ("SSOGATE_SESSION__IDLE_SECONDS", "3600")],
+        clock.clone(),
+        None,
+    )
+    .await;
+    let b = Browser::new();
+    let code = rp.code_scoped(&b, "openid%20offline_access", "").await;
+    let (st, t) = rp.exchange(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", APP_CB)], Some(("app", &rp.secret))).await;
+    assert_eq!(st, StatusCode::OK, "{t}");
+    let r0 = t["refresh_token"].as_str().unwrap().to_string();
+    let refresh_at = |base: String, token: String| {
+        let secret = rp.secret.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{base}/token"))
+                .basic_auth("app", Some(secret))
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", token.as_str())])
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // The short-lived replica spends r0, and (50 minutes on, keeping the session in use) r1.
+    let (st, t1) = refresh_at(short.base.clone(), r0.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{t1}");
+    clock.advance(50 * 60 * 1000);
+    let (st, t2) = refresh_at(short.base.clone(), t1["refresh_token"].as_str().unwrap().to_string()).await;
+    assert_eq!(st, StatusCode::OK, "{t2}");
+    let r2 = t2["refresh_token"].as_str().unwrap().to_string();
+    // 100 minutes after r0 was spent (longer than the new lifetime, well within the
+    // session's own end), a stolen copy of r0 is still a reuse: the family is revoked.
+    clock.advance(50 * 60 * 1000);
+    let (st, e) = refresh_at(rp.s.gw.base.clone(), r0).await;
+    assert_eq!((st, e["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{e}");
+    let (st, e) = refresh_at(rp.s.gw.base.clone(), r2).await;
+    assert_eq!((st, e["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "the reuse revoked the family: {e}");
+    short.stop().await;
+}
