@@ -62,7 +62,7 @@ pub async fn list(State(app): State<AppState>, admin: Admin, Query(q): Query<Don
         .map(|k| {
             let (state, state_text) = match k.retired_at {
                 None => ("signing", "Signs new tokens".to_string()),
-                Some(r) if r + crate::op::TOKEN_TTL_MS > now => ("published", format!("Retired {}; still in the JWKS until its tokens expire", when(r))),
+                Some(r) if crate::op::key_published(Some(r), now) => ("published", format!("Retired {}; still in the JWKS until its tokens expire", when(r))),
                 Some(r) => ("expired", format!("Retired {}; no longer published", when(r))),
             };
             KeyRow { kid: k.kid, alg: k.alg, created: when(k.created_at), state, state_text }
