@@ -86,29 +86,37 @@ pub async fn logout(State(app): State<AppState>, headers: HeaderMap, body: axum:
 /// Ends the session (and revokes the upstream token where the IdP has a revocation
 /// endpoint), clears the cookie and goes to the login page.
 pub async fn end_session(app: &AppState, headers: &HeaderMap) -> Response {
-    if let Some(id) = cookie(headers, SESSION_COOKIE) {
-        match app.sessions.remove(id).await {
-            Ok(Some(s)) => {
-                revoke_upstream(app, &s).await;
-                tracing::info!(user_id = %s.user_id, "logout");
-            }
-            Ok(None) => {}
-            // Fail closed: the session may live on, so do not pretend it ended (and keep
-            // the cookie, so that signing out can be tried again).
-            Err(e) => {
-                crate::web::outage::STATE.failed(&e);
-                let mut resp =
-                    page::error(StatusCode::SERVICE_UNAVAILABLE, "Signing out is unavailable right now, and you are still signed in. Try again shortly.");
-                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(crate::web::outage::RETRY_AFTER_SECONDS));
-                return resp;
-            }
-        }
+    if let Err(resp) = end_browser_session(app, headers, "logout").await {
+        return resp;
     }
     let mut resp = Redirect::to("/login").into_response();
     for v in clear_session_cookie(app) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     resp
+}
+
+/// Ends this browser's session, if it has one, and revokes its upstream token where the
+/// IdP can; `why` goes in the log line. Err: the store failed and the user is still
+/// signed in, as the page says (fail closed: the cookie stays, so signing out can be
+/// tried again).
+pub async fn end_browser_session(app: &AppState, headers: &HeaderMap, why: &str) -> Result<(), Response> {
+    let Some(id) = cookie(headers, SESSION_COOKIE) else { return Ok(()) };
+    match app.sessions.remove(id).await {
+        Ok(Some(s)) => {
+            tracing::info!(user_id = %s.user_id, why, "session ended");
+            revoke_upstream(app, &s).await;
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => {
+            crate::web::outage::STATE.failed(&e);
+            let mut resp =
+                page::error(StatusCode::SERVICE_UNAVAILABLE, "Signing out is unavailable right now, and you are still signed in. Try again shortly.");
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(crate::web::outage::RETRY_AFTER_SECONDS));
+            Err(resp)
+        }
+    }
 }
 
 async fn revoke_upstream(app: &AppState, s: &Session) {

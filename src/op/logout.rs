@@ -7,7 +7,7 @@
 //! ([`super::backchannel`]).
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::clients;
 use crate::app::AppState;
 use crate::login::logout::{sign_out_refusal, sign_out_token};
-use crate::web::browser::{clear_session_cookie, cookie, current_session, SESSION_COOKIE};
+use crate::web::browser::{clear_session_cookie, current_session};
 use crate::web::page::{self, esc};
 
 /// `/end_session` parameters (query for GET, form for POST).
@@ -185,25 +185,7 @@ async fn finish(app: &AppState, headers: &HeaderMap, target: Option<String>) -> 
 /// Ends the browser's session (the upstream token revoked where the IdP can). Err: the
 /// store failed and the user is still signed in (the page says so).
 async fn end(app: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    if let Some(id) = cookie(headers, SESSION_COOKIE) {
-        match app.sessions.remove(id).await {
-            Ok(Some(s)) => {
-                tracing::info!(user_id = %s.user_id, "logout requested by an application");
-                if let (Some(token), Ok(conn)) = (&s.upstream_token, app.registry.get(&s.connection_id).await) {
-                    crate::upstream::revoke(&conn, token, &app.http).await;
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                crate::web::outage::STATE.failed(&e);
-                let mut resp =
-                    page::error(StatusCode::SERVICE_UNAVAILABLE, "Signing out is unavailable right now, and you are still signed in. Try again shortly.");
-                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(crate::web::outage::RETRY_AFTER_SECONDS));
-                return Err(resp);
-            }
-        }
-    }
-    Ok(())
+    crate::login::logout::end_browser_session(app, headers, "logout requested by an application").await
 }
 
 /// [`done`], with the session cookie cleared.

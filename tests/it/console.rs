@@ -524,10 +524,16 @@ async fn store_snapshot(base: String) -> Value {
 }
 
 /// Runs console.mjs; `answer` does what each {"need": …} line asks. Returns its last line.
-fn drive(args: &[&str], env: &[(&str, &str)], mut answer: impl FnMut(&Value)) -> Value {
+fn drive(args: &[&str], env: &[(&str, &str)], answer: impl FnMut(&Value)) -> Value {
+    drive_script("console.mjs", args, env, answer)
+}
+
+/// Runs the browser script `script` (in tests/peers/browser) with `args` and `env`;
+/// `answer` does what each {"need": …} line it prints asks. Returns its last line.
+pub(crate) fn drive_script(script: &str, args: &[&str], env: &[(&str, &str)], mut answer: impl FnMut(&Value)) -> Value {
     assert!(peers_dir().join("browser/node_modules/playwright-core").exists(), "run `bash tests/peers/setup.sh` first");
     let mut cmd = Command::new("node");
-    cmd.arg(peers_dir().join("browser/console.mjs")).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.arg(peers_dir().join("browser").join(script)).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -545,8 +551,8 @@ fn drive(args: &[&str], env: &[(&str, &str)], mut answer: impl FnMut(&Value)) ->
         }
     }
     let status = child.wait().unwrap();
-    assert!(status.success(), "console.mjs failed; last line {last}");
-    serde_json::from_str(&last).unwrap_or_else(|_| panic!("console.mjs printed {last:?}"))
+    assert!(status.success(), "{script} failed; last line {last}");
+    serde_json::from_str(&last).unwrap_or_else(|_| panic!("{script} printed {last:?}"))
 }
 
 #[tokio::test]

@@ -6,15 +6,11 @@
 //! "try again" that keeps the app. Then a real Chromium walks every flow with screenshots
 //! in `target/screenshots/console2/`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::console::{assert_strict, csrf_of, make_admin, Console};
 use crate::login::{setup, setup_with, Browser};
-use crate::peers::peers_dir;
 use crate::support::Gateway;
 
 fn enc(s: &str) -> String {
@@ -421,29 +417,6 @@ fn shots() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/console2")
 }
 
-/// Runs console2.mjs; `answer` does what each {"need": …} line asks. Returns its last line.
-fn drive(args: &[&str], mut answer: impl FnMut(&Value)) -> Value {
-    assert!(peers_dir().join("browser/node_modules/playwright-core").exists(), "run `bash tests/peers/setup.sh` first");
-    let mut cmd = Command::new("node");
-    cmd.arg(peers_dir().join("browser/console2.mjs")).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut child = cmd.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut last = String::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        if v.get("need").is_some() {
-            answer(&v);
-            writeln!(stdin, "ok").unwrap();
-        } else {
-            last = line;
-        }
-    }
-    let status = child.wait().unwrap();
-    assert!(status.success(), "console2.mjs failed; last line {last}");
-    serde_json::from_str(&last).unwrap_or_else(|_| panic!("console2.mjs printed {last:?}"))
-}
-
 #[tokio::test]
 async fn a_real_browser_walks_users_groups_audit_keys_and_apps() {
     let accounts = json!({"accounts": {
@@ -462,7 +435,9 @@ async fn a_real_browser_walks_users_groups_audit_keys_and_apps() {
     let dir = shots();
     let _ = std::fs::remove_dir_all(&dir);
     let (base, dir_s) = (gw.base.clone(), dir.display().to_string());
-    let out = tokio::task::spawn_blocking(move || drive(&[&base, &dir_s], |need| panic!("unexpected need {need}"))).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || crate::console::drive_script("console2.mjs", &[&base, &dir_s], &[], |need| panic!("unexpected need {need}")))
+        .await
+        .unwrap();
     assert_eq!(out["csp_violations"], json!([]), "{out}");
     assert!(out["invited"].as_str().unwrap().contains("dana@example.test is invited"), "{out}");
     assert!(out["dana_before"].as_str().unwrap().contains("Pending"), "{out}");
