@@ -182,29 +182,29 @@ async fn settle(app: &AppState, mut session: Session) -> Result<Session, LoginEr
         }
         Err(e)
     };
-    let user = match app.store.user_get(&session.user_id).await {
-        Ok(u) => u,
+    // One read: the user's status, the connection, the user's groups.
+    let seen = match app.store.session_check(&session.user_id, &session.connection_id).await {
+        Ok(seen) => seen,
         Err(e) => return end(LoginError::store_unavailable(Step::Session, &e)).await,
     };
-    if user.is_none_or(|u| u.status == crate::store::UserStatus::Disabled) {
+    if seen.user_status.is_none_or(|s| s == crate::store::UserStatus::Disabled) {
         let why = "your account here was disabled while you were signing in; ask an administrator to enable it";
         return end(LoginError::forbidden(Step::Session, why).reason(Reason::UserDisabled).user(&session.user_id)).await;
     }
-    match app.store.connection_get(&session.connection_id).await {
-        Ok(Some(c)) if c.active => {}
-        Ok(_) => return end(LoginError::forbidden(Step::Session, "this sign-in method was turned off while you were signing in")).await,
-        Err(e) => return end(LoginError::store_unavailable(Step::Session, &e)).await,
+    if !seen.connection_active {
+        return end(LoginError::forbidden(Step::Session, "this sign-in method was turned off while you were signing in")).await;
     }
-    let users = std::collections::BTreeSet::from([session.user_id.clone()]);
-    let groups = match app.directory.session_groups(&users).await {
-        Ok(g) => g,
-        Err(e) => return end(LoginError::store_unavailable(Step::Session, &e)).await,
-    };
-    if let Some(now) = groups.get(&session.user_id).filter(|g| **g != session.groups) {
-        if let Err(e) = app.sessions.set_groups(&groups).await {
+    // The groups as a login computes them (`Users` and every group with a membership).
+    let mut groups = seen.groups;
+    groups.push("Users".to_string());
+    groups.sort();
+    groups.dedup();
+    if groups != session.groups {
+        let users = std::collections::BTreeMap::from([(session.user_id.clone(), groups.clone())]);
+        if let Err(e) = app.sessions.set_groups(&users).await {
             return end(LoginError::state_unavailable(Step::Session, &e)).await;
         }
-        session.groups = now.clone();
+        session.groups = groups;
     }
     Ok(session)
 }

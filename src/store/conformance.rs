@@ -114,6 +114,8 @@ async fn connections(store: &dyn Store, tag: &str) -> StoreResult<()> {
     )?;
     check(store.connection_get(&dup.id).await?.is_none(), "refused insert leaves nothing")?;
 
+    check(store.session_check("nobody", &a.id).await?.connection_active, "session check: the connection is on")?;
+
     // Optimistic concurrency: an update from an old version is refused.
     let mut b = a.clone();
     b.active = false;
@@ -287,6 +289,16 @@ async fn directory(store: &dyn Store, tag: &str) -> StoreResult<()> {
         "membership of a missing group is refused",
     )?;
     check(store.memberships_of_user(&alice.id).await? == vec![manual.clone()], "a refused batch applies nothing")?;
+    // What a login settles its session against, in one read.
+    let seen = store.session_check(&alice.id, &format!("{tag}_nosuch")).await?;
+    check(
+        seen.user_status == Some(UserStatus::Active) && !seen.connection_active && seen.groups == vec![renamed.name.clone()],
+        "session check: the status, no connection, the group's name",
+    )?;
+    let seen = store.session_check(&bob.id, &format!("{tag}_nosuch")).await?;
+    check(seen.user_status == Some(UserStatus::Active) && seen.groups.is_empty(), "session check: a user without groups")?;
+    let seen = store.session_check(&format!("{tag}_ghost"), &format!("{tag}_nosuch")).await?;
+    check(seen == SessionCheck::default(), "session check: a user that is gone")?;
 
     // Deleting a group removes the grants it carried.
     store.group_delete(&g.id, &audit("group.delete", &g.id)).await?;

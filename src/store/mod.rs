@@ -260,6 +260,17 @@ pub struct Membership {
     pub created_at: Millis,
 }
 
+/// What [`Store::session_check`] read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SessionCheck {
+    /// The user's status; `None` when the user is gone.
+    pub user_status: Option<UserStatus>,
+    /// The connection exists and is on.
+    pub connection_active: bool,
+    /// Names of the groups with a membership of the user.
+    pub groups: Vec<String>,
+}
+
 /// An invitation by email; it comes with a pending user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invitation {
@@ -514,6 +525,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Memberships of a user (every source).
     async fn memberships_of_user(&self, user_id: &str) -> StoreResult<Vec<Membership>>;
+    /// What a login checks once its session is stored, in one read: the user's status
+    /// (`None`: no such user), whether the connection is there and on, and the names of
+    /// the groups the user has a membership in (unsorted, possibly repeated).
+    async fn session_check(&self, user_id: &str, connection_id: &str) -> StoreResult<SessionCheck>;
     /// Memberships of a group (every source).
     async fn memberships_of_group(&self, group_id: &str) -> StoreResult<Vec<Membership>>;
     /// Adds and removes memberships in one transaction, one audit entry per change.

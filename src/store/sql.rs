@@ -844,6 +844,29 @@ impl Store for Sql {
             .collect()
     }
 
+    async fn session_check(&self, user_id: &str, connection_id: &str) -> StoreResult<SessionCheck> {
+        // One row per membership (one with a NULL name when there is none); none when the
+        // user is gone. The connection's state rides along on every row.
+        let rows = sqlx::query(
+            "SELECT u.status AS status, (SELECT c.active FROM connections c WHERE c.id = $2) AS active, g.name AS group_name \
+             FROM users u LEFT JOIN memberships m ON m.user_id = u.id LEFT JOIN user_groups g ON g.id = m.group_id WHERE u.id = $1",
+        )
+        .bind(user_id)
+        .bind(connection_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(first) = rows.first() else {
+            let active = sqlx::query("SELECT active FROM connections WHERE id = $1").bind(connection_id).fetch_optional(&self.pool).await?;
+            let connection_active = active.map(|r| r.try_get::<i64, _>("active")).transpose()?.is_some_and(|a| a != 0);
+            return Ok(SessionCheck { user_status: None, connection_active, groups: vec![] });
+        };
+        Ok(SessionCheck {
+            user_status: Some(UserStatus::parse(&first.try_get::<String, _>("status")?)?),
+            connection_active: first.try_get::<Option<i64>, _>("active")?.is_some_and(|a| a != 0),
+            groups: rows.iter().map(|r| r.try_get::<Option<String>, _>("group_name")).collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect(),
+        })
+    }
+
     async fn memberships_of_group(&self, group_id: &str) -> StoreResult<Vec<Membership>> {
         sqlx::query("SELECT * FROM memberships WHERE group_id = $1 ORDER BY user_id, source")
             .bind(group_id)
