@@ -362,24 +362,25 @@ async fn connections(config: Config, cmd: &ConnectionsCmd) -> Result<()> {
                         p.id = None;
                         p.protocol = None;
                         p.discover = Some(false);
-                        app.registry.update(&c.id, &p, None, "cli").await.map(|c| (c, false))
+                        app.registry.update_admission(&c.id, &p, None, "cli").await.map(|(c, admission_changed)| (c, false, admission_changed))
                     }
-                    None => app.registry.create(item, "cli").await.map(|c| (c, true)),
+                    None => app.registry.create(item, "cli").await.map(|c| (c, true, false)),
                 };
                 match result {
-                    Ok((c, true)) => {
+                    Ok((c, true, _)) => {
                         created += 1;
                         eprintln!("created {} ({})", c.id, c.display_name);
                     }
-                    Ok((c, false)) => {
+                    Ok((c, false, admission_changed)) => {
                         updated += 1;
                         eprintln!("updated {} ({})", c.id, c.display_name);
-                        // Turned off: its sessions end (reaching the servers' only when the
-                        // state is shared, in Redis; in memory they are the server's own).
-                        if !c.active {
+                        // Turned off, or who may sign in changed: its sessions end, as
+                        // through the API (reaching the servers' only when the state is
+                        // shared, in Redis; in memory they are the server's own).
+                        if !c.active || admission_changed {
                             if let Err(e) = app.sessions.remove_connection(&c.id).await {
                                 failed += 1;
-                                eprintln!("{}: turned off, but its sessions could not be ended: {e}", c.id);
+                                eprintln!("{}: turned off or changed who may sign in, but its sessions could not be ended: {e}", c.id);
                             }
                         }
                     }

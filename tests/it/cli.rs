@@ -12,7 +12,17 @@ use serde_json::{json, Value};
 const BIN: &str = env!("CARGO_BIN_EXE_ssogate");
 
 fn cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(args).current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).output().unwrap();
+    cli_with(dir, args, &[])
+}
+
+/// [`cli`] with settings in the environment.
+fn cli_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
@@ -188,4 +198,55 @@ fn config_check_and_help_explain_themselves() {
     }
     let (ok, o, _) = cli(dir.path(), &["connections", "export", "--help"]);
     assert!(ok && o.contains("--include-secrets"), "{o}");
+}
+
+/// An import that changes who may sign in through a connection (here: an allow rule)
+/// ends the connection's live sessions, as the API does; the gateway and the CLI share
+/// the store (the folder) and the state (Redis).
+#[tokio::test]
+async fn an_import_that_changes_who_may_sign_in_ends_the_connections_sessions() {
+    use crate::login::Browser;
+    let prefix = crate::replicas::RedisPrefix::new();
+    let redis = crate::replicas::redis_url();
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::replicas::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let conn = "con_imp";
+    let (idp, _idp_dir) = crate::peers::oidc_provider(&json!({
+        "clients": [{"client_id": "gateway", "client_secret": "gateway-secret-0123456789",
+                     "redirect_uris": [format!("{base}/oidc/{conn}/callback")], "token_endpoint_auth_method": "client_secret_basic"}],
+        "accounts": {"alice": {"email": "alice@example.test", "email_verified": true, "name": "Alice"}},
+        "pkce_methods": ["S256"]
+    }));
+    let listen = format!("127.0.0.1:{port}");
+    let state = [("SSOGATE_STATE__URL", redis.as_str()), ("SSOGATE_STATE__PREFIX", prefix.0.as_str())];
+    let mut env = vec![("SSOGATE_LISTEN", listen.as_str()), ("SSOGATE_PUBLIC_URL", base.as_str()), ("SSOGATE_ADMIN_TOKEN", crate::support::TOKEN)];
+    env.extend(state);
+    let (mut child, _, _, _) = spawn_gateway(dir.path(), &env);
+    let body = json!({"id": conn, "display_name": "Imported IdP", "protocol": "oidc", "create_users": true,
+        "oidc": {"issuer": idp.ready["issuer"], "client_id": "gateway", "client_secret": "gateway-secret-0123456789"}});
+    let (st, c) = crate::support::admin_call(&reqwest::Client::new(), &base, reqwest::Method::POST, "/connections", Some(body)).await;
+    assert_eq!(st, reqwest::StatusCode::CREATED, "{c}");
+    let b = Browser::new();
+    let (resp, landed) = b.visit(&format!("{base}/login/{conn}?login_hint=alice")).await;
+    assert_eq!(resp.status(), reqwest::StatusCode::OK, "{landed}");
+    let auth = || async { b.http.get(format!("{base}/auth")).send().await.unwrap().status() };
+    assert_eq!(auth().await, reqwest::StatusCode::OK);
+
+    // Exported, given an allow rule, imported: an update that changes who may sign in.
+    let (ok, exported, e) = cli_with(dir.path(), &["connections", "export", "--format", "json"], &state);
+    assert!(ok, "{e}");
+    let mut list: Value = serde_json::from_str(&exported).unwrap();
+    list[0]["allow"] = json!([{"claim": "email", "values": ["bob@example.test"]}]);
+    let file = dir.path().join("import.json");
+    std::fs::write(&file, list.to_string()).unwrap();
+    let (ok, _, e) = cli_with(dir.path(), &["connections", "import", file.to_str().unwrap()], &state);
+    assert!(ok && e.contains("1 updated"), "{e}");
+    let start = Instant::now();
+    while auth().await != reqwest::StatusCode::UNAUTHORIZED {
+        assert!(start.elapsed() < Duration::from_secs(5), "the session admitted under the old rule did not end");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
