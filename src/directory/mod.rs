@@ -285,6 +285,16 @@ pub struct Directory {
     config_file: Option<Arc<std::path::Path>>,
 }
 
+/// The groups a session carries, from the names of the user's groups: `Users` (everyone
+/// is in it) and each name once, sorted. The one rule for a login, a login's re-check
+/// and an admin's change reaching live sessions.
+pub fn session_group_names(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = std::iter::once("Users".to_string()).chain(names).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 impl Directory {
     /// A directory over `store`.
     pub fn new(store: Arc<dyn Store>, clock: Clock) -> Self {
@@ -693,13 +703,8 @@ impl Directory {
         let groups = self.group_names().await?;
         let mut out = BTreeMap::new();
         for u in users {
-            let mut names = vec!["Users".to_string()];
-            for m in self.store.memberships_of_user(u).await? {
-                names.extend(groups.get(&m.group_id).map(|g| g.name.clone()));
-            }
-            names.sort();
-            names.dedup();
-            out.insert(u.clone(), names);
+            let names = self.store.memberships_of_user(u).await?.into_iter().filter_map(|m| groups.get(&m.group_id).map(|g| g.name.clone()));
+            out.insert(u.clone(), session_group_names(names));
         }
         Ok(out)
     }

@@ -109,7 +109,7 @@ impl Resolution {
     /// The user's group names once the plan is applied (`Users` included).
     pub fn group_names(&self) -> Vec<String> {
         let removed: Vec<&str> = self.plan.remove.iter().map(|g| g.id.as_str()).collect();
-        let mut names: Vec<String> = vec!["Users".into()];
+        let mut names: Vec<String> = vec![];
         for m in &self.current {
             // A membership survives unless it is the one this plan removes.
             let gone = removed.contains(&m.group_id.as_str()) && m.source == Source::Connection(self.connection_id.clone());
@@ -118,9 +118,7 @@ impl Resolution {
             }
         }
         names.extend(self.plan.add.iter().map(|g| g.name.clone()));
-        names.sort();
-        names.dedup();
-        names
+        super::session_group_names(names)
     }
 }
 

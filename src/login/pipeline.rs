@@ -194,11 +194,7 @@ async fn settle(app: &AppState, mut session: Session) -> Result<Session, LoginEr
     if !seen.connection_active {
         return end(LoginError::forbidden(Step::Session, "this sign-in method was turned off while you were signing in")).await;
     }
-    // The groups as a login computes them (`Users` and every group with a membership).
-    let mut groups = seen.groups;
-    groups.push("Users".to_string());
-    groups.sort();
-    groups.dedup();
+    let groups = crate::directory::session_group_names(seen.groups);
     if groups != session.groups {
         let users = std::collections::BTreeMap::from([(session.user_id.clone(), groups.clone())]);
         if let Err(e) = app.sessions.set_groups(&users).await {
